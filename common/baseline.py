@@ -1,0 +1,41 @@
+"""Plain first-order DARTS (DARTS-V1) from the shared blocks — the reference the methods reduce to.
+
+    python -m common.baseline --space nb201 --nb201 ../shared/data/nb201/nb201_200ep.csv
+
+Each step: a w step on a train batch (α fixed), then an α step on a valid batch (w fixed), both with
+op weights softmax(α) (Liu et al., 2019, Eq. 2 and first-order Eq. 7). The method scripts' tests check
+that with their regulariser/temperature switched off they follow exactly this α trajectory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.config import SearchConfig, parse_config
+from common.run import SearchRun, main_guard
+from common.search import alpha_step, softmax_weights, w_step
+
+
+@dataclass
+class DartsConfig(SearchConfig):
+    """First-order DARTS with the shared defaults (METHODS.md §1)."""
+
+
+def search(cfg: DartsConfig) -> dict:
+    run = SearchRun(cfg, script="darts")
+    model = run.model
+    forward = run.forward(lambda: softmax_weights(model.alphas))
+    for _ in run.epochs():
+        for x_t, y_t, x_v, y_v in run.steps():
+            run.track("train", *w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
+            run.track("valid", *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        run.end_epoch(softmax_weights(model.alphas))
+    return run.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(DartsConfig, argv, description=__doc__)
+    main_guard(lambda: search(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""A faster supernet forward with the reference supernet's parameters and math.
+
+`FastSupernet` is a `Supernet` (same modules, same `state_dict`, interchangeable checkpoints) whose
+forward avoids work that the reference readable forward does:
+
+- no work for `none`: w_none · 0 adds nothing to the output, and ∂L/∂w_none = ⟨∂L/∂out, 0⟩ = 0, so
+  skipping it leaves outputs and gradients unchanged;
+- NB201 cells: per source node, one ReLU, one avg-pool, and the 1×1 and 3×3 convs of all edges leaving
+  that node in one conv call each (their weights concatenated along the output channels; BN without
+  affine and with batch statistics is per channel, so one BN over the concatenation is the same).
+
+`tests/test_fast.py` checks outputs and gradients (w and α) against the reference in float64 for every
+space. GDAS hard sampling and partial channels use the reference edge code (already one op per edge
+or 1/K of the channels).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from common.spaces import NB201_OP_NAMES
+from common.supernet import MixedOp, NB201Cell, Supernet
+
+_BN_EPS = 1e-5
+
+
+def _bn(x: Tensor) -> Tensor:
+    """BatchNorm2d(affine=False, track_running_stats=False) in training: batch statistics."""
+    return F.batch_norm(x, None, None, None, None, True, 0.0, _BN_EPS)
+
+
+class _SkipNoneMix:
+    """Σ_o w_o·o(x) over the non-`none` ops (MixedOp.mix with no work for `none`)."""
+
+    @staticmethod
+    def mix(self: MixedOp, x: Tensor, w: Tensor, index: int | None) -> Tensor:
+        if index is not None:
+            return MixedOp.mix(self, x, w, index)
+        return sum(w[o] * op(x) for o, (name, op) in enumerate(zip(self.op_names, self.ops)) if name != "none")
+
+
+def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | None,
+                        index: list[int] | None) -> Tensor:
+    if index is not None or cell.mixed[0].K != 1:
+        return NB201Cell.forward(cell, x, w, gamma, index)
+    nodes: list[Tensor | float] = [x, 0.0, 0.0, 0.0]
+    for src in range(3):
+        h = nodes[src]
+        out_edges = [e for e, (_, s) in enumerate(cell.edges) if s == src]
+        r = F.relu(h)
+        c1 = [cell.mixed[e].ops[2][1].weight for e in out_edges]  # nor_conv_1x1: ReLU→Conv→BN
+        c3 = [cell.mixed[e].ops[3][1].weight for e in out_edges]  # nor_conv_3x3
+        y1 = _bn(F.conv2d(r, torch.cat(c1))).chunk(len(out_edges), dim=1)
+        y3 = _bn(F.conv2d(r, torch.cat(c3), padding=1)).chunk(len(out_edges), dim=1)
+        pool = F.avg_pool2d(h, 3, 1, 1, count_include_pad=False)
+        for i, e in enumerate(out_edges):
+            # edge(src→to) = w_skip·h + w_1x1·conv1x1(h) + w_3x3·conv3x3(h) + w_pool·pool(h)  (w_none·0 dropped)
+            out = w[e, 1] * h + w[e, 2] * y1[i] + w[e, 3] * y3[i] + w[e, 4] * pool
+            to = cell.edges[e][0]
+            nodes[to] = nodes[to] + (out if gamma is None else gamma[e] * out)
+    return nodes[3]
+
+
+class FastSupernet(Supernet):
+    """`Supernet` with the fast forward described in the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for module in self.modules():
+            if isinstance(module, MixedOp):
+                module.mix = _SkipNoneMix.mix.__get__(module)  # type: ignore[method-assign]
+            if isinstance(module, NB201Cell) and all(ops == NB201_OP_NAMES for ops in self.space.edge_ops["normal"]):
+                module.forward = _nb201_fast_forward.__get__(module)  # type: ignore[method-assign]

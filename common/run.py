@@ -1,0 +1,410 @@
+"""Run infrastructure shared by the four search scripts.
+
+`SearchRun(cfg)` builds everything a search needs (data split and loaders, supernet, optimisers,
+NB201 table, run directory) and resumes from the run directory's checkpoint when asked. A method's
+loop then reads:
+
+    run = SearchRun(cfg, method_state={"t": 1.0})
+    for epoch in run.epochs():
+        for x_t, y_t, x_v, y_v in run.steps():
+            fwd = run.forward(lambda: my_weights(run.model.alphas))
+            run.track("train", *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
+            run.track("valid", *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        run.end_epoch(used_weights, {"temperature": t})
+    run.finish()
+
+Files in the run directory: `args.json` (the resolved config), `metrics.jsonl` (one record per epoch,
+names in README "Metrics"), `checkpoint.pt` (written atomically after every epoch: model with α,
+optimisers, RNG states, the method's `method_state`, the metrics so far), `result.json` at the end.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from common.config import SearchConfig, config_dict
+from common.data import MEAN, NUM_CLASSES, STD, DataError, make_loader, search_split
+from common.genotypes import Genotype, derive_genotype, genotype_param_count, genotype_to_json
+from common.search import cosine_lr, entropy_stats, evaluate, softmax_weights
+from common.supernet import Supernet, build_supernet
+
+CHECKPOINT_VERSION = 1
+#: Fields that may change between a run and its resumption (everything else must match).
+RESUMABLE_CHANGES = {"resume", "out", "epochs", "device", "progress", "log_every", "loader", "data_dir",
+                     "nb201", "eval_images", "debug_nan_step", "fast", "deterministic"}
+
+
+class RunError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit code `code`, no traceback."""
+
+    code = 2
+
+
+class NonFiniteLoss(RunError):
+    code = 3
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed random, numpy, torch (CPU and CUDA); deterministic cuDNN unless asked otherwise."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunError(f"unknown --device {name!r} (use auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {name} asked for, but torch sees no CUDA device (use --device cpu)")
+    return device
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.item() if x.numel() == 1 else x.tolist()
+    if isinstance(x, Genotype):
+        return x._asdict()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically (temp file + rename), so a kill never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """The run directory: args.json, metrics.jsonl, checkpoint.pt, result.json."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} exists and is not a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"cannot create run directory {self.path}: {err.strerror}") from None
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.metrics = self.path / "metrics.jsonl"
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if not self.checkpoint.exists():
+            return None
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
+            raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
+                           f"({type(err).__name__}); move it away to start over") from None
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
+        return state
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        tmp = self.checkpoint.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        tmp = self.metrics.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records))
+        os.replace(tmp, self.metrics)
+
+
+def _load_table(path: str | None):
+    if not path:
+        return None
+    from common.nb201 import NB201Table  # the official API is imported only when a table is asked for
+    try:
+        return NB201Table.load(path)
+    except FileNotFoundError as err:
+        raise RunError(str(err).splitlines()[0]) from None
+    except ValueError as err:
+        raise RunError(str(err).splitlines()[0]) from None
+
+
+class SearchRun:
+    """Everything one search needs, and the bookkeeping around the method's own loop.
+
+    Args:
+        cfg: the resolved config.
+        method_state: the method's schedule state (temperatures, moving averages, generator states…);
+            saved in every checkpoint and restored on resume — mutate it in place.
+        a_wd: α weight decay (default cfg.a_wd).
+        script: name of the run directory's parent (default: the running script's name).
+    """
+
+    def __init__(self, cfg: SearchConfig, method_state: dict[str, Any] | None = None,
+                 script: str | None = None) -> None:
+        from common.config import script_name
+        self.cfg = cfg
+        self.method_state: dict[str, Any] = dict(method_state or {})
+        self.device = resolve_device(cfg.device)
+        out = cfg.out or f"runs/{script or script_name()}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        self.table = _load_table(cfg.nb201)  # a missing table fails now, not after hours
+        self.dir = RunDir(out)
+        checkpoint = self.dir.load_checkpoint() if cfg.resume else None
+        if checkpoint is None and self.dir.checkpoint.exists():
+            raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
+                           f"or choose another --out")
+        seed_everything(cfg.seed, cfg.deterministic)
+        self._build_data()
+        self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
+                                              cfg.partial_channels, fast=cfg.fast).to(self.device)
+        self.w_params = self.model.weight_parameters()
+        self.a_params = self.model.arch_parameters()
+        self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
+                                           weight_decay=cfg.w_wd, nesterov=cfg.w_momentum > 0)
+        self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
+                                            weight_decay=cfg.a_wd)
+        self.start_epoch, self.global_step, self.wall_time = 0, 0, 0.0
+        self.records: list[dict[str, Any]] = []
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        else:
+            write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": script or script_name(),
+                                                     "argv": sys.argv, "torch": torch.__version__})
+        self.epoch = self.start_epoch
+        self._reset_trackers()
+
+    # ------------------------------------------------------------------ set-up
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        try:
+            (x_t, y_t), (x_v, y_v) = search_split(cfg.dataset, cfg.data_dir, cfg.limit_train)
+        except DataError as err:
+            raise RunError(str(err)) from None
+        common = dict(device=self.device, mean=MEAN[cfg.dataset], std=STD[cfg.dataset])
+        self.train_loader = make_loader(cfg.loader, x_t, y_t, cfg.batch_size, augment=True, cutout=cfg.cutout,
+                                        shuffle=True, drop_last=True, seed=cfg.seed, **common)
+        self.valid_loader = make_loader(cfg.loader, x_v, y_v, cfg.batch_size, augment=True, cutout=cfg.cutout,
+                                        shuffle=True, drop_last=True, seed=cfg.seed + 7919, **common)
+        n_eval = len(x_v) if cfg.eval_images <= 0 else min(cfg.eval_images, len(x_v))
+        self.eval_loader = make_loader(cfg.loader, x_v[:n_eval], y_v[:n_eval], max(cfg.batch_size, 256),
+                                       augment=False, shuffle=False, drop_last=False, seed=0, **common)
+        if len(self.train_loader) == 0:
+            raise RunError(f"the train half has {len(x_t)} images, fewer than one batch of "
+                           f"{cfg.batch_size}; raise --limit-train or lower --batch-size")
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        old = ckpt["config"]
+        for key, value in config_dict(self.cfg).items():
+            if key not in RESUMABLE_CHANGES and old.get(key) != value:
+                raise RunError(f"checkpoint {self.dir.checkpoint} was made with --{key.replace('_', '-')} "
+                               f"{old.get(key)}, not {value}: it is incompatible; use another --out")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.w_optimizer.load_state_dict(ckpt["w_optimizer"])
+            self.a_optimizer.load_state_dict(ckpt["a_optimizer"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise RunError(f"checkpoint {self.dir.checkpoint} does not fit this model "
+                           f"({str(err).splitlines()[0][:120]})") from None
+        self.start_epoch, self.global_step = ckpt["epoch"], ckpt["global_step"]
+        self.wall_time = ckpt["wall_time"]
+        self.method_state.update(ckpt["method_state"])
+        self.records = list(ckpt["metrics"])
+        self.dir.write_metrics(self.records)  # drop any record written after the checkpoint
+        set_rng_state(ckpt["rng"])
+
+    # ------------------------------------------------------------------ the loop
+    def epochs(self) -> Iterator[int]:
+        """Epoch numbers still to run (0-based); sets the cosine lr of w and the loaders' epoch."""
+        cfg = self.cfg
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self.epoch = epoch
+            lr = cfg.w_lr if cfg.w_lr_min is None else cosine_lr(epoch, cfg.epochs, cfg.w_lr, cfg.w_lr_min)
+            for group in self.w_optimizer.param_groups:
+                group["lr"] = lr
+            self.train_loader.set_epoch(epoch)
+            self.valid_loader.set_epoch(epoch)
+            self._epoch_start = time.perf_counter()
+            yield epoch
+
+    @property
+    def w_lr(self) -> float:
+        """The current learning rate of w (ξ of the unrolled step)."""
+        return self.w_optimizer.param_groups[0]["lr"]
+
+    def steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """(x_train, y_train, x_valid, y_valid) batches of this epoch, with a progress bar."""
+        from tqdm import tqdm
+        cfg = self.cfg
+        valid_iter = iter(self.valid_loader)
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not cfg.progress, dynamic_ncols=True)
+        for x_t, y_t in bar:
+            try:
+                x_v, y_v = next(valid_iter)
+            except StopIteration:
+                valid_iter = iter(self.valid_loader)
+                x_v, y_v = next(valid_iter)
+            if cfg.debug_nan_step is not None and self.global_step == cfg.debug_nan_step:
+                x_t = x_t * float("nan")
+            yield x_t, y_t, x_v, y_v
+            self.global_step += 1
+            self.step_in_epoch += 1
+            if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
+                self.check_finite()
+                if cfg.progress:
+                    bar.set_postfix(self.running_means(), refresh=False)
+
+    def forward(self, weights_fn: Callable[[], Mapping[str, Tensor]],
+                index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
+        """The closure x → logits that builds op weights from the current α on every call."""
+        model, amp = self.model, self.cfg.amp == "bf16"
+
+        def fwd(x: Tensor) -> Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                return model(x, weights_fn(), index).float()
+        return fwd
+
+    def _reset_trackers(self) -> None:
+        self._sums = {s: torch.zeros(3, device=self.device, dtype=torch.float64) for s in ("train", "valid")}
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.step_in_epoch = 0
+
+    def track(self, split: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        """Accumulate loss/accuracy of a step on the device (no host sync) and watch for NaN/inf."""
+        n = y.numel()
+        correct = (logits.argmax(-1) == y).sum()
+        self._sums[split] += torch.stack([loss.double() * n, correct.double(),
+                                          torch.tensor(float(n), device=self.device, dtype=torch.float64)])
+        bad = ~torch.isfinite(loss)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self.global_step, self._first_bad)
+
+    def check_finite(self) -> None:
+        """Stop with the step number if a tracked loss was NaN/inf; the last checkpoint stays as it was."""
+        first = int(self._first_bad.item())
+        if first >= 0:
+            last = self.records[-1]["epoch"] if self.records else 0
+            kept = (f"the last good checkpoint (after epoch {last}) is kept in "
+                    f"{self.dir.checkpoint}" if self.dir.checkpoint.exists() else "no checkpoint was written yet")
+            raise NonFiniteLoss(f"loss became non-finite at global step {first} (epoch {self.epoch + 1}); "
+                                f"stopped; {kept}")
+
+    def running_means(self) -> dict[str, str]:
+        out = {}
+        for split, s in self._sums.items():
+            loss, correct, n = s.tolist()
+            if n:
+                out[f"{split}_loss"] = f"{loss / n:.3f}"
+                out[f"{split}_acc"] = f"{100 * correct / n:.1f}"
+        return out
+
+    # ------------------------------------------------------------------ end of epoch
+    def genotype(self, weights: Mapping[str, Tensor] | None = None) -> str | Genotype:
+        """The derived architecture from softmax(α) (× γ with edge normalisation)."""
+        weights = weights or softmax_weights(self.model.alphas)
+        return derive_genotype(weights, self.model.space, self.model.edge_gammas(), self.cfg.exclude_none)
+
+    def discrete_weights(self, genotype: str | Genotype) -> dict[str, Tensor]:
+        """One-hot op weights of the derived cell (dropped DARTS edges get all-zero rows)."""
+        from common.genotypes import genotype_weights
+        return genotype_weights(genotype, self.model.space, self.device)
+
+    def nb201_lookup(self, genotype: str | Genotype) -> dict[str, float] | None:
+        if self.table is None or not isinstance(genotype, str):
+            return None
+        return self.table.query(genotype)
+
+    def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None) -> dict:
+        """Measure, log one metrics record, checkpoint. `used_weights`: the op weights the method used."""
+        self.check_finite()
+        model, cfg = self.model, self.cfg
+        record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step, "lr": self.w_lr}
+        for split, s in self._sums.items():
+            loss, correct, n = s.tolist()
+            record[f"{split}_loss"] = loss / n if n else float("nan")
+            record[f"{split}_acc"] = 100 * correct / n if n else float("nan")
+        genotype = self.genotype()
+        onehot = self.discrete_weights(genotype)
+        model.eval()  # BN uses batch statistics either way; eval() only matters for user-added layers
+        _, record["discrete_valid_acc"] = evaluate(lambda x: model(x, onehot, use_gammas=False), self.eval_loader)
+        model.train()
+        record["entropy_mean"], record["entropy_sum"] = entropy_stats(softmax_weights(model.alphas))
+        record["op_entropy_mean"], record["op_entropy_sum"] = entropy_stats(used_weights)
+        record.update({k: _jsonable(v) for k, v in (schedule or {}).items()})
+        record["genotype"] = genotype_to_json(genotype)
+        record["nb201"] = self.nb201_lookup(genotype)
+        epoch_time = time.perf_counter() - self._epoch_start
+        self.wall_time += epoch_time
+        record["time"] = epoch_time
+        self.records.append(record)
+        self.dir.save_checkpoint({
+            "version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": self.epoch + 1,
+            "global_step": self.global_step, "wall_time": self.wall_time, "model": model.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
+            "method_state": self.method_state, "metrics": self.records, "rng": rng_state()})
+        self.dir.write_metrics(self.records)
+        if cfg.progress:
+            acc = record["nb201"]["cifar10_test"] if record["nb201"] else None
+            print(f"epoch {record['epoch']}/{cfg.epochs}  train {record['train_acc']:.1f}%  "
+                  f"valid {record['valid_acc']:.1f}%  discrete {record['discrete_valid_acc']:.1f}%  "
+                  f"H {record['op_entropy_mean']:.3f}" + (f"  NB201 C10 test {acc:.2f}" if acc else ""),
+                  file=sys.stderr)
+        self._reset_trackers()
+        return record
+
+    def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Write result.json (final genotype, NB201 accuracies, parameter count, wall time)."""
+        genotype = self.genotype()
+        result: dict[str, Any] = {
+            "genotype": genotype_to_json(genotype), "nb201": self.nb201_lookup(genotype),
+            "param_count": genotype_param_count(genotype, num_classes=NUM_CLASSES.get(self.cfg.dataset, 10))
+            if isinstance(genotype, Genotype) else None,
+            "epochs": self.cfg.epochs, "steps": self.global_step, "wall_time_s": self.wall_time,
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
+            "final": self.records[-1] if self.records else None, **(extra or {})}
+        write_json(self.dir.path / "result.json", result)
+        return result
+
+
+def main_guard(main: Callable[[], Any]) -> None:
+    """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit."""
+    from common.nb201 import NB201Table  # noqa: F401  (fail early if the module is broken)
+    try:
+        main()
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.code)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is checkpointed: rerun with --resume", file=sys.stderr)
+        sys.exit(130)
+

@@ -1,0 +1,41 @@
+"""Stochastic relaxations shared by several methods: GDAS hard Gumbel sampling and SNAS soft samples.
+
+GDAS (Dong & Yang, 2019; NB201 code settings, METHODS.md §1): per edge, g ~ Gumbel(0, 1),
+soft = softmax((α + g)/τ), the forward runs only o* = argmax soft, weighted by the straight-through
+hard one-hot  w = hard − sg(soft) + soft  (value one-hot, gradient of soft). τ falls linearly from
+τ_max = 10 to τ_min = 0.1 over the run. SNAS (Xie et al., 2019) uses the soft sample over all ops.
+
+By the Gumbel-max trick P(o* = o) = softmax(α)_o for every τ, so softmax(α) is the expectation of the
+hard sample (the weights "actually used" on average).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """g = −log(E), E ~ Exp(1), resampled where it would be infinite."""
+    u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    u = u.clamp(torch.finfo(like.dtype).tiny, 1.0 - torch.finfo(like.dtype).eps)
+    return -torch.log(-torch.log(u))
+
+
+def gumbel_softmax_hard(alpha: Tensor, tau: float, generator: torch.Generator | None = None
+                        ) -> tuple[Tensor, list[int]]:
+    """GDAS sample of (E, M) α: straight-through one-hot weights (E, M) and the sampled op per edge."""
+    soft = F.softmax((alpha + gumbel_noise(alpha.shape, alpha, generator)) / tau, dim=-1)
+    index = soft.argmax(-1)
+    hard = F.one_hot(index, alpha.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft, index.tolist()
+
+
+def gumbel_softmax_soft(alpha: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
+    """SNAS soft sample of (E, M) α: softmax((α + g)/τ) over all ops."""
+    return F.softmax((alpha + gumbel_noise(alpha.shape, alpha, generator)) / tau, dim=-1)
+
+
+def linear_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
+    """GDAS's τ: τ_max − (τ_max − τ_min)·epoch/(E − 1), epoch 0-based."""
+    return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)

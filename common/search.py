@@ -1,0 +1,160 @@
+"""Building blocks of a bilevel DARTS step, and the per-epoch measurements.
+
+A *forward* is a closure `x -> logits` that builds the op weights from the current α the way the
+method wants (softmax, tempered softmax, sn-softmax, Gumbel sample …) and runs the supernet. Passing
+the forward rather than weights lets the second-order step re-evaluate it at perturbed w.
+
+    w_step(...)              one SGD step on w (α fixed), gradient norm clipped on w only
+    alpha_step(...)          first-order α step: ∇α [L_val(w, α) + reg(α)]           (DARTS-V1)
+    unrolled_alpha_step(...) second-order α step on L_val(w − ξ∇w L_train(w, α), α)    (DARTS-V2)
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+Forward = Callable[[Tensor], Tensor]
+Regulariser = Callable[[], Tensor]
+
+
+def _params_with_grad(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    return [p for p in params if p.grad is not None]
+
+
+def w_step(forward: Forward, x: Tensor, y: Tensor, w_params: list[nn.Parameter],
+           w_optimizer: torch.optim.Optimizer, grad_clip: float | None = 5.0) -> tuple[Tensor, Tensor]:
+    """One step on the network weights w with α fixed. Returns (loss, logits), detached.
+
+    Only w's gradient norm is clipped (the NB201 reference also counts α in that norm: a quirk we drop).
+    """
+    logits = forward(x)
+    loss = F.cross_entropy(logits, y)
+    for p, g in zip(w_params, torch.autograd.grad(loss, w_params, allow_unused=True)):
+        p.grad = g  # ∇w only: α gets no gradient from the w step
+    if grad_clip:
+        nn.utils.clip_grad_norm_(w_params, grad_clip)
+    w_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def alpha_step(forward: Forward, x: Tensor, y: Tensor, a_params: list[nn.Parameter],
+               a_optimizer: torch.optim.Optimizer, reg: Regulariser | None = None) -> tuple[Tensor, Tensor]:
+    """First-order α step: minimise L_val(w, α) + reg(α) with w fixed. Returns (L_val, logits), detached."""
+    for p in a_params:
+        p.grad = None
+    logits = forward(x)
+    loss = F.cross_entropy(logits, y)
+    total = loss + reg() if reg is not None else loss
+    grads = torch.autograd.grad(total, a_params, allow_unused=True)
+    for p, g in zip(a_params, grads):
+        p.grad = torch.zeros_like(p) if g is None else g
+    a_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def virtual_w(w_params: list[nn.Parameter], grads: list[Tensor], w_optimizer: torch.optim.SGD,
+              xi: float) -> list[Tensor]:
+    """DARTS's one-step unrolled weights w' = w − ξ(μ·buf + ∇w L_train + wd·w) (momentum, no Nesterov)."""
+    group = w_optimizer.param_groups[0]
+    mu, wd = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+    out = []
+    for p, g in zip(w_params, grads):
+        buf = w_optimizer.state.get(p, {}).get("momentum_buffer")
+        moment = mu * buf if buf is not None else torch.zeros_like(p)
+        out.append(p.detach() - xi * (moment + g + wd * p.detach()))
+    return out
+
+
+@torch.no_grad()
+def _load(params: list[nn.Parameter], values: list[Tensor]) -> None:
+    for p, v in zip(params, values):
+        p.copy_(v)
+
+
+def unrolled_alpha_step(forward: Forward, x_train: Tensor, y_train: Tensor, x_valid: Tensor, y_valid: Tensor,
+                        w_params: list[nn.Parameter], a_params: list[nn.Parameter],
+                        w_optimizer: torch.optim.SGD, a_optimizer: torch.optim.Optimizer, xi: float,
+                        reg: Regulariser | None = None, eps_scale: float = 0.01) -> tuple[Tensor, Tensor]:
+    """Second-order α step (DARTS Eq. 6–8).
+
+    ∇α L_val(w', α) − ξ ∇²_{α,w} L_train(w, α) ∇w' L_val(w', α), with the Hessian-vector product by
+    central differences:  (∇α L_train(w⁺, α) − ∇α L_train(w⁻, α)) / (2ε),  w± = w ± ε ∇w' L_val,
+    ε = 0.01 / ‖∇w' L_val‖ (DARTS Eq. 8). `reg(α)` (e.g. AER's λ·H̄) is added to the unrolled valid loss.
+    Returns (L_val(w', α), logits), detached.
+    """
+    w0 = [p.detach().clone() for p in w_params]
+    # w' = w − ξ ∇w L_train(w, α)  (plus DARTS's momentum and weight-decay terms)
+    loss_train = F.cross_entropy(forward(x_train), y_train)
+    g_train = torch.autograd.grad(loss_train, w_params)
+    _load(w_params, virtual_w(w_params, list(g_train), w_optimizer, xi))
+    # ∇α and ∇w' of L_val(w', α) + reg(α)
+    logits = forward(x_valid)
+    loss = F.cross_entropy(logits, y_valid)
+    total = loss + reg() if reg is not None else loss
+    grads = torch.autograd.grad(total, a_params + w_params, allow_unused=True)
+    d_alpha = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads[: len(a_params)])]
+    d_w = [torch.zeros_like(p) if g is None else g for p, g in zip(w_params, grads[len(a_params):])]
+    # Eq. 8: finite-difference Hessian-vector product around the *original* w
+    eps = eps_scale / torch.sqrt(sum((g * g).sum() for g in d_w))
+    hvp = []
+    for sign in (1.0, -1.0):
+        _load(w_params, [w + sign * eps * g for w, g in zip(w0, d_w)])
+        l_t = F.cross_entropy(forward(x_train), y_train)
+        hvp.append(torch.autograd.grad(l_t, a_params, allow_unused=True))
+    _load(w_params, w0)
+    for p, da, gp, gm in zip(a_params, d_alpha, *hvp):
+        gp = torch.zeros_like(p) if gp is None else gp
+        gm = torch.zeros_like(p) if gm is None else gm
+        p.grad = da - xi * (gp - gm) / (2 * eps)  # denominator 2ε (not /2*ε)
+    a_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+# ----------------------------------------------------------------------------- measurements
+
+def edge_entropy(weights: Tensor, eps: float = 0.0) -> Tensor:
+    """Natural-log entropy −Σ_o p_o ln p_o of each row of (E, M) op weights (rows summing to 1)."""
+    p = weights.clamp_min(eps) if eps else weights
+    return -(torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))).sum(-1)
+
+
+def entropy_stats(weights: Mapping[str, Tensor]) -> tuple[float, float]:
+    """(mean over all edges, sum over all edges = IES, SP Eq. 21), natural log, over all cell kinds."""
+    h = torch.cat([edge_entropy(w.detach().float()) for w in weights.values()])
+    return h.mean().item(), h.sum().item()
+
+
+def softmax_weights(alphas: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: F.softmax(a, dim=-1) for k, a in alphas.items()}
+
+
+def one_hot_weights(weights: Mapping[str, Tensor], keep: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """One-hot argmax per edge; `keep[kind]` (E,) bool zeroes the edges a genotype drops."""
+    out = {}
+    for k, w in weights.items():
+        oh = F.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
+        if keep is not None and k in keep:
+            oh = oh * keep[k][:, None].to(w.dtype)
+        out[k] = oh
+    return out
+
+
+@torch.no_grad()
+def evaluate(forward: Forward, batches: Iterable[tuple[Tensor, Tensor]]) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy %) of `forward` over `batches`."""
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in batches:
+        logits = forward(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+        n += y.numel()
+    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1)
+
+
+def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """PyTorch's CosineAnnealingLR value at `epoch` (T_max = epochs)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2

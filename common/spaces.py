@@ -1,0 +1,79 @@
+"""Search spaces: NB201, the DARTS space and the robustness spaces S1–S4 (METHODS.md §1).
+
+A space is a macro skeleton (`"nb201"` or `"darts"`) plus, for each cell kind, the op list of every
+edge. α for a cell kind is one (E, M) tensor, E edges × M ops per edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NB201_OP_NAMES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+DARTS_OP_NAMES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
+                  "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), official order
+DARTS_EDGES = tuple((node, inp) for node in range(2, 6) for inp in range(node))  # 14 edges
+
+_SHORT = {"skip": "skip_connect", "dil3": "dil_conv_3x3", "dil5": "dil_conv_5x5", "sep3": "sep_conv_3x3",
+          "max": "max_pool_3x3", "avg": "avg_pool_3x3"}
+_S1_NORMAL = ("skip dil3|skip dil5|skip dil5|skip sep3|skip dil3|max skip|skip sep3|skip sep3|skip dil3|"
+              "skip sep3|max skip|skip dil3|dil3 dil5|dil3 dil5")
+_S1_REDUCE = ("max avg|max dil3|max avg|max avg|skip dil5|max avg|max sep3|skip dil3|skip dil5|max avg|"
+              "max avg|skip dil5|skip dil5|skip dil5")
+
+
+def _parse(spec: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(_SHORT[s] for s in edge.split()) for edge in spec.split("|"))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A search space.
+
+    Attributes:
+        name: `nb201`, `darts`, `s1` … `s4`.
+        skeleton: `nb201` (NB201 macro net, one cell kind) or `darts` (normal + reduction cells).
+        edge_ops: per cell kind (`normal`, and `reduce` on the DARTS skeleton), the op names of each edge.
+    """
+
+    name: str
+    skeleton: str
+    edge_ops: dict[str, tuple[tuple[str, ...], ...]]
+
+    @property
+    def cell_kinds(self) -> tuple[str, ...]:
+        return tuple(self.edge_ops)
+
+    def alpha_shape(self, kind: str) -> tuple[int, int]:
+        ops = self.edge_ops[kind]
+        return len(ops), len(ops[0])
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        return NB201_EDGES if self.skeleton == "nb201" else DARTS_EDGES
+
+    def has_none(self, kind: str) -> bool:
+        return all(ops[0] == "none" for ops in self.edge_ops[kind])
+
+
+def _uniform(ops: tuple[str, ...], n_edges: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(ops for _ in range(n_edges))
+
+
+SPACES: dict[str, SearchSpace] = {
+    "nb201": SearchSpace("nb201", "nb201", {"normal": _uniform(NB201_OP_NAMES, 6)}),
+    "darts": SearchSpace("darts", "darts", {k: _uniform(DARTS_OP_NAMES, 14) for k in ("normal", "reduce")}),
+    "s1": SearchSpace("s1", "darts", {"normal": _parse(_S1_NORMAL), "reduce": _parse(_S1_REDUCE)}),
+    "s2": SearchSpace("s2", "darts", {k: _uniform(("skip_connect", "sep_conv_3x3"), 14)
+                                      for k in ("normal", "reduce")}),
+    "s3": SearchSpace("s3", "darts", {k: _uniform(("none", "skip_connect", "sep_conv_3x3"), 14)
+                                      for k in ("normal", "reduce")}),
+    "s4": SearchSpace("s4", "darts", {k: _uniform(("noise", "sep_conv_3x3"), 14) for k in ("normal", "reduce")}),
+}
+
+
+def get_space(name: str) -> SearchSpace:
+    """The search space called `name`; ValueError naming the known spaces otherwise."""
+    try:
+        return SPACES[name]
+    except KeyError:
+        raise ValueError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None

@@ -1,0 +1,39 @@
+"""Shared test fixtures: float64 hypothesis profiles, paths to the real data in ../shared/data."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+settings.register_profile(
+    "ci", derandomize=True, max_examples=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+NB201_CSV = SHARED_DATA / "nb201" / "nb201_200ep.csv"
+CIFAR10_DIR = SHARED_DATA / "cifar-10-batches-py"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data directory (../shared/data); skips where a fresh clone lacks it."""
+    if not CIFAR10_DIR.is_dir():
+        pytest.skip(f"real CIFAR-10 subset not found at {CIFAR10_DIR} (place ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def nb201_csv() -> Path:
+    """The real NAS-Bench-201 compact table; skips where it is absent."""
+    if not NB201_CSV.is_file():
+        pytest.skip(f"NB201 table not found at {NB201_CSV} (place ../shared/data beside the repo)")
+    return NB201_CSV
