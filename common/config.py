@@ -81,7 +81,7 @@ class SearchConfig:
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
         for name in ("epochs", "batch_size", "C", "N", "partial_channels"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         if self.limit_train is not None and self.limit_train < 1:
             raise ConfigError(f"--limit-train must be >= 1 (got {self.limit_train})")
@@ -93,6 +93,10 @@ class SearchConfig:
 
 
 C = TypeVar("C", bound=SearchConfig)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help; the script's docstring keeps its layout."""
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -113,16 +117,15 @@ def _parse_optional(kind: type):
 
 def build_parser(cls: type[C], description: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one `--flag` per dataclass field."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind, optional = _base_type(hints[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_ = f.metadata.get("help", "")
-        if default is None:
-            help_ += " (default depends on other flags; see args.json)" if "default" not in help_ else ""
+        if default is None and "default" not in help_:
+            help_ += " (default depends on other flags; args.json records the value used)"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:

@@ -6,10 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+# Tiny test networks run 10-40x slower with two intra-op threads on a busy 2-core machine than with one;
+# subprocess searches started by the tests inherit the environment variable.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=40, deadline=None,
