@@ -1,0 +1,250 @@
+"""SP-DARTS: batch-mixed sparse/smooth temperature training.
+
+Jiuling Zhang & Zhiming Ding, "Robustifying DARTS by Eliminating Information Bypass Leakage via
+Explicit Sparse Regularization" (paper 002). Authors' code: https://github.com/chaoji90/SP-DARTS
+(NB201: `AutoDL-Projects_sp/exps/algos/DARTS-V1-10.py`; DARTS space: `SP-DARTS/train_search_mf.py`).
+
+    python sp_darts.py --space nb201 --dataset cifar10 --nb201 ../shared/data/nb201/nb201_200ep.csv
+    python sp_darts.py --space darts            # Table IV settings; also --space s1 … s4
+
+Each batch uses one of two tempered softmaxes of the same α: the sparse a_sp = softmax(A/t_sp)
+(t_sp ≈ 1e-3, nearly one-hot: the supernet sees almost the discrete net, no "information bypass")
+or the smooth a_sm = softmax(A/t_sm), t_sm = 10·t_sp (keeps gradients alive where a_sp saturates).
+The sparse one is drawn with probability p, which rises linearly over the run (Eq. 20).
+
+Equation map (paper numbering)
+    Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes
+    Eq. 5–8   categorical target vs. DARTS relaxation  → (motivation; Eq. 8 = `tempered_softmax(α, 1.0)`)
+    Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
+    Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
+    Eq. 11–14 joint objective L(a_sm) + L(a_sp)        → `--objective eq13`: `two_pass_step`
+    Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `fwd = f_sp if φ else f_sm` in `search`
+    Eq. 16–19 φ ~ B(1, p) per batch                    → `draw_phi`
+    Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
+    Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
+    Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
+
+Glossary: A/α architecture logits (E, M) per cell kind; t_sp/t_sm sparse/smooth temperature;
+φ ∈ {0, 1} the per-batch indicator, Φ an epoch's indicators; p mixing probability; i epoch (1-based
+in Eq. 20), I epochs, i_wp warm-up epochs; IES information entropy summation (natural log).
+
+Choices where the paper is silent (written down here, tested in tests/test_sp.py)
+- Epoch counting in Eq. 20: Algorithm 1 runs "while i ≤ I", so i = epoch + 1 (epoch 0-based). p is
+  p_low at i = i_wp and reaches p_up on the last epoch; with p_low = 0 (Tables II/IV) the first i_wp
+  epochs are purely smooth. This is exactly the authors' `C += 1/(epochs − warmup)` per epoch.
+- Φ is drawn for the whole epoch at its start (as in Algorithm 1 and the code) from the method's own
+  CPU torch.Generator (seed + 0x5D5D), whose state is checkpointed in `method_state` (bit-identical
+  resume); the global RNG is never touched, so p = 0, t_sm = 1 is plain DARTS exactly.
+- t_sm is ratio·t_sp for the whole run, warm-up included (Eq. 15 has one smooth temperature).
+- `--objective eq13` is the un-mixed reference: every batch, the w step and the α step each take the
+  gradient of L(a_sm) + L(a_sp) (two forward/backward passes, Eq. 13); `expected` weights them
+  (1 − p, p), which is the objective the mixed scheme estimates one sample at a time. Their logged
+  train/valid loss is that weighted sum; accuracy is of the smooth pass (sparse if c_sm = 0).
+- Entropies: `entropy_sum` (core) is Eq. 21 verbatim, IES of softmax(A). `op_entropy_*` (core) are of
+  the expected weights actually fed to the supernet, q·a_sp + (1 − q)·a_sm (q = p; ½ for eq13).
+  We also log `ies_sparse` (IES of a_sp: what the authors' scripts print — normal cell only on the
+  DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
+- Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
+  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy.
+- w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
+  DARTS"); w step before α step on every space (METHODS.md §1).
+
+Where the authors' scripts differ from the paper / this file (METHODS.md §4)
+- NB201 script: t_sm = 11·t_sp (Table II: 10; `--t-sm-ratio 11` reproduces it); t_sp is assigned only
+  after warm-up (the warm-up epoch reads an unassigned temperature and fails); w-grad clipping also
+  counts α; the per-epoch "valid" accuracy is the supernet at t = 1e-4.
+- DARTS/S1–S4 script: warm-up runs at t = 10 (temp·10 with temp = 1), then t_sp = 1e-3, t_sm = 1e-2;
+  the α step comes before the w step and uses a fresh random valid batch each step; the op list has no
+  `none` (ours follows common.spaces, which has it); the edge ranking of the genotype uses
+  softmax(α/t_sp) rounded to 4 decimals (ties → later input; ours ranks softmax(α)); the supernet
+  is evaluated at t_sp/10 each epoch; the S1–S4 variant applies softmax twice in the w step
+  (METHODS.md §4). We do none of these.
+
+Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
+(Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
+Measured so far (one H100, CIFAR-10 5,170-image subset, NB201 C=16 N=5, batch 256, 4 epochs, seed 0):
+per 10-step epoch (incl. the discrete-net eval) mixed 2.1–2.4 s, plain DARTS 2.2–2.4 s, eq13 4.0–4.2 s
+(two passes); IES of the used weights 9.61 → 8.96 → 7.49 → 4.46 (p = 0, ⅓, ⅔, 1) while DARTS's stayed
+at 9.657; two CUDA runs gave bit-identical α.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.data import NUM_CLASSES
+from common.run import SearchRun, main_guard
+from common.search import alpha_step, entropy_stats, w_step
+from common.spaces import SPACES
+
+# Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
+TABLE_II = {"cifar10": (1.0, 1.1e-3), "cifar100": (0.9, 1.3e-3)}
+TABLE_IV = (1.0, 1.0e-3)
+PHI_SEED_OFFSET = 0x5D5D  # the φ generator's stream is its own, apart from the global RNG
+
+
+@dataclass
+class SPConfig(SearchConfig):
+    """SP-DARTS flags; defaults from Table II (NB201) and Table IV (DARTS space, S1–S4)."""
+
+    batch_size: int | None = arg(None, "batch size (w and α steps); default 256 on NB201 (Table II), "
+                                       "80 on DARTS/S1-S4 (Table IV)")
+    w_lr: float = arg(0.05, "SGD learning rate of w (Tables II/IV: 0.05)")
+    w_lr_min: float | None = arg(None, "cosine schedule's final w lr (default None: constant, Tables II/IV "
+                                       "set eta_min = lr)")
+    w_wd: float | None = arg(None, "weight decay of w; default 5e-4 on NB201 (NB201 code), 3e-4 on "
+                                   "DARTS/S1-S4 (DARTS code)")
+    a_wd: float = arg(0.0, "Adam weight decay of α (Tables II/IV: 0)")
+    t_sp: float | None = arg(None, "sparse temperature t_sp (Eq. 9); default NB201: 1.1e-3 on cifar10 "
+                                   "(and other 10-class sets), 1.3e-3 on cifar100/imagenet16-120 (Table II); "
+                                   "DARTS/S1-S4: 1e-3 (Table IV)")
+    t_sm_ratio: float = arg(10.0, "t_sm = ratio * t_sp (Tables II/IV: 10; the authors' NB201 script: 11)")
+    t_sm: float | None = arg(None, "smooth temperature t_sm; overrides --t-sm-ratio (1 gives DARTS's "
+                                   "softmax(α)); default ratio * t_sp")
+    p_low: float = arg(0.0, "p_low of Eq. 20 (Tables II/IV: 0)")
+    p_up: float | None = arg(None, "p_up of Eq. 20; default NB201: 1 on cifar10, 0.9 on "
+                                   "cifar100/imagenet16-120 (Table II); DARTS/S1-S4: 1 (Table IV)")
+    warmup: int = arg(1, "i_wp of Eq. 20 (Tables II/IV: 1): p = 0 while epoch + 1 < i_wp, p_low at "
+                         "epoch + 1 = i_wp (epoch 0-based)")
+    objective: str = arg("mixed", "mixed: Algorithm 1, one temperature per batch; eq13: L(a_sm) + L(a_sp) "
+                                  "every batch, two passes (Eq. 13, reference); expected: (1-p) L(a_sm) + "
+                                  "p L(a_sp), two passes", choices=("mixed", "eq13", "expected"))
+
+    def resolve(self) -> None:
+        nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
+        self.batch_size = self.batch_size if self.batch_size is not None else (256 if nb201 else 80)
+        self.w_wd = self.w_wd if self.w_wd is not None else (5e-4 if nb201 else 3e-4)
+        super().resolve()
+        # Table II row by class count: CIFAR-10 (10-class sets) or CIFAR-100 (also ImageNet16-120)
+        p_up, t_sp = (TABLE_II["cifar10" if NUM_CLASSES[self.dataset] <= 10 else "cifar100"] if nb201
+                      else TABLE_IV)
+        self.p_up = p_up if self.p_up is None else self.p_up
+        self.t_sp = t_sp if self.t_sp is None else self.t_sp
+        if not (0 < self.t_sp < math.inf and 0 < self.t_sm_ratio < math.inf):
+            raise ConfigError(f"--t-sp and --t-sm-ratio must be > 0 (got {self.t_sp}, {self.t_sm_ratio})")
+        self.t_sm = self.t_sm_ratio * self.t_sp if self.t_sm is None else self.t_sm
+        if not 0 < self.t_sm < math.inf:
+            raise ConfigError(f"--t-sm must be > 0 (got {self.t_sm})")
+        for name in ("p_low", "p_up"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1] (got {getattr(self, name)})")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0 (got {self.warmup})")
+
+
+# ----------------------------------------------------------------------------- the method's pieces
+
+def tempered_softmax(alpha: Tensor, t: float) -> Tensor:
+    """softmax(A/t) over ops (Eq. 9 for t = t_sp, Eq. 14's a_sm for t = t_sm). (E, M) → (E, M).
+
+    Stable for t → 0 (softmax subtracts the row max); A/1.0 is exact, so t = 1 is DARTS's softmax(A).
+    The argmax per edge does not depend on t (t > 0), so the derived genotype is temperature-free.
+    """
+    return F.softmax(alpha / t, dim=-1)
+
+
+def tempered_weights(alphas: Mapping[str, Tensor], t: float) -> dict[str, Tensor]:
+    """`tempered_softmax` for every cell kind."""
+    return {k: tempered_softmax(a, t) for k, a in alphas.items()}
+
+
+def mixing_probability(epoch: int, epochs: int, p_low: float, p_up: float, warmup: int) -> float:
+    """Eq. 20 with the paper's 1-based epoch i = epoch + 1 (epoch 0-based), I = epochs, i_wp = warmup.
+
+    p = 0 for i < i_wp; else p_low + (p_up − p_low)·(i − i_wp)/(I − i_wp): p_low at i = i_wp, p_up on
+    the last epoch. Clamped to the schedule's range, so p stays in [min, max](p_low, p_up) ⊂ [0, 1].
+    """
+    i, I = epoch + 1, epochs
+    if i < warmup:
+        return 0.0
+    frac = 0.0 if I <= warmup else min(max((i - warmup) / (I - warmup), 0.0), 1.0)  # I = i_wp: p_low
+    return p_low + (p_up - p_low) * frac  # Eq. 20
+
+
+def draw_phi(n: int, p: float, generator: torch.Generator) -> list[bool]:
+    """Φ = {φ¹ … φⁿ}, φ ~ B(1, p) (Eq. 15–19, Algorithm 1), from `generator` (a CPU generator) only."""
+    return (torch.rand(n, generator=generator, dtype=torch.float64) < p).tolist()
+
+
+Forward = Callable[[Tensor], Tensor]
+
+
+def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, params: list[nn.Parameter],
+                  optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
+    """One optimiser step on Σ_k c_k·CE(f_k(x), y) (Eq. 13: c = (1, 1)); one forward/backward per term.
+
+    Gradients are accumulated term by term (peak memory of one pass); zero-weight terms are skipped;
+    `grad_clip` clips the total gradient norm of `params`. Returns (Σ c_k·CE, logits of the first
+    term with c_k ≠ 0).
+    """
+    grads: list[Tensor] = [torch.zeros_like(p) for p in params]
+    total, first = torch.zeros((), device=x.device), None
+    for c, forward in terms:
+        if c == 0:
+            continue
+        logits = forward(x)
+        loss = c * F.cross_entropy(logits, y)
+        for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
+            if d is not None:
+                g += d
+        total = total + loss.detach()
+        first = logits.detach() if first is None else first
+    if first is None:
+        raise ValueError("two_pass_step needs a term with a non-zero weight")
+    for p, g in zip(params, grads):
+        p.grad = g
+    if grad_clip:
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return total, first
+
+
+# ----------------------------------------------------------------------------- search loop
+
+def search(cfg: SPConfig) -> dict:
+    generator = torch.Generator().manual_seed(cfg.seed + PHI_SEED_OFFSET)  # CPU, never the global RNG
+    run = SearchRun(cfg, method_state={"phi_generator": generator.get_state()}, script="sp_darts")
+    generator.set_state(run.method_state["phi_generator"])  # restored on --resume
+    model = run.model
+    f_sp = run.forward(lambda: tempered_weights(model.alphas, cfg.t_sp))  # a_sp, Eq. 9
+    f_sm = run.forward(lambda: tempered_weights(model.alphas, cfg.t_sm))  # a_sm, Eq. 14
+    for epoch in run.epochs():
+        p = mixing_probability(epoch, cfg.epochs, cfg.p_low, cfg.p_up, cfg.warmup)  # Eq. 20
+        phi = draw_phi(len(run.train_loader), p, generator)  # Algorithm 1: Φ for this epoch
+        # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
+        c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
+        for n, (x_t, y_t, x_v, y_v) in enumerate(run.steps()):
+            if cfg.objective == "mixed":
+                fwd = f_sp if phi[n] else f_sm  # Eq. 15: the same a(φⁿ) for the w step and the α step
+                run.track("train", *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
+                run.track("valid", *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+            else:
+                terms = [(c_sm, f_sm), (c_sp, f_sp)]
+                run.track("train", *two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer,
+                                                  cfg.grad_clip), y_t)
+                run.track("valid", *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        run.method_state["phi_generator"] = generator.get_state()
+        with torch.no_grad():
+            a_sp, a_sm = tempered_weights(model.alphas, cfg.t_sp), tempered_weights(model.alphas, cfg.t_sm)
+            q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
+            used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
+        run.end_epoch(used, {
+            "p": p, "t_sp": cfg.t_sp, "t_sm": cfg.t_sm,
+            "sparse_fraction": sum(phi) / max(len(phi), 1) if cfg.objective == "mixed" else None,
+            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]})  # Eq. 21
+    return run.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(SPConfig, argv, description=__doc__)
+    main_guard(lambda: search(cfg))
+
+
+if __name__ == "__main__":
+    main()
