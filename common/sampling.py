@@ -10,6 +10,8 @@ hard sample (the weights "actually used" on average).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -39,3 +41,10 @@ def gumbel_softmax_soft(alpha: Tensor, tau: float, generator: torch.Generator | 
 def linear_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
     """GDAS's τ: τ_max − (τ_max − τ_min)·epoch/(E − 1), epoch 0-based."""
     return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
+
+
+def gdas_weights(alphas: Mapping[str, Tensor], tau: float, generator: torch.Generator | None = None
+                 ) -> tuple[dict[str, Tensor], dict[str, list[int]]]:
+    """GDAS op weights for every cell kind: straight-through one-hot (E, M) and the sampled op per edge."""
+    samples = {k: gumbel_softmax_hard(a, tau, generator) for k, a in alphas.items()}
+    return {k: w for k, (w, _) in samples.items()}, {k: i for k, (_, i) in samples.items()}

@@ -21,7 +21,6 @@ from aer_darts import (
     AERConfig,
     aer_coefficient,
     architecture_entropy,
-    gdas_sample,
     lam_at,
     parse_config,
     search,
@@ -29,7 +28,7 @@ from aer_darts import (
 from common.baseline import DartsConfig
 from common.baseline import search as darts_search
 from common.run import SearchRun
-from common.sampling import gumbel_noise, gumbel_softmax_hard, linear_tau
+from common.sampling import gdas_weights, gumbel_noise, gumbel_softmax_hard, linear_tau
 from common.search import softmax_weights, unrolled_alpha_step
 from common.supernet import Supernet
 
@@ -160,11 +159,21 @@ def test_config_rejects_bad_values(argv: list[str]) -> None:
 
 # ----------------------------------------------------------------------------- second-order step
 
+def _smooth(model: Supernet) -> Supernet:
+    """ReLU → SiLU: finite differences are O(ε²) only on a smooth function (a ReLU net has kinks that a
+    perturbation of norm 0.01 crosses, and its finite-difference Hessian is then far from autograd's)."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.ReLU):
+                setattr(module, name, torch.nn.SiLU())
+    return model
+
+
 def test_unrolled_step_with_regulariser_matches_exact_gradient() -> None:
     """DARTS-V2 + AER: ∇α of L_val(w − ξ(μ·buf + ∇w L_train(w, α) + wd·w), α) + λH̄(α), by double backward,
-    equals the finite-difference Hessian-vector step of common.search (error O(ε²))."""
+    equals the finite-difference Hessian-vector step of common.search up to O(ε²)."""
     torch.manual_seed(0)
-    model = Supernet("nb201", C=4, N=1).double()
+    model = _smooth(Supernet("nb201", C=4, N=1).double())
     alpha = model.alphas["normal"]
     with torch.no_grad():
         alpha.copy_(torch.randn(6, 5, dtype=torch.float64))  # away from uniform, where ∇H̄ = 0
@@ -178,34 +187,37 @@ def test_unrolled_step_with_regulariser_matches_exact_gradient() -> None:
         w_opt.state[p]["momentum_buffer"] = 0.1 * torch.randn_like(p)
     a_opt = torch.optim.SGD([alpha], lr=0.0)  # lr 0: the step leaves α alone and p.grad can be read
     forward = lambda x: model(x, softmax_weights(model.alphas))
+    reg = lambda: lam * architecture_entropy(model.alphas)
     w0, a0 = [p.detach().clone() for p in w_params], alpha.detach().clone()
 
-    def unrolled(reg):
-        unrolled_alpha_step(forward, x_t, y_t, x_v, y_v, w_params, [alpha], w_opt, a_opt, xi=xi, reg=reg)
+    def unrolled(reg, eps_scale=0.01):
+        unrolled_alpha_step(forward, x_t, y_t, x_v, y_v, w_params, [alpha], w_opt, a_opt, xi=xi, reg=reg,
+                            eps_scale=eps_scale)
         return alpha.grad.clone()
 
-    got = unrolled(lambda: lam * architecture_entropy(model.alphas))
+    got = unrolled(reg)
     assert torch.equal(alpha, a0) and all(torch.equal(p, q) for p, q in zip(w_params, w0))  # w restored
 
-    # exact: w' as a differentiable function of α, then the gradient of the regularised unrolled loss
+    def unrolled_objective(w_prime):
+        logits = torch.func.functional_call(model, dict(zip(names, w_prime)), (x_v, softmax_weights(model.alphas)))
+        return F.cross_entropy(logits, y_v) + lam * architecture_entropy(alpha)  # Eq. 4, unrolled
+
+    # exact: w' as a differentiable function of α (double backward through ∇w L_train)
     g = torch.autograd.grad(F.cross_entropy(forward(x_t), y_t), w_params, create_graph=True)
     w_prime = [p.detach() - xi * (mu * w_opt.state[p]["momentum_buffer"] + gp + wd * p.detach())
                for p, gp in zip(w_params, g)]
-    logits = torch.func.functional_call(model, dict(zip(names, w_prime)), (x_v, softmax_weights(model.alphas)))
-    total = F.cross_entropy(logits, y_v) + lam * architecture_entropy(alpha)  # Eq. 4 on the unrolled loss
-    (exact,) = torch.autograd.grad(total, alpha)
-
-    err = (got - exact).norm() / exact.norm()
-    assert err < 1e-4, err
-    # the test can fail: without the regulariser, or with the /2·ε slip, the gradient is far off
+    (exact,) = torch.autograd.grad(unrolled_objective(w_prime), alpha)
+    rel = lambda a: ((a - exact).norm() / exact.norm()).item()
+    assert rel(got) < 1e-2, rel(got)  # measured 1.8e-3 at DARTS's ε = 0.01/‖∇w' L_val‖
+    fine = unrolled(reg, eps_scale=1e-3)
+    assert rel(fine) < 1e-4 and rel(fine) < rel(got) / 30  # the error is O(ε²): 1.8e-5 at ε/10
+    # the test can fail: dropping the regulariser or the second-order term is far off
     no_reg = unrolled(None)
-    assert (no_reg - exact).norm() / exact.norm() > 100 * err
-    (reg_grad,) = torch.autograd.grad(lam * architecture_entropy(alpha), alpha)
+    assert rel(no_reg) > 0.1
+    (reg_grad,) = torch.autograd.grad(reg(), alpha)
     assert torch.allclose(got - no_reg, reg_grad, atol=1e-12)  # the regulariser enters additively
-    (hess_free,) = torch.autograd.grad(F.cross_entropy(torch.func.functional_call(
-        model, dict(zip(names, [w.detach() for w in w_prime])), (x_v, softmax_weights(model.alphas))), y_v)
-        + lam * architecture_entropy(alpha), alpha)
-    assert (hess_free - exact).norm() / exact.norm() > 100 * err  # the second-order term matters here
+    (first_order,) = torch.autograd.grad(unrolled_objective([w.detach() for w in w_prime]), alpha)
+    assert rel(first_order) > 0.1
 
 
 # ----------------------------------------------------------------------------- GDAS sampling
@@ -214,7 +226,7 @@ def test_unrolled_step_with_regulariser_matches_exact_gradient() -> None:
 def test_gumbel_hard_forward_is_one_hot_with_straight_through_gradient(tau: float) -> None:
     gen = torch.Generator().manual_seed(1)
     alpha = torch.randn(6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
-    weights, index = gdas_sample({"normal": alpha}, tau, torch.Generator().manual_seed(7))
+    weights, index = gdas_weights({"normal": alpha}, tau, torch.Generator().manual_seed(7))
     w = weights["normal"]
     assert torch.allclose(w, F.one_hot(torch.tensor(index["normal"]), 5).double(), atol=1e-15, rtol=0)
     assert index["normal"] == w.argmax(-1).tolist()
@@ -309,7 +321,7 @@ def test_smoke_other_backbones_nb201(backbone: str, shared_data: Path, nb201_csv
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["darts-v1", "darts-v2", "gdas"])
 def test_smoke_darts_space(backbone: str, shared_data: Path, tmp_path: Path) -> None:
-    cfg = _cfg(shared_data, tmp_path / backbone, backbone=backbone, epochs=1, limit_train=16, batch_size=8,
+    cfg = _cfg(shared_data, tmp_path / backbone, backbone=backbone, epochs=1, limit_train=8, batch_size=8,
                space="darts", N=3)
     assert cfg.drop_none
     search(cfg)
@@ -320,7 +332,7 @@ def test_smoke_darts_space(backbone: str, shared_data: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_pc_darts_warmup_trains_w_only(shared_data: Path, tmp_path: Path) -> None:
     """PC-DARTS-AER: during the warm-up α (and the edge-normalisation β) keep their initial values, λ = 0."""
-    cfg = _cfg(shared_data, tmp_path / "warm", epochs=1, limit_train=16, batch_size=8, partial_channels=4,
+    cfg = _cfg(shared_data, tmp_path / "warm", epochs=1, limit_train=8, batch_size=8, partial_channels=4,
                warmup=1, space="darts", N=3)
     init = SearchRun(_copy(cfg, tmp_path / "init")).model  # same seed → the initial α, β of the run
     init_alphas = {k: a.detach().tolist() for k, a in init.alphas.items()}

@@ -1,0 +1,198 @@
+"""AER-DARTS: an architecture entropy regularizer on DARTS-V1, DARTS-V2 and GDAS (and PC-DARTS).
+
+Kun Jing, Luoyu Chen, Jungang Xu, "An architecture entropy regularizer for differentiable neural
+architecture search", Neural Networks 158 (2023) 111–120. Authors' code: github.com/kunjing96/DARTS-AER
+(NB201: AutoDL-Projects/exps/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.py; DARTS space: DARTS-AER/,
+PCDARTS-AER/, PDARTS-AER/).
+
+    python aer_darts.py --space nb201 --backbone darts-v1 --nb201 ../shared/data/nb201/nb201_200ep.csv
+    python aer_darts.py --space nb201 --backbone darts-v2 --nb201 ...
+    python aer_darts.py --space nb201 --backbone gdas --nb201 ...             # 250 epochs, τ 10 → 0.1
+    python aer_darts.py --space darts --partial-channels 4 --batch-size 256 --w-lr 0.1 --a-lr 6e-4 --w-wd 3e-4
+                                                      # PC-DARTS-AER with the authors' PC-DARTS settings
+    python aer_darts.py --lam-neg 0 --lam-pos 0 --backbone {darts-v1,darts-v2,gdas}   # plain baselines
+
+Equation map (paper numbering)
+    Eq. 1   p^(i,j) = softmax(α^(i,j))                         → softmax_weights (forward), architecture_entropy
+    Eq. 2   min_α L_val(w*(α), α), w* = argmin_w L_train       → w_step + alpha_step (common.search)
+    Eq. 3   H(α^(i,j)) = −Σ_o p_o log₂ p_o;  H̄(α) = mean_(i,j) H → architecture_entropy
+            min_α L_val + λ·H̄(α)                               → `reg` of the α step in search()
+    Eq. 4   λ(t) from λ_neg to λ_pos on a cosine (Fig. 1)      → aer_coefficient
+    Alg. 1  α ← α − ∇α[L_val(w − ξ∇w L_train(w, α), α) + λ(t)H̄(α)] (ξ = 0: first order), then the w step
+            → search(): alpha_step (darts-v1, gdas) or unrolled_alpha_step (darts-v2, ξ = current w lr)
+
+Glossary: α (E, M) architecture parameters per cell kind (E edges × M ops); p op weights; H edge entropy
+(bits); H̄ architecture entropy; λ(t) the regulariser coefficient; λ_neg / λ_pos its start / end;
+e epoch (0-based), E epochs; ξ the unrolled step's lr; τ GDAS's Gumbel-softmax temperature; w weights.
+
+Defaults and their sources
+- λ_neg = −0.2, λ_pos = 0.2: §4.2.1 and the Fig. 6 ablation; the same constants in all authors' scripts.
+- λ(e) = λ_neg + (λ_pos − λ_neg)(1 − cos(πe/E))/2 per epoch, e = 0 … E−1 (authors: `entropy_reg = 0.2 +
+  (−0.2 − 0.2)(1 + cos(π·epoch/total_epoch))/2`): λ = 0 at e = E/2; λ_pos is the value at e = E.
+- H̄ in bits, mean over all edges (both cells pooled on the DARTS skeleton): §3.3 and the authors' code.
+  NB201: softmax over all 5 ops (their NB201 code). DARTS skeleton: `none` dropped and softmax over the
+  rest (their DARTS-AER `α[:, :-1]` with `none` last, PCDARTS-AER `α[:, 1:]` with `none` first).
+- DARTS-V2: the regulariser is added to the unrolled validation loss (their DARTS-V2-AER.py); the α step
+  comes before the w step, as in DARTS's and NB201's second-order code, so w' is the coming w.
+- GDAS: NB201's GDAS config — 250 epochs, τ linear 10 → 0.1, otherwise DARTS's settings (METHODS.md §1);
+  H̄ is taken of softmax(α), not of the sample (their GDAS-AER.py).
+- PC-DARTS (`--partial-channels 4`): 15 warm-up epochs training w only with λ = 0, then the cosine over
+  the remaining E − 15 epochs (their PCDARTS-AER train_search_aer.py); the edge weights γ (β) are not
+  regularised. Their other PC-DARTS settings (batch 256, w lr 0.1, α lr 6e-4, w wd 3e-4) are flags.
+- Everything else: the shared protocol, METHODS.md §1 (NB201's DARTS code).
+
+Choices where the paper is silent
+- H uses log-softmax exactly (the authors add 1e-9 inside log₂: < 1e-8 bits apart); finite at one-hot.
+- The constant-λ ablations (Fig. 2–3) are `--lam`; the scheduled pairs (Fig. 6) `--lam-neg/--lam-pos`.
+- λ ≡ 0 passes no regulariser at all, so `--lam-neg 0 --lam-pos 0` is exactly plain DARTS/GDAS.
+- During warm-up the valid loss/accuracy is still measured (a forward pass, no α update).
+- GDAS samples both cells on the DARTS skeleton (GDAS's own DARTS-space search fixes the reduction cell).
+- Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
+  softmax(α), which for GDAS is the expectation of the hard sample (Gumbel-max trick).
+
+Expected (paper Table 1, NB201, CIFAR-10 search, test acc., 3 runs): DARTS-V1-AER 76.68 ± 8.15,
+DARTS-V2-AER 70.92 ± 0.00, GDAS-AER 93.46 ± 0.21 (DARTS-V1/V2 54.30, GDAS 93.57 ± 0.15). Not yet
+measured with this code.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.run import SearchRun, main_guard
+from common.sampling import gdas_weights, linear_tau
+from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
+from common.spaces import SPACES
+
+BACKBONES = ("darts-v1", "darts-v2", "gdas")
+
+
+@dataclass
+class AERConfig(SearchConfig):
+    """AER on a DARTS-V1 / DARTS-V2 / GDAS backbone (defaults: paper §4 and the authors' code)."""
+
+    backbone: str = arg("darts-v1", "first-order DARTS, second-order (unrolled) DARTS, or GDAS "
+                                    "(Gumbel hard sampling)", choices=BACKBONES)
+    epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas, NB201's GDAS config)")
+    lam_neg: float = arg(-0.2, "λ_neg: λ at the first epoch of the cosine schedule (Eq. 4; paper §4.2.1)")
+    lam_pos: float = arg(0.2, "λ_pos: λ the cosine schedule ends at (Eq. 4; paper §4.2.1)")
+    lam: float | None = arg(None, "constant λ instead of the schedule (ablations of Fig. 2–3: 0, -0.2, 0.2; "
+                                   "default: none, the cosine schedule)")
+    drop_none: bool | None = arg(None, "drop `none` and renormalise before the entropy (default: on for "
+                                       "DARTS-skeleton spaces with `none`, off on NB201 — the authors' code)")
+    warmup: int | None = arg(None, "first epochs train w only, λ = 0 (default 0; 15 with --partial-channels "
+                                   "> 1, the authors' PC-DARTS-AER)")
+    tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
+    tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
+
+    def resolve(self) -> None:
+        if self.epochs is None:  # filled first: the shared checks compare it with 1
+            self.epochs = 250 if self.backbone == "gdas" else 50
+        if self.warmup is None:
+            self.warmup = 15 if self.partial_channels > 1 else 0
+        super().resolve()
+        space = SPACES[self.space]
+        if self.drop_none is None:
+            self.drop_none = space.skeleton == "darts" and all(map(space.has_none, space.cell_kinds))
+        if self.drop_none and not all(map(space.has_none, space.cell_kinds)):
+            raise ConfigError(f"--drop-none: space {self.space} has no `none` op on every edge")
+        if not 0 <= self.warmup <= self.epochs:
+            raise ConfigError(f"--warmup must be in [0, --epochs] (got {self.warmup})")
+        if not 0 < self.tau_min <= self.tau_max:
+            raise ConfigError(f"--tau-min/--tau-max must satisfy 0 < tau_min <= tau_max "
+                              f"(got {self.tau_min}, {self.tau_max})")
+
+
+# ----------------------------------------------------------------------------- the method
+
+def architecture_entropy(alphas: Mapping[str, Tensor] | Tensor, drop: int | None = None) -> Tensor:
+    """H̄(α) of Eq. 3: mean over all edges (all cell kinds pooled) of H = −Σ_o p_o log₂ p_o, p = softmax(α).
+
+    Args:
+        alphas: (E, M) α, or a mapping cell kind → (E, M) (same M); edges of all kinds are averaged together.
+        drop: an op column left out before the softmax (`none` on the DARTS space): softmax over the rest,
+            i.e. softmax(α) with that op removed and renormalised.
+    Returns: a scalar tensor (bits), differentiable in α.
+    """
+    a = alphas if isinstance(alphas, Tensor) else torch.cat(list(alphas.values()))  # (E, M)
+    if drop is not None:
+        a = torch.cat([a[:, :drop], a[:, drop + 1:]], dim=1)  # (E, M − 1)
+    log_p = F.log_softmax(a, dim=-1)  # Eq. 1, in logs
+    h = -(log_p.exp() * log_p).sum(-1) / math.log(2)  # Eq. 3: H(α^(i,j)) in bits, (E,)
+    return h.mean()  # Eq. 3: H̄(α)
+
+
+def aer_coefficient(epoch: float, epochs: int, lam_neg: float = -0.2, lam_pos: float = 0.2,
+                    warmup: int = 0) -> float:
+    """λ(e) of Eq. 4 / Fig. 1: cosine from λ_neg (e = 0) to λ_pos (e = E), 0 during `warmup` epochs.
+
+    After a warm-up the cosine runs over the remaining epochs: e → e − warmup, E → E − warmup (PC-DARTS-AER).
+    """
+    if epoch < warmup:
+        return 0.0
+    e, E = epoch - warmup, epochs - warmup
+    return lam_neg + (lam_pos - lam_neg) * (1 - math.cos(math.pi * e / E)) / 2  # Eq. 4 / Fig. 1
+
+
+def lam_at(epoch: int, cfg: AERConfig) -> float:
+    """λ of this epoch: the constant --lam or the cosine schedule; 0 during the warm-up."""
+    if epoch < cfg.warmup:
+        return 0.0
+    return cfg.lam if cfg.lam is not None else aer_coefficient(epoch, cfg.epochs, cfg.lam_neg, cfg.lam_pos,
+                                                               cfg.warmup)
+
+
+# ----------------------------------------------------------------------------- the search
+
+def search(cfg: AERConfig) -> dict:
+    run = SearchRun(cfg, script="aer_darts")
+    model = run.model
+    drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
+    gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"
+    softmax_forward = run.forward(lambda: softmax_weights(model.alphas))  # Eq. 1
+
+    def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
+        if not gdas:
+            return softmax_forward
+        weights, index = gdas_weights(model.alphas, tau)
+        return run.forward(lambda: weights, index)
+
+    for epoch in run.epochs():
+        warm = epoch < cfg.warmup
+        lam = lam_at(epoch, cfg)  # Eq. 4
+        tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
+        # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS)
+        reg = None if lam == 0 else (lambda: lam * architecture_entropy(model.alphas, drop))
+        for x_t, y_t, x_v, y_v in run.steps():
+            if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
+                run.track("valid", *unrolled_alpha_step(
+                    softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params, run.w_optimizer,
+                    run.a_optimizer, xi=run.w_lr, reg=reg), y_v)
+            run.track("train", *w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer,
+                                       cfg.grad_clip), y_t)
+            if warm:  # w only; the valid split is still measured
+                with torch.no_grad():
+                    logits = new_forward()(x_v)
+                run.track("valid", F.cross_entropy(logits, y_v), logits, y_v)
+            elif not second_order:  # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
+                run.track("valid", *alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer,
+                                               reg=reg), y_v)
+        schedule = {"lam": lam, "arch_entropy": architecture_entropy(model.alphas, drop).item(),
+                    "warmup": warm, **({"tau": tau} if gdas else {})}
+        run.end_epoch(softmax_weights(model.alphas), schedule)
+    return run.finish()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(AERConfig, argv, description=__doc__)
+    main_guard(lambda: search(cfg))
+
+
+if __name__ == "__main__":
+    main()

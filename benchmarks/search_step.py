@@ -1,0 +1,253 @@
+"""Time one bilevel search step (w step + α step) per method and space; compare with the reference.
+
+    python benchmarks/search_step.py                       # CPU: NB201 C=16 N=5 batch 64, fp32
+    python benchmarks/search_step.py --device cuda --amp none bf16 --batch 64 256 --json out.json
+    python benchmarks/search_step.py --device cuda --concurrent 8   # 8 processes share one GPU
+
+Prints one row per (space, method, path, amp, batch): median seconds per bilevel step, images/s
+(2 batches per step), peak memory (CUDA: max allocated; CPU: process RSS high-water mark), and the
+activation memory actually saved for backward (bytes of tensors autograd keeps, measured with
+saved-tensor hooks: device-independent, what SAC's partial channels are meant to cut).
+If the official reference (`pip install --no-deps xautodl`; benchmark-only, never a dependency) is
+importable, its DARTS-V1 step on `TinyNetworkDarts` is timed in the same process and the ratio printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.sampling import gumbel_softmax_hard  # noqa: E402
+from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step  # noqa: E402
+from common.supernet import build_supernet  # noqa: E402
+
+METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")
+NB201_STEPS_PER_SEARCH = 50 * (25000 // 64)  # 50 epochs, 25k/25k split, batch 64
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch.device, fast: bool,
+              amp: str, compile_: bool = False) -> tuple[Callable[[], None], torch.nn.Module]:
+    """A closure running one bilevel step of `method` on random CIFAR-shaped data."""
+    K = 4 if method == "pc-k4" else 1
+    model = build_supernet(space, C, N, 10, partial_channels=K, fast=fast).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    w_params, a_params = model.weight_parameters(), model.arch_parameters()
+    w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    xs = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
+    if device.type == "cuda":
+        xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    ys = [torch.randint(10, (batch,), device=device) for _ in range(2)]
+    net = torch.compile(model) if compile_ else model
+
+    def fwd_with(weights_fn, index=None):
+        def fwd(x):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+                return net(x, weights_fn(), index).float()
+        return fwd
+
+    def step() -> None:
+        if method == "gdas":
+            for x, y, phase in ((xs[0], ys[0], "w"), (xs[1], ys[1], "a")):
+                sample = {k: gumbel_softmax_hard(a, 5.0) for k, a in model.alphas.items()}
+                fwd = fwd_with(lambda s=sample: {k: w for k, (w, _) in s.items()},
+                               {k: i for k, (_, i) in sample.items()})
+                if phase == "w":
+                    w_step(fwd, x, y, w_params, w_opt, 5.0)
+                else:
+                    alpha_step(fwd, x, y, a_params, a_opt)
+            return
+        fwd = fwd_with(lambda: softmax_weights(model.alphas))
+        w_step(fwd, xs[0], ys[0], w_params, w_opt, 5.0)
+        if method == "darts-v2":
+            unrolled_alpha_step(fwd, xs[0], ys[0], xs[1], ys[1], w_params, a_params, w_opt, a_opt, 0.025)
+        else:
+            alpha_step(fwd, xs[1], ys[1], a_params, a_opt)
+    return step, model
+
+
+def reference_step(C: int, N: int, batch: int, device: torch.device) -> Callable[[], None] | None:
+    """The official NB201 reference's DARTS-V1 step (xautodl TinyNetworkDarts), if installed."""
+    try:
+        from xautodl.config_utils import dict2config
+        from xautodl.models import get_cell_based_tiny_net
+    except ImportError:
+        return None
+    cfg = dict2config({"name": "DARTS-V1", "C": C, "N": N, "max_nodes": 4, "num_classes": 10,
+                       "space": ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"],
+                       "affine": False, "track_running_stats": False}, None)
+    net = get_cell_based_tiny_net(cfg).to(device)
+    w_opt = torch.optim.SGD(net.get_weights(), 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    a_opt = torch.optim.Adam(net.get_alphas(), 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    xs = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
+    ys = [torch.randint(10, (batch,), device=device) for _ in range(2)]
+
+    def step() -> None:  # NB201's search loop body for DARTS-V1 (w step, then α step)
+        w_opt.zero_grad()
+        _, logits = net(xs[0])
+        F.cross_entropy(logits, ys[0]).backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5)
+        w_opt.step()
+        a_opt.zero_grad()
+        _, logits = net(xs[1])
+        F.cross_entropy(logits, ys[1]).backward()
+        a_opt.step()
+    return step
+
+
+def time_step(step: Callable[[], None], device: torch.device, warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def saved_activation_bytes(step: Callable[[], None]) -> int:
+    """Peak bytes of tensors saved for backward during one step (deduplicated by storage)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values())
+
+
+def bench(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device)
+    rows = []
+    configs = []
+    for space in args.spaces:
+        N = args.N if space == "nb201" else args.darts_cells
+        batches = args.batch if space == "nb201" else [64]
+        for batch in batches:
+            configs.append((space, N, batch))
+    for space, N, batch in configs:
+        for method in args.methods:
+            for fast in args.paths:
+                for amp in args.amp:
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(device)
+                    torch.manual_seed(0)
+                    step, _ = make_step(method, space, args.C, N, batch, device, fast == "fast", amp, args.compile)
+                    times = time_step(step, device, args.warmup, args.iters)
+                    med = statistics.median(times)
+                    act = saved_activation_bytes(step) if args.activations else None
+                    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+                    rows.append({"space": space, "method": method, "path": fast, "amp": amp, "batch": batch,
+                                 "C": args.C, "N": N, "step_s": med, "images_per_s": 2 * batch / med,
+                                 "peak_mem_mb": peak / 2**20, "activation_mb": act / 2**20 if act else None,
+                                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+                                 f"cpu x{torch.get_num_threads()} threads"})
+                    print(_fmt(rows[-1]), flush=True)
+        if space == "nb201" and args.reference:
+            ref = reference_step(args.C, N, batch, device)
+            if ref is not None:
+                med = statistics.median(time_step(ref, device, args.warmup, args.iters))
+                ours = [r for r in rows if r["space"] == "nb201" and r["batch"] == batch and r["method"] == "darts-v1"
+                        and r["amp"] == "none"]
+                rows.append({"space": space, "method": "reference xautodl DARTS-V1", "path": "reference",
+                             "amp": "none", "batch": batch, "C": args.C, "N": N, "step_s": med,
+                             "images_per_s": 2 * batch / med,
+                             "speedup_vs_reference": {r["path"]: med / r["step_s"] for r in ours}})
+                print(_fmt(rows[-1]), "speed-up of ours:",
+                      {k: f"{v:.2f}x" for k, v in rows[-1]["speedup_vs_reference"].items()}, flush=True)
+            else:
+                print("(reference xautodl not installed: pip install --no-deps xautodl to compare)")
+    return rows
+
+
+def _fmt(r: dict) -> str:
+    act = f"{r['activation_mb']:8.1f}" if r.get("activation_mb") else "       -"
+    peak = f"{r['peak_mem_mb']:8.0f}" if r.get("peak_mem_mb") else "       -"
+    return (f"{r['space']:6} {r['method']:26} {r['path']:9} {r['amp']:5} b={r['batch']:<4} "
+            f"{1000 * r['step_s']:9.1f} ms/step {r['images_per_s']:9.0f} img/s  peak {peak} MB  act {act} MB")
+
+
+def concurrent(args: argparse.Namespace) -> list[dict]:
+    """Run N copies of this benchmark (one config) at once; report aggregate searches per GPU-hour."""
+    procs = []
+    t0 = time.perf_counter()
+    for i in range(args.concurrent):
+        out = Path(args.json or "bench").with_suffix(f".child{i}.json")
+        cmd = [sys.executable, __file__, "--device", args.device, "--spaces", args.spaces[0], "--methods",
+               args.methods[0], "--paths", args.paths[0], "--amp", args.amp[0], "--batch", str(args.batch[0]),
+               "--iters", str(args.iters), "--warmup", str(args.warmup), "--no-reference", "--no-activations",
+               "--json", str(out)]
+        procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
+    rows = []
+    for p, out in procs:
+        p.wait()
+        rows += json.loads(out.read_text())["rows"]
+        out.unlink()
+    wall = time.perf_counter() - t0
+    steps = [r["step_s"] for r in rows]
+    per_hour = 3600 * len(steps) / (statistics.mean(steps) * NB201_STEPS_PER_SEARCH)
+    summary = {"concurrent": args.concurrent, "median_step_s_each": statistics.median(steps),
+               "nb201_searches_per_hour": per_hour, "wall_s": wall}
+    print(f"{args.concurrent} concurrent: median {1000 * summary['median_step_s_each']:.1f} ms/step each "
+          f"-> {per_hour:.1f} NB201 50-epoch searches (batch 64, {NB201_STEPS_PER_SEARCH} steps) per GPU-hour")
+    return [summary]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--spaces", nargs="+", default=["nb201"], choices=["nb201", "darts"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--paths", nargs="+", default=["reference", "fast"], choices=["reference", "fast"])
+    p.add_argument("--amp", nargs="+", default=["none"], choices=["none", "bf16"])
+    p.add_argument("--batch", nargs="+", type=int, default=[64])
+    p.add_argument("--C", type=int, default=16)
+    p.add_argument("--N", type=int, default=5)
+    p.add_argument("--darts-cells", type=int, default=8)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--concurrent", type=int, default=0, help="run N copies at once (first config only)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.exit(2, "error: --device cuda but torch sees no GPU\n")
+    rows = concurrent(args) if args.concurrent else bench(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"argv": argv, "torch": torch.__version__,
+                                               "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,527 @@
+"""Results table and plots from search run directories.
+
+    python -m common.report runs/ [--out runs/report] [--alpha-run runs/sa-darts/cifar10/seed0]
+
+Every folder under RUNS_DIR that holds an `args.json` is a run (written by `common.run.SearchRun`);
+it is finished when it also holds `result.json`. The method label of a run is, in this order, an
+explicit `label` in args.json, the `<label>` of a `RUNS_DIR/.../<label>/<dataset>/seed<k>/` layout
+(directory names of run_all.sh, mapped by `LABEL_DIRS`), or the script name with its key fields.
+
+Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
+  * a header naming the data (JPEG copy / subset wording), the hardware and the epochs actually run;
+  * the NB201 table: one row per (label, search dataset), finished seeds n, mean ± sample std (ddof=1)
+    of the six NB201 accuracies, the paper's CIFAR-10 test number beside ours, search time, device;
+  * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
+  * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
+and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
+label), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
+over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
+(SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
+space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
+without data is skipped with a note in results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NB201_COLUMNS = ("cifar10_valid_valid", "cifar10_test", "cifar100_valid", "cifar100_test",
+                 "imagenet16_valid", "imagenet16_test")
+NB201_HEADERS = ("C10 valid", "C10 test", "C100 valid", "C100 test", "IN16 valid", "IN16 test")
+#: The papers' NB201 numbers: CIFAR-10 search, CIFAR-10 test accuracy (%), keyed by method label.
+PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.01±0.31",
+         "EDD-DARTS": "93.80±0.33", "EDD-DARTS (clip)": "94.05±0.11", "PCD": "93.78±0.43",
+         "ETS-GDAS": "93.75±0.22", "DARTS-V1-AER": "76.68±8.15", "DARTS-V2-AER": "70.92±0.00",
+         "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
+         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00"}
+#: run_all.sh's directory names → method labels (the keys of PAPER).
+LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-DARTS",
+              "edd-darts": "EDD-DARTS", "edd-darts-clip": "EDD-DARTS (clip)", "pcd": "PCD",
+              "ets-gdas": "ETS-GDAS", "darts-v1-aer": "DARTS-V1-AER", "darts-v2-aer": "DARTS-V2-AER",
+              "gdas-aer": "GDAS-AER", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS",
+              "beta-darts": "beta-DARTS"}
+#: args.json fields that tell configurations of one script apart (fallback labels).
+KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam_neg", "lam_pos",
+              "clip_alpha", "partial_channels")
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
+                 "imagenet16-120": "ImageNet16-120", "synthetic": "synthetic data"}
+SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4"}
+SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
+             "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
+             "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
+_SEED_DIR = re.compile(r"seed\d+")
+
+
+class ReportError(Exception):
+    """A user-facing failure: one line on stderr, exit code 2."""
+
+
+@dataclass
+class Run:
+    """One run directory. `metrics`: the metrics.jsonl records; `result`: result.json or None."""
+
+    path: Path
+    label: str
+    args: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    finished: bool
+
+    @property
+    def dataset(self) -> str:
+        return str(self.args.get("dataset", "?"))
+
+    @property
+    def space(self) -> str:
+        return str(self.args.get("space", "?"))
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.metrics[-1].get("epoch", len(self.metrics))) if self.metrics else 0
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else f"unfinished ({self.epochs_done}/{self.args.get('epochs', '?')} epochs)"
+
+
+def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
+    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else script + key fields."""
+    if args.get("label"):
+        return str(args["label"])
+    parts = Path(run_path).parts
+    if len(parts) >= 3 and _SEED_DIR.fullmatch(parts[-1]) and parts[-2] == args.get("dataset", parts[-2]):
+        return LABEL_DIRS.get(parts[-3], parts[-3])
+    keys = [f"{'K' if k == 'partial_channels' else k}={args[k]}" for k in KEY_FIELDS
+            if args.get(k) is not None and not (k == "partial_channels" and args[k] == 1)]
+    script = str(args.get("script", "run"))
+    return f"{script}({','.join(keys)})" if keys else script
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        print(f"warning: skipping {path}: {type(err).__name__}", file=sys.stderr)
+        return None
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a torn last line of a killed run: keep what parses
+            continue
+    return [r for r in records if isinstance(r, dict)]
+
+
+def collect_runs(root: str | Path) -> list[Run]:
+    """Every run directory (a folder with args.json) under `root`, sorted by label, dataset, seed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ReportError(f"runs directory {root} does not exist")
+    runs = []
+    for args_file in sorted(root.rglob("args.json")):
+        args = _read_json(args_file)
+        if not isinstance(args, dict):
+            continue
+        path = args_file.parent
+        result = _read_json(path / "result.json") if (path / "result.json").is_file() else None
+        runs.append(Run(path, label_of(path, args), args,
+                        _read_metrics(path / "metrics.jsonl"), result, isinstance(result, dict)))
+    order = {label: i for i, label in enumerate(PAPER)}
+    runs.sort(key=lambda r: (order.get(r.label, len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
+    return runs
+
+
+# ---------------------------------------------------------------------------------------- tables
+def _num(x: Any) -> float:
+    """A metric value as float (NaN for None/missing/"nan" strings)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """`mean±std` with the sample std (ddof=1); `mean (n=1)` for one value; `—` for none."""
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return "—"
+    if v.size == 1:
+        return f"{v[0]:.2f} (n=1)"
+    return f"{v.mean():.2f}±{v.std(ddof=1):.2f}"
+
+
+def data_description(args: dict[str, Any]) -> str:
+    """What the search data was: JPEG copy, `--limit-train` subset, the small shared/data copy."""
+    name = DATASET_NAMES.get(str(args.get("dataset")), str(args.get("dataset")))
+    data_dir = str(args.get("data_dir", ""))
+    if "cifar10_full" in data_dir or "jpeg" in data_dir.lower():
+        name += " (JPEG-q75 copy)"
+    if args.get("limit_train"):
+        return f"{name} subset ({args['limit_train']} images per half) — NOT a paper reproduction"
+    if Path(data_dir).parts[-2:] == ("shared", "data"):
+        return f"{name} subset (the small real-data copy in shared/data) — NOT a paper reproduction"
+    return name
+
+
+def _minutes(m: float) -> str:
+    return f"{m:.1f}" if m >= 10 else f"{m:.2f}"
+
+
+def _device(run: Run) -> str:
+    return str((run.result or {}).get("device") or run.args.get("device", "?"))
+
+
+def _counts(values: Sequence[Any]) -> str:
+    seen: dict[str, int] = {}
+    for v in values:
+        seen[str(v)] = seen.get(str(v), 0) + 1
+    return ", ".join(f"{k} ({n} run{'s' * (n > 1)})" for k, n in seen.items())
+
+
+def header(runs: Sequence[Run]) -> str:
+    """The lines stating data, hardware and epochs actually run."""
+    done = sum(r.finished for r in runs)
+    hardware = _counts([_device(r) for r in runs if r.finished]) or "no finished run"
+    epochs = _counts([f"{r.epochs_done} of {r.args.get('epochs', '?')}" for r in runs])
+    return "\n".join([f"Run directories: {len(runs)} ({done} finished, {len(runs) - done} unfinished).", "",
+                      f"- Data: {_counts([data_description(r.args) for r in runs])}",
+                      f"- Hardware (result.json `device`): {hardware}",
+                      f"- Epochs actually run (of those asked for): {epochs}"])
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows])
+
+
+def _groups(runs: Sequence[Run], key: Callable[[Run], tuple]) -> dict[tuple, list[Run]]:
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(key(r), []).append(r)
+    return groups
+
+
+def results_table(runs: Sequence[Run]) -> str:
+    """Markdown NB201 table: one row per (label, search dataset) of NB201-space runs."""
+    nb = [r for r in runs if r.space == "nb201"]
+    if not nb:
+        return "No NAS-Bench-201 runs."
+    head = ["Method", "search data", "n", *NB201_HEADERS[:2], "paper C10 test", *NB201_HEADERS[2:],
+            "search time (min)", "epochs", "device"]
+    rows = []
+    for (label, dataset), group in _groups(nb, lambda r: (r.label, r.dataset)).items():
+        done = [r for r in group if r.finished]
+        cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done]) for c in NB201_COLUMNS]
+        n = str(len(done)) + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
+        paper = PAPER.get(label, "—") if dataset == "cifar10" else "—"
+        minutes = [_num(r.result.get("wall_time_s")) / 60 for r in done]
+        time_cell = _minutes(np.nanmean(minutes)) if done and not all(map(math.isnan, minutes)) else "—"
+        rows.append([label, dataset, n, *cells[:2], paper, *cells[2:], time_cell,
+                     ", ".join(sorted({str(r.epochs_done) for r in done})) or "—",
+                     ", ".join(sorted({_device(r) for r in done})) or "—"])
+    return _md_table(head, rows)
+
+
+def short_genotype(genotype: Any) -> str:
+    """`N: sep3~0 sep3~1, ... / R: max~0 ...` for a DARTS genotype dict; NB201 strings unchanged."""
+    if not isinstance(genotype, dict):
+        return str(genotype)
+    def cell(pairs: Sequence[Sequence[Any]]) -> str:
+        ops = [f"{SHORT_OPS.get(op, op)}~{src}" for op, src in pairs]
+        return ", ".join(" ".join(ops[i:i + 2]) for i in range(0, len(ops), 2))
+    return f"N: {cell(genotype.get('normal', []))} / R: {cell(genotype.get('reduce', []))}"
+
+
+def darts_table(runs: Sequence[Run]) -> str:
+    """Markdown table of DARTS-skeleton runs (spaces darts, s1-s4): one row per run."""
+    darts = [r for r in runs if r.space != "nb201"]
+    if not darts:
+        return "No DARTS-skeleton runs."
+    rows = []
+    for r in darts:
+        res = r.result or {}
+        params = _num(res.get("param_count"))
+        minutes = _num(res.get("wall_time_s")) / 60
+        genotype = res.get("genotype") if r.finished else (r.metrics[-1].get("genotype") if r.metrics else None)
+        rows.append([r.label, r.space, r.dataset, str(r.args.get("seed", "?")), r.status,
+                     short_genotype(genotype) if genotype else "—",
+                     f"{params / 1e6:.2f}" if math.isfinite(params) else "—",
+                     _minutes(minutes) if math.isfinite(minutes) else "—", _device(r) if r.finished else "—"])
+    return _md_table(["Method", "space", "dataset", "seed", "status", "genotype", "params (M)",
+                      "search time (min)", "device"], rows)
+
+
+def unfinished_list(runs: Sequence[Run]) -> str:
+    lines = [f"- {r.label} / {r.dataset} / seed {r.args.get('seed', '?')}: {r.status} — `{r.path}`"
+             for r in runs if not r.finished]
+    return "\n".join(lines) if lines else "None."
+
+
+# ---------------------------------------------------------------------------------------- plots
+def _curve_key(runs: Sequence[Run]) -> Callable[[Run], str]:
+    """Legend text: the label, plus space/dataset where the runs differ in them."""
+    many_data = len({r.dataset for r in runs}) > 1
+    many_space = len({r.space for r in runs}) > 1
+    return lambda r: r.label + (f" [{r.space}]" if many_space else "") + (f" / {r.dataset}" if many_data else "")
+
+
+def curves(runs: Sequence[Run], key: str) -> dict[str, dict[int, list[float]]]:
+    """legend → epoch → values over seeds of metrics key `key` (finite values only)."""
+    name = _curve_key(runs)
+    out: dict[str, dict[int, list[float]]] = {}
+    for r in runs:
+        for rec in r.metrics:
+            v = _num(rec.get(key))
+            if math.isfinite(v):
+                out.setdefault(name(r), {}).setdefault(int(rec.get("epoch", 0)), []).append(v)
+    return out
+
+
+def _palette(runs: Sequence[Run]) -> dict[str, tuple[Any, str]]:
+    """(colour, line style) per legend text, the same for a method in every plot."""
+    import matplotlib.pyplot as plt
+    names = list(dict.fromkeys(r.label for r in runs))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    styles = ("-", "--", "-.", ":")
+    return {n: (cmap(i % cmap.N), styles[(i // cmap.N) % len(styles)]) for i, n in enumerate(names)}
+
+
+def _plot_band(ax: Any, per_epoch: dict[int, list[float]], label: str, style: tuple[Any, str]) -> None:
+    epochs = sorted(per_epoch)
+    vals = [np.asarray(per_epoch[e]) for e in epochs]
+    color, linestyle = style
+    ax.plot(epochs, [v.mean() for v in vals], label=label, color=color, linestyle=linestyle,
+            marker="o" if len(epochs) < 15 else None, markersize=4)
+    if any(v.size > 1 for v in vals):
+        ax.fill_between(epochs, [v.min() for v in vals], [v.max() for v in vals], color=color, alpha=0.15)
+
+
+def _by_space_and_data(runs: Sequence[Run]) -> list[tuple[str, str, list[Run]]]:
+    """(file suffix, title suffix, runs) per (space, dataset); NB201 / CIFAR-10 first, without suffix."""
+    groups = _groups(runs, lambda r: (r.space, r.dataset))
+    keys = sorted(groups, key=lambda k: (k != ("nb201", "cifar10"), k))
+    return [("" if i == 0 else f"_{space}_{dataset}",
+             f"{SPACE_NAMES.get(space, space)}, {DATASET_NAMES.get(dataset, dataset)} search", groups[(space, dataset)])
+            for i, (space, dataset) in enumerate(keys)]
+
+
+def _style_epoch_axis(ax: Any, xlabel: str = "search epoch") -> None:
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+
+
+def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Path, ymin: float | None,
+                palette: dict[str, tuple[Any, str]]) -> bool:
+    import matplotlib.pyplot as plt
+    series = curves(runs, key)
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, per_epoch in series.items():
+        _plot_band(ax, per_epoch, name, palette.get(name, ("C0", "-")))
+    ax.set(ylabel=ylabel, title=title)
+    _style_epoch_axis(ax)
+    if ymin is not None:
+        top = max(ax.get_ylim()[1], ymin + 1e-3)
+        ax.set_ylim(ymin, top + 0.05 * (top - ymin))
+    ax.legend(fontsize=8, loc="best", ncol=2 if len(series) > 7 else 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _alpha_run(runs: Sequence[Run], alpha_run: str | Path | None) -> Run | None:
+    if alpha_run is not None:
+        target = Path(alpha_run).resolve()
+        return next((r for r in runs if r.path.resolve() == target), None)
+    has_alpha = [r for r in runs if (r.result or {}).get("alphas") or any("alphas" in m for m in r.metrics)]
+    preferred = [r for r in has_alpha if r.label.startswith("SA-DARTS") or "AER" in r.label
+                 or r.args.get("script") in ("sa_darts", "aer_darts")]
+    return (preferred or has_alpha or [None])[0]
+
+
+def _alpha_plot(run: Run, path: Path) -> str:
+    """softmax(α) of the normal cell per edge; over epochs if recorded, else final bars. → title."""
+    import matplotlib.pyplot as plt
+
+    from common.spaces import SPACES
+    space = SPACES.get(run.space)
+    per_epoch = [(int(m.get("epoch", i + 1)), m["alphas"]) for i, m in enumerate(run.metrics)
+                 if isinstance(m.get("alphas"), dict)]
+    kind = "normal"
+    if per_epoch:
+        epochs = [e for e, _ in per_epoch]
+        w = _softmax(np.asarray([a[kind] for _, a in per_epoch], dtype=np.float64))  # (T, E, M)
+        title = f"softmax(α) per edge over epochs — {run.label}, seed {run.args.get('seed', '?')}"
+    else:
+        w = _softmax(np.asarray(run.result["alphas"][kind], dtype=np.float64))[None]  # (1, E, M)
+        title = (f"final softmax(α) per edge — {run.label}, seed {run.args.get('seed', '?')} "
+                 "(no per-epoch α recorded)")
+    n_edges, n_ops = w.shape[1], w.shape[2]
+    cols = min(n_edges, 7 if n_edges > 8 else 3)
+    rows = math.ceil(n_edges / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.8), sharey=True, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for e, ax in enumerate(axes.flat):
+        if e >= n_edges:
+            ax.axis("off")
+            continue
+        ops = space.edge_ops[kind][e] if space else tuple(f"op{o}" for o in range(n_ops))
+        to, src = space.edges[e] if space else (e, "?")
+        for o in range(n_ops):
+            name, color = SHORT_OPS.get(ops[o], ops[o]), colors[o % len(colors)]
+            if per_epoch:
+                ax.plot(epochs, w[:, e, o], color=color, label=name)
+            else:
+                ax.bar(o, w[0, e, o], color=color, label=name)
+        ax.set_title(f"edge {src}→{to}", fontsize=9)
+        if per_epoch:
+            _style_epoch_axis(ax, "epoch")
+        else:
+            ax.set_xticks(range(n_ops), [SHORT_OPS.get(n, n) for n in ops], rotation=45, fontsize=7)
+        if e % cols == 0:
+            ax.set_ylabel("softmax(α)", fontsize=8)
+        if per_epoch and (space is None or len(set(space.edge_ops[kind])) > 1):
+            ax.legend(fontsize=6)
+    if per_epoch and space is not None and len(set(space.edge_ops[kind])) == 1:
+        handles, names = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
+    fig.suptitle(title + f" [{kind} cell, {run.space}]", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return title
+
+
+def _alpha_stats_plot(runs: Sequence[Run], path: Path, where: str, palette: dict[str, tuple[Any, str]]) -> bool:
+    import matplotlib.pyplot as plt
+    stats = [("alpha_mean", "mean of α"), ("alpha_median", "median of α"), ("alpha_std", "std of α")]
+    series = {k: curves(runs, k) for k, _ in stats}
+    if not any(series.values()):
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (key, name) in zip(axes, stats):
+        for legend, per_epoch in series[key].items():
+            _plot_band(ax, per_epoch, legend, palette.get(legend, ("C0", "-")))
+        ax.set(ylabel=name, title=name)
+        _style_epoch_axis(ax)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Statistics of all α entries per epoch — {where} (SA-DARTS Fig. 3; mean over seeds, "
+                 "min–max band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path | None = None,
+               notes: list[str] | None = None) -> list[Path]:
+    """Write the PNGs that have data into `out_dir`; append a line per skipped plot to `notes`.
+
+    Args:
+        runs: from `collect_runs`.
+        out_dir: created if missing.
+        alpha_run: run directory for alpha_evolution.png (default: the first SA-DARTS/AER run, else the
+            first run with α).
+        notes: if given, gets one line per skipped plot and the source of alpha_evolution.png.
+
+    Returns:
+        The PNG paths written.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    notes = notes if notes is not None else []
+    written: list[Path] = []
+    palette, groups = _palette(runs), _by_space_and_data(runs)
+    plots = [("entropy", "op_entropy_mean", "mean edge entropy of the op weights (nats)",
+              "Mean edge entropy per epoch", 0.0),
+             ("discrete_acc", "discrete_valid_acc", "valid accuracy of the discretized net (%)",
+              "Discretized-network validation accuracy per epoch", None)]
+    for stem, key, ylabel, title, ymin in plots:
+        paths = [out / f"{stem}{suffix}.png" for suffix, _, _ in groups]
+        written += [path for path, (_, where, group) in zip(paths, groups) if _curve_plot(
+            group, key, ylabel, f"{title} — {where}\n(mean over seeds, min–max band)", path, ymin, palette)]
+        if not any(p in written for p in paths):
+            notes.append(f"`{stem}.png` skipped: no run has `{key}` in metrics.jsonl.")
+    chosen = _alpha_run(runs, alpha_run)
+    if chosen is None:
+        notes.append("`alpha_evolution.png` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
+                     if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
+    elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
+        notes.append(f"`alpha_evolution.png` skipped: run {chosen.path} has no α recorded.")
+    else:
+        title = _alpha_plot(chosen, out / "alpha_evolution.png")
+        written.append(out / "alpha_evolution.png")
+        notes.append(f"`alpha_evolution.png`: {title}; run `{chosen.path}`.")
+    paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]
+    written += [path for path, (_, where, group) in zip(paths, groups)
+                if _alpha_stats_plot(group, path, where, palette)]
+    if not any(p in written for p in paths):
+        notes.append("`sa_alpha_stats.png` skipped: no run has `alpha_mean`/`alpha_median`/`alpha_std`.")
+    return written
+
+
+# ---------------------------------------------------------------------------------------- main
+def render(runs: Sequence[Run], plots: Sequence[Path], notes: Sequence[str]) -> str:
+    """The whole results.md text."""
+    return "\n\n".join([
+        "# Search results", header(runs),
+        "## NAS-Bench-201\n\nNB201 200-epoch accuracies (%) of the derived architecture; mean ± sample "
+        "std over finished seeds (ddof=1). \"paper C10 test\": the paper's number for a CIFAR-10 search.",
+        results_table(runs), "## DARTS skeleton (darts, s1-s4)", darts_table(runs),
+        "## Unfinished runs\n\nTheir metrics so far are used in the curves only.", unfinished_list(runs),
+        "## Plots", "\n".join(f"![{p.stem}]({p.name})" for p in plots) or "No plots.",
+        "\n".join(f"- {n}" for n in notes)]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs_dir", help="folder holding run directories (searched recursively)")
+    parser.add_argument("--out", default=None, help="output folder (default RUNS_DIR/report)")
+    parser.add_argument("--alpha-run", default=None, help="run directory for alpha_evolution.png "
+                        "(default: the first SA-DARTS or AER run, else the first run with α)")
+    ns = parser.parse_args(argv)
+    try:
+        runs = collect_runs(ns.runs_dir)
+        if not runs:
+            raise ReportError(f"no run directories (folders with args.json) under {ns.runs_dir}")
+        if ns.alpha_run is not None and not any(r.path.resolve() == Path(ns.alpha_run).resolve() for r in runs):
+            raise ReportError(f"--alpha-run {ns.alpha_run} is not one of the run directories under {ns.runs_dir}")
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    out = Path(ns.out) if ns.out else Path(ns.runs_dir) / "report"
+    notes: list[str] = []
+    plots = make_plots(runs, out, ns.alpha_run, notes)
+    text = render(runs, plots, notes)
+    (out / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
