@@ -135,14 +135,17 @@ run_one() {  # $1 = command line; the run's stdout/stderr go to <out>/log.txt
 if [ "$SLURM" = 1 ]; then
   command -v sbatch >/dev/null || die "--slurm: sbatch not found (is SLURM installed?)"
   script="$RUNS/run_all.sbatch"
+  TASKFILE="$(cd "$RUNS" && pwd)/jobs.$(date +%Y%m%d-%H%M%S).txt"  # this array's own list: a later call rewrites jobs.txt
+  cp "$JOBFILE" "$TASKFILE"
   cat > "$script" <<SBATCH
 #!/usr/bin/env bash
 #SBATCH --job-name=darts-fixes
 #SBATCH --array=1-$todo
-#SBATCH --output=$PWD/$RUNS/slurm-%A_%a.out
+#SBATCH --output=$(cd "$RUNS" && pwd)/slurm-%A_%a.out
 ${SLURM_GRES:+#SBATCH --gres=$SLURM_GRES}
 cd "$PWD"
-line=\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$JOBFILE")
+line=\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$TASKFILE")
+export OMP_NUM_THREADS=\${OMP_NUM_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}
 out=\$(sed -E 's/.* --out ([^ ]+).*/\1/' <<<"\$line")
 mkdir -p "\$out"
 exec bash -c "\$line" >>"\$out/log.txt" 2>&1

@@ -357,6 +357,7 @@ class SearchRun:
         record["entropy_mean"], record["entropy_sum"] = entropy_stats(softmax_weights(model.alphas))
         record["op_entropy_mean"], record["op_entropy_sum"] = entropy_stats(used_weights)
         record.update({k: _jsonable(v) for k, v in (schedule or {}).items()})
+        record["alphas"] = {k: a.detach().cpu().tolist() for k, a in model.alphas.items()}
         record["genotype"] = genotype_to_json(genotype)
         record["nb201"] = self.nb201_lookup(genotype)
         epoch_time = time.perf_counter() - self._epoch_start

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from common.ops import NB201_OPS, FactorizedReduce, ReLUConvBN, batch_norm, channel_shuffle, darts_ops
 from common.spaces import SearchSpace, get_space
 
+ALPHA_INIT_STD = 1e-3  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 Weights = Mapping[str, Tensor]  # cell kind -> (E, M) op weights
 Index = Mapping[str, list[int]]  # cell kind -> sampled op per edge (GDAS hard sampling)
 
@@ -149,7 +150,7 @@ class Supernet(nn.Module):
 
     def __init__(self, space: SearchSpace | str, C: int = 16, N: int = 5, num_classes: int = 10,
                  partial_channels: int = 1, edge_norm: bool | None = None,
-                 alpha_init_std: float = 1e-3, in_channels: int = 3) -> None:
+                 alpha_init_std: float = ALPHA_INIT_STD, in_channels: int = 3) -> None:
         super().__init__()
         self.space = get_space(space) if isinstance(space, str) else space
         self.partial_channels = partial_channels

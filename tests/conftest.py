@@ -14,8 +14,15 @@ sys.path.insert(0, str(ROOT))
 
 # Tiny test networks run 10-40x slower with two intra-op threads on a busy 2-core machine than with one;
 # subprocess searches started by the tests inherit the environment variable.
-torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=40, deadline=None,

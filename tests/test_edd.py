@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -274,6 +275,15 @@ def tiny(shared_data: Path, out: Path, **kw) -> dict:
                 epochs=2, batch_size=32, eval_images=64, out=str(out), progress=False, device="cpu", **kw)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Runs here share a small CPU with other jobs: one intra-op thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 _DARTS: dict[str, dict] = {}
 
 
@@ -304,7 +314,8 @@ def test_smoke_subprocess_entropy_below_darts_and_resume(shared_data, nb201_csv,
     args = tiny(shared_data, out)
     argv = [f"--{k.replace('_', '-')}={v}" for k, v in args.items() if k != "progress"]
     proc = subprocess.run([sys.executable, "edd_darts.py", *argv, "--no-progress", f"--nb201={nb201_csv}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())
     assert set(result["nb201"]) >= {"cifar10_test", "cifar100_test", "imagenet16_test"}

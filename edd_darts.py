@@ -1,0 +1,347 @@
+"""EDD-DARTS: sparse-noisy softmax, exponential temperature schedule, entropy-based dynamic decay.
+
+Jiuling Zhang, Zhiming Ding, "Small Temperature is All You Need for Differentiable Architecture
+Search". The paper names no code repository; its DARTS-space runs build on DrNAS's code.
+This file implements the paper, not the authors' fork (differences listed below).
+
+    python edd_darts.py --space nb201 --nb201 ../shared/data/nb201/nb201_200ep.csv   # EDD, sn-softmax s=100
+    python edd_darts.py --space nb201 --clip-alpha 5                   # Table 1 "EDD-DARTS (clip)"
+    python edd_darts.py --space nb201 --st-const --lam 0.12            # Table 5, sn-softmax st ≡ 1
+    python edd_darts.py --space nb201 --softmax normal                 # Table 5, normal softmax
+    python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
+    python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
+    python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
+    python edd_darts.py --space nb201 --warmup 10 --decay-every 5 --late-from 40 --entropy sum \
+        --lam 0.04 --lam-late 0.08 --batch-size 256 --w-lr-min none --a-wd 0   # the authors' NB201 recipe
+
+Equation map (paper numbering)
+    Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
+    Eq. 2      argmax pruning of β = softmax(A)               → run.genotype / run.finish (common.genotypes)
+    Eq. 3      β_t = softmax(A/t)                             → SnSoftmax.forward; op_weights (normal softmax)
+    Eq. 4–6    ∂β_t/∂A = 𝒜_t/t, 𝒜_t = diag(β_t) − β_tβ_tᵀ   → softmax_vjp (the true softmax gradient)
+    Eq. 7–8    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st)               → SnSoftmax.backward
+    Eq. 9      the two terms' signs may differ (commentary: the noise term, no code)
+    Eq. 10     t^exp = exp(E(a)/t)                            → ets_forward
+    Eq. 11     L^exp = [t0^exp + n·d^exp], d^exp = (tN^exp − t0^exp)/N → ets_log_points, ets_decay_strength
+    Eq. 12     t_n = E(a)/ln(t_n^exp)                         → ets_inverse, ets_temperatures
+    Eq. 13     E[H(β)] = −Σ_c Σ_i β_c^i ln β_c^i / |C|        → mean_entropy
+    Eq. 14     d^exp(k) = λ(1−ρ)E[H(β)] + ρ d^exp(k−1)        → edd_decay
+    Eq. 15     t(k) = E(a)/ln(t0^exp + k·d^exp(k))            → edd_temperature
+    Alg. 1     sn-softmax                                     → sn_softmax (SnSoftmax)
+    Alg. 2     EDD: train at t(k), update d^exp, update t     → search() + advance_schedule
+    E(a)       E[a·1(a>0)] of a ~ 1e-3·N(0,1): 1e-3·√(2/π)/2  → expected_positive_alpha (Sec. 2.2)
+    Sec. 4     PCD: fixed L^exp cycled every `period` steps   → pcd_temperature
+    Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
+
+Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
+temperature; s scale of the noise term's temperature st; 𝒜_x = diag(β_x) − β_xβ_xᵀ; g = ∂l/∂β_t;
+E(a) expected positive α at init; t^exp = exp(E(a)/t) ("exponential space"); L^exp decay points;
+d^exp decay strength; N number of decay points; k decay step (1, 2, …); λ EDD's one hyperparameter;
+ρ momentum of Eq. 14; H(β) natural-log entropy of one edge; τ GDAS's Gumbel temperature (= t here).
+
+Defaults and their sources
+- sn-softmax, s = 100, λ = 0.06: the headline NB201 row (Table 1 = Table 5's best) and best on DS (Table 6).
+- ρ = 0.5, d^exp(0) = 0: text under Eq. 14. t0 = 1: Alg. 2 ("t0 = 1 (mostly)").
+- t_end = 1e-3 for `--schedule ets`: the worked example of Sec. 2.2. E(a) = 1e-3·√(2/π)/2 ≈ 3.99e-4
+  from the α initialisation 1e-3·N(0,1) (Sec. 2.2; METHODS.md §1), unless `--e-a` is given.
+- Decay after every epoch from the first, no warm-up: Alg. 2. PCD d^exp = 0.11, period 10 (Sec. 4 and
+  the authors' code, METHODS.md §2). ETS-GDAS: GDAS's τ range 10 → 0.1 and 250 epochs (NB201's GDAS).
+- Everything else (optimisers, lr, batch 64, 50 epochs): the shared protocol, METHODS.md §1.
+
+Choices where the paper is silent
+- E[H(β)] (Eq. 13) is taken over the tempered β = softmax(A/t) actually used (Eq. 13 writes softmax(A),
+  which hardly moves at t ≪ 1; METHODS.md §2), over all edges of all cell kinds pooled (normal and
+  reduce on the DARTS skeleton), measured after the epoch's last step with the epoch's t.
+- Decay step k = 1 happens after the first epoch (t(0) = t0 trains epoch 0); `k` counts decay events.
+  Eq. 15 is not monotone by itself: if E[H] collapses, k·d^exp(k) can shrink and t rises again.
+- sn-softmax is applied to every cell kind's α, on every space; st ≡ 1 means s = 1/t each epoch (at
+  t = 1 that doubles the gradient, the formula's value). PC-DARTS's edge weights use a plain softmax.
+- Numerics: the schedule works with ln t^exp = E(a)/t, so t_end = 1e-7 (E(a)/t = 4000) does not overflow.
+- `--schedule ets` spreads the N = (number of decay events in the run) points over the run, so the last
+  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
+  op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
+- `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
+- Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
+  k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
+
+Differences from the authors' code (METHODS.md §2), each an option here, not copied as a default
+- sn-softmax there is a gradient hook on the normal-cell weights only, switched off on NB201; here an
+  autograd Function on every α, on every space (`--softmax normal` switches it off).
+- E(a) hard-coded as 3.99e-4 (ours: computed, same value for the 1e-3 init).
+- Warm-up at t = 1 (10 epochs NB201, 5 DARTS), decay every 5 epochs, every epoch from epoch 40:
+  `--warmup`, `--decay-every`, `--late-from`. NB201: entropy summed over edges, λ = 0.04 (0.08 from
+  epoch 40): `--entropy sum --lam 0.04 --lam-late 0.08` (≈ λ 0.24/0.48 on the mean scale).
+- Search settings batch 256, constant w lr, α weight decay 0: flags (command above).
+
+Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
+0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,
+NB201 C=16 N=5 on the 5,170-image CIFAR-10 subset, H100): after 6 epochs the tempered-weight entropy is
+0.76 (EDD) vs 1.609 (plain DARTS), the discretized valid accuracy 28.1 % vs 12.1 %; t went 1 → 0.0084
+→ 0.0030 → 0.0020 → 0.0017 → 0.0015.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
+
+from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.run import SearchRun, main_guard
+from common.sampling import gdas_weights
+from common.search import alpha_step, softmax_weights, w_step
+from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
+
+
+@dataclass
+class EDDConfig(SearchConfig):
+    """EDD-DARTS, ETS-GDAS, PCD (defaults: the paper; see the module docstring)."""
+
+    backbone: str = arg("darts", "darts: α → (sn-)softmax(α/t) mixing all ops; gdas: ETS-GDAS, Gumbel hard "
+                                 "sampling at τ = t", choices=("darts", "gdas"))
+    epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas)")
+    schedule: str | None = arg(None, "temperature schedule: edd (Eq. 14-15), pcd (Sec. 4), ets (Eq. 11-12, "
+                                     "t0 → t_end), none (t = t0); default edd, ets with --backbone gdas",
+                               choices=("edd", "pcd", "ets", "none"))
+    softmax: str | None = arg(None, "sn: sparse-noisy softmax (Alg. 1); normal: softmax(α/t); "
+                                    "default sn (normal with gdas)", choices=("normal", "sn"))
+    s: float = arg(100.0, "sn-softmax scale s > 1: noise term at temperature s·t (Eq. 7; Tables 5-6)")
+    st_const: bool = arg(False, "sn-softmax with s·t ≡ 1 (s = 1/t), Table 5's second variant")
+    lam: float = arg(0.06, "λ of Eq. 14 (Tables 1, 5, 6)")
+    rho: float = arg(0.5, "ρ of Eq. 14, momentum of the moving average")
+    entropy: str = arg("mean", "E[H(β)] of Eq. 13 as mean over edges (paper) or sum (authors' NB201 code)",
+                       choices=("mean", "sum"))
+    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default 1e-3·sqrt(2/pi)/2 from the α init, Sec. 2.2)")
+    t0: float | None = arg(None, "initial temperature t0 (default 1, Alg. 2; 10 with gdas, GDAS's τ_max)")
+    t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
+    warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
+    decay_every: int = arg(1, "epochs between decay steps (paper 1, Alg. 2; authors' code 5)")
+    late_from: int | None = arg(None, "from this epoch on decay every epoch with --lam-late (authors: 40)")
+    lam_late: float | None = arg(None, "λ from --late-from on (default --lam; authors' NB201 code 0.08)")
+    pcd_d: float = arg(0.11, "PCD: fixed d^exp per step (authors' code 0.11)")
+    pcd_period: int = arg(10, "PCD: decay steps per cycle (Sec. 4: periods of 10 epochs)")
+    clip_alpha: float | None = arg(None, "clip the gradient norm of α at this value (Table 1 'clip'; off)")
+
+    def resolve(self) -> None:
+        gdas = self.backbone == "gdas"
+        if self.epochs is None:  # filled first: the shared checks compare it with 1
+            self.epochs = 250 if gdas else 50
+        super().resolve()
+        self.schedule = self.schedule or ("ets" if gdas else "edd")
+        self.softmax = self.softmax or ("normal" if gdas else "sn")
+        self.e_a = expected_positive_alpha(ALPHA_INIT_STD) if self.e_a is None else self.e_a
+        self.t0 = (10.0 if gdas else 1.0) if self.t0 is None else self.t0
+        self.t_end = (0.1 if gdas else 1e-3) if self.t_end is None else self.t_end
+        self.lam_late = self.lam if self.lam_late is None else self.lam_late
+        if gdas and (self.softmax == "sn" or self.st_const):
+            raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
+        if self.st_const and self.softmax != "sn":
+            raise ConfigError("--st-const needs --softmax sn")
+        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0 and self.lam_late > 0, "> 0"),
+                  ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
+                  ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
+                  ("warmup", self.warmup >= 0, ">= 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
+                  ("pcd_d", self.pcd_d > 0, "> 0"), ("pcd_period", self.pcd_period >= 1, ">= 1"),
+                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0")]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
+
+
+# ----------------------------------------------------------------------------- sn-softmax (Alg. 1)
+
+def softmax_vjp(beta: Tensor, g: Tensor, dim: int = -1) -> Tensor:
+    """𝒜·g with 𝒜 = diag(β) − ββᵀ (Eq. 5 without 1/t; symmetric): β ⊙ (g − ⟨β, g⟩)."""
+    return beta * (g - (beta * g).sum(dim, keepdim=True))
+
+
+class SnSoftmax(torch.autograd.Function):
+    """Sparse-noisy softmax (Alg. 1): forward softmax(A/t), backward (𝒜_t/t + 𝒜_{st}/(st))·g (Eq. 7–8)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, t: float, s: float, dim: int) -> Tensor:
+        beta_t = F.softmax(logits / t, dim=dim)  # Eq. 3: β_t = softmax(A/t)
+        ctx.save_for_backward(logits, beta_t)
+        ctx.t, ctx.s, ctx.dim = t, s, dim
+        return beta_t
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, None, None, None]:
+        logits, beta_t = ctx.saved_tensors
+        t, s, dim = ctx.t, ctx.s, ctx.dim
+        beta_st = F.softmax(logits / (s * t), dim=dim)  # β_{st}, the smoother distribution
+        # Eq. 8: ∂l/∂A = (𝒜_t/t + 𝒜_{st}/(st)) ∂l/∂β_t
+        grad = softmax_vjp(beta_t, g, dim) / t + softmax_vjp(beta_st, g, dim) / (s * t)
+        return grad, None, None, None
+
+
+def sn_softmax(logits: Tensor, t: float, s: float, dim: int = -1) -> Tensor:
+    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8).
+
+    logits: any shape, e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant.
+    """
+    return SnSoftmax.apply(logits, t, s, dim)
+
+
+# ----------------------------------------------------------------------------- ETS (Eq. 10–12)
+
+def expected_positive_alpha(std: float = ALPHA_INIT_STD) -> float:
+    """E(a) of Sec. 2.2: E[a·1(a > 0)] for a ~ std·N(0, 1), = std·√(2/π)/2 ≈ 4e-4 for std 1e-3."""
+    return std * math.sqrt(2 / math.pi) / 2
+
+
+def ets_forward(t: float, e_a: float) -> float:
+    """Eq. 10: t^exp = exp(E(a)/t) (overflows for E(a)/t > 709: use E(a)/t, its log, there)."""
+    return math.exp(e_a / t)
+
+
+def ets_inverse(t_exp: float, e_a: float) -> float:
+    """Eq. 12: t = E(a)/ln(t^exp), > 0 for t^exp > 1."""
+    return e_a / math.log(t_exp)
+
+
+def ets_log_points(e_a: float, t0: float, t_end: float, n: int) -> list[float]:
+    """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space.
+
+    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends.
+    """
+    if n == 0:
+        return [e_a / t0]
+    out = []
+    for i in range(n + 1):
+        terms = [math.log(w) + e_a / t for w, t in ((1 - i / n, t0), (i / n, t_end)) if w > 0]
+        m = max(terms)
+        out.append(m + math.log(sum(math.exp(x - m) for x in terms)))
+    return out
+
+
+def ets_decay_strength(e_a: float, t0: float, t_end: float, n: int) -> float:
+    """Eq. 11: d^exp = (tN^exp − t0^exp)/N (inf where tN^exp overflows)."""
+    try:
+        return (ets_forward(t_end, e_a) - ets_forward(t0, e_a)) / n
+    except OverflowError:
+        return math.inf
+
+
+def ets_temperatures(e_a: float, t0: float, t_end: float, n: int) -> list[float]:
+    """t_0 … t_N of Eq. 11–12: equidistant points in the exponential space, mapped back by Eq. 12."""
+    return [e_a / ln_t_exp for ln_t_exp in ets_log_points(e_a, t0, t_end, n)]  # Eq. 12
+
+
+# ----------------------------------------------------------------------------- EDD (Eq. 13–15), PCD
+
+def mean_entropy(weights: Mapping[str, Tensor] | Tensor, reduction: str = "mean") -> float:
+    """Eq. 13: E[H(β_c)] = −Σ_c Σ_i β_c^i ln β_c^i / |C| over all edges of all cell kinds (or the sum)."""
+    beta = weights if isinstance(weights, Tensor) else torch.cat([w.flatten(0, -2) for w in weights.values()])
+    h = -torch.special.xlogy(beta.detach(), beta.detach()).sum(-1)  # (|C|,), 0·ln 0 = 0
+    return (h.mean() if reduction == "mean" else h.sum()).item()
+
+
+def edd_decay(d_prev: float, mean_entropy: float, lam: float, rho: float = 0.5) -> float:
+    """Eq. 14: d^exp(k) = λ(1 − ρ)E[H(β)] + ρ·d^exp(k−1)."""
+    return lam * (1 - rho) * mean_entropy + rho * d_prev
+
+
+def edd_temperature(e_a: float, t0_exp: float, k: int, d_exp: float) -> float:
+    """Eq. 15: t(k) = E(a)/ln(t0^exp + k·d^exp(k)); d^exp = 0 or k = 0 gives t0."""
+    return e_a / math.log(t0_exp + k * d_exp)
+
+
+def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 10) -> float:
+    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period])."""
+    return edd_temperature(e_a, ets_forward(t0, e_a), k % period, d_exp)
+
+
+def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
+                          max_norm: float) -> RemovableHandle:
+    """Table 1 "clip": clip the gradient norm of `params` (α) right before every `optimizer.step()`."""
+    params = list(params)
+
+    def hook(*_: Any) -> None:
+        nn.utils.clip_grad_norm_(params, max_norm)
+    return optimizer.register_step_pre_hook(hook)
+
+
+# ----------------------------------------------------------------------------- the search (Alg. 2)
+
+def decays_after(epoch: int, cfg: EDDConfig) -> bool:
+    """Whether a decay step ends `epoch` (0-based): after the warm-up, every --decay-every epochs."""
+    done = epoch + 1
+    if done < max(cfg.warmup, 1):
+        return False
+    if cfg.late_from is not None and epoch >= cfg.late_from:
+        return True
+    return (done - cfg.warmup) % cfg.decay_every == 0
+
+
+def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
+                     ets: list[float]) -> None:
+    """One decay step k → k + 1 of the chosen schedule; updates `state` (t, k, d_exp, lam) in place."""
+    state["k"] += 1
+    k = state["k"]
+    lam = cfg.lam_late if cfg.late_from is not None and epoch >= cfg.late_from else cfg.lam
+    state["lam"] = lam
+    if cfg.schedule == "edd":
+        state["d_exp"] = edd_decay(state["d_exp"], entropy, lam, cfg.rho)  # Eq. 14
+        state["t"] = edd_temperature(cfg.e_a, ets_forward(cfg.t0, cfg.e_a), k, state["d_exp"])  # Eq. 15
+    elif cfg.schedule == "ets":
+        state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
+    elif cfg.schedule == "pcd":
+        state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period)
+
+
+def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str) -> dict[str, Tensor]:
+    """β_t per cell kind, (E, M): sn_softmax(α, t, s) (Alg. 1) or softmax(α/t) (Eq. 3)."""
+    if softmax == "sn":
+        return {k: sn_softmax(a, t, s) for k, a in alphas.items()}
+    return {k: F.softmax(a / t, dim=-1) for k, a in alphas.items()}
+
+
+def search(cfg: EDDConfig) -> dict:
+    run = SearchRun(cfg, method_state={"t": cfg.t0, "k": 0, "d_exp": 0.0, "lam": cfg.lam}, script="edd_darts")
+    model, state, gdas = run.model, run.method_state, cfg.backbone == "gdas"
+    if cfg.clip_alpha:
+        clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
+    n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
+    ets = ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays)
+    if cfg.schedule == "pcd":
+        state["d_exp"] = cfg.pcd_d
+    elif cfg.schedule == "ets":
+        state["d_exp"] = ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))
+
+    def gdas_forward(tau: float) -> Callable[[Tensor], Tensor]:  # a fresh hard sample on every call
+        def fwd(x: Tensor) -> Tensor:
+            weights, index = gdas_weights(model.alphas, tau)
+            return run.forward(lambda: weights, index)(x)
+        return fwd
+
+    for epoch in run.epochs():
+        t = state["t"]  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
+        s = 1 / t if cfg.st_const else cfg.s
+        forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, cfg.softmax))
+        for x_t, y_t, x_v, y_v in run.steps():
+            run.track("train", *w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
+            run.track("valid", *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        with torch.no_grad():
+            beta_t = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}  # = sn forward
+        entropy = mean_entropy(beta_t, cfg.entropy)  # Eq. 13 at this epoch's t
+        if decays_after(epoch, cfg):
+            advance_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15
+        used = softmax_weights(model.alphas) if gdas else beta_t
+        run.end_epoch(used, {"temperature": t, "s": s, "mean_entropy": entropy, "d_exp": state["d_exp"],
+                             "k": state["k"], "lam": state["lam"], "next_temperature": state["t"]})
+    return run.finish({"temperature": state["t"], "e_a": cfg.e_a})
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_config(EDDConfig, argv, description=__doc__)
+    main_guard(lambda: search(cfg))
+
+
+if __name__ == "__main__":
+    main()
