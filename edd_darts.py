@@ -11,7 +11,7 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
-    python edd_darts.py --space nb201 --warmup 10 --decay-every 5 --late-from 40 --entropy sum \
+    python edd_darts.py --space nb201 --warmup 10 --decay-every 5 --late-from 40 --entropy sum \\
         --lam 0.04 --lam-late 0.08 --batch-size 256 --w-lr-min none --a-wd 0   # the authors' NB201 recipe
 
 Equation map (paper numbering)

@@ -63,9 +63,9 @@ fi
 # label | script and method flags (paper settings; each script's defaults follow its paper)
 NB201_ENTRIES=(
   "edd-darts|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd"
-  "edd-darts-clip|edd_darts.py --softmax normal --schedule edd --clip-alpha"
-  "pcd|edd_darts.py --softmax normal --schedule pcd"
-  "ets-gdas|edd_darts.py --backbone gdas --schedule ets"
+  "edd-darts-clip|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd --clip-alpha 5"
+  "pcd|edd_darts.py --softmax normal --schedule pcd --warmup 20"
+  "ets-gdas|edd_darts.py --backbone gdas"
   "darts-v1-aer|aer_darts.py --backbone darts-v1"
   "darts-v2-aer|aer_darts.py --backbone darts-v2"
   "gdas-aer|aer_darts.py --backbone gdas"

@@ -99,6 +99,13 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Defaults in the help; the script's docstring keeps its layout."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line on stderr (`prog: error: ...`), without argparse's usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _base_type(tp: Any) -> tuple[type, bool]:
     """(scalar type, optional?) of a field annotation like `int | None`."""
     origin = typing.get_origin(tp)
@@ -117,7 +124,7 @@ def _parse_optional(kind: type):
 
 def build_parser(cls: type[C], description: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one `--flag` per dataclass field."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = _Parser(description=description, formatter_class=_HelpFormatter)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind, optional = _base_type(hints[f.name])

@@ -136,7 +136,7 @@ def _load_cifar(name: str, data_dir: Path, train: bool, download: bool) -> tuple
     if missing:
         raise DataError(
             f"{name}: {', '.join(missing)} not found in {folder}/{why} — download {url} and extract it "
-            f"into {data_dir} (giving {folder.name}/), or run once with network access and download=True "
+            f"into {data_dir} (giving {folder.name}/), or run once with network access (torchvision downloads it) "
             "so torchvision fetches it"
         )
     parts = [_read_batch(folder / f, label_key, 32, "bytes") for f in files]
@@ -157,7 +157,7 @@ def _load_svhn(data_dir: Path, train: bool, download: bool) -> tuple[np.ndarray,
         raise DataError(
             f"svhn: could not read {data_dir / f'{split}_32x32.mat'} ({type(e).__name__}: "
             f"{_one_line(e)[:200]}) — download {SVHN_URL}{split}_32x32.mat into {data_dir} (reading needs "
-            "scipy), or run once with network access and download=True"
+            "scipy), or run once with network access (torchvision downloads it)"
         ) from None
     images = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 2, 3, 1))  # NCHW → NHWC
     return images, np.asarray(ds.labels, dtype=np.int64)

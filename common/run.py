@@ -163,7 +163,6 @@ class SearchRun:
         cfg: the resolved config.
         method_state: the method's schedule state (temperatures, moving averages, generator states…);
             saved in every checkpoint and restored on resume — mutate it in place.
-        a_wd: α weight decay (default cfg.a_wd).
         script: name of the run directory's parent (default: the running script's name).
     """
 
@@ -175,13 +174,15 @@ class SearchRun:
         self.device = resolve_device(cfg.device)
         out = cfg.out or f"runs/{script or script_name()}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
         self.table = _load_table(cfg.nb201)  # a missing table fails now, not after hours
+        if Path(out).exists() and not Path(out).is_dir():
+            raise RunError(f"--out {out} exists and is not a directory")
+        self._build_data()  # missing/corrupt data fails before the run directory is created
         self.dir = RunDir(out)
         checkpoint = self.dir.load_checkpoint() if cfg.resume else None
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
         seed_everything(cfg.seed, cfg.deterministic)
-        self._build_data()
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast).to(self.device)
         self.w_params = self.model.weight_parameters()
@@ -292,7 +293,8 @@ class SearchRun:
         return fwd
 
     def _reset_trackers(self) -> None:
-        self._sums = {s: torch.zeros(3, device=self.device, dtype=torch.float64) for s in ("train", "valid")}
+        self._sums = {s: torch.zeros(2, device=self.device, dtype=torch.float64) for s in ("train", "valid")}
+        self._counts = {"train": 0, "valid": 0}
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         self.step_in_epoch = 0
 
@@ -300,8 +302,8 @@ class SearchRun:
         """Accumulate loss/accuracy of a step on the device (no host sync) and watch for NaN/inf."""
         n = y.numel()
         correct = (logits.argmax(-1) == y).sum()
-        self._sums[split] += torch.stack([loss.double() * n, correct.double(),
-                                          torch.tensor(float(n), device=self.device, dtype=torch.float64)])
+        self._sums[split] += torch.stack([loss.double() * n, correct.double()])
+        self._counts[split] += n
         bad = ~torch.isfinite(loss)
         self._first_bad = torch.where(bad & (self._first_bad < 0), self.global_step, self._first_bad)
 
@@ -318,7 +320,7 @@ class SearchRun:
     def running_means(self) -> dict[str, str]:
         out = {}
         for split, s in self._sums.items():
-            loss, correct, n = s.tolist()
+            (loss, correct), n = s.tolist(), self._counts[split]
             if n:
                 out[f"{split}_loss"] = f"{loss / n:.3f}"
                 out[f"{split}_acc"] = f"{100 * correct / n:.1f}"
@@ -346,7 +348,7 @@ class SearchRun:
         model, cfg = self.model, self.cfg
         record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step, "lr": self.w_lr}
         for split, s in self._sums.items():
-            loss, correct, n = s.tolist()
+            (loss, correct), n = s.tolist(), self._counts[split]
             record[f"{split}_loss"] = loss / n if n else float("nan")
             record[f"{split}_acc"] = 100 * correct / n if n else float("nan")
         genotype = self.genotype()
