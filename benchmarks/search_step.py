@@ -46,13 +46,14 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
     """A closure running one bilevel step of `method` on random CIFAR-shaped data."""
     K = 4 if method == "pc-k4" else 1
     model = build_supernet(space, C, N, 10, partial_channels=K, fast=fast).to(device)
-    if device.type == "cuda":
+    channels_last = fast and K == 1  # as SearchRun: the fast path without partial channels
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
     a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
     xs = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
-    if device.type == "cuda":
+    if channels_last:
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     ys = [torch.randint(10, (batch,), device=device) for _ in range(2)]
     net = torch.compile(model) if compile_ else model

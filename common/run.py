@@ -185,6 +185,9 @@ class SearchRun:
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast).to(self.device)
+        self.channels_last = cfg.fast and cfg.partial_channels == 1  # PC's slicing/shuffle is slower in it
+        if self.channels_last:  # ~30% faster convs on CPU (mkldnn) and on tensor-core GPUs
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.w_params = self.model.weight_parameters()
         self.a_params = self.model.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
@@ -286,8 +289,10 @@ class SearchRun:
                 index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
         """The closure x → logits that builds op weights from the current α on every call."""
         model, amp = self.model, self.cfg.amp == "bf16"
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
 
         def fwd(x: Tensor) -> Tensor:
+            x = x.contiguous(memory_format=layout)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 return model(x, weights_fn(), index).float()
         return fwd

@@ -171,3 +171,15 @@ def test_gdas_index_runs_only_sampled_op_and_passes_gradient() -> None:
     assert torch.allclose(y_idx, y_all, atol=1e-12)
     g, = torch.autograd.grad(y_idx.sum(), alpha)
     assert g.abs().sum() > 0
+
+
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(3, 9), st.integers(0, 100))
+def test_fast_avg_pool_equals_avg_pool2d_without_padding_count(B: int, C: int, H: int, seed: int) -> None:
+    from common.fast import avg_pool3x3
+    x = torch.randn(B, C, H, H + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed),
+                    requires_grad=True)
+    ref = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+    out = avg_pool3x3(x)
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-13)
+    g = torch.randn_like(ref)
+    assert torch.allclose(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=1e-12, atol=1e-13)
