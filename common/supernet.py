@@ -70,6 +70,17 @@ def edge_normalisation(beta: Tensor, edges: tuple[tuple[int, int], ...]) -> Tens
     return gamma
 
 
+def node_sum(mixed: nn.ModuleList, edges: tuple[tuple[int, int], ...], nodes: list[Tensor], node: int,
+             w: Tensor, gamma: Tensor | None, index: list[int] | None) -> Tensor:
+    """node = Σ_{edges i→node} [γ_e ·] mixed_e(node_i)   (the cell's DAG sum, DARTS Eq. 1)."""
+    total: Tensor | float = 0.0
+    for e, (to, src) in enumerate(edges):
+        if to == node:
+            out = mixed[e](nodes[src], w[e], None if index is None else index[e])
+            total = total + (out if gamma is None else gamma[e] * out)
+    return total  # type: ignore[return-value]
+
+
 class NB201Cell(nn.Module):
     """NB201 search cell: node j = Σ_{i<j} edge(i→j)(node i), 4 nodes, 6 edges; output = node 3."""
 
@@ -82,13 +93,7 @@ class NB201Cell(nn.Module):
     def forward(self, x: Tensor, w: Tensor, gamma: Tensor | None, index: list[int] | None) -> Tensor:
         nodes = [x]
         for node in range(1, 4):
-            total = 0.0
-            for e, (to, src) in enumerate(self.edges):
-                if to != node:
-                    continue
-                out = self.mixed[e](nodes[src], w[e], None if index is None else index[e])
-                total = total + (out if gamma is None else gamma[e] * out)
-            nodes.append(total)
+            nodes.append(node_sum(self.mixed, self.edges, nodes, node, w, gamma, index))
         return nodes[-1]
 
 
@@ -125,13 +130,7 @@ class DartsCell(nn.Module):
                 index: list[int] | None) -> Tensor:
         nodes = [self.pre0(s0), self.pre1(s1)]
         for node in range(2, 6):
-            total = 0.0
-            for e, (to, src) in enumerate(self.edges):
-                if to != node:
-                    continue
-                out = self.mixed[e](nodes[src], w[e], None if index is None else index[e])
-                total = total + (out if gamma is None else gamma[e] * out)
-            nodes.append(total)
+            nodes.append(node_sum(self.mixed, self.edges, nodes, node, w, gamma, index))
         return torch.cat(nodes[2:], dim=1)
 
 

@@ -275,15 +275,6 @@ def tiny(shared_data: Path, out: Path, **kw) -> dict:
                 epochs=2, batch_size=32, eval_images=64, out=str(out), progress=False, device="cpu", **kw)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Runs here share a small CPU with other jobs: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 _DARTS: dict[str, dict] = {}
 
 
