@@ -11,9 +11,9 @@ forward avoids work that the reference readable forward does:
 - the 3×3 average pool (stride 1, pad 1, padding not counted) as a depthwise conv with a ones kernel
   times the precomputed 1/count map: the same average, ~6× faster than `avg_pool2d` on CPU.
 
-`tests/test_fast.py` checks outputs and gradients (w and α) against the reference in float64 for every
-space. GDAS hard sampling and partial channels use the reference edge code (already one op per edge
-or 1/K of the channels).
+`tests/test_supernet.py` checks outputs and gradients (w and α) against the reference in float64 for
+every space, with and without partial channels. GDAS hard sampling uses the reference edge code
+(already one op per edge); on the DARTS skeleton only the `none` skipping applies.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from common.ops import channel_shuffle
 from common.spaces import NB201_OP_NAMES
 from common.supernet import MixedOp, NB201Cell, Supernet
 
@@ -59,21 +60,25 @@ class _SkipNoneMix:
 
 def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | None,
                         index: list[int] | None) -> Tensor:
-    if index is not None or cell.mixed[0].K != 1:
+    if index is not None:
         return NB201Cell.forward(cell, x, w, gamma, index)
+    K = cell.mixed[0].K
     nodes: list[Tensor | float] = [x, 0.0, 0.0, 0.0]
     for src in range(3):
         h = nodes[src]
+        h_op = h[:, : h.shape[1] // K] if K > 1 else h  # PC-DARTS: the ops see 1/K of the channels
         out_edges = [e for e, (_, s) in enumerate(cell.edges) if s == src]
-        r = F.relu(h)
+        r = F.relu(h_op)
         c1 = [cell.mixed[e].ops[2][1].weight for e in out_edges]  # nor_conv_1x1: ReLU→Conv→BN
         c3 = [cell.mixed[e].ops[3][1].weight for e in out_edges]  # nor_conv_3x3
         y1 = _bn(F.conv2d(r, torch.cat(c1))).chunk(len(out_edges), dim=1)
         y3 = _bn(F.conv2d(r, torch.cat(c3), padding=1)).chunk(len(out_edges), dim=1)
-        pool = avg_pool3x3(h)
+        pool = avg_pool3x3(h_op)
         for i, e in enumerate(out_edges):
             # edge(src→to) = w_skip·h + w_1x1·conv1x1(h) + w_3x3·conv3x3(h) + w_pool·pool(h)  (w_none·0 dropped)
-            out = w[e, 1] * h + w[e, 2] * y1[i] + w[e, 3] * y3[i] + w[e, 4] * pool
+            out = w[e, 1] * h_op + w[e, 2] * y1[i] + w[e, 3] * y3[i] + w[e, 4] * pool
+            if K > 1:  # the untouched channels pass through; shuffle as in MixedOp
+                out = channel_shuffle(torch.cat([out, h[:, h_op.shape[1]:]], dim=1), K)
             to = cell.edges[e][0]
             nodes[to] = nodes[to] + (out if gamma is None else gamma[e] * out)
     return nodes[3]
