@@ -150,9 +150,7 @@ def _load_table(path: str | None):
     from common.nb201 import NB201Table  # the official API is imported only when a table is asked for
     try:
         return NB201Table.load(path)
-    except FileNotFoundError as err:
-        raise RunError(str(err).splitlines()[0]) from None
-    except ValueError as err:
+    except (FileNotFoundError, ValueError) as err:  # missing or malformed table
         raise RunError(str(err).splitlines()[0]) from None
 
 
@@ -403,15 +401,11 @@ class SearchRun:
 
 def main_guard(main: Callable[[], Any]) -> None:
     """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit."""
-    from common.nb201 import NB201Table  # noqa: F401  (fail early if the module is broken)
     try:
         main()
-    except RunError as err:
+    except (RunError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.code)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "code", 2))
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is checkpointed: rerun with --resume", file=sys.stderr)
         sys.exit(130)

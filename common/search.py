@@ -21,10 +21,6 @@ Forward = Callable[[Tensor], Tensor]
 Regulariser = Callable[[], Tensor]
 
 
-def _params_with_grad(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
-    return [p for p in params if p.grad is not None]
-
-
 def w_step(forward: Forward, x: Tensor, y: Tensor, w_params: list[nn.Parameter],
            w_optimizer: torch.optim.Optimizer, grad_clip: float | None = 5.0) -> tuple[Tensor, Tensor]:
     """One step on the network weights w with α fixed. Returns (loss, logits), detached.
@@ -130,17 +126,6 @@ def entropy_stats(weights: Mapping[str, Tensor]) -> tuple[float, float]:
 
 def softmax_weights(alphas: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: F.softmax(a, dim=-1) for k, a in alphas.items()}
-
-
-def one_hot_weights(weights: Mapping[str, Tensor], keep: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-    """One-hot argmax per edge; `keep[kind]` (E,) bool zeroes the edges a genotype drops."""
-    out = {}
-    for k, w in weights.items():
-        oh = F.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
-        if keep is not None and k in keep:
-            oh = oh * keep[k][:, None].to(w.dtype)
-        out[k] = oh
-    return out
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ channel-shuffled, and every edge output is scaled by γ, softmaxed over the edge
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -233,9 +233,6 @@ class Supernet(nn.Module):
                 s0, s1 = s1, cell(s0, s1, weights[cell.kind], gammas.get(cell.kind), idx.get(cell.kind))
             h = s1
         return self.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
-
-    def named_alpha_items(self) -> Iterator[tuple[str, Tensor]]:
-        yield from self.alphas.items()
 
 
 def build_supernet(space: str, C: int, N: int, num_classes: int, partial_channels: int = 1,
