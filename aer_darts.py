@@ -169,20 +169,21 @@ def search(cfg: AERConfig) -> dict:
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
         # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS)
         reg = None if lam == 0 else (lambda: lam * architecture_entropy(model.alphas, drop))
-        for x_t, y_t, x_v, y_v in run.steps():
+
+        def bilevel(x_t, y_t, x_v, y_v):
             if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
-                run.track("valid", *unrolled_alpha_step(
-                    softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params, run.w_optimizer,
-                    run.a_optimizer, xi=run.w_lr, reg=reg), y_v)
-            run.track("train", *w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer,
-                                       cfg.grad_clip), y_t)
+                valid = unrolled_alpha_step(softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params,
+                                            run.w_optimizer, run.a_optimizer, xi=run.w_lr, reg=reg)
+            train = w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip)
             if warm:  # w only; the valid split is still measured
                 with torch.no_grad():
                     logits = new_forward()(x_v)
-                run.track("valid", F.cross_entropy(logits, y_v), logits, y_v)
+                valid = (F.cross_entropy(logits, y_v), logits)
             elif not second_order:  # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
-                run.track("valid", *alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer,
-                                               reg=reg), y_v)
+                valid = alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
+            return (*train, *valid)
+        for batch in run.steps():
+            run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
         schedule = {"lam": lam, "arch_entropy": architecture_entropy(model.alphas, drop).item(),
                     "warmup": warm, **({"tau": tau} if gdas else {})}
         run.end_epoch(softmax_weights(model.alphas), schedule)

@@ -324,9 +324,12 @@ def search(cfg: EDDConfig) -> dict:
         t = state["t"]  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
         forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, cfg.softmax))
-        for x_t, y_t, x_v, y_v in run.steps():
-            run.track("train", *w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
-            run.track("valid", *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+
+        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
+            return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                    *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
+        for batch in run.steps():
+            run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
         with torch.no_grad():
             beta_t = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}  # = sn forward
         entropy = mean_entropy(beta_t, cfg.entropy)  # Eq. 13 at this epoch's t

@@ -242,6 +242,7 @@ def search(cfg: SAConfig) -> dict:
         add_skip_bias(model.alphas, space.edge_ops, cfg.init_skip_bias)
     gumbel = torch.Generator(device=run.device)
     gumbel.manual_seed(cfg.seed)
+    run.register_generator(gumbel)
     if "gumbel_rng" in run.method_state:  # resumed: continue the Gumbel noise stream
         gumbel.set_state(run.method_state["gumbel_rng"])
     for epoch in run.epochs():
@@ -252,14 +253,16 @@ def search(cfg: SAConfig) -> dict:
         else:
             fwd = run.forward(lambda: softmax_weights(model.alphas))
         frozen = epoch < cfg.warmup  # warm-up: w only, α (and γ) frozen
-        for x_t, y_t, x_v, y_v in run.steps():
-            run.track("train", *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
+
+        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 1 lines 6-7 with this epoch's λ_e and τ
+            train = w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip)
             if frozen:
                 with torch.no_grad():
                     logits = fwd(x_v)
-                run.track("valid", F.cross_entropy(logits, y_v), logits, y_v)
-            else:
-                run.track("valid", *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg), y_v)
+                return (*train, F.cross_entropy(logits, y_v), logits)
+            return (*train, *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg))
+        for batch in run.steps():
+            run.step(bilevel, *batch)
         run.method_state["gumbel_rng"] = gumbel.get_state()
         run.end_epoch(*epoch_report(cfg, run, lam, reg, tau, frozen))
     return run.finish()

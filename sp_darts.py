@@ -219,16 +219,22 @@ def search(cfg: SPConfig) -> dict:
         phi = draw_phi(len(run.train_loader), p, generator)  # Algorithm 1: Φ for this epoch
         # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
         c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
-        for n, (x_t, y_t, x_v, y_v) in enumerate(run.steps()):
+        terms = [(c_sm, f_sm), (c_sp, f_sp)]
+
+        def mixed(fwd):  # Eq. 15: the same a(φⁿ) for the w step and the α step
+            return lambda x_t, y_t, x_v, y_v: (
+                *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
+
+        def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
+            return (*two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                    *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
+        steps = {True: mixed(f_sp), False: mixed(f_sm)}
+        for n, batch in enumerate(run.steps()):
             if cfg.objective == "mixed":
-                fwd = f_sp if phi[n] else f_sm  # Eq. 15: the same a(φⁿ) for the w step and the α step
-                run.track("train", *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
-                run.track("valid", *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+                run.step(steps[phi[n]], *batch, key=phi[n])  # one CUDA graph per branch
             else:
-                terms = [(c_sm, f_sm), (c_sp, f_sp)]
-                run.track("train", *two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer,
-                                                  cfg.grad_clip), y_t)
-                run.track("valid", *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+                run.step(two_pass, *batch)
         run.method_state["phi_generator"] = generator.get_state()
         with torch.no_grad():
             a_sp, a_sm = tempered_weights(model.alphas, cfg.t_sp), tempered_weights(model.alphas, cfg.t_sm)

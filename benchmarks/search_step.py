@@ -3,13 +3,17 @@
     python benchmarks/search_step.py                       # CPU: NB201 C=16 N=5 batch 64, fp32
     python benchmarks/search_step.py --device cuda --amp none bf16 --batch 64 256 --json out.json
     python benchmarks/search_step.py --device cuda --concurrent 8   # 8 processes share one GPU
+    python benchmarks/search_step.py --device cuda --paths fast --cuda-graphs --concurrent 4
 
 Prints one row per (space, method, path, amp, batch): median seconds per bilevel step, images/s
-(2 batches per step), peak memory (CUDA: max allocated; CPU: process RSS high-water mark), and the
+(2 batches per step), the implied 50-epoch NB201 search time (25k/25k split: 19,500 steps at batch
+64), peak memory (CUDA: max allocated; CPU: process RSS high-water mark), and the
 activation memory actually saved for backward (bytes of tensors autograd keeps, measured with
 saved-tensor hooks: device-independent, what SAC's partial channels are meant to cut).
 If the official reference (`pip install --no-deps xautodl`; benchmark-only, never a dependency) is
 importable, its DARTS-V1 step on `TinyNetworkDarts` is timed in the same process and the ratio printed.
+`--cuda-graphs` replays each step from a CUDA graph (common/graphs.py; GDAS stays eager), as
+`--cuda-graphs` does in the search scripts.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.graphs import StepGraphs  # noqa: E402
 from common.sampling import gumbel_softmax_hard  # noqa: E402
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step  # noqa: E402
 from common.supernet import build_supernet  # noqa: E402
@@ -42,8 +47,8 @@ def _sync(device: torch.device) -> None:
 
 
 def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch.device, fast: bool,
-              amp: str, compile_: bool = False) -> tuple[Callable[[], None], torch.nn.Module]:
-    """A closure running one bilevel step of `method` on random CIFAR-shaped data."""
+              amp: str, compile_: bool = False, graphs: bool = False) -> tuple[Callable[[], None], torch.nn.Module]:
+    """A closure running one bilevel step of `method` on random CIFAR-shaped data (`graphs`: replayed)."""
     K = 4 if method == "pc-k4" else 1
     model = build_supernet(space, C, N, 10, partial_channels=K, fast=fast).to(device)
     channels_last = fast and K == 1  # as SearchRun: the fast path without partial channels
@@ -51,7 +56,7 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
         model = model.to(memory_format=torch.channels_last)
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.SGD(w_params, 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    a_opt = torch.optim.Adam(a_params, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3, capturable=graphs)
     xs = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
     if channels_last:
         xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
@@ -60,7 +65,7 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
 
     def fwd_with(weights_fn, index=None):
         def fwd(x):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16", cache_enabled=not graphs):
                 return net(x, weights_fn(), index).float()
         return fwd
 
@@ -81,6 +86,9 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
             unrolled_alpha_step(fwd, xs[0], ys[0], xs[1], ys[1], w_params, a_params, w_opt, a_opt, 0.025)
         else:
             alpha_step(fwd, xs[1], ys[1], a_params, a_opt)
+    if graphs:
+        replay = StepGraphs(enabled=True)
+        return (lambda: replay(None, step, capture=method != "gdas")), model
     return step, model
 
 
@@ -157,14 +165,17 @@ def bench(args: argparse.Namespace) -> list[dict]:
                     if device.type == "cuda":
                         torch.cuda.reset_peak_memory_stats(device)
                     torch.manual_seed(0)
-                    step, _ = make_step(method, space, args.C, N, batch, device, fast == "fast", amp, args.compile)
+                    step, _ = make_step(method, space, args.C, N, batch, device, fast == "fast", amp, args.compile,
+                                        args.cuda_graphs)
                     times = time_step(step, device, args.warmup, args.iters)
                     med = statistics.median(times)
-                    act = saved_activation_bytes(step) if args.activations else None
+                    act = saved_activation_bytes(step) if args.activations and not args.cuda_graphs else None
                     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-                    rows.append({"space": space, "method": method, "path": fast, "amp": amp, "batch": batch,
+                    path = fast + ("+graph" if args.cuda_graphs and method != "gdas" else "")
+                    rows.append({"space": space, "method": method, "path": path, "amp": amp, "batch": batch,
                                  "C": args.C, "N": N, "step_s": med, "images_per_s": 2 * batch / med,
+                                 "nb201_search_min": med * 50 * (25000 // batch) / 60 if space == "nb201" else None,
                                  "peak_mem_mb": peak / 2**20, "activation_mb": act / 2**20 if act else None,
                                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
                                  f"cpu x{torch.get_num_threads()} threads"})
@@ -189,8 +200,10 @@ def bench(args: argparse.Namespace) -> list[dict]:
 def _fmt(r: dict) -> str:
     act = f"{r['activation_mb']:8.1f}" if r.get("activation_mb") else "       -"
     peak = f"{r['peak_mem_mb']:8.0f}" if r.get("peak_mem_mb") else "       -"
-    return (f"{r['space']:6} {r['method']:26} {r['path']:9} {r['amp']:5} b={r['batch']:<4} "
-            f"{1000 * r['step_s']:9.1f} ms/step {r['images_per_s']:9.0f} img/s  peak {peak} MB  act {act} MB")
+    search = f"{r['nb201_search_min']:7.1f}" if r.get("nb201_search_min") else "      -"
+    return (f"{r['space']:6} {r['method']:26} {r['path']:10} {r['amp']:5} b={r['batch']:<4} "
+            f"{1000 * r['step_s']:9.1f} ms/step {r['images_per_s']:9.0f} img/s  search {search} min  "
+            f"peak {peak} MB  act {act} MB")
 
 
 def concurrent(args: argparse.Namespace) -> list[dict]:
@@ -202,7 +215,7 @@ def concurrent(args: argparse.Namespace) -> list[dict]:
         cmd = [sys.executable, __file__, "--device", args.device, "--spaces", args.spaces[0], "--methods",
                args.methods[0], "--paths", args.paths[0], "--amp", args.amp[0], "--batch", str(args.batch[0]),
                "--iters", str(args.iters), "--warmup", str(args.warmup), "--no-reference", "--no-activations",
-               "--json", str(out)]
+               "--json", str(out)] + (["--cuda-graphs"] if args.cuda_graphs else [])
         procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
     rows = []
     for p, out in procs:
@@ -235,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--compile", action="store_true", help="torch.compile the supernet")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay each step from a CUDA graph (CUDA only)")
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--concurrent", type=int, default=0, help="run N copies at once (first config only)")
@@ -244,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.exit(2, "error: --device cuda but torch sees no GPU\n")
+    if args.cuda_graphs and not args.device.startswith("cuda"):
+        p.exit(2, "error: --cuda-graphs needs --device cuda\n")
     rows = concurrent(args) if args.concurrent else bench(args)
     if args.json:
         Path(args.json).write_text(json.dumps({"argv": argv, "torch": torch.__version__,

@@ -24,10 +24,13 @@ def search(cfg: DartsConfig) -> dict:
     run = SearchRun(cfg, script="darts")
     model = run.model
     forward = run.forward(lambda: softmax_weights(model.alphas))
+
+    def bilevel(x_t, y_t, x_v, y_v):  # w step on a train batch, then α step on a valid batch
+        return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
     for _ in run.epochs():
-        for x_t, y_t, x_v, y_v in run.steps():
-            run.track("train", *w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
-            run.track("valid", *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        for batch in run.steps():
+            run.step(bilevel, *batch)
         run.end_epoch(softmax_weights(model.alphas))
     return run.finish()
 

@@ -72,6 +72,8 @@ class SearchConfig:
     log_every: int = arg(50, "steps between progress updates and NaN checks on CUDA (every step on CPU)")
     fast: bool = arg(True, "fast supernet path (same math as the reference supernet)")
     amp: str = arg("none", "autocast dtype for forward/backward", choices=("none", "bf16"))
+    cuda_graphs: bool = arg(False, "capture each epoch's bilevel step in a CUDA graph and replay it (CUDA "
+                                   "only; GDAS backbones stay eager; see common/graphs.py)")
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
     progress: bool = arg(True, "tqdm progress bars")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")

@@ -6,10 +6,13 @@ loop then reads:
 
     run = SearchRun(cfg, method_state={"t": 1.0})
     for epoch in run.epochs():
-        for x_t, y_t, x_v, y_v in run.steps():
-            fwd = run.forward(lambda: my_weights(run.model.alphas))
-            run.track("train", *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip), y_t)
-            run.track("valid", *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer), y_v)
+        fwd = run.forward(lambda: my_weights(run.model.alphas, t))  # t: this epoch's value
+
+        def bilevel(x_t, y_t, x_v, y_v):  # → (train loss, train logits, valid loss, valid logits)
+            return (*w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                    *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
+        for batch in run.steps():
+            run.step(bilevel, *batch)  # eager, or a replayed CUDA graph with --cuda-graphs
         run.end_epoch(used_weights, {"temperature": t})
     run.finish()
 
@@ -25,7 +28,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from torch import Tensor
 from common.config import SearchConfig, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, make_loader, search_split
 from common.genotypes import Genotype, derive_genotype, genotype_param_count, genotype_to_json
+from common.graphs import StepGraphs
 from common.search import cosine_lr, entropy_stats, evaluate, softmax_weights
 from common.supernet import Supernet, build_supernet
 
@@ -170,6 +174,8 @@ class SearchRun:
         self.cfg = cfg
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.device = resolve_device(cfg.device)
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
         out = cfg.out or f"runs/{script or script_name()}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
         self.table = _load_table(cfg.nb201)  # a missing table fails now, not after hours
         if Path(out).exists() and not Path(out).is_dir():
@@ -191,7 +197,8 @@ class SearchRun:
         self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
                                            weight_decay=cfg.w_wd, nesterov=cfg.w_momentum > 0)
         self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
-                                            weight_decay=cfg.a_wd)
+                                            weight_decay=cfg.a_wd, capturable=cfg.cuda_graphs)
+        self.graphs = StepGraphs(cfg.cuda_graphs)
         self.start_epoch, self.global_step, self.wall_time = 0, 0, 0.0
         self.records: list[dict[str, Any]] = []
         if checkpoint is not None:
@@ -252,6 +259,7 @@ class SearchRun:
                 group["lr"] = lr
             self.train_loader.set_epoch(epoch)
             self.valid_loader.set_epoch(epoch)
+            self.graphs.reset()  # the lr (and the method's per-epoch values) baked into graphs change
             self._epoch_start = time.perf_counter()
             yield epoch
 
@@ -283,15 +291,34 @@ class SearchRun:
                 if cfg.progress:
                     bar.set_postfix(self.running_means(), refresh=False)
 
+    def step(self, bilevel: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]],
+             x_t: Tensor, y_t: Tensor, x_v: Tensor, y_v: Tensor, key: Hashable = None,
+             capture: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One bilevel step `bilevel(x_t, y_t, x_v, y_v)` → (train loss, train logits, valid loss, valid
+        logits), tracked. With --cuda-graphs it is captured once per `key` and epoch and replayed: it
+        must then read no Python value that changes within the epoch other than through `key`, and
+        `capture=False` keeps a step with host-side control flow (GDAS sampling) eager.
+        """
+        out = self.graphs(key, bilevel, x_t, y_t, x_v, y_v, capture=capture)
+        self.track("train", out[0], out[1], y_t)
+        self.track("valid", out[2], out[3], y_v)
+        return out
+
+    def register_generator(self, generator: torch.Generator) -> None:
+        """A generator the step draws from besides the default one (needed for CUDA-graph capture)."""
+        if generator.device.type == "cuda":
+            self.graphs.register_generator(generator)
+
     def forward(self, weights_fn: Callable[[], Mapping[str, Tensor]],
                 index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
         """The closure x → logits that builds op weights from the current α on every call."""
         model, amp = self.model, self.cfg.amp == "bf16"
+        cache = not self.cfg.cuda_graphs  # autocast's weight-cast cache must be off under graph capture
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
 
         def fwd(x: Tensor) -> Tensor:
             x = x.contiguous(memory_format=layout)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=cache):
                 return model(x, weights_fn(), index).float()
         return fwd
 
