@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA-graph path (issue #8) in one command, for a session that has a GPU:
+#
+#   DARTS_SHARED_DATA=../shared/data bash benchmarks/gpu_check.sh [OUTDIR]   (default results/gpu-check)
+#
+# 1. the CUDA tests: replayed searches against eager ones for every captured method/backbone, the
+#    replay/reset/generator behaviour of StepGraphs, the device-resident loader (needs the CIFAR-10
+#    subset under $DARTS_SHARED_DATA/cifar-10-batches-py; they skip without it);
+# 2. the bilevel step on NB201 C=16 N=5 batch 64, eager and replayed, fp32 and bf16, with the implied
+#    50-epoch search time;
+# 3. CONCURRENT (default "4 8") replayed searches at once on the GPU: searches per GPU-hour.
+# Everything printed is also written under OUTDIR (tests.txt, bench.txt and the benchmark JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-results/gpu-check}
+mkdir -p "$out"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
+python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py -k "cuda or replay" \
+    2>&1 | tee "$out/tests.txt"
+bench() { python benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@"; }
+bench --methods darts-v1 pc-k4 gdas --amp none bf16 --json "$out/bench_eager.json" | tee "$out/bench.txt"
+bench --methods darts-v1 darts-v2 pc-k4 --amp none bf16 --cuda-graphs --json "$out/bench_graphs.json" \
+    | tee -a "$out/bench.txt"
+for n in ${CONCURRENT:-4 8}; do
+    bench --methods darts-v1 --cuda-graphs --concurrent "$n" --json "$out/concurrent$n.json" | tee -a "$out/bench.txt"
+done
