@@ -9,7 +9,9 @@ Prints one row per (space, method, path, amp, batch): median seconds per bilevel
 (2 batches per step), the implied 50-epoch NB201 search time (25k/25k split: 19,500 steps at batch
 64), peak memory (CUDA: max allocated; CPU: process RSS high-water mark), and the
 activation memory actually saved for backward (bytes of tensors autograd keeps, measured with
-saved-tensor hooks: device-independent, what SAC's partial channels are meant to cut).
+saved-tensor hooks: device-independent, what SAC's partial channels are meant to cut), and the aten
+operators one eager step dispatches (`ops`: the host's work per step, which bounds a small supernet's
+eager GPU step; device-independent).
 If the official reference (`pip install --no-deps xautodl`; benchmark-only, never a dependency) is
 importable, its DARTS-V1 step on `TinyNetworkDarts` is timed in the same process and the ratio printed.
 `--cuda-graphs` replays each step from a CUDA graph (common/graphs.py; GDAS stays eager), as
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.graphs import StepGraphs  # noqa: E402
@@ -149,6 +152,25 @@ def saved_activation_bytes(step: Callable[[], None]) -> int:
     return sum(seen.values())
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten operators dispatched (each at least one kernel launch on a GPU, forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_step(step: Callable[[], None]) -> int:
+    """aten operators one eager step dispatches: the host's work per step, the same on every device."""
+    with _OpCounter() as counter:
+        step()
+    return counter.n
+
+
 def bench(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     rows = []
@@ -170,6 +192,7 @@ def bench(args: argparse.Namespace) -> list[dict]:
                     times = time_step(step, device, args.warmup, args.iters)
                     med = statistics.median(times)
                     act = saved_activation_bytes(step) if args.activations and not args.cuda_graphs else None
+                    ops = ops_per_step(step) if args.activations and not args.cuda_graphs else None
                     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
                     path = fast + ("+graph" if args.cuda_graphs and method != "gdas" else "")
@@ -177,6 +200,7 @@ def bench(args: argparse.Namespace) -> list[dict]:
                                  "C": args.C, "N": N, "step_s": med, "images_per_s": 2 * batch / med,
                                  "nb201_search_min": med * 50 * (25000 // batch) / 60 if space == "nb201" else None,
                                  "peak_mem_mb": peak / 2**20, "activation_mb": act / 2**20 if act else None,
+                                 "aten_ops": ops,
                                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
                                  f"cpu x{torch.get_num_threads()} threads"})
                     print(_fmt(rows[-1]), flush=True)
@@ -184,11 +208,12 @@ def bench(args: argparse.Namespace) -> list[dict]:
             ref = reference_step(args.C, N, batch, device)
             if ref is not None:
                 med = statistics.median(time_step(ref, device, args.warmup, args.iters))
+                ops = ops_per_step(ref) if args.activations else None
                 ours = [r for r in rows if r["space"] == "nb201" and r["batch"] == batch and r["method"] == "darts-v1"
                         and r["amp"] == "none"]
                 rows.append({"space": space, "method": "reference xautodl DARTS-V1", "path": "reference",
                              "amp": "none", "batch": batch, "C": args.C, "N": N, "step_s": med,
-                             "images_per_s": 2 * batch / med,
+                             "images_per_s": 2 * batch / med, "aten_ops": ops,
                              "speedup_vs_reference": {r["path"]: med / r["step_s"] for r in ours}})
                 print(_fmt(rows[-1]), "speed-up of ours:",
                       {k: f"{v:.2f}x" for k, v in rows[-1]["speedup_vs_reference"].items()}, flush=True)
@@ -203,7 +228,7 @@ def _fmt(r: dict) -> str:
     search = f"{r['nb201_search_min']:7.1f}" if r.get("nb201_search_min") else "      -"
     return (f"{r['space']:6} {r['method']:26} {r['path']:10} {r['amp']:5} b={r['batch']:<4} "
             f"{1000 * r['step_s']:9.1f} ms/step {r['images_per_s']:9.0f} img/s  search {search} min  "
-            f"peak {peak} MB  act {act} MB")
+            f"peak {peak} MB  act {act} MB  ops {r.get('aten_ops') or '-'}")
 
 
 def concurrent(args: argparse.Namespace) -> list[dict]:
