@@ -8,12 +8,18 @@ forward avoids work that the reference readable forward does:
 - NB201 cells: per source node, one ReLU, one avg-pool, and the 1×1 and 3×3 convs of all edges leaving
   that node in one conv call each (their weights concatenated along the output channels; BN without
   affine and with batch statistics is per channel, so one BN over the concatenation is the same);
+- NB201 cells: the α rows gathered once per cell (ordered by source node) and each node's mixing
+  weights unbound in one op, not indexed per edge and op; mixed ops likewise unbind α once. (Mixing
+  all out-edges of a node in one broadcast over (B, n_out, C, H, W) saves 10% more operators but
+  made the channels_last CPU step 1.5× slower.) Dispatched operators are what a small supernet's
+  eager GPU step waits on; the benchmark's `ops` column counts them: 7,552 per NB201 DARTS-V1 step
+  against 10,493 for the reference supernet;
 - the 3×3 average pool (stride 1, pad 1, padding not counted) as a depthwise conv with a ones kernel
   times the precomputed 1/count map: the same average, ~6× faster than `avg_pool2d` on CPU.
 
 `tests/test_supernet.py` checks outputs and gradients (w and α) against the reference in float64 for
 every space, with and without partial channels. GDAS hard sampling uses the reference edge code
-(already one op per edge); on the DARTS skeleton only the `none` skipping applies.
+(already one op per edge); on the DARTS skeleton the `none` skipping and the unbind apply.
 """
 from __future__ import annotations
 
@@ -55,7 +61,8 @@ class _SkipNoneMix:
     def mix(self: MixedOp, x: Tensor, w: Tensor, index: int | None) -> Tensor:
         if index is not None:
             return MixedOp.mix(self, x, w, index)
-        return sum(w[o] * op(x) for o, (name, op) in enumerate(zip(self.op_names, self.ops)) if name != "none")
+        w_o = w.unbind(0)  # one op (and one stack in backward) instead of a select per op
+        return sum(w_o[o] * op(x) for o, (name, op) in enumerate(zip(self.op_names, self.ops)) if name != "none")
 
 
 def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | None,
@@ -75,16 +82,14 @@ def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | N
         y1 = _bn(F.conv2d(r, torch.cat(c1)))  # (B, n_out·C, H, W)
         y3 = _bn(F.conv2d(r, torch.cat(c3), padding=1))
         pool = avg_pool3x3(h_op)
-        # all edges leaving src at once, (B, n_out, C, H, W):
         # edge(src→to) = w_skip·h + w_1x1·conv1x1(h) + w_3x3·conv3x3(h) + w_pool·pool(h)  (w_none·0 dropped)
-        B, C, H, W = h_op.shape
         n = len(out_edges)
         we = w_by_src[first: first + n]  # the rows of src's out-edges, in `out_edges` order
         first += n
-        scale = we[:, 1:].t().reshape(4, 1, n, 1, 1, 1).unbind(0)  # skip, 1x1, 3x3, pool: (1, n, 1, 1, 1)
-        outs = (scale[0] * h_op.unsqueeze(1) + scale[1] * y1.view(B, n, C, H, W)
-                + scale[2] * y3.view(B, n, C, H, W) + scale[3] * pool.unsqueeze(1)).unbind(1)
-        for e, out in zip(out_edges, outs):
+        s = we[:, 1:].reshape(-1).unbind(0)  # (w_skip, w_1x1, w_3x3, w_pool) of each out-edge: one op
+        y1, y3 = y1.chunk(n, dim=1), y3.chunk(n, dim=1)
+        for i, e in enumerate(out_edges):
+            out = s[4 * i] * h_op + s[4 * i + 1] * y1[i] + s[4 * i + 2] * y3[i] + s[4 * i + 3] * pool
             if K > 1:  # the untouched channels pass through; shuffle as in MixedOp
                 out = channel_shuffle(torch.cat([out, h[:, h_op.shape[1]:]], dim=1), K)
             to = cell.edges[e][0]
