@@ -21,8 +21,10 @@ What capture freezes, and how the searches keep it right:
 - Random numbers: the default CUDA generator is graph-safe by itself; any other generator the step
   draws from (SNAS's Gumbel stream) is registered with every graph (`register_generator`), so every
   replay draws new numbers and the generator's position (checkpointed) advances as in eager mode.
-- Nothing inside the step may copy a value to the host (`.item()`, `if tensor:` …): capture fails on
-  it. tests/test_graphs.py runs every method's step on CPU with those conversions made to raise.
+- Nothing inside the step may copy a value to the host (`.item()`, `if tensor:`, `nonzero`, boolean
+  masks …) or build a tensor from Python data (`torch.tensor(...)`, indexing with a list: a host→device
+  copy): capture fails on it. tests/test_graphs.py runs every method's step on CPU with all of these made
+  to raise, and with draws from unregistered generators made to raise too.
 - Adam must be `capturable=True` (its step count lives on the device); `SearchRun` sets it.
 - Host-side, data-dependent control flow cannot be captured: GDAS runs only the op sampled on each
   edge, chosen on the host, so GDAS backbones run eagerly (`capture=False`).
@@ -102,8 +104,10 @@ class StepGraphs:
             graph.register_generator_state(generator)
         static_inputs = tuple(x.clone() for x in inputs)
         torch.cuda.synchronize()
-        with torch.cuda.graph(graph):  # records, runs nothing: the caller's replay does this step's work
-            static_outputs = fn(*static_inputs)
+        # thread_local: the DataLoader's pin-memory thread (TorchLoader on CUDA) may allocate pinned host
+        # memory while this thread captures; in the default "global" mode that would break the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # records, runs nothing: the
+            static_outputs = fn(*static_inputs)                          # caller's replay does the work
         self.captures += 1
         return graph, static_inputs, static_outputs
 

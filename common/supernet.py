@@ -61,13 +61,21 @@ class MixedOp(nn.Module):
         return channel_shuffle(torch.cat([self.mix(x_op, w, index), x_pass], dim=1), self.K)
 
 
-def edge_normalisation(beta: Tensor, edges: tuple[tuple[int, int], ...]) -> Tensor:
-    """γ: softmax of β over the edges entering each node (PC-DARTS). (E,) → (E,)."""
-    gamma = torch.empty_like(beta)
-    for node in sorted({to for to, _ in edges}):
-        idx = [e for e, (to, _) in enumerate(edges) if to == node]
-        gamma[idx] = F.softmax(beta[idx], dim=0)
-    return gamma
+def incoming_edges(edges: tuple[tuple[int, int], ...]) -> Tensor:
+    """(nodes, E) bool: row n marks the edges entering the n-th intermediate node."""
+    nodes = sorted({to for to, _ in edges})
+    return torch.tensor([[to == node for to, _ in edges] for node in nodes])
+
+
+def edge_normalisation(beta: Tensor, edges: tuple[tuple[int, int], ...], incoming: Tensor | None = None) -> Tensor:
+    """γ: softmax of β over the edges entering each node (PC-DARTS). (E,) → (E,).
+
+    `incoming` is `incoming_edges(edges)` on β's device; the supernet keeps it as a buffer, so a step
+    builds no tensor from Python data (a host→device copy, which CUDA-graph capture forbids).
+    """
+    incoming = incoming_edges(edges).to(beta.device) if incoming is None else incoming
+    per_node = F.softmax(torch.where(incoming, beta, float("-inf")), dim=1)  # other nodes' edges → 0
+    return per_node.sum(0)
 
 
 def node_sum(mixed: nn.ModuleList, edges: tuple[tuple[int, int], ...], nodes: list[Tensor], node: int,
@@ -164,6 +172,7 @@ class Supernet(nn.Module):
         self.betas = nn.ParameterDict({
             kind: nn.Parameter(torch.zeros(len(self.space.edges)))
             for kind in self.space.cell_kinds} if self.edge_norm else {})
+        self.register_buffer("incoming", incoming_edges(self.space.edges), persistent=False)
 
     def _build_nb201(self, C: int, N: int, num_classes: int, K: int, in_channels: int) -> None:
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False),
@@ -208,7 +217,7 @@ class Supernet(nn.Module):
 
     def edge_gammas(self) -> dict[str, Tensor]:
         """γ per cell kind, (E,), softmaxed over each node's incoming edges; empty without edge norm."""
-        return {k: edge_normalisation(b, self.space.edges) for k, b in self.betas.items()}
+        return {k: edge_normalisation(b, self.space.edges, self.incoming) for k, b in self.betas.items()}
 
     def forward(self, x: Tensor, weights: Weights, index: Index | None = None,
                 use_gammas: bool = True) -> Tensor:

@@ -1,9 +1,14 @@
 """CUDA-graph readiness of every method's step (common/graphs.py), checked on CPU; replay checked on CUDA.
 
 A captured step must not copy any value to the host: capture fails on `.item()`, `.tolist()`,
-`if tensor:`, `float(tensor)`. On CPU those calls are cheap and silent, so `no_host_sync()` makes them
-raise while a method's bilevel step runs (torch's own optimiser `step()` is exempt: Adam's CPU path
-reads its step count with `.item()`; on CUDA graphs use `capturable=True`, which does not). Every
+`if tensor:`, `float(tensor)`, and on operators whose output shape depends on tensor values (`nonzero`,
+boolean-mask indexing, `masked_select`, `unique`, `repeat_interleave` without `output_size`) or whose
+result is a Python value (`equal`, `is_nonzero`), and on tensors built from Python data inside the step
+(`torch.tensor(...)`, indexing with a list: a host→device copy on CUDA). On CPU all of these are cheap and silent, so
+`no_host_sync()` makes them raise while a method's bilevel step runs, both at the Python conversions
+and at the aten operator (a dispatch mode, which also sees calls made inside torch functions and in
+backward). Torch's own optimiser `step()` is exempt: Adam's CPU path reads its step count with
+`.item()`; on CUDA graphs use `capturable=True`, which does not. Every
 method and backbone that captures is run for two epochs of a real search on CIFAR-10; GDAS, which
 samples its ops on the host, must say `capture=False`, and the guard must catch that it syncs.
 
@@ -21,9 +26,11 @@ from pathlib import Path
 import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from common.config import parse_config
 from common.graphs import StepGraphs
+from common.run import SearchRun
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_CLASSES = {"edd_darts": "EDDConfig", "aer_darts": "AERConfig", "sp_darts": "SPConfig",
@@ -35,11 +42,56 @@ class HostSync(AssertionError):
 
 
 _CONVERSIONS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+aten = torch.ops.aten
+# operators that read tensor values on the host (a scalar out, an output shape that depends on data), and
+# lift_fresh: a tensor built from Python data (torch.tensor(...), indexing with a list), which on CUDA is
+# a host→device copy from pageable memory
+_SYNC_OPS = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten._unique, aten._unique2,
+             aten.unique_dim, aten.unique_consecutive, aten.equal, aten.is_nonzero, aten.lift_fresh}
+
+
+def _syncs(func, args: tuple, kwargs: dict) -> str | None:
+    """Why `func(*args, **kwargs)` would read tensor values on the host, or None."""
+    if func.overloadpacket in _SYNC_OPS:
+        return f"aten.{func.overloadpacket.__name__}"
+    if func.overloadpacket is aten.repeat_interleave and kwargs.get("output_size") is None and any(
+            a.name == "repeats" and a.type.kind() == "TensorType" for a in func._schema.arguments):
+        return "aten.repeat_interleave without output_size"
+    if func.overloadpacket in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_) and any(
+            isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in (args[1] or ())):
+        return "boolean-mask indexing"
+    return None
+
+
+class UnregisteredGenerator(AssertionError):
+    """The step drew from a generator not registered with the graphs: every replay would repeat the
+    random numbers drawn at capture."""
+
+
+class _SyncOpGuard(TorchDispatchMode):
+    def __init__(self, active: list[bool], registered: list[torch.Generator]) -> None:
+        super().__init__()
+        self.active, self.registered = active, registered
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        reason = self.active[0] and _syncs(func, args, kwargs)
+        if reason:
+            raise HostSync(f"{reason} inside the step: a host sync (CUDA-graph capture fails)")
+        gen = kwargs.get("generator")  # absent or None: the default generator, which graphs handle
+        # dispatch re-wraps the generator, so it is recognised by its state (the same object's is identical)
+        if self.active[0] and gen is not None and not any(
+                torch.equal(gen.get_state(), r.get_state()) for r in self.registered):
+            raise UnregisteredGenerator(f"aten.{func.overloadpacket.__name__} draws from a generator that "
+                                        "was not passed to run.register_generator")
+        return func(*args, **kwargs)
 
 
 @contextlib.contextmanager
-def no_host_sync() -> Iterator[None]:
-    """Make every tensor → Python conversion raise HostSync, except inside torch optimisers' step()."""
+def no_host_sync(registered: list[torch.Generator] = ()) -> Iterator[None]:
+    """Make every tensor → Python conversion and every host-syncing operator raise HostSync, and a draw
+    from a generator other than the default and `registered` raise UnregisteredGenerator, except inside
+    torch optimisers' step()."""
     active = [True]
 
     def make_raiser(name: str, original):
@@ -55,7 +107,8 @@ def no_host_sync() -> Iterator[None]:
     try:
         for name, original in originals.items():
             setattr(torch.Tensor, name, make_raiser(name, original))
-        yield
+        with _SyncOpGuard(active, list(registered)):
+            yield
     finally:
         for name, original in originals.items():
             setattr(torch.Tensor, name, original)
@@ -65,16 +118,39 @@ def no_host_sync() -> Iterator[None]:
 
 def test_guard_catches_each_conversion_and_exempts_optimisers() -> None:
     t = torch.tensor([1.5], requires_grad=True)
+    x, ones, rows = torch.arange(6.0).requires_grad_(), torch.ones(6, dtype=torch.long), torch.tensor([1, 2])
     with no_host_sync():
         for convert in (lambda: t.item(), lambda: t.tolist(), lambda: bool(t > 0), lambda: float(t),
                         lambda: int(t), lambda: t.detach().numpy()):
             with pytest.raises(HostSync):
                 convert()
+        for op in (lambda: x.nonzero(), lambda: x[x > 2], lambda: x.masked_select(x > 2), lambda: x.unique(),
+                   lambda: torch.equal(x, x), lambda: x.repeat_interleave(ones), lambda: x[[1, 2]],
+                   lambda: x.clone().index_put_((x > 2,), torch.zeros(())), lambda: x.argmax().tolist(),
+                   lambda: torch.autograd.grad(x.index_select(0, rows).sum(), x)[0].nonzero(),
+                   lambda: x * torch.tensor(2.0)):
+            with pytest.raises(HostSync):
+                op()
+        # capturable look-alikes pass: fixed-shape gathers by a device index, where(), max over a dim,
+        # repeat_interleave with output_size, slices
+        x.index_select(0, rows)
+        torch.where(x > 2, x, 0.0).sum().backward()
+        x.max(dim=0)
+        x.repeat_interleave(ones, output_size=6)
+        x[1:3] * 2.0
+        mine, theirs = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+        torch.rand(2)  # the default generator is graph-safe
+        with pytest.raises(UnregisteredGenerator):
+            torch.rand(2, generator=mine)
         t.grad = torch.ones(1)
         torch.optim.Adam([t], 0.1).step()  # Adam's CPU path calls .item() on its step count: exempt
         with pytest.raises(HostSync):
             t.item()  # the guard is back on after the optimiser's step
     assert t.item() == pytest.approx(1.4)  # and gone after the block
+    with no_host_sync(registered=[theirs, mine]):
+        torch.rand(2, generator=mine)
+        with pytest.raises(UnregisteredGenerator):
+            torch.empty(2).normal_(generator=torch.Generator().manual_seed(3))
 
 
 def tiny(data_dir: Path, *extra: str) -> list[str]:
@@ -103,19 +179,26 @@ GDAS = [("edd_darts", ("--backbone", "gdas")), ("aer_darts", ("--backbone", "gda
 def run_guarded(script: str, argv: list[str], monkeypatch: pytest.MonkeyPatch, every_step: bool = False
                 ) -> list[tuple]:
     """Run the script's search in-process with every captured step (`every_step`: every step) under
-    `no_host_sync`; returns the (key, capture) of each step."""
+    `no_host_sync`, the generators given to run.register_generator allowed; returns the (key, capture)
+    of each step."""
     module = importlib.import_module(script)
     cfg = parse_config(getattr(module, CONFIG_CLASSES[script]), argv)
     calls: list[tuple] = []
-    plain_call = StepGraphs.__call__
+    registered: list[torch.Generator] = []  # every device's: run.register_generator keeps only CUDA ones
+    plain_call, plain_register = StepGraphs.__call__, SearchRun.register_generator
 
     def guarded(self, key, fn, *inputs, capture=True):
         calls.append((key, capture))
         if not (capture or every_step):
             return plain_call(self, key, fn, *inputs, capture=capture)
-        with no_host_sync():
+        with no_host_sync(registered):
             return plain_call(self, key, fn, *inputs, capture=capture)
+
+    def register(self, generator):
+        registered.append(generator)
+        return plain_register(self, generator)
     monkeypatch.setattr(StepGraphs, "__call__", guarded)
+    monkeypatch.setattr(SearchRun, "register_generator", register)
     module.search(cfg)
     return calls
 
