@@ -10,17 +10,24 @@
 #    50-epoch search time;
 # 3. CONCURRENT (default "4 8") replayed searches at once on the GPU: searches per GPU-hour.
 # Everything printed is also written under OUTDIR (tests.txt, bench.txt and the benchmark JSON).
-set -euo pipefail
+# A failing stage does not stop the later ones (GPU time is scarce); the exit status is 1 if any failed,
+# and failed.txt names them.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/gpu-check}
 mkdir -p "$out"
+: > "$out/failed.txt"
+stage() { local name=$1; shift; "$@" || echo "$name (exit $?)" | tee -a "$out/failed.txt"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
-python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py -k "cuda or replay" \
-    2>&1 | tee "$out/tests.txt"
-bench() { python benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@"; }
-bench --methods darts-v1 pc-k4 gdas --amp none bf16 --json "$out/bench_eager.json" | tee "$out/bench.txt"
-bench --methods darts-v1 darts-v2 pc-k4 --amp none bf16 --cuda-graphs --json "$out/bench_graphs.json" \
-    | tee -a "$out/bench.txt"
+tests() { python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py -k "cuda or replay" \
+    2>&1 | tee "$out/tests.txt"; }
+bench() { python benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@" \
+    2>&1 | tee -a "$out/bench.txt"; }
+stage "CUDA tests" tests
+stage "eager benchmark" bench --methods darts-v1 pc-k4 gdas --amp none bf16 --json "$out/bench_eager.json"
+stage "graph benchmark" bench --methods darts-v1 darts-v2 pc-k4 --amp none bf16 --cuda-graphs \
+    --json "$out/bench_graphs.json"
 for n in ${CONCURRENT:-4 8}; do
-    bench --methods darts-v1 --cuda-graphs --concurrent "$n" --json "$out/concurrent$n.json" | tee -a "$out/bench.txt"
+    stage "concurrent $n" bench --methods darts-v1 --cuda-graphs --concurrent "$n" --json "$out/concurrent$n.json"
 done
+[ ! -s "$out/failed.txt" ]
