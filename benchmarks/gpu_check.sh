@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/gpu-check}
 mkdir -p "$out"
-: > "$out/failed.txt"
+: > "$out/failed.txt"; : > "$out/bench.txt"  # the stages append: start both empty
 stage() { local name=$1; shift; "$@" || echo "$name (exit $?)" | tee -a "$out/failed.txt"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
 tests() { python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py -k "cuda or replay" \

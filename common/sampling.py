@@ -29,7 +29,7 @@ def gumbel_softmax_hard(alpha: Tensor, tau: float, generator: torch.Generator | 
     """GDAS sample of (E, M) α: straight-through one-hot weights (E, M) and the sampled op per edge."""
     soft = F.softmax((alpha + gumbel_noise(alpha.shape, alpha, generator)) / tau, dim=-1)
     index = soft.argmax(-1)
-    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)  # one_hot reads index on a CPU host
+    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)  # F.one_hot checks index on host
     return hard - soft.detach() + soft, index.tolist()
 
 

@@ -20,7 +20,7 @@ import contextlib
 import importlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +88,7 @@ class _SyncOpGuard(TorchDispatchMode):
 
 
 @contextlib.contextmanager
-def no_host_sync(registered: list[torch.Generator] = ()) -> Iterator[None]:
+def no_host_sync(registered: Iterable[torch.Generator] = ()) -> Iterator[None]:
     """Make every tensor → Python conversion and every host-syncing operator raise HostSync, and a draw
     from a generator other than the default and `registered` raise UnregisteredGenerator, except inside
     torch optimisers' step()."""
