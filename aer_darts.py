@@ -59,6 +59,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -90,6 +91,20 @@ class AERConfig(SearchConfig):
                                    "> 1, the authors' PC-DARTS-AER)")
     tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
+
+    def authors_recipe(self) -> dict[str, Any]:
+        """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
+        out = dict(lam_neg=-0.2, lam_pos=0.2, a_lr=3e-4, a_wd=1e-3, w_lr_min=0.001)
+        if SPACES[self.space].skeleton == "nb201":  # AutoDL-Projects/scripts-search/algos/*-AER.sh, DARTS/GDAS.config
+            return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
+                    "epochs": 250 if self.backbone == "gdas" else 50}
+        if self.backbone == "gdas" or self.space not in ("darts", "darts-nonone"):
+            raise ConfigError(f"--recipe authors: no authors' script for --backbone {self.backbone} on "
+                              f"{self.space} (theirs: DARTS-AER, PCDARTS-AER on the DARTS space)")
+        if self.partial_channels > 1:  # PCDARTS-AER/V100_python1.0/train_search_aer.py
+            return {**out, "batch_size": 256, "w_lr": 0.1, "w_wd": 3e-4, "a_lr": 6e-4, "epochs": 50,
+                    "warmup": 15, "clip_scope": "w"}
+        return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 3e-4, "epochs": 50, "clip_scope": "w"}
 
     def resolve(self) -> None:
         if self.epochs is None:  # filled first: the shared checks compare it with 1
@@ -174,7 +189,8 @@ def search(cfg: AERConfig) -> dict:
             if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
                 valid = unrolled_alpha_step(softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params,
                                             run.w_optimizer, run.a_optimizer, xi=run.w_lr, reg=reg)
-            train = w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip)
+            train = w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
+                           run.clip_extra)
             if warm:  # w only; the valid split is still measured
                 with torch.no_grad():
                     logits = new_forward()(x_v)

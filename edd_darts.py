@@ -92,9 +92,11 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.data import NUM_CLASSES
 from common.run import SearchRun, main_guard
 from common.sampling import gdas_weights
 from common.search import alpha_step, softmax_weights, w_step
+from common.spaces import SPACES
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
 
@@ -121,11 +123,47 @@ class EDDConfig(SearchConfig):
     t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
     warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
     decay_every: int = arg(1, "epochs between decay steps (paper 1, Alg. 2; authors' code 5)")
-    late_from: int | None = arg(None, "from this epoch on decay every epoch with --lam-late (authors: 40)")
+    late_from: int | None = arg(None, "epochs >= this get their temperature from a decay with --lam-late, one "
+                                      "per epoch (authors: 40); PCD updown: t1…tP from this epoch")
     lam_late: float | None = arg(None, "λ from --late-from on (default --lam; authors' NB201 code 0.08)")
     pcd_d: float = arg(0.11, "PCD: fixed d^exp per step (authors' code 0.11)")
     pcd_period: int = arg(10, "PCD: decay steps per cycle (Sec. 4: periods of 10 epochs)")
     clip_alpha: float | None = arg(None, "clip the gradient norm of α at this value (Table 1 'clip'; off)")
+    t0_exp_one: bool = arg(False, "t0^exp = 1 in Eq. 15 and PCD's list, as the authors' code (paper: exp(E(a)/t0))")
+    entropy_cells: str = arg("all", "cell kinds E[H] of Eq. 13 pools: all (paper) or normal (authors' DARTS code)",
+                             choices=("all", "normal"))
+    sn_cells: str = arg("all", "cell kinds whose sn-softmax gets the noise term: all, or normal (authors' "
+                               "DARTS code; the others use softmax(α/t))", choices=("all", "normal"))
+    sn_unit_off: bool = arg(False, "no sn noise term while t = 1 (authors' PCD scripts: `if not isclose(t, 1)`)")
+    pcd_shape: str = arg("saw", "PCD calendar: saw (t0…t_{P-1} by decay step, restarting) or updown (authors: "
+                                "by epoch % P, t0, t1…t_{P/2}, …, t1; t1…tP from --late-from)",
+                         choices=("saw", "updown"))
+
+    def authors_recipe(self) -> dict[str, Any]:
+        """The authors' NB201 / DARTS-space search scripts (module docstring, "--recipe authors")."""
+        pcd = self.schedule == "pcd"
+        if self.backbone == "gdas" or self.schedule in ("ets", "none"):
+            raise ConfigError("--recipe authors: the authors published EDD and PCD scripts only (no ETS-GDAS/ETS)")
+        skeleton = SPACES[self.space].skeleton
+        if skeleton == "darts" and self.space not in ("darts", "darts-nonone"):
+            raise ConfigError(f"--recipe authors: their S1-S4 scripts (SmoothDARTS/sota/pcdedd) are not "
+                              f"transcribed here; use --recipe paper on {self.space}")
+        common = dict(w_lr=0.025, w_lr_min=None, a_wd=0.0, clip_scope="official", e_a=3.99e-4, t0_exp_one=True)
+        if skeleton == "nb201":  # AutoDL-Projects_{edd,pcd}: DARTS.config, DARTS-V1-10/-100.sh, -.py
+            common.update(batch_size=256, w_wd=5e-4, epochs=50)
+            if pcd:  # warm-up 5 in DARTS-V1-10.py (CIFAR-10), 10 in DARTS-V1-100.py (CIFAR-100)
+                return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
+                        "late_from": 40, "warmup": 5 if NUM_CLASSES[self.dataset] <= 10 else 10,
+                        "softmax": "sn", "st_const": True, "sn_unit_off": True}
+            return {**common, "schedule": "edd", "softmax": "normal", "warmup": 10, "decay_every": 5,
+                    "late_from": 40, "lam": 0.04, "lam_late": 0.08, "entropy": "sum"}
+        common.update(batch_size=80, w_wd=3e-4, epochs=50, clip_scope="w",  # PCDEDD-DARTS/train_search_*.py
+                      softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal")
+        if pcd:
+            return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
+                    "late_from": 40, "warmup": 0}
+        return {**common, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam": 0.06,
+                "lam_late": 0.12, "entropy": "mean", "entropy_cells": "normal"}
 
     def resolve(self) -> None:
         gdas = self.backbone == "gdas"
@@ -142,6 +180,8 @@ class EDDConfig(SearchConfig):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
+        if "normal" in (self.entropy_cells, self.sn_cells) and "normal" not in SPACES[self.space].cell_kinds:
+            raise ConfigError(f"--entropy-cells/--sn-cells normal: space {self.space} has no normal cell")
         checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0 and self.lam_late > 0, "> 0"),
                   ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
                   ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
@@ -252,9 +292,29 @@ def edd_temperature(e_a: float, t0_exp: float, k: int, d_exp: float) -> float:
     return e_a / math.log(t0_exp + k * d_exp)
 
 
-def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 10) -> float:
-    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period])."""
-    return edd_temperature(e_a, ets_forward(t0, e_a), k % period, d_exp)
+def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 10,
+                    t0_exp: float | None = None) -> float:
+    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period]).
+
+    n = 0 is t0 itself; `t0_exp` defaults to exp(E(a)/t0) (the authors' code: 1).
+    """
+    n = k % period
+    return t0 if n == 0 else edd_temperature(e_a, ets_forward(t0, e_a) if t0_exp is None else t0_exp, n, d_exp)
+
+
+def pcd_updown_temperature(epoch: int, e_a: float, t0: float, d_exp: float, period: int = 10, warmup: int = 0,
+                           late_from: int | None = None, t0_exp: float | None = None) -> float:
+    """The authors' PCD calendar: t of `epoch` (0-based), t_n = E(a)/ln(t0^exp + n·d^exp) (Eq. 12 on L^exp).
+
+    t0 during the warm-up; then by epoch % P the list t0, t1 … t_{P/2}, t_{P/2−1} … t1 (down and back up);
+    from `late_from` on, t_{epoch % P + 1}: t1 … tP. `t0_exp` (default exp(E(a)/t0)); the authors' is 1.
+    """
+    if epoch < warmup:
+        return t0
+    i = epoch % period
+    n = i + 1 if late_from is not None and epoch >= late_from else min(i, period - i)
+    t0_exp = ets_forward(t0, e_a) if t0_exp is None else t0_exp
+    return t0 if n == 0 else edd_temperature(e_a, t0_exp, n, d_exp)
 
 
 def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
@@ -274,7 +334,7 @@ def decays_after(epoch: int, cfg: EDDConfig) -> bool:
     done = epoch + 1
     if done < max(cfg.warmup, 1):
         return False
-    if cfg.late_from is not None and epoch >= cfg.late_from:
+    if cfg.late_from is not None and done >= cfg.late_from:  # sets the t of epoch `done` >= --late-from
         return True
     return (done - cfg.warmup) % cfg.decay_every == 0
 
@@ -284,22 +344,26 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
     """One decay step k → k + 1 of the chosen schedule; updates `state` (t, k, d_exp, lam) in place."""
     state["k"] += 1
     k = state["k"]
-    lam = cfg.lam_late if cfg.late_from is not None and epoch >= cfg.late_from else cfg.lam
+    lam = cfg.lam_late if cfg.late_from is not None and epoch + 1 >= cfg.late_from else cfg.lam
     state["lam"] = lam
+    t0_exp = 1.0 if cfg.t0_exp_one else ets_forward(cfg.t0, cfg.e_a)
     if cfg.schedule == "edd":
         state["d_exp"] = edd_decay(state["d_exp"], entropy, lam, cfg.rho)  # Eq. 14
-        state["t"] = edd_temperature(cfg.e_a, ets_forward(cfg.t0, cfg.e_a), k, state["d_exp"])  # Eq. 15
+        x = t0_exp + k * state["d_exp"]  # t^exp(k) of Eq. 15; t0^exp = 1 with no decay yet would be t = ∞
+        state["t"] = edd_temperature(cfg.e_a, t0_exp, k, state["d_exp"]) if x > 1 else cfg.t0  # Eq. 15
     elif cfg.schedule == "ets":
         state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
-    elif cfg.schedule == "pcd":
-        state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period)
+    elif cfg.schedule == "pcd" and cfg.pcd_shape == "saw":
+        state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period, t0_exp)
 
 
-def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str) -> dict[str, Tensor]:
-    """β_t per cell kind, (E, M): sn_softmax(α, t, s) (Alg. 1) or softmax(α/t) (Eq. 3)."""
-    if softmax == "sn":
-        return {k: sn_softmax(a, t, s) for k, a in alphas.items()}
-    return {k: F.softmax(a / t, dim=-1) for k, a in alphas.items()}
+def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
+               sn_kinds: Iterable[str] | None = None) -> dict[str, Tensor]:
+    """β_t per cell kind, (E, M): sn_softmax(α, t, s) (Alg. 1) or softmax(α/t) (Eq. 3); `sn_kinds`: the
+    cell kinds that get sn-softmax (default all)."""
+    sn = set(alphas) if sn_kinds is None else set(sn_kinds)
+    return {k: sn_softmax(a, t, s) if softmax == "sn" and k in sn else F.softmax(a / t, dim=-1)
+            for k, a in alphas.items()}
 
 
 def search(cfg: EDDConfig) -> dict:
@@ -320,20 +384,31 @@ def search(cfg: EDDConfig) -> dict:
             return run.forward(lambda: weights, index)(x)
         return fwd
 
+    updown = cfg.schedule == "pcd" and cfg.pcd_shape == "updown"
+    sn_kinds = ["normal"] if cfg.sn_cells == "normal" else None
     for epoch in run.epochs():
+        if updown:  # the authors' PCD calendar is a function of the epoch
+            state["t"] = pcd_updown_temperature(epoch, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
+                                                cfg.late_from, 1.0 if cfg.t0_exp_one else None)
         t = state["t"]  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
-        forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, cfg.softmax))
+        softmax = "normal" if cfg.sn_unit_off and math.isclose(t, 1.0) else cfg.softmax  # authors' PCD: no noise
+        forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, softmax, sn_kinds))
 
         def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
-            return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+            return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
                     *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
         with torch.no_grad():
             beta_t = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}  # = sn forward
-        entropy = mean_entropy(beta_t, cfg.entropy)  # Eq. 13 at this epoch's t
-        if decays_after(epoch, cfg):
+        pooled = {"normal": beta_t["normal"]} if cfg.entropy_cells == "normal" else beta_t
+        entropy = mean_entropy(pooled, cfg.entropy)  # Eq. 13 at this epoch's t
+        if updown:
+            state["k"] += 1
+            state["t"] = pcd_updown_temperature(epoch + 1, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period,
+                                                cfg.warmup, cfg.late_from, 1.0 if cfg.t0_exp_one else None)
+        elif decays_after(epoch, cfg):
             advance_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15
         used = softmax_weights(model.alphas) if gdas else beta_t
         run.end_epoch(used, {"temperature": t, "s": s, "mean_entropy": entropy, "d_exp": state["d_exp"],

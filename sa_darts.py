@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -95,6 +96,9 @@ class SAConfig(SearchConfig):
     tau_min: float = arg(0.03, "SNAS: final temperature, reached linearly at the last epoch (SNAS code: 0.03)")
     warmup: int = arg(0, "epochs of w-only training with α frozen (paper: none; Fig. 4 experiment: 15)")
     init_skip_bias: float = arg(0.0, "add this to α of skip_connect on every edge at the start (Fig. 4: 0.1)")
+
+    def authors_recipe(self) -> dict[str, Any]:
+        raise ConfigError("--recipe authors: SA-DARTS has no public code (the paper links none); use --recipe paper")
 
     def resolve(self) -> None:
         pc_darts = SPACES[self.space].skeleton == "darts" and self.partial_channels > 1
@@ -255,7 +259,7 @@ def search(cfg: SAConfig) -> dict:
         frozen = epoch < cfg.warmup  # warm-up: w only, α (and γ) frozen
 
         def bilevel(x_t, y_t, x_v, y_v):  # Alg. 1 lines 6-7 with this epoch's λ_e and τ
-            train = w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip)
+            train = w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra)
             if frozen:
                 with torch.no_grad():
                     logits = fwd(x_v)

@@ -72,6 +72,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -115,6 +116,27 @@ class SPConfig(SearchConfig):
     objective: str = arg("mixed", "mixed: Algorithm 1, one temperature per batch; eq13: L(a_sm) + L(a_sp) "
                                   "every batch, two passes (Eq. 13, reference); expected: (1-p) L(a_sm) + "
                                   "p L(a_sp), two passes", choices=("mixed", "eq13", "expected"))
+    freeze_from: int | None = arg(None, "from this epoch (0-based) on, p stays at the previous epoch's value and "
+                                        "t_sp is --t-sp-late (authors' CIFAR-100 script: 45; off)")
+    t_sp_late: float | None = arg(None, "t_sp from --freeze-from on (authors' CIFAR-100 script: 6e-4); t_sm keeps "
+                                        "its ratio to t_sp (default: t_sp)")
+    t_warmup: float | None = arg(None, "temperature of both branches in the warm-up epochs (epoch < --warmup; "
+                                       "authors' DARTS-space script: 10; default t_sm)")
+
+    def authors_recipe(self) -> dict[str, Any]:
+        """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
+        skeleton = SPACES[self.space].skeleton
+        if skeleton == "nb201":  # AutoDL-Projects_sp: DARTS-V1_10.sh / DARTS-V1_100.sh and their .py, .config
+            out = dict(batch_size=256, w_lr=0.05, w_lr_min=None, w_wd=5e-4, a_lr=3e-4, a_wd=0.0, epochs=50,
+                       warmup=1, p_low=0.0, t_sm_ratio=11.0, clip_scope="official")
+            if NUM_CLASSES[self.dataset] <= 10:
+                return {**out, "t_sp": 1.1e-3, "p_up": 1.0}
+            return {**out, "t_sp": 1.3e-3, "p_up": 0.9, "freeze_from": 45, "t_sp_late": 6e-4}
+        if self.space not in ("darts", "darts-nonone"):
+            raise ConfigError(f"--recipe authors: their S1-S4 script (SmoothDARTS/sota/cnnmul) is not "
+                              f"transcribed here; use --recipe paper on {self.space}")
+        return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
+                    warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w")
 
     def resolve(self) -> None:
         nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
@@ -136,6 +158,14 @@ class SPConfig(SearchConfig):
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1] (got {getattr(self, name)})")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0 (got {self.warmup})")
+        self.t_sp_late = self.t_sp if self.t_sp_late is None else self.t_sp_late
+        for name in ("t_sp_late", "t_warmup"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        if self.freeze_from is not None and self.freeze_from < 1:
+            raise ConfigError(f"--freeze-from must be >= 1 (got {self.freeze_from})")
+        if self.clip_scope == "official" and self.objective != "mixed":
+            raise ConfigError("--clip-scope official applies to --objective mixed (the authors' scheme) only")
 
 
 # ----------------------------------------------------------------------------- the method's pieces
@@ -165,6 +195,17 @@ def mixing_probability(epoch: int, epochs: int, p_low: float, p_up: float, warmu
         return 0.0
     frac = 0.0 if I <= warmup else min(max((i - warmup) / (I - warmup), 0.0), 1.0)  # I = i_wp: p_low
     return p_low + (p_up - p_low) * frac  # Eq. 20
+
+
+def epoch_schedule(epoch: int, cfg: SPConfig) -> tuple[float, float, float]:
+    """(p, t_sp, t_sm) of `epoch` (0-based): Eq. 20, frozen from --freeze-from on with t_sp = --t-sp-late
+    (t_sm keeps its ratio); both temperatures --t-warmup in the warm-up epochs if that is set."""
+    late = cfg.freeze_from is not None and epoch >= cfg.freeze_from
+    p = mixing_probability(cfg.freeze_from - 1 if late else epoch, cfg.epochs, cfg.p_low, cfg.p_up, cfg.warmup)
+    t_sp, t_sm = (cfg.t_sp_late, cfg.t_sp_late * cfg.t_sm / cfg.t_sp) if late else (cfg.t_sp, cfg.t_sm)
+    if cfg.t_warmup is not None and epoch < cfg.warmup:
+        t_sp = t_sm = cfg.t_warmup
+    return p, t_sp, t_sm
 
 
 def draw_phi(n: int, p: float, generator: torch.Generator) -> list[bool]:
@@ -212,10 +253,10 @@ def search(cfg: SPConfig) -> dict:
     run = SearchRun(cfg, method_state={"phi_generator": generator.get_state()}, script="sp_darts")
     generator.set_state(run.method_state["phi_generator"])  # restored on --resume
     model = run.model
-    f_sp = run.forward(lambda: tempered_weights(model.alphas, cfg.t_sp))  # a_sp, Eq. 9
-    f_sm = run.forward(lambda: tempered_weights(model.alphas, cfg.t_sm))  # a_sm, Eq. 14
     for epoch in run.epochs():
-        p = mixing_probability(epoch, cfg.epochs, cfg.p_low, cfg.p_up, cfg.warmup)  # Eq. 20
+        p, t_sp, t_sm = epoch_schedule(epoch, cfg)  # Eq. 20 (and the authors' late phase / warm-up t)
+        f_sp = run.forward(lambda: tempered_weights(model.alphas, t_sp))  # a_sp, Eq. 9
+        f_sm = run.forward(lambda: tempered_weights(model.alphas, t_sm))  # a_sm, Eq. 14
         phi = draw_phi(len(run.train_loader), p, generator)  # Algorithm 1: Φ for this epoch
         # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
         c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
@@ -223,7 +264,7 @@ def search(cfg: SPConfig) -> dict:
 
         def mixed(fwd):  # Eq. 15: the same a(φⁿ) for the w step and the α step
             return lambda x_t, y_t, x_v, y_v: (
-                *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
                 *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
 
         def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
@@ -237,11 +278,11 @@ def search(cfg: SPConfig) -> dict:
                 run.step(two_pass, *batch)
         run.method_state["phi_generator"] = generator.get_state()
         with torch.no_grad():
-            a_sp, a_sm = tempered_weights(model.alphas, cfg.t_sp), tempered_weights(model.alphas, cfg.t_sm)
+            a_sp, a_sm = tempered_weights(model.alphas, t_sp), tempered_weights(model.alphas, t_sm)
             q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
             used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
         run.end_epoch(used, {
-            "p": p, "t_sp": cfg.t_sp, "t_sm": cfg.t_sm,
+            "p": p, "t_sp": t_sp, "t_sm": t_sm,
             "sparse_fraction": sum(phi) / max(len(phi), 1) if cfg.objective == "mixed" else None,
             "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]})  # Eq. 21
     return run.finish()

@@ -8,6 +8,11 @@
 
 A field whose default depends on other flags (the dataset, the space) defaults to None and is filled
 by the config's `resolve()`; its help says so, and `args.json` records the value actually used.
+
+Recipes (`--recipe paper|authors`): `paper` is the dataclass defaults. `authors` asks the config's
+`authors_recipe()` for a mapping field → value (the authors' published search script for this space
+and dataset) and applies it to every field the user did not set on the command line; explicit flags
+always win. `args.json` records `recipe` beside the resolved values.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -57,7 +62,7 @@ class SearchConfig:
     w_lr_min: float | None = arg(0.001, "cosine schedule's final w learning rate (None: constant lr)")
     w_momentum: float = arg(0.9, "SGD momentum")
     w_wd: float = arg(5e-4, "weight decay of w")
-    grad_clip: float = arg(5.0, "clip the gradient norm of w (network weights only) at this value")
+    grad_clip: float = arg(5.0, "clip the gradient norm of w at this value (what the norm counts: --clip-scope)")
     a_lr: float = arg(3e-4, "Adam learning rate of α")
     a_wd: float = arg(1e-3, "Adam weight decay of α")
     a_beta1: float = arg(0.5, "Adam β1 of α")
@@ -77,6 +82,14 @@ class SearchConfig:
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
     progress: bool = arg(True, "tqdm progress bars")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
+    recipe: str = arg("paper", "paper: the paper's settings (these defaults); authors: every setting of the "
+                               "authors' published search script for this space and dataset (the script's "
+                               "docstring lists them with file and line); explicit flags override either",
+                      choices=("paper", "authors"))
+    clip_scope: str = arg("w", "what --grad-clip's norm counts: w (the weights only) or official (NB201's "
+                               "clip_grad_norm_(network.parameters()): also α.grad, holding the last α step's "
+                               "gradient plus this step's training gradient; α's update is unaffected)",
+                          choices=("w", "official"))
 
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
@@ -92,6 +105,31 @@ class SearchConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
+
+
+    def authors_recipe(self) -> dict[str, Any]:
+        """The authors' published search settings for this space/dataset: field → value.
+
+        Called before `resolve()` (fields still hold the parsed values). A script without public code
+        raises ConfigError with its one-line reason.
+        """
+        raise ConfigError(f"--recipe authors: {type(self).__name__} defines no authors' recipe")
+
+
+def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, Any]:
+    """Set the recipe's values on `cfg` for the fields not in `explicit`; returns what was set."""
+    if cfg.recipe == "paper":
+        return {}
+    explicit = set(explicit)
+    known = {f.name for f in dataclasses.fields(cfg)}
+    applied = {}
+    for name, value in cfg.authors_recipe().items():
+        if name not in known:
+            raise ConfigError(f"recipe sets unknown field {name!r}")  # a bug in a recipe, not user input
+        if name not in explicit:
+            setattr(cfg, name, value)
+            applied[name] = value
+    return applied
 
 
 C = TypeVar("C", bound=SearchConfig)
@@ -124,9 +162,12 @@ def _parse_optional(kind: type):
     return parse
 
 
-def build_parser(cls: type[C], description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one `--flag` per dataclass field."""
-    parser = _Parser(description=description, formatter_class=_HelpFormatter)
+def build_parser(cls: type[C], description: str | None = None,
+                 suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """An argparse parser with one `--flag` per dataclass field (`suppress_defaults`: the namespace then
+    holds only the flags given on the command line)."""
+    parser = _Parser(description=description, formatter_class=_HelpFormatter,
+                     argument_default=argparse.SUPPRESS if suppress_defaults else None)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind, optional = _base_type(hints[f.name])
@@ -135,6 +176,8 @@ def build_parser(cls: type[C], description: str | None = None) -> argparse.Argum
         help_ = f.metadata.get("help", "")
         if default is None and "default" not in help_:
             help_ += " (default depends on other flags; args.json records the value used)"
+        if suppress_defaults:
+            default = argparse.SUPPRESS
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
         else:
@@ -148,7 +191,9 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
     cfg = cls(**vars(ns))
+    explicit = vars(build_parser(cls, description, suppress_defaults=True).parse_args(argv))  # flags given
     try:
+        apply_recipe(cfg, explicit)  # --recipe authors: its values for the fields not given explicitly
         cfg.resolve()
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")

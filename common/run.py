@@ -264,6 +264,11 @@ class SearchRun:
             yield epoch
 
     @property
+    def clip_extra(self) -> list[torch.nn.Parameter] | None:
+        """`w_step`'s `norm_extra`: α with `--clip-scope official` (NB201's clip of network.parameters())."""
+        return self.a_params if self.cfg.clip_scope == "official" else None
+
+    @property
     def w_lr(self) -> float:
         """The current learning rate of w (ξ of the unrolled step)."""
         return self.w_optimizer.param_groups[0]["lr"]

@@ -4,7 +4,8 @@ A *forward* is a closure `x -> logits` that builds the op weights from the curre
 method wants (softmax, tempered softmax, sn-softmax, Gumbel sample …) and runs the supernet. Passing
 the forward rather than weights lets the second-order step re-evaluate it at perturbed w.
 
-    w_step(...)              one SGD step on w (α fixed), gradient norm clipped on w only
+    w_step(...)              one SGD step on w (α fixed), gradient norm clipped on w (or, `official`
+                             scope, on w and α.grad as NB201's `clip_grad_norm_(network.parameters())`)
     alpha_step(...)          first-order α step: ∇α [L_val(w, α) + reg(α)]           (DARTS-V1)
     unrolled_alpha_step(...) second-order α step on L_val(w − ξ∇w L_train(w, α), α)    (DARTS-V2)
 """
@@ -22,32 +23,58 @@ Regulariser = Callable[[], Tensor]
 
 
 def w_step(forward: Forward, x: Tensor, y: Tensor, w_params: list[nn.Parameter],
-           w_optimizer: torch.optim.Optimizer, grad_clip: float | None = 5.0) -> tuple[Tensor, Tensor]:
+           w_optimizer: torch.optim.Optimizer, grad_clip: float | None = 5.0,
+           norm_extra: list[nn.Parameter] | None = None) -> tuple[Tensor, Tensor]:
     """One step on the network weights w with α fixed. Returns (loss, logits), detached.
 
-    Only w's gradient norm is clipped (the NB201 reference also counts α in that norm: a quirk we drop).
+    Clip scope `w` (`norm_extra=None`, the default): only w's gradient norm is clipped; α gets nothing.
+    Clip scope `official` (`norm_extra` = α): the NB201 scripts' `loss.backward();
+    clip_grad_norm_(network.parameters(), 5)`, which every EDD/PCD/SP/AER fork runs. ∇α of the training
+    loss is *added* to α.grad, which still holds the last α step's gradient (the w optimiser's zero_grad
+    never touches α; the α optimiser zeroes only before its own backward), and the clip norm counts
+    that sum; α.grad is rescaled in place with w's and then overwritten by the next α step, so α's own
+    update is unaffected — only the factor on w's gradient changes. All in place on the persistent
+    α.grad, so it replays under CUDA graphs. At t = 1e-3 that norm is dominated by α's ∝ 1/t gradient:
+    see `clip_norms` and benchmarks/clip_norm.py for the measured factor.
     """
     logits = forward(x)
     loss = F.cross_entropy(logits, y)
-    for p, g in zip(w_params, torch.autograd.grad(loss, w_params, allow_unused=True)):
-        p.grad = g  # ∇w only: α gets no gradient from the w step
+    extra = list(norm_extra or [])
+    grads = torch.autograd.grad(loss, w_params + extra, allow_unused=True)
+    for p, g in zip(w_params, grads):
+        p.grad = g  # ∇w
+    for p, g in zip(extra, grads[len(w_params):]):  # official scope: α.grad += ∇α L_train (backward())
+        if g is not None:
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
     if grad_clip:
-        nn.utils.clip_grad_norm_(w_params, grad_clip)
+        nn.utils.clip_grad_norm_(w_params + extra, grad_clip)  # official: the norm counts α.grad too
     w_optimizer.step()
     return loss.detach(), logits.detach()
+
+
+def clip_norms(w_params: list[nn.Parameter], a_params: list[nn.Parameter]) -> tuple[float, float]:
+    """(w-only gradient norm, `official` norm over w and α) of the gradients the parameters hold now."""
+    w = [p.grad for p in w_params if p.grad is not None]
+    a = [p.grad for p in a_params if p.grad is not None]
+    return (nn.utils.get_total_norm(w).item(), nn.utils.get_total_norm(w + a).item())
 
 
 def alpha_step(forward: Forward, x: Tensor, y: Tensor, a_params: list[nn.Parameter],
                a_optimizer: torch.optim.Optimizer, reg: Regulariser | None = None) -> tuple[Tensor, Tensor]:
     """First-order α step: minimise L_val(w, α) + reg(α) with w fixed. Returns (L_val, logits), detached."""
-    for p in a_params:
-        p.grad = None
     logits = forward(x)
     loss = F.cross_entropy(logits, y)
     total = loss + reg() if reg is not None else loss
     grads = torch.autograd.grad(total, a_params, allow_unused=True)
-    for p, g in zip(a_params, grads):
-        p.grad = torch.zeros_like(p) if g is None else g
+    for p, g in zip(a_params, grads):  # α.grad = this gradient, written in place once it exists (it stays
+        g = torch.zeros_like(p) if g is None else g  # the one tensor a captured CUDA graph and the
+        if p.grad is None:                            # `official` clip scope of w_step read)
+            p.grad = g
+        else:
+            p.grad.copy_(g)
     a_optimizer.step()
     return loss.detach(), logits.detach()
 
