@@ -355,6 +355,16 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
         state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
     elif cfg.schedule == "pcd" and cfg.pcd_shape == "saw":
         state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period, t0_exp)
+    elif cfg.schedule == "pcd":  # updown: the authors' calendar, a function of the epoch
+        state["t"] = pcd_updown_temperature(epoch + 1, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
+                                            cfg.late_from, t0_exp)
+
+
+def end_epoch_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
+                       ets: list[float]) -> None:
+    """After `epoch`: a decay step if one ends it (every epoch for PCD updown); sets next epoch's t."""
+    if (cfg.schedule == "pcd" and cfg.pcd_shape == "updown") or decays_after(epoch, cfg):
+        advance_schedule(state, cfg, entropy, epoch, ets)
 
 
 def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
@@ -384,12 +394,11 @@ def search(cfg: EDDConfig) -> dict:
             return run.forward(lambda: weights, index)(x)
         return fwd
 
-    updown = cfg.schedule == "pcd" and cfg.pcd_shape == "updown"
+    if cfg.schedule == "pcd" and cfg.pcd_shape == "updown" and run.start_epoch == 0:
+        state["t"] = pcd_updown_temperature(0, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
+                                            cfg.late_from, 1.0 if cfg.t0_exp_one else None)  # epoch 0
     sn_kinds = ["normal"] if cfg.sn_cells == "normal" else None
     for epoch in run.epochs():
-        if updown:  # the authors' PCD calendar is a function of the epoch
-            state["t"] = pcd_updown_temperature(epoch, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
-                                                cfg.late_from, 1.0 if cfg.t0_exp_one else None)
         t = state["t"]  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
         softmax = "normal" if cfg.sn_unit_off and math.isclose(t, 1.0) else cfg.softmax  # authors' PCD: no noise
@@ -404,12 +413,7 @@ def search(cfg: EDDConfig) -> dict:
             beta_t = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}  # = sn forward
         pooled = {"normal": beta_t["normal"]} if cfg.entropy_cells == "normal" else beta_t
         entropy = mean_entropy(pooled, cfg.entropy)  # Eq. 13 at this epoch's t
-        if updown:
-            state["k"] += 1
-            state["t"] = pcd_updown_temperature(epoch + 1, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period,
-                                                cfg.warmup, cfg.late_from, 1.0 if cfg.t0_exp_one else None)
-        elif decays_after(epoch, cfg):
-            advance_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15
+        end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
         used = softmax_weights(model.alphas) if gdas else beta_t
         run.end_epoch(used, {"temperature": t, "s": s, "mean_entropy": entropy, "d_exp": state["d_exp"],
                              "k": state["k"], "lam": state["lam"], "next_temperature": state["t"]})
