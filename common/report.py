@@ -49,6 +49,17 @@ LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-
               "ets-gdas": "ETS-GDAS", "darts-v1-aer": "DARTS-V1-AER", "darts-v2-aer": "DARTS-V2-AER",
               "gdas-aer": "GDAS-AER", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS",
               "beta-darts": "beta-DARTS"}
+#: Label suffixes naming the recipe a run used (`--recipe`; run_all.sh's `<label>-paper` rows).
+RECIPE_SUFFIX = {"paper": " [paper recipe]", "authors": " [authors' recipe]"}
+
+
+def base_label(label: str) -> str:
+    """The method label without its recipe suffix (the key of PAPER)."""
+    for suffix in RECIPE_SUFFIX.values():
+        label = label.removesuffix(suffix)
+    return label
+
+
 #: args.json fields that tell configurations of one script apart (fallback labels).
 KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam_neg", "lam_pos",
               "clip_alpha", "partial_channels")
@@ -94,14 +105,22 @@ class Run:
 
 
 def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
-    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else script + key fields."""
+    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else script + key fields.
+
+    Recipes (issue 17): a `<label>-paper` folder is `<LABEL> [paper recipe]`; a run with `recipe: authors`
+    in args.json gets ` [authors' recipe]`; other runs (the paper recipe, the default) get no suffix.
+    """
     if args.get("label"):
         return str(args["label"])
     parts = Path(run_path).parts
     if len(parts) >= 3 and _SEED_DIR.fullmatch(parts[-1]) and parts[-2] == args.get("dataset", parts[-2]):
-        return LABEL_DIRS.get(parts[-3], parts[-3])
+        name, suffix = parts[-3], RECIPE_SUFFIX["authors"] if args.get("recipe") == "authors" else ""
+        if name.endswith("-paper") and name.removesuffix("-paper") in LABEL_DIRS:
+            name, suffix = name.removesuffix("-paper"), RECIPE_SUFFIX["paper"]
+        return LABEL_DIRS.get(name, name) + suffix
     keys = [f"{'K' if k == 'partial_channels' else k}={args[k]}" for k in KEY_FIELDS
             if args.get(k) is not None and not (k == "partial_channels" and args[k] == 1)]
+    keys += ["recipe=authors"] if args.get("recipe") == "authors" else []
     script = str(args.get("script", "run"))
     return f"{script}({','.join(keys)})" if keys else script
 
@@ -141,7 +160,7 @@ def collect_runs(root: str | Path) -> list[Run]:
         runs.append(Run(path, label_of(path, args), args,
                         _read_metrics(path / "metrics.jsonl"), result, isinstance(result, dict)))
     order = {label: i for i, label in enumerate(PAPER)}
-    runs.sort(key=lambda r: (order.get(r.label, len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
+    runs.sort(key=lambda r: (order.get(base_label(r.label), len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
     return runs
 
 
@@ -227,7 +246,7 @@ def results_table(runs: Sequence[Run]) -> str:
         done = [r for r in group if r.finished]
         cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done]) for c in NB201_COLUMNS]
         n = str(len(done)) + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
-        paper = PAPER.get(label, "—") if dataset == "cifar10" else "—"
+        paper = PAPER.get(base_label(label), "—") if dataset == "cifar10" else "—"
         minutes = [_num(r.result.get("wall_time_s")) / 60 for r in done]
         time_cell = _minutes(np.nanmean(minutes)) if done and not all(map(math.isnan, minutes)) else "—"
         rows.append([label, dataset, n, *cells[:2], paper, *cells[2:], time_cell,

@@ -275,3 +275,29 @@ def test_args_json_records_recipe_and_resolved_values_pcd_run(shared_data, tmp_p
     assert (args["batch_size"], args["warmup"], args["st_const"], args["w_lr_min"]) == (16, 0, True, None)
     temps = [json.loads(line)["temperature"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert temps == pytest.approx([1.0, E_A_CODE / math.log(1.11)], rel=1e-12)
+
+
+def test_report_labels_name_the_recipe():
+    from common.report import PAPER, base_label, label_of
+    authors = {"dataset": "cifar10", "recipe": "authors", "script": "sp_darts"}
+    assert label_of(Path("runs/nb201/sp-darts/cifar10/seed0"), authors) == "SP-DARTS [authors' recipe]"
+    assert label_of(Path("runs/nb201/sp-darts-paper/cifar10/seed0"), {**authors, "recipe": "paper"}) == \
+        "SP-DARTS [paper recipe]"
+    assert label_of(Path("runs/nb201/sa-darts/cifar10/seed0"), {"dataset": "cifar10", "recipe": "paper"}) == "SA-DARTS"
+    assert label_of(Path("x"), authors) == "sp_darts(recipe=authors)"
+    assert PAPER[base_label("PCD [authors' recipe]")] == PAPER[base_label("PCD [paper recipe]")] == "93.78±0.43"
+
+
+def test_run_all_rows_authors_and_paper(tmp_path):
+    proc = subprocess.run(["bash", "run_all.sh", "--dry-run", "--runs", str(tmp_path), "--seeds", "0",
+                           "--datasets", "cifar10", "--spaces", "nb201 darts s1"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    row = lambda space, label: [ln for ln in lines if f"/{space}/{label}/cifar10/" in ln]
+    for label in ("edd-darts", "pcd", "sp-darts", "darts-v1-aer", "darts-v2-aer", "gdas-aer"):
+        (authors,), (paper,) = row("nb201", label), row("nb201", f"{label}-paper")
+        assert "--recipe authors" in authors and "--recipe" not in paper
+    (sp_darts,) = row("darts", "sp-darts")
+    assert "--space darts-nonone" in sp_darts and "--space darts " not in sp_darts
+    assert not row("s1", "sp-darts") and row("s1", "sp-darts-paper")  # no authors' recipe on S1-S4
