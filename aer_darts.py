@@ -50,6 +50,19 @@ Choices where the paper is silent
 - Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
   softmax(α), which for GDAS is the expectation of the hard sample (Gumbel-max trick).
 
+`--recipe paper` (default): the settings above, `--clip-scope w`. `--recipe authors`: their public scripts
+(github.com/kunjing96/DARTS-AER; explicit flags still win; args.json records recipe and values):
+- NB201 (AutoDL-Projects/scripts-search/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.sh, configs/nas-benchmark/
+  algos/DARTS.config, GDAS.config): batch 64, w lr 0.025 cosine → 0.001, w wd 5e-4, 50 epochs (GDAS 250,
+  τ 10 → 0.1), α Adam 3e-4 wd 1e-3 — the paper recipe's values — and clip 5 of `network.parameters()`
+  (exps/algos/DARTS-V1-AER.py:72, DARTS-V2-AER.py:190, GDAS-AER.py:70): `--clip-scope official`.
+- DARTS space, DARTS-V1/V2 (DARTS-AER/config.py:46-63, search_aer.py:148): batch 64, w lr 0.025 → 0.001,
+  w wd 3e-4 (DARTS's; ours 5e-4), α 3e-4 wd 1e-3, clip of `model.weights()` only (`--clip-scope w`).
+- DARTS space, PC-DARTS (`--partial-channels 4`; PCDARTS-AER/V100_python1.0/train_search_aer.py:25-45,
+  116, 167): batch 256, w lr 0.1 → 0.001, w wd 3e-4, α 6e-4 wd 1e-3, 15 warm-up epochs; its clip of
+  `model.parameters()` holds no α (α are plain Variables there), so `--clip-scope w`. Not reproduced: their
+  PC edge weights start at 1e-3·randn (ours 0). GDAS on the DARTS skeleton and S1–S4: no authors' script.
+
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc., 3 runs): DARTS-V1-AER 76.68 ± 8.15,
 DARTS-V2-AER 70.92 ± 0.00, GDAS-AER 93.46 ± 0.21 (DARTS-V1/V2 54.30, GDAS 93.57 ± 0.15). Not yet
 measured with this code.

@@ -11,8 +11,8 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
-    python edd_darts.py --space nb201 --warmup 10 --decay-every 5 --late-from 40 --entropy sum \\
-        --lam 0.04 --lam-late 0.08 --batch-size 256 --w-lr-min none --a-wd 0   # the authors' NB201 recipe
+    python edd_darts.py --space nb201 --recipe authors                  # the authors' NB201 EDD script
+    python edd_darts.py --space nb201 --recipe authors --schedule pcd   # the authors' NB201 PCD script
 
 Equation map (paper numbering)
     Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
@@ -46,7 +46,8 @@ Defaults and their sources
   from the α initialisation 1e-3·N(0,1) (Sec. 2.2; METHODS.md §1), unless `--e-a` is given.
 - Decay after every epoch from the first, no warm-up: Alg. 2. PCD d^exp = 0.11, period 10 (Sec. 4 and
   the authors' code, METHODS.md §2). ETS-GDAS: GDAS's τ range 10 → 0.1 and 250 epochs (NB201's GDAS).
-- Everything else (optimisers, lr, batch 64, 50 epochs): the shared protocol, METHODS.md §1.
+- Everything else (optimisers, lr, batch 64, 50 epochs, `--clip-scope w`): the shared protocol, METHODS.md §1.
+- `--late-from E`: the decays that set the temperatures of epochs ≥ E use `--lam-late`, one per epoch.
 
 Choices where the paper is silent
 - E[H(β)] (Eq. 13) is taken over the tempered β = softmax(A/t) actually used (Eq. 13 writes softmax(A),
@@ -64,14 +65,37 @@ Choices where the paper is silent
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
   k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
 
-Differences from the authors' code (METHODS.md §2), each an option here, not copied as a default
-- sn-softmax there is a gradient hook on the normal-cell weights only, switched off on NB201; here an
-  autograd Function on every α, on every space (`--softmax normal` switches it off).
-- E(a) hard-coded as 3.99e-4 (ours: computed, same value for the 1e-3 init).
-- Warm-up at t = 1 (10 epochs NB201, 5 DARTS), decay every 5 epochs, every epoch from epoch 40:
-  `--warmup`, `--decay-every`, `--late-from`. NB201: entropy summed over edges, λ = 0.04 (0.08 from
-  epoch 40): `--entropy sum --lam 0.04 --lam-late 0.08` (≈ λ 0.24/0.48 on the mean scale).
-- Search settings batch 256, constant w lr, α weight decay 0: flags (command above).
+`--recipe paper` (default): everything above. `--recipe authors`: every setting of the authors' published
+search script for the space and dataset (github.com/chaoji90/PCDEDD; paths below are in that repository;
+explicit flags still win; args.json records the recipe and the values used). NB201, EDD
+(AutoDL-Projects_edd: scripts-search/algos/DARTS-V1-10.sh:40-43, configs/nas-benchmark/algos/DARTS.config,
+exps/algos/DARTS-V1-10.py; their -100 files are the same schedule):
+- batch 256, w lr 0.025 constant (DARTS.config: LR = eta_min = 0.025), w wd 5e-4, 50 epochs, α Adam 3e-4
+  with weight decay 0 (.sh:43); clip 5 of `network.parameters()` (.py:48): `--clip-scope official`.
+- `--softmax normal`: their sn-softmax hook is a no-op in the EDD scripts (.py:68-72 `pass`).
+- warm-up 10 at t = 1 (.py:197), a decay every 5 epochs (.py:191, 204), every epoch from 40 (.py:211);
+  λ 0.04, 0.08 for the decays that set epochs ≥ 40 (.py:208-212: `if epoch <= 39` runs at the *start* of
+  an epoch): `--late-from 40` now means exactly that (it used to apply λ-late one decay later: epochs
+  40–49 then trained up to 22 % hotter); ρ = 0.5 (.py:196).
+- E[H] summed over the 6 edges of softmax(α/t) (.py:206-207): `--entropy sum`; E(a) = 3.99e-4 and
+  t0^exp = 1 (.py:213: 0.000399/ln(1 + d·count)): `--e-a 3.99e-4 --t0-exp-one` (ours: exp(E(a)/t0), 1.9e-3
+  relative on NB201). Their `--track_running_stats 1` only changes their eval at t = 1e-4, not the search.
+NB201, PCD (AutoDL-Projects_pcd/exps/algos/DARTS-V1-10.py): the same optimiser settings; d = 0.11, period
+10 (.py:190-196), `--pcd-shape updown`: by epoch % 10 the list 1, t1…t5, t4…t1, from epoch 40 t1…t10
+(.py:203-205), t_n = 3.99e-4/ln(1 + 0.11n); warm-up 5 on CIFAR-10 (-10.py:198), 10 on CIFAR-100 and
+ImageNet16-120 (-100.py:194: we read -10/-100 as the dataset, as SP's same-named scripts are); sn-softmax
+with st ≡ 1 whenever t ≠ 1 (.py:70-72): `--softmax sn --st-const --sn-unit-off`. (So: their EDD NB201
+scripts run without sn-softmax, their PCD ones with it.)
+DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
+constant, w wd 3e-4, α wd 0, 50 epochs (:27-49); clip 5 of `model.parameters()`, which holds no α there
+(model_search_cyc.py:153-154 makes α plain Variables): `--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
+cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm-up 5, every 5 epochs,
+every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
+(pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
+PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
+uses `--space darts-nonone`. Not reproduced: their α step comes before the w step (pl.py:176-179), and
+their genotype ranks edges by softmax(α/t). S1–S4 (SmoothDARTS/sota/pcdedd) and ETS-GDAS have no authors'
+recipe here (refused with a one-line reason).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
 0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,

@@ -47,6 +47,8 @@ Choices where the paper is silent or inconsistent (documented, all options):
 - Skip-bias experiment (Fig. 4): +0.1 is added to α[skip_connect] of every edge on top of the 1e-3·randn
   init (paper: α = [0, 0.1, 0, 0, 0], β_skip = 0.216). Warm-up epochs train w only; λ_e counts all epochs.
 
+`--recipe paper` is all of the above; `--recipe authors` is refused with a one-line reason (no public code).
+
 Metrics added to the shared ones (metrics.jsonl): `lam`, `reg_value`, `alpha_mean/median/std` (Fig. 3),
 `top2_gap` per edge and its `top2_gap_min`/`_mean` (Table 1: β_top1 − β_top2 on the closest edge),
 `beta_skip`/`beta_conv` per edge (skip vs best conv, Fig. 4), `alpha_frozen`, `gamma` (PC), `temperature` (SNAS).

@@ -6,6 +6,7 @@ Explicit Sparse Regularization" (paper 002). Authors' code: https://github.com/c
 
     python sp_darts.py --space nb201 --dataset cifar10 --nb201 ../shared/data/nb201/nb201_200ep.csv
     python sp_darts.py --space darts            # Table IV settings; also --space s1 … s4
+    python sp_darts.py --space nb201 --recipe authors   # the authors' NB201 script for --dataset
 
 Each batch uses one of two tempered softmaxes of the same α: the sparse a_sp = softmax(A/t_sp)
 (t_sp ≈ 1e-3, nearly one-hot: the supernet sees almost the discrete net, no "information bypass")
@@ -49,16 +50,26 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
-Where the authors' scripts differ from the paper / this file (METHODS.md §4)
-- NB201 script: t_sm = 11·t_sp (Table II: 10; `--t-sm-ratio 11` reproduces it); t_sp is assigned only
-  after warm-up (the warm-up epoch reads an unassigned temperature and fails); w-grad clipping also
-  counts α; the per-epoch "valid" accuracy is the supernet at t = 1e-4.
-- DARTS/S1–S4 script: warm-up runs at t = 10 (temp·10 with temp = 1), then t_sp = 1e-3, t_sm = 1e-2;
-  the α step comes before the w step and uses a fresh random valid batch each step; the op list has no
-  `none` (ours follows common.spaces, which has it); the edge ranking of the genotype uses
-  softmax(α/t_sp) rounded to 4 decimals (ties → later input; ours ranks softmax(α)); the supernet
-  is evaluated at t_sp/10 each epoch; the S1–S4 variant applies softmax twice in the w step
-  (METHODS.md §4). We do none of these.
+`--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors`: the authors' scripts
+(github.com/chaoji90/SP-DARTS; explicit flags still win; args.json records recipe and values):
+- NB201 (AutoDL-Projects_sp: scripts-search/algos/DARTS-V1_10.sh / _100.sh:40-43, configs/nas-benchmark/
+  algos/DARTS-10.config / -100.config, exps/algos/DARTS-V1-10.py / -100.py): batch 256, w lr 0.05
+  constant (config LR = eta_min), w wd 5e-4, α Adam 3e-4 wd 0 (.sh:43), 50 epochs, warm-up 1, p = C with
+  C += 1/49 (C10, -10.py:196) or 0.9/49 (C100, -100.py:197) per epoch; t_sm = 11·t_sp (.py:36:
+  `--t-sm-ratio 11`); clip 5 of `network.parameters()` (.py:53): `--clip-scope official`; t_sp 1.1e-3
+  (C10) / 1.3e-3 (C100); CIFAR-100 only (not in the paper): from epoch 45 t_sp = 6e-4 and p frozen at
+  0.9·44/49 = 0.808 (-100.py:196): `--freeze-from 45 --t-sp-late 6e-4` (t_sm stays 11·t_sp).
+  ImageNet16-120 gets the CIFAR-100 script. Not reproduced: their warm-up epoch reads an unassigned
+  temperature (fails; ours trains it at t_sm), their "valid" accuracy is the supernet at t = 1e-4.
+- DARTS space (SP-DARTS/train_search_mf.py): batch 80, w lr 0.05 constant, w wd 3e-4, α wd 0, 50
+  epochs (:26-48), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
+  t_sp 1e-3, t_sm 1e-2; clip of `model.parameters()`, which holds no α there (model_search.py:129-130
+  makes α plain Variables): `--clip-scope w`. Their op list has no `none` (genotypes.py:5-13): run_all
+  uses `--space darts-nonone`. Not reproduced: the α step before the w step with a fresh random valid
+  batch (:162-165), the genotype ranked by softmax(α/t_sp) rounded to 4 decimals, the supernet evaluated
+  at t_sp/10.
+- S1–S4 (SmoothDARTS/sota/cnnmul, which applies softmax twice in the w step): no authors' recipe here
+  (refused with a one-line reason); the README's per-space t_sp 7, 6, 5, 4e-4 is `--t-sp`.
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
