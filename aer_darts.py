@@ -108,10 +108,11 @@ class AERConfig(SearchConfig):
     def authors_recipe(self) -> dict[str, Any]:
         """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
         out = dict(lam_neg=-0.2, lam_pos=0.2, a_lr=3e-4, a_wd=1e-3, w_lr_min=0.001)
-        if SPACES[self.space].skeleton == "nb201":  # AutoDL-Projects/scripts-search/algos/*-AER.sh, DARTS/GDAS.config
+        if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
+            # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
             return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
                     "epochs": 250 if self.backbone == "gdas" else 50}
-        if self.backbone == "gdas" or self.space not in ("darts", "darts-nonone"):
+        if self.backbone == "gdas" or self.space not in ("darts", "darts-nonone"):  # (and PC on NB201)
             raise ConfigError(f"--recipe authors: no authors' script for --backbone {self.backbone} on "
                               f"{self.space} (theirs: DARTS-AER, PCDARTS-AER on the DARTS space)")
         if self.partial_channels > 1:  # PCDARTS-AER/V100_python1.0/train_search_aer.py

@@ -94,6 +94,8 @@ def test_official_clip_scope_equals_the_transcribed_official_loop(space, fast):
     ours(mine, batches, t, clip, "official")
     for p, q in zip(mine.parameters(), reference.parameters(), strict=True):
         assert torch.equal(p, q)
+    if space == "darts":
+        return
     ours(w_only, batches, t, clip, "w")  # and the scope matters: clipping w alone ends elsewhere
     assert not all(torch.equal(p, q) for p, q in zip(w_only.weight_parameters(), reference.weight_parameters()))
 
@@ -301,3 +303,18 @@ def test_run_all_rows_authors_and_paper(tmp_path):
     (sp_darts,) = row("darts", "sp-darts")
     assert "--space darts-nonone" in sp_darts and "--space darts " not in sp_darts
     assert not row("s1", "sp-darts") and row("s1", "sp-darts-paper")  # no authors' recipe on S1-S4
+
+
+def test_sp_cifar100_late_phase_inside_the_search_loop(shared_data, tmp_path):
+    """The authors' CIFAR-100 recipe with the freeze moved to epoch 2 of 3: metrics show p and t per epoch."""
+    from sp_darts import search
+    out = tmp_path / "sp"
+    cfg = parse_config(SPConfig, ["--recipe", "authors", "--dataset", "cifar100", "--data-dir", str(shared_data),
+                                  "--limit-train", "64", "--C", "4", "--N", "1", "--epochs", "3", "--freeze-from",
+                                  "2", "--batch-size", "16", "--eval-images", "32", "--out", str(out),
+                                  "--no-progress", "--device", "cpu"])
+    search(cfg)
+    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    got = [(r["p"], r["t_sp"], r["t_sm"]) for r in rec]
+    assert got == pytest.approx([(0.0, 1.3e-3, 1.43e-2), (0.45, 1.3e-3, 1.43e-2), (0.45, 6e-4, 6.6e-3)], rel=1e-12)
+    assert json.loads((out / "args.json").read_text())["clip_scope"] == "official"
