@@ -85,7 +85,9 @@ NB201, PCD (AutoDL-Projects_pcd/exps/algos/DARTS-V1-10.py): the same optimiser s
 (.py:203-205), t_n = 3.99e-4/ln(1 + 0.11n); warm-up 5 on CIFAR-10 (-10.py:198), 10 on CIFAR-100 and
 ImageNet16-120 (-100.py:194: we read -10/-100 as the dataset, as SP's same-named scripts are); sn-softmax
 with st ≡ 1 whenever t ≠ 1 (.py:70-72): `--softmax sn --st-const --sn-unit-off`. (So: their EDD NB201
-scripts run without sn-softmax, their PCD ones with it.)
+scripts run without sn-softmax, their PCD ones with it.) Not reproduced (no flag): on CIFAR-100 their
+search trains w on all 50k training images and α on the 5k `xvalid` half of the test set
+(lib/datasets/get_dataset_with_transform.py:205-209); ours splits the training set 50/50.
 DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
 constant, w wd 3e-4, α wd 0, 50 epochs (:27-49); clip 5 of `model.parameters()`, which holds no α there
 (model_search_cyc.py:153-154 makes α plain Variables): `--clip-scope w`; sn-softmax st ≡ 1 on the *normal*

@@ -60,7 +60,9 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   (C10) / 1.3e-3 (C100); CIFAR-100 only (not in the paper): from epoch 45 t_sp = 6e-4 and p frozen at
   0.9·44/49 = 0.808 (-100.py:196): `--freeze-from 45 --t-sp-late 6e-4` (t_sm stays 11·t_sp).
   ImageNet16-120 gets the CIFAR-100 script. Not reproduced: their warm-up epoch reads an unassigned
-  temperature (fails; ours trains it at t_sm), their "valid" accuracy is the supernet at t = 1e-4.
+  temperature (fails; ours trains it at t_sm), their "valid" accuracy is the supernet at t = 1e-4, and on
+  CIFAR-100 their split: w on all 50k training images, α on the test set's 5k `xvalid` half
+  (lib/datasets/get_dataset_with_transform.py, the NB201 loader); ours halves the training set.
 - DARTS space (SP-DARTS/train_search_mf.py): batch 80, w lr 0.05 constant, w wd 3e-4, α wd 0, 50
   epochs (:26-48), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
   t_sp 1e-3, t_sm 1e-2; clip of `model.parameters()`, which holds no α there (model_search.py:129-130
