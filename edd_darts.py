@@ -162,7 +162,7 @@ class EDDConfig(SearchConfig):
                                "DARTS code; the others use softmax(α/t))", choices=("all", "normal"))
     sn_unit_off: bool = arg(False, "no sn noise term while t = 1 (authors' PCD scripts: `if not isclose(t, 1)`)")
     pcd_shape: str = arg("saw", "PCD calendar: saw (t0…t_{P-1} by decay step, restarting) or updown (authors: "
-                                "by epoch % P, t0, t1…t_{P/2}, …, t1; t1…tP from --late-from)",
+                                "by epoch %% P, t0, t1…t_{P/2}, …, t1; t1…tP from --late-from)",
                          choices=("saw", "updown"))
 
     def authors_recipe(self) -> dict[str, Any]:

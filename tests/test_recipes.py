@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aer_darts import AERConfig
-from common.config import parse_config
+from common.config import build_parser, parse_config
 from common.search import alpha_step, w_step
 from common.supernet import build_supernet
 from edd_darts import EDDConfig, end_epoch_schedule, op_weights, pcd_updown_temperature
@@ -239,6 +239,8 @@ def test_sp_authors_darts_space_warms_up_at_t10():
 def test_paper_recipe_is_the_defaults(cls):
     assert parse_config(cls, []) == parse_config(cls, ["--recipe", "paper"])
     assert parse_config(cls, []).clip_scope == "w"
+    text = build_parser(cls).format_help()  # --help renders (help strings go through %-formatting)
+    assert "--recipe {paper,authors}" in text and "--clip-scope {w,official}" in text
 
 
 def test_explicit_flags_override_the_recipe():
