@@ -168,6 +168,8 @@ CAPTURED = [
     ("aer_darts", ("--backbone", "darts-v2", "--warmup", "1")),
     ("sp_darts", ("--p-low", "0.5", "--p-up", "0.5", "--warmup", "0")),
     ("sp_darts", ("--objective", "eq13")),
+    ("sp_darts", ("--warmup", "0", "--p-low", "0.5", "--p-up", "0.5", "--clip-scope", "official")),  # α.grad in place
+    ("aer_darts", ("--backbone", "darts-v2", "--warmup", "1", "--clip-scope", "official")),
     ("sa_darts", ()),
     ("sa_darts", ("--reg", "beta", "--warmup", "1")),
     ("sa_darts", ("--partial-channels", "2")),
