@@ -13,7 +13,7 @@ or the smooth a_sm = softmax(A/t_sm), t_sm = 10·t_sp (keeps gradients alive whe
 The sparse one is drawn with probability p, which rises linearly over the run (Eq. 20).
 
 Equation map (paper numbering)
-    Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes
+    Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes (at t_sp, below)
     Eq. 5–8   categorical target vs. DARTS relaxation  → (motivation; Eq. 8 = `tempered_softmax(α, 1.0)`)
     Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
     Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
@@ -46,6 +46,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
 - Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
   Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy.
+- Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
+  converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
@@ -55,8 +57,8 @@ Where the authors' scripts differ from the paper / this file (METHODS.md §4)
   counts α; the per-epoch "valid" accuracy is the supernet at t = 1e-4.
 - DARTS/S1–S4 script: warm-up runs at t = 10 (temp·10 with temp = 1), then t_sp = 1e-3, t_sm = 1e-2;
   the α step comes before the w step and uses a fresh random valid batch each step; the op list has no
-  `none` (ours follows common.spaces, which has it); the edge ranking of the genotype uses
-  softmax(α/t_sp) rounded to 4 decimals (ties → later input; ours ranks softmax(α)); the supernet
+  `none` (`--space darts-nonone`); the edge ranking of the genotype uses softmax(α/t_sp) rounded to 4
+  decimals, ties → later input (SP-DARTS/model_search.py lines 139-165; ours: unrounded); the supernet
   is evaluated at t_sp/10 each epoch; the S1–S4 variant applies softmax twice in the w step
   (METHODS.md §4). We do none of these.
 
@@ -243,7 +245,8 @@ def search(cfg: SPConfig) -> dict:
         run.end_epoch(used, {
             "p": p, "t_sp": cfg.t_sp, "t_sm": cfg.t_sm,
             "sparse_fraction": sum(phi) / max(len(phi), 1) if cfg.objective == "mixed" else None,
-            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]})  # Eq. 21
+            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]},  # Eq. 21
+            derive_temperature=cfg.t_sp)
     return run.finish()
 
 

@@ -3,6 +3,14 @@
 NB201: argmax per edge over all 5 ops, `none` included (NB201 protocol) → official arch string.
 DARTS skeleton (DARTS, S1–S4): for every intermediate node keep the 2 incoming edges with the largest
 non-`none` weight (times γ when PC-DARTS edge normalisation is on), each with its argmax non-`none` op.
+
+Derivation at the training temperature (`derive_from_alphas`): a search derives with the op weights it
+trained with, softmax(α/T) (T = 1 for DARTS, the current t for EDD, t_sp for SP). Within an edge the
+argmax does not depend on T; the ranking *across* edges does, so on the DARTS skeleton T matters. The
+ranking is computed as log softmax(α/T) (+ log γ) in float64: the same order as softmax(α/T)·γ, without
+float32 softmax's underflow to 0 at T ≈ 1e-3. On NB201 the argmax is taken of α itself, as the official
+code does (`TinyNetworkDarts.genotype`): a float32 softmax rounds α entries within ~1e-8 of each other
+to the same weight, and the first op wins.
 """
 from __future__ import annotations
 
@@ -42,15 +50,15 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
     """Top-2 incoming edges per node by their best non-`none` weight; the argmax non-`none` op of each.
 
     Args:
-        weights: (E, M) op weights (α or softmax(α): the ranking within an edge is the same; across
-            edges DARTS ranks softmax(α), so pass weights, not raw α).
+        weights: (E, M) op weights or any increasing function of them applied entrywise, e.g. their log
+            (`ranking_weights`); compared in float64. α itself ranks edges differently from softmax(α).
         edge_ops: op names per edge.
         edges: (to, from) per edge.
-        gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ.
+        gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ (not for log weights).
     """
-    w = weights.detach().float().cpu()
+    w = weights.detach().double().cpu()
     if gamma is not None:
-        w = w * gamma.detach().float().cpu()[:, None]
+        w = w * gamma.detach().double().cpu()[:, None]
     cell: list[tuple[str, int]] = []
     for node in sorted({to for to, _ in edges}):
         cands = []
@@ -67,7 +75,10 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
 
 def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
                     gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False) -> str | Genotype:
-    """The discrete architecture: an NB201 arch string, or a `Genotype` on the DARTS skeleton."""
+    """The discrete architecture of given weights: an NB201 arch string, or a `Genotype` on the DARTS skeleton.
+
+    The weights are compared as given (float64). A search derives through `derive_from_alphas`.
+    """
     gammas = gammas or {}
     if space.skeleton == "nb201":
         w = weights["normal"]
@@ -77,6 +88,45 @@ def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
     cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k))
              for k in ("normal", "reduce")}
     return Genotype(cells["normal"], [2, 3, 4, 5], cells["reduce"], [2, 3, 4, 5])
+
+
+def ranking_weights(alphas: Mapping[str, Tensor], temperature: float = 1.0,
+                    gammas: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """log(softmax(α/T)·γ) per cell kind, (E, M), float64: ranks edges and ops as softmax(α/T)·γ does.
+
+    Args:
+        alphas: (E, M) α per cell kind.
+        temperature: T, the temperature the method trained with (1: DARTS's softmax(α)).
+        gammas: optional (E,) PC-DARTS edge weights per cell kind.
+    """
+    gammas = gammas or {}
+    out = {}
+    for kind, a in alphas.items():
+        scores = F.log_softmax(a.detach().double().cpu() / temperature, dim=-1)  # log softmax(α/T)
+        if kind in gammas:
+            scores = scores + gammas[kind].detach().double().cpu().log()[:, None]  # + log γ
+        out[kind] = scores
+    return out
+
+
+def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, temperature: float = 1.0,
+                       gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False) -> str | Genotype:
+    """The derived architecture of α, ranked by the weights softmax(α/T)·γ a method trained with.
+
+    Args:
+        alphas: (E, M) α per cell kind.
+        space: the search space.
+        temperature: T of the ranking weights softmax(α/T); only the DARTS skeleton depends on it.
+        gammas: optional PC-DARTS edge weights γ per cell kind (DARTS skeleton: ranking × γ).
+        exclude_none: NB201: skip `none` in the argmax.
+
+    Returns:
+        NB201: the arch string of argmax α per edge (exact: α itself, not a rounded softmax; γ > 0 and
+        T > 0 scale a row and leave its argmax unchanged). DARTS skeleton: the `Genotype`.
+    """
+    if space.skeleton == "nb201":
+        return derive_genotype({"normal": alphas["normal"].detach()}, space, exclude_none=exclude_none)
+    return derive_genotype(ranking_weights(alphas, temperature, gammas), space)
 
 
 class EvalCell(nn.Module):
