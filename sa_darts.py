@@ -12,7 +12,7 @@ Activation" (Samsung; ../shared/papers/003). No public code exists: this file is
 
 Equation map (paper → code)
     Eq. 1  β = softmax(α) per edge                       → `softmax_weights` (common.search); metrics
-    Eq. 2  o(i,j) = argmax_o α_o (DERIVE)                → `run.genotype()` (common.genotypes.derive_genotype)
+    Eq. 2  o(i,j) = argmax_o α_o (DERIVE)                → `run.genotype()` (common.genotypes.derive_from_alphas)
     Eq. 3–6  variance analysis (why α should be small)    → motivation only
     Eq. 7  L_SA = λ_e/(N_o N_e) Σ_i Σ_j ((1+ν)α + (1−ν)α·erf(μ(1−ν)α))/2   → `sa_loss`
     Eq. 8  ν = 1: L_SA = λ_e·mean(α) (the default)       → `sa_loss(nu=1)`
