@@ -58,7 +58,7 @@ Where the authors' scripts differ from the paper / this file (METHODS.md §4)
 - DARTS/S1–S4 script: warm-up runs at t = 10 (temp·10 with temp = 1), then t_sp = 1e-3, t_sm = 1e-2;
   the α step comes before the w step and uses a fresh random valid batch each step; the op list has no
   `none` (`--space darts-nonone`); the edge ranking of the genotype uses softmax(α/t_sp) rounded to 4
-  decimals, ties → later input (SP-DARTS/model_search.py lines 139-165; ours: unrounded); the supernet
+  decimals, ties → later input (SP-DARTS/model_search.py lines 139-165: `--derive-decimals 4`); the supernet
   is evaluated at t_sp/10 each epoch; the S1–S4 variant applies softmax twice in the w step
   (METHODS.md §4). We do none of these.
 

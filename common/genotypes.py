@@ -46,7 +46,7 @@ DARTS_V2 = Genotype(  # Liu et al. 2019, as published; used to check `genotype_p
 
 
 def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: tuple[tuple[int, int], ...],
-                gamma: Tensor | None = None) -> list[tuple[str, int]]:
+                gamma: Tensor | None = None, later_wins_ties: bool = False) -> list[tuple[str, int]]:
     """Top-2 incoming edges per node by their best non-`none` weight; the argmax non-`none` op of each.
 
     Args:
@@ -55,6 +55,8 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
         edge_ops: op names per edge.
         edges: (to, from) per edge.
         gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ (not for log weights).
+        later_wins_ties: edges of equal weight rank the later input first (default: the earlier one).
+            Within an edge the first of equal ops wins either way.
     """
     w = weights.detach().double().cpu()
     if gamma is not None:
@@ -68,13 +70,14 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
             allowed = [o for o, name in enumerate(edge_ops[e]) if name != "none"]
             best = max(allowed, key=lambda o: w[e, o].item())
             cands.append((w[e, best].item(), src, edge_ops[e][best]))
-        cands.sort(key=lambda c: -c[0])
+        cands.sort(key=lambda c: (-c[0], -c[1] if later_wins_ties else c[1]))
         cell += [(op, src) for _, src, op in sorted(cands[:2], key=lambda c: c[1])]
     return cell
 
 
 def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
-                    gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False) -> str | Genotype:
+                    gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
+                    later_wins_ties: bool = False) -> str | Genotype:
     """The discrete architecture of given weights: an NB201 arch string, or a `Genotype` on the DARTS skeleton.
 
     The weights are compared as given (float64). A search derives through `derive_from_alphas`.
@@ -85,7 +88,7 @@ def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
         if "normal" in gammas:  # PC on NB201: scaling an edge by γ > 0 leaves its argmax unchanged
             w = w * gammas["normal"][:, None]
         return derive_arch_str(w, exclude_none=exclude_none)
-    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k))
+    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k), later_wins_ties)
              for k in ("normal", "reduce")}
     return Genotype(cells["normal"], [2, 3, 4, 5], cells["reduce"], [2, 3, 4, 5])
 
@@ -110,7 +113,8 @@ def ranking_weights(alphas: Mapping[str, Tensor], temperature: float = 1.0,
 
 
 def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, temperature: float = 1.0,
-                       gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False) -> str | Genotype:
+                       gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
+                       decimals: int | None = None) -> str | Genotype:
     """The derived architecture of α, ranked by the weights softmax(α/T)·γ a method trained with.
 
     Args:
@@ -119,6 +123,9 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         temperature: T of the ranking weights softmax(α/T); only the DARTS skeleton depends on it.
         gammas: optional PC-DARTS edge weights γ per cell kind (DARTS skeleton: ranking × γ).
         exclude_none: NB201: skip `none` in the argmax.
+        decimals: DARTS skeleton: rank float32 softmax(α/T)·γ rounded to this many decimals, equal edges
+            → the later input (the SP authors' `genotype(temp)`, chaoji90/SP-DARTS SP-DARTS/model_search.py
+            lines 139-165: 4 decimals). Default None: exact ranking.
 
     Returns:
         NB201: the arch string of argmax α per edge (exact: α itself, not a rounded softmax; γ > 0 and
@@ -126,7 +133,16 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
     """
     if space.skeleton == "nb201":
         return derive_genotype({"normal": alphas["normal"].detach()}, space, exclude_none=exclude_none)
-    return derive_genotype(ranking_weights(alphas, temperature, gammas), space)
+    if decimals is None:
+        return derive_genotype(ranking_weights(alphas, temperature, gammas), space)
+    gammas = gammas or {}
+    rounded = {}
+    for kind, a in alphas.items():
+        w = F.softmax(a.detach().float().cpu() / temperature, dim=-1)  # float32, as the authors' code
+        if kind in gammas:
+            w = w * gammas[kind].detach().float().cpu()[:, None]
+        rounded[kind] = torch.round(w, decimals=decimals)
+    return derive_genotype(rounded, space, later_wins_ties=True)
 
 
 class EvalCell(nn.Module):

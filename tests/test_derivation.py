@@ -128,6 +128,27 @@ def test_ranking_weights_fold_gamma_in_log_space() -> None:
             {k: F.softmax(a.double() / T, -1) for k, a in alphas.items()}, space, gammas)
 
 
+def test_sp_authors_rounding_sends_ties_to_the_later_input() -> None:
+    """`decimals=4` (the SP authors' genotype(temp)): at t_sp = 1e-3 saturated edges round to the same
+    1.0 and the later inputs win; the exact ranking keeps the margins' order."""
+    space = SPACES["darts-nonone"]
+    # node 3: each edge's one op leads by 0.05 (edge 2, input 0), 0.03 (edge 3, input 1), 0.02 (edge 4, input 2)
+    case = {**RANKING_CASE, 2: {"sep_conv_5x5": 0.05}, 3: {"max_pool_3x3": 0.03}, 4: {"sep_conv_3x3": 0.02}}
+    alphas = {k: _alpha("darts-nonone", case) for k in ("normal", "reduce")}
+    rounded = torch.round(F.softmax(alphas["normal"] / 1e-3, -1), decimals=4)
+    assert (rounded[2:5].max(-1).values == 1.0).all()  # three-way tie after rounding
+    exact = derive_from_alphas(alphas, space, 1e-3)
+    authors = derive_from_alphas(alphas, space, 1e-3, decimals=4)
+    assert exact.normal[2:4] == [("sep_conv_5x5", 0), ("max_pool_3x3", 1)]
+    assert authors.normal[2:4] == [("max_pool_3x3", 1), ("sep_conv_3x3", 2)]
+    assert exact.normal[:2] + exact.normal[4:] == authors.normal[:2] + authors.normal[4:]  # clear winners agree
+    # within an edge the first of equal (rounded) ops wins, as in their strict `>` argmax
+    tie = {k: _alpha("darts-nonone", {**case, 0: {"skip_connect": 0.05, "sep_conv_3x3": 0.05 + 1e-8}})
+           for k in ("normal", "reduce")}
+    assert derive_from_alphas(tie, space, 1e-3).normal[0] == ("sep_conv_3x3", 0)
+    assert derive_from_alphas(tie, space, 1e-3, decimals=4).normal[0] == ("skip_connect", 0)
+
+
 # ----------------------------------------------------------------------------- the searches use their T
 
 def _records(out: Path) -> list[dict]:
@@ -138,11 +159,11 @@ def _genotype(d: dict) -> Genotype:
     return Genotype(*(([tuple(p) for p in d[k]] if k in ("normal", "reduce") else d[k]) for k in Genotype._fields))
 
 
-def _check(out: Path, result: dict, T: list[float], space: str) -> None:
+def _check(out: Path, result: dict, T: list[float], space: str, decimals: int | None = None) -> None:
     records = _records(out)
     assert [r["derive_temperature"] for r in records] == pytest.approx(T, rel=1e-15)
     alphas = {k: torch.tensor(v) for k, v in result["alphas"].items()}
-    assert _genotype(result["genotype"]) == derive_from_alphas(alphas, SPACES[space], T[-1])
+    assert _genotype(result["genotype"]) == derive_from_alphas(alphas, SPACES[space], T[-1], decimals=decimals)
     assert _genotype(records[-1]["genotype"]) == _genotype(result["genotype"])
 
 
@@ -155,9 +176,9 @@ def test_sp_derives_at_t_sp(shared_data: Path, tmp_path: Path) -> None:
     from sp_darts import SPConfig
     from sp_darts import search as sp_search
     cfg = SPConfig(space="darts-nonone", data_dir=str(shared_data), epochs=1, warmup=0, out=str(tmp_path / "sp"),
-                   **TINY)
+                   derive_decimals=4, **TINY)  # with the authors' rounding (--derive-decimals 4)
     cfg.resolve()
-    _check(tmp_path / "sp", sp_search(cfg), [cfg.t_sp], "darts-nonone")
+    _check(tmp_path / "sp", sp_search(cfg), [cfg.t_sp], "darts-nonone", decimals=4)
 
 
 @pytest.mark.slow
