@@ -60,7 +60,7 @@ Where the authors' scripts differ from the paper / this file (METHODS.md §4)
   `none` (`--space darts-nonone`); the edge ranking of the genotype uses softmax(α/t_sp) rounded to 4
   decimals, ties → later input (SP-DARTS/model_search.py lines 139-165: `--derive-decimals 4`); the supernet
   is evaluated at t_sp/10 each epoch; the S1–S4 variant applies softmax twice in the w step
-  (METHODS.md §4). We do none of these.
+  (METHODS.md §4). By default we do none of these; the flags named above reproduce two of them.
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
