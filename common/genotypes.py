@@ -10,7 +10,7 @@ argmax does not depend on T; the ranking *across* edges does, so on the DARTS sk
 ranking is computed as log softmax(α/T) (+ log γ) in float64: the same order as softmax(α/T)·γ, without
 float32 softmax's underflow to 0 at T ≈ 1e-3. On NB201 the argmax is taken of α itself, as the official
 code does (`TinyNetworkDarts.genotype`): a float32 softmax rounds α entries within ~1e-8 of each other
-to the same weight, and the first op wins.
+to the same weight, and the first op wins. `--derive-decimals` reproduces the SP authors' rounded ranking.
 """
 from __future__ import annotations
 

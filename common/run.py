@@ -13,7 +13,7 @@ loop then reads:
                     *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch)  # eager, or a replayed CUDA graph with --cuda-graphs
-        run.end_epoch(used_weights, {"temperature": t})
+        run.end_epoch(used_weights, {"temperature": t}, derive_temperature=t)  # genotype ranks softmax(α/t)
     run.finish()
 
 Files in the run directory: `args.json` (the resolved config), `metrics.jsonl` (one record per epoch,
