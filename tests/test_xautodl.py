@@ -24,6 +24,7 @@ residual-block and last BNs track running statistics, which in training mode do 
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 import torch
@@ -38,9 +39,12 @@ from common.supernet import Supernet
 
 xautodl = pytest.importorskip("xautodl", reason="the official NB201 code is not installed: "
                                                 "pip install --no-deps xautodl==1.0.0 (test-only extra)")
-from xautodl.config_utils import dict2config  # noqa: E402
-from xautodl.models.cell_searchs import TinyNetworkDarts  # noqa: E402
-from xautodl.procedures.optimizers import get_optim_scheduler  # noqa: E402
+with warnings.catch_warnings():  # its sources hold "$\pm$" strings: invalid escapes warn when first compiled
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", SyntaxWarning)
+    from xautodl.config_utils import dict2config
+    from xautodl.models.cell_searchs import TinyNetworkDarts
+    from xautodl.procedures.optimizers import get_optim_scheduler
 
 EDGE_KEYS = [f"{to}<-{src}" for to, src in NB201_EDGES]  # theirs: cell.edge_keys, sorted strings
 
