@@ -1,8 +1,10 @@
 """Search spaces: NB201, the DARTS space (with and without `none`) and the robustness spaces S1–S4.
 
 METHODS.md §1. `darts-nonone` is the DARTS space without `none`: the other 7 ops, in DARTS's order. The SP
-paper excludes `none`; so does the SP authors' DARTS-space op list (github.com/chaoji90/SP-DARTS,
-SP-DARTS/genotypes.py lines 5-13, the same 7 ops in the same order), and, per issue 17, the EDD authors'.
+paper excludes `none` (§IV); so do the SP authors' DARTS-space op list (github.com/chaoji90/SP-DARTS,
+SP-DARTS/genotypes.py lines 5-13, the same 7 ops in the same order) and the DrNAS code that the EDD
+paper's DARTS-space runs build on (same repository, DrNas/DARTS-space/genotypes.py lines 5-14, `none`
+commented out).
 
 A space is a macro skeleton (`"nb201"` or `"darts"`) plus, for each cell kind, the op list of every
 edge. α for a cell kind is one (E, M) tensor, E edges × M ops per edge.
