@@ -45,6 +45,8 @@ Choices where the paper is silent
 - H uses log-softmax exactly (the authors add 1e-9 inside log₂: < 1e-8 bits apart); finite at one-hot.
 - The constant-λ ablations (Fig. 2–3) are `--lam`; the scheduled pairs (Fig. 6) `--lam-neg/--lam-pos`.
 - λ ≡ 0 passes no regulariser at all, so `--lam-neg 0 --lam-pos 0` is exactly plain DARTS/GDAS.
+- Derivation ranks edges by softmax(α), the weights trained with (all backbones; GDAS: the hard
+  samples' expectation); NB201: argmax of α.
 - During warm-up the valid loss/accuracy is still measured (a forward pass, no α update).
 - GDAS samples both cells on the DARTS skeleton (GDAS's own DARTS-space search fixes the reduction cell).
 - Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
@@ -216,7 +218,7 @@ def search(cfg: AERConfig) -> dict:
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
         schedule = {"lam": lam, "arch_entropy": architecture_entropy(model.alphas, drop).item(),
                     "warmup": warm, **({"tau": tau} if gdas else {})}
-        run.end_epoch(softmax_weights(model.alphas), schedule)
+        run.end_epoch(softmax_weights(model.alphas), schedule, derive_temperature=1.0)
     return run.finish()
 
 

@@ -16,7 +16,7 @@ This file implements the paper, not the authors' fork (differences listed below)
 
 Equation map (paper numbering)
     Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
-    Eq. 2      argmax pruning of β = softmax(A)               → run.genotype / run.finish (common.genotypes)
+    Eq. 2      argmax pruning of β (here β_t, see choices)    → run.genotype / run.finish (common.genotypes)
     Eq. 3      β_t = softmax(A/t)                             → SnSoftmax.forward; op_weights (normal softmax)
     Eq. 4–6    ∂β_t/∂A = 𝒜_t/t, 𝒜_t = diag(β_t) − β_tβ_tᵀ   → softmax_vjp (the true softmax gradient)
     Eq. 7–8    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st)               → SnSoftmax.backward
@@ -62,6 +62,9 @@ Choices where the paper is silent
   epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
   op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
 - `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
+- Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
+  trained with (issue 17; ranking across edges depends on t, the per-edge argmax does not); ETS-GDAS
+  ranks by softmax(A), its hard samples' expectation. NB201: argmax of A either way.
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
   k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
 
@@ -442,7 +445,8 @@ def search(cfg: EDDConfig) -> dict:
         end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
         used = softmax_weights(model.alphas) if gdas else beta_t
         run.end_epoch(used, {"temperature": t, "s": s, "mean_entropy": entropy, "d_exp": state["d_exp"],
-                             "k": state["k"], "lam": state["lam"], "next_temperature": state["t"]})
+                             "k": state["k"], "lam": state["lam"], "next_temperature": state["t"]},
+                      derive_temperature=1.0 if gdas else t)
     return run.finish({"temperature": state["t"], "e_a": cfg.e_a})
 
 

@@ -12,7 +12,7 @@ Activation" (Samsung; ../shared/papers/003). No public code exists: this file is
 
 Equation map (paper → code)
     Eq. 1  β = softmax(α) per edge                       → `softmax_weights` (common.search); metrics
-    Eq. 2  o(i,j) = argmax_o α_o (DERIVE)                → `run.genotype()` (common.genotypes.derive_genotype)
+    Eq. 2  o(i,j) = argmax_o α_o (DERIVE)                → `run.genotype()` (common.genotypes.derive_from_alphas)
     Eq. 3–6  variance analysis (why α should be small)    → motivation only
     Eq. 7  L_SA = λ_e/(N_o N_e) Σ_i Σ_j ((1+ν)α + (1−ν)α·erf(μ(1−ν)α))/2   → `sa_loss`
     Eq. 8  ν = 1: L_SA = λ_e·mean(α) (the default)       → `sa_loss(nu=1)`
@@ -34,6 +34,8 @@ Choices where the paper is silent or inconsistent (documented, all options):
   writes λ_e·L_SA with λ_e already inside Eq. 7; λ_e is applied once.
 - The paper says "ν = 1 or μ = 0 reduces to Eq. 8"; for μ = 0 Eq. 7 gives (1+ν)/2·λ_e·mean(α), Eq. 8 up to
   that factor (identical minima direction, different strength). We implement Eq. 7 as written.
+- Derivation ranks edges by softmax(α)(·γ), the weights trained with (SNAS: softmax(α) is the
+  probability of each op being its samples' argmax); NB201: argmax of α.
 - α weight decay is 0 with SA (appendix 6.2) and 1e-3 otherwise (their baselines "following public code");
   one Adam updates α and the PC edge weights, so the same decay applies to both.
 - NB201 settings (appendix 6.2): batch 64, w SGD 0.025 cosine, wd 3e-4, clip 5, cutout (DARTS's 16),
@@ -270,7 +272,7 @@ def search(cfg: SAConfig) -> dict:
         for batch in run.steps():
             run.step(bilevel, *batch)
         run.method_state["gumbel_rng"] = gumbel.get_state()
-        run.end_epoch(*epoch_report(cfg, run, lam, reg, tau, frozen))
+        run.end_epoch(*epoch_report(cfg, run, lam, reg, tau, frozen), derive_temperature=1.0)
     return run.finish()
 
 

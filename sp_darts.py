@@ -14,7 +14,7 @@ or the smooth a_sm = softmax(A/t_sm), t_sm = 10·t_sp (keeps gradients alive whe
 The sparse one is drawn with probability p, which rises linearly over the run (Eq. 20).
 
 Equation map (paper numbering)
-    Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes
+    Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes (at t_sp, below)
     Eq. 5–8   categorical target vs. DARTS relaxation  → (motivation; Eq. 8 = `tempered_softmax(α, 1.0)`)
     Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
     Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
@@ -47,6 +47,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
 - Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
   Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy.
+- Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
+  converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
@@ -67,9 +69,10 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   epochs (:26-48), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
   t_sp 1e-3, t_sm 1e-2; clip of `model.parameters()`, which holds no α there (model_search.py:129-130
   makes α plain Variables): `--clip-scope w`. Their op list has no `none` (genotypes.py:5-13): run_all
-  uses `--space darts-nonone`. Not reproduced: the α step before the w step with a fresh random valid
-  batch (:162-165), the genotype ranked by softmax(α/t_sp) rounded to 4 decimals, the supernet evaluated
-  at t_sp/10.
+  uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t_sp) rounded to 4 decimals, ties →
+  later input (model_search.py:139-165): `--derive-decimals 4` (we rank at t_sp unrounded by default).
+  Not reproduced: the α step before the w step with a fresh random valid batch (:162-165), the supernet
+  evaluated at t_sp/10.
 - S1–S4 (SmoothDARTS/sota/cnnmul, which applies softmax twice in the w step): no authors' recipe here
   (refused with a one-line reason); the README's per-space t_sp 7, 6, 5, 4e-4 is `--t-sp`.
 
@@ -149,7 +152,8 @@ class SPConfig(SearchConfig):
             raise ConfigError(f"--recipe authors: their S1-S4 script (SmoothDARTS/sota/cnnmul) is not "
                               f"transcribed here; use --recipe paper on {self.space}")
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
-                    warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w")
+                    warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
+                    derive_decimals=4)
 
     def resolve(self) -> None:
         nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
@@ -297,7 +301,8 @@ def search(cfg: SPConfig) -> dict:
         run.end_epoch(used, {
             "p": p, "t_sp": t_sp, "t_sm": t_sm,
             "sparse_fraction": sum(phi) / max(len(phi), 1) if cfg.objective == "mixed" else None,
-            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]})  # Eq. 21
+            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]},  # Eq. 21
+            derive_temperature=t_sp)
     return run.finish()
 
 

@@ -70,6 +70,9 @@ class SearchConfig:
     partial_channels: int = arg(1, "K of PC-DARTS: mixed ops see 1/K of the channels, with edge "
                                    "normalisation (1: off)")
     exclude_none: bool = arg(False, "NB201 derivation: skip `none` in the per-edge argmax")
+    derive_decimals: int | None = arg(None, "DARTS-skeleton derivation: rank the weights softmax(α/T) rounded "
+                                            "to this many decimals, ties to the later input (the SP authors' "
+                                            "genotype(): 4); default None: exact")
     loader: str = arg("auto", "data path: device-resident (default on CUDA) or torch DataLoader",
                       choices=("auto", "device", "torch"))
     eval_images: int = arg(10000, "images of the valid half used for the per-epoch discretized-net "
@@ -103,6 +106,8 @@ class SearchConfig:
         for name in ("w_lr", "a_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        if self.derive_decimals is not None and self.derive_decimals < 0:
+            raise ConfigError(f"--derive-decimals must be >= 0 (got {self.derive_decimals})")
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
 

@@ -3,6 +3,14 @@
 NB201: argmax per edge over all 5 ops, `none` included (NB201 protocol) → official arch string.
 DARTS skeleton (DARTS, S1–S4): for every intermediate node keep the 2 incoming edges with the largest
 non-`none` weight (times γ when PC-DARTS edge normalisation is on), each with its argmax non-`none` op.
+
+Derivation at the training temperature (`derive_from_alphas`): a search derives with the op weights it
+trained with, softmax(α/T) (T = 1 for DARTS, the current t for EDD, t_sp for SP). Within an edge the
+argmax does not depend on T; the ranking *across* edges does, so on the DARTS skeleton T matters. The
+ranking is computed as log softmax(α/T) (+ log γ) in float64: the same order as softmax(α/T)·γ, without
+float32 softmax's underflow to 0 at T ≈ 1e-3. On NB201 the argmax is taken of α itself, as the official
+code does (`TinyNetworkDarts.genotype`): a float32 softmax rounds α entries within ~1e-8 of each other
+to the same weight, and the first op wins. `--derive-decimals` reproduces the SP authors' rounded ranking.
 """
 from __future__ import annotations
 
@@ -38,19 +46,21 @@ DARTS_V2 = Genotype(  # Liu et al. 2019, as published; used to check `genotype_p
 
 
 def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: tuple[tuple[int, int], ...],
-                gamma: Tensor | None = None) -> list[tuple[str, int]]:
+                gamma: Tensor | None = None, later_wins_ties: bool = False) -> list[tuple[str, int]]:
     """Top-2 incoming edges per node by their best non-`none` weight; the argmax non-`none` op of each.
 
     Args:
-        weights: (E, M) op weights (α or softmax(α): the ranking within an edge is the same; across
-            edges DARTS ranks softmax(α), so pass weights, not raw α).
+        weights: (E, M) op weights or any increasing function of them applied entrywise, e.g. their log
+            (`ranking_weights`); compared in float64. α itself ranks edges differently from softmax(α).
         edge_ops: op names per edge.
         edges: (to, from) per edge.
-        gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ.
+        gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ (not for log weights).
+        later_wins_ties: edges of equal weight rank the later input first (default: the earlier one).
+            Within an edge the first of equal ops wins either way.
     """
-    w = weights.detach().float().cpu()
+    w = weights.detach().double().cpu()
     if gamma is not None:
-        w = w * gamma.detach().float().cpu()[:, None]
+        w = w * gamma.detach().double().cpu()[:, None]
     cell: list[tuple[str, int]] = []
     for node in sorted({to for to, _ in edges}):
         cands = []
@@ -60,23 +70,79 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
             allowed = [o for o, name in enumerate(edge_ops[e]) if name != "none"]
             best = max(allowed, key=lambda o: w[e, o].item())
             cands.append((w[e, best].item(), src, edge_ops[e][best]))
-        cands.sort(key=lambda c: -c[0])
+        cands.sort(key=lambda c: (-c[0], -c[1] if later_wins_ties else c[1]))
         cell += [(op, src) for _, src, op in sorted(cands[:2], key=lambda c: c[1])]
     return cell
 
 
 def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
-                    gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False) -> str | Genotype:
-    """The discrete architecture: an NB201 arch string, or a `Genotype` on the DARTS skeleton."""
+                    gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
+                    later_wins_ties: bool = False) -> str | Genotype:
+    """The discrete architecture of given weights: an NB201 arch string, or a `Genotype` on the DARTS skeleton.
+
+    The weights are compared as given (float64). A search derives through `derive_from_alphas`.
+    """
     gammas = gammas or {}
     if space.skeleton == "nb201":
         w = weights["normal"]
         if "normal" in gammas:  # PC on NB201: scaling an edge by γ > 0 leaves its argmax unchanged
             w = w * gammas["normal"][:, None]
         return derive_arch_str(w, exclude_none=exclude_none)
-    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k))
+    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k), later_wins_ties)
              for k in ("normal", "reduce")}
     return Genotype(cells["normal"], [2, 3, 4, 5], cells["reduce"], [2, 3, 4, 5])
+
+
+def ranking_weights(alphas: Mapping[str, Tensor], temperature: float = 1.0,
+                    gammas: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """log(softmax(α/T)·γ) per cell kind, (E, M), float64: ranks edges and ops as softmax(α/T)·γ does.
+
+    Args:
+        alphas: (E, M) α per cell kind.
+        temperature: T, the temperature the method trained with (1: DARTS's softmax(α)).
+        gammas: optional (E,) PC-DARTS edge weights per cell kind.
+    """
+    gammas = gammas or {}
+    out = {}
+    for kind, a in alphas.items():
+        scores = F.log_softmax(a.detach().double().cpu() / temperature, dim=-1)  # log softmax(α/T)
+        if kind in gammas:
+            scores = scores + gammas[kind].detach().double().cpu().log()[:, None]  # + log γ
+        out[kind] = scores
+    return out
+
+
+def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, temperature: float = 1.0,
+                       gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
+                       decimals: int | None = None) -> str | Genotype:
+    """The derived architecture of α, ranked by the weights softmax(α/T)·γ a method trained with.
+
+    Args:
+        alphas: (E, M) α per cell kind.
+        space: the search space.
+        temperature: T of the ranking weights softmax(α/T); only the DARTS skeleton depends on it.
+        gammas: optional PC-DARTS edge weights γ per cell kind (DARTS skeleton: ranking × γ).
+        exclude_none: NB201: skip `none` in the argmax.
+        decimals: DARTS skeleton: rank float32 softmax(α/T)·γ rounded to this many decimals, equal edges
+            → the later input (the SP authors' `genotype(temp)`, chaoji90/SP-DARTS SP-DARTS/model_search.py
+            lines 139-165: 4 decimals). Default None: exact ranking.
+
+    Returns:
+        NB201: the arch string of argmax α per edge (exact: α itself, not a rounded softmax; γ > 0 and
+        T > 0 scale a row and leave its argmax unchanged). DARTS skeleton: the `Genotype`.
+    """
+    if space.skeleton == "nb201":
+        return derive_genotype({"normal": alphas["normal"].detach()}, space, exclude_none=exclude_none)
+    if decimals is None:
+        return derive_genotype(ranking_weights(alphas, temperature, gammas), space)
+    gammas = gammas or {}
+    rounded = {}
+    for kind, a in alphas.items():
+        w = F.softmax(a.detach().float().cpu() / temperature, dim=-1)  # float32, as the authors' code
+        if kind in gammas:
+            w = w * gammas[kind].detach().float().cpu()[:, None]
+        rounded[kind] = torch.round(w, decimals=decimals)
+    return derive_genotype(rounded, space, later_wins_ties=True)
 
 
 class EvalCell(nn.Module):

@@ -65,7 +65,8 @@ KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam
               "clip_alpha", "partial_channels")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
                  "imagenet16-120": "ImageNet16-120", "synthetic": "synthetic data"}
-SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4"}
+SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space",
+               "darts-nonone": "DARTS space without none", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4"}
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
              "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
              "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}

@@ -13,7 +13,7 @@ loop then reads:
                     *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch)  # eager, or a replayed CUDA graph with --cuda-graphs
-        run.end_epoch(used_weights, {"temperature": t})
+        run.end_epoch(used_weights, {"temperature": t}, derive_temperature=t)  # genotype ranks softmax(α/t)
     run.finish()
 
 Files in the run directory: `args.json` (the resolved config), `metrics.jsonl` (one record per epoch,
@@ -38,7 +38,7 @@ from torch import Tensor
 
 from common.config import SearchConfig, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, make_loader, search_split
-from common.genotypes import Genotype, derive_genotype, genotype_param_count, genotype_to_json
+from common.genotypes import Genotype, derive_from_alphas, genotype_param_count, genotype_to_json
 from common.graphs import StepGraphs
 from common.search import cosine_lr, entropy_stats, evaluate, softmax_weights
 from common.supernet import Supernet, build_supernet
@@ -362,10 +362,11 @@ class SearchRun:
         return out
 
     # ------------------------------------------------------------------ end of epoch
-    def genotype(self, weights: Mapping[str, Tensor] | None = None) -> str | Genotype:
-        """The derived architecture from softmax(α) (× γ with edge normalisation)."""
-        weights = weights or softmax_weights(self.model.alphas)
-        return derive_genotype(weights, self.model.space, self.model.edge_gammas(), self.cfg.exclude_none)
+    def genotype(self, temperature: float = 1.0) -> str | Genotype:
+        """The derived architecture, edges ranked by softmax(α/T) (× γ with edge normalisation), T =
+        `temperature`, the method's training temperature; on NB201 the argmax of α itself."""
+        return derive_from_alphas(self.model.alphas, self.model.space, temperature, self.model.edge_gammas(),
+                                  self.cfg.exclude_none, self.cfg.derive_decimals)
 
     def discrete_weights(self, genotype: str | Genotype) -> dict[str, Tensor]:
         """One-hot op weights of the derived cell (dropped DARTS edges get all-zero rows)."""
@@ -377,8 +378,11 @@ class SearchRun:
             return None
         return self.table.query(genotype)
 
-    def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None) -> dict:
-        """Measure, log one metrics record, checkpoint. `used_weights`: the op weights the method used."""
+    def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None,
+                  derive_temperature: float = 1.0) -> dict:
+        """Measure, log one metrics record, checkpoint. `used_weights`: the op weights the method used;
+        `derive_temperature`: T of the weights softmax(α/T) the genotype ranks edges by (the method's
+        training temperature; recorded, and used again by `finish`)."""
         self.check_finite()
         model, cfg = self.model, self.cfg
         record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step, "lr": self.w_lr}
@@ -386,7 +390,8 @@ class SearchRun:
             (loss, correct), n = s.tolist(), self._counts[split]
             record[f"{split}_loss"] = loss / n if n else float("nan")
             record[f"{split}_acc"] = 100 * correct / n if n else float("nan")
-        genotype = self.genotype()
+        genotype = self.genotype(derive_temperature)
+        record["derive_temperature"] = derive_temperature
         onehot = self.discrete_weights(genotype)
         model.eval()  # BN uses batch statistics either way; eval() only matters for user-added layers
         _, record["discrete_valid_acc"] = evaluate(lambda x: model(x, onehot, use_gammas=False), self.eval_loader)
@@ -417,8 +422,9 @@ class SearchRun:
         return record
 
     def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Write result.json (final genotype, NB201 accuracies, parameter count, wall time)."""
-        genotype = self.genotype()
+        """Write result.json (final genotype, NB201 accuracies, parameter count, wall time); the genotype
+        is derived at the last epoch's `derive_temperature`."""
+        genotype = self.genotype(self.records[-1].get("derive_temperature", 1.0) if self.records else 1.0)
         result: dict[str, Any] = {
             "genotype": genotype_to_json(genotype), "nb201": self.nb201_lookup(genotype),
             "param_count": genotype_param_count(genotype, num_classes=NUM_CLASSES.get(self.cfg.dataset, 10))

@@ -1,4 +1,10 @@
-"""Search spaces: NB201, the DARTS space and the robustness spaces S1–S4 (METHODS.md §1).
+"""Search spaces: NB201, the DARTS space (with and without `none`) and the robustness spaces S1–S4.
+
+METHODS.md §1. `darts-nonone` is the DARTS space without `none`: the other 7 ops, in DARTS's order. The SP
+paper excludes `none` (§IV); so do the SP authors' DARTS-space op list (github.com/chaoji90/SP-DARTS,
+SP-DARTS/genotypes.py lines 5-13, the same 7 ops in the same order) and the DrNAS code that the EDD
+paper's DARTS-space runs build on (same repository, DrNas/DARTS-space/genotypes.py lines 5-14, `none`
+commented out).
 
 A space is a macro skeleton (`"nb201"` or `"darts"`) plus, for each cell kind, the op list of every
 edge. α for a cell kind is one (E, M) tensor, E edges × M ops per edge.
@@ -11,6 +17,7 @@ NB201_OP_NAMES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_p
 DARTS_OP_NAMES = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
                   "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
 NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), official order
+DARTS_NONONE_OP_NAMES = DARTS_OP_NAMES[1:]  # the 7 DARTS ops, `none` left out
 DARTS_EDGES = tuple((node, inp) for node in range(2, 6) for inp in range(node))  # 14 edges
 
 _SHORT = {"skip": "skip_connect", "dil3": "dil_conv_3x3", "dil5": "dil_conv_5x5", "sep3": "sep_conv_3x3",
@@ -30,7 +37,7 @@ class SearchSpace:
     """A search space.
 
     Attributes:
-        name: `nb201`, `darts`, `s1` … `s4`.
+        name: `nb201`, `darts`, `darts-nonone`, `s1` … `s4`.
         skeleton: `nb201` (NB201 macro net, one cell kind) or `darts` (normal + reduction cells).
         edge_ops: per cell kind (`normal`, and `reduce` on the DARTS skeleton), the op names of each edge.
     """
@@ -62,6 +69,8 @@ def _uniform(ops: tuple[str, ...], n_edges: int) -> tuple[tuple[str, ...], ...]:
 SPACES: dict[str, SearchSpace] = {
     "nb201": SearchSpace("nb201", "nb201", {"normal": _uniform(NB201_OP_NAMES, 6)}),
     "darts": SearchSpace("darts", "darts", {k: _uniform(DARTS_OP_NAMES, 14) for k in ("normal", "reduce")}),
+    "darts-nonone": SearchSpace("darts-nonone", "darts", {k: _uniform(DARTS_NONONE_OP_NAMES, 14)
+                                                         for k in ("normal", "reduce")}),
     "s1": SearchSpace("s1", "darts", {"normal": _parse(_S1_NORMAL), "reduce": _parse(_S1_REDUCE)}),
     "s2": SearchSpace("s2", "darts", {k: _uniform(("skip_connect", "sep_conv_3x3"), 14)
                                       for k in ("normal", "reduce")}),

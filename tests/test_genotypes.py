@@ -73,3 +73,41 @@ def test_gamma_changes_edge_ranking_not_op_choice() -> None:
 def test_darts_v2_parameter_count_matches_published() -> None:
     # DARTS (Liu et al., 2019) train logs: "param size = 3.349342MB" for DARTS_V2 at C=36, 20 cells.
     assert genotype_param_count(DARTS_V2) == 3_349_342
+
+
+# ----------------------------------------------------------------------------- the none-free DARTS space
+
+def test_darts_nonone_op_lists() -> None:
+    space = SPACES["darts-nonone"]
+    # SP paper §IV ("DARTS search space excludes the none operation"); the SP authors' PRIMITIVES
+    # (chaoji90/SP-DARTS, SP-DARTS/genotypes.py lines 5-13), in this order:
+    ops = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
+           "dil_conv_5x5")
+    assert space.skeleton == "darts" and space.cell_kinds == ("normal", "reduce")
+    assert space.edge_ops == {"normal": (ops,) * 14, "reduce": (ops,) * 14}
+    assert space.alpha_shape("normal") == space.alpha_shape("reduce") == (14, 7)
+    assert not space.has_none("normal") and SPACES["darts"].has_none("normal")
+    assert space.edges == SPACES["darts"].edges
+
+
+def test_darts_nonone_derived_genotype_and_darts_v2_size() -> None:
+    space = SPACES["darts-nonone"]
+    # DARTS-V2 as one-hot weights of the none-free space derives back to itself (each node's two edges
+    # in input order, as derivation lists them); its evaluation-size count is the published one
+    def by_input(cell: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        return [pair for i in range(0, 8, 2) for pair in sorted(cell[i:i + 2], key=lambda p: p[1])]
+    v2 = DARTS_V2._replace(normal=by_input(DARTS_V2.normal), reduce=by_input(DARTS_V2.reduce))
+    derived = derive_genotype(genotype_weights(DARTS_V2, space), space)
+    assert derived == v2
+    assert genotype_param_count(derived) == genotype_param_count(DARTS_V2) == 3_349_342
+    # a hand-made α: on edge e op e % 7 wins, by 2 on the edges listed (each node's two strongest), else by 1
+    alpha = torch.zeros(14, 7)
+    for e in range(14):
+        alpha[e, e % 7] = 2.0 if e in (0, 1, 2, 4, 5, 7, 9, 13) else 1.0
+    g = derive_genotype({"normal": torch.softmax(alpha, -1), "reduce": torch.softmax(alpha, -1)}, space)
+    # node 2: edges 0, 1 (inputs 0, 1); node 3: edges 2, 3, 4 → 2, 4; node 4: edges 5-8 → 5, 7;
+    # node 5: edges 9-13 → 9, 13. Op of edge e: ops[e % 7].
+    expected = [("max_pool_3x3", 0), ("avg_pool_3x3", 1), ("skip_connect", 0), ("sep_conv_5x5", 2),
+                ("dil_conv_3x3", 0), ("max_pool_3x3", 2), ("skip_connect", 0), ("dil_conv_5x5", 4)]
+    assert g == Genotype(expected, [2, 3, 4, 5], expected, [2, 3, 4, 5])
+    assert derive_genotype(genotype_weights(g, space), space) == g

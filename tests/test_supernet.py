@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -53,7 +54,7 @@ def _discrete_darts_cell(cell, s0, s1, choice: dict[int, int]) -> torch.Tensor:
     return torch.cat(nodes[2:], dim=1)
 
 
-@pytest.mark.parametrize("space", ["darts", "s1", "s2", "s3"])
+@pytest.mark.parametrize("space", ["darts", "darts-nonone", "s1", "s2", "s3"])
 def test_darts_one_hot_equals_discrete_cell(space: str) -> None:
     # (S4 is left out: its `noise` op draws from the RNG on every edge of the supernet, so the two
     # passes consume different random streams.)
@@ -87,7 +88,7 @@ def test_shapes_every_space(space: str, K: int) -> None:
     kinds = ("normal",) if space == "nb201" else ("normal", "reduce")
     assert tuple(model.alphas) == kinds
     E = 6 if space == "nb201" else 14
-    M = {"nb201": 5, "darts": 8, "s1": 2, "s2": 2, "s3": 3, "s4": 2}[space]
+    M = {"nb201": 5, "darts": 8, "darts-nonone": 7, "s1": 2, "s2": 2, "s3": 3, "s4": 2}[space]
     for k in kinds:
         assert model.alphas[k].shape == (E, M)
         assert (model.alphas[k].abs() < 0.01).all()  # 1e-3·N(0,1) init
@@ -133,7 +134,7 @@ def test_partial_channels_k1_equals_plain_and_gamma_scales_edges(space: str) -> 
     assert torch.allclose(pc(x, w), plain(x, scaled), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("space,K", [("nb201", 1), ("darts", 1), ("s1", 1), ("s2", 1), ("s3", 1), ("s4", 1),
+@pytest.mark.parametrize("space,K", [("nb201", 1), ("darts", 1), ("darts-nonone", 1), ("s1", 1), ("s2", 1), ("s3", 1), ("s4", 1),
                                      ("nb201", 2), ("darts", 2)])
 def test_fast_supernet_matches_reference(space: str, K: int) -> None:
     """Same outputs and gradients (w and α) as the readable supernet, float64."""
@@ -183,3 +184,20 @@ def test_fast_avg_pool_equals_avg_pool2d_without_padding_count(B: int, C: int, H
     assert torch.allclose(out, ref, rtol=1e-12, atol=1e-13)
     g = torch.randn_like(ref)
     assert torch.allclose(torch.autograd.grad(out, x, g)[0], torch.autograd.grad(ref, x, g)[0], rtol=1e-12, atol=1e-13)
+
+
+def test_darts_nonone_supernet_has_the_darts_weights_without_none() -> None:
+    """`none` has no parameters: the none-free supernet holds exactly the DARTS supernet's weights, each
+    mixed op's modules shifted down by one; with `none`'s weight 0 both compute the same logits."""
+    torch.manual_seed(0)
+    darts = Supernet("darts", C=4, N=3).double()
+    nonone = Supernet("darts-nonone", C=4, N=3).double()
+    assert sum(p.numel() for p in nonone.weight_parameters()) == sum(p.numel() for p in darts.weight_parameters())
+    theirs = darts.state_dict()  # a mixed op's module o here is module o + 1 there (`none` is op 0)
+    nonone.load_state_dict({k: v if k.startswith("alphas.") else
+                            theirs[re.sub(r"\.ops\.(\d+)\.", lambda m: f".ops.{int(m[1]) + 1}.", k)]
+                            for k, v in nonone.state_dict().items()})
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    w7 = {k: F.softmax(torch.randn(14, 7, dtype=torch.float64), -1) for k in ("normal", "reduce")}
+    w8 = {k: torch.cat([torch.zeros(14, 1, dtype=torch.float64), w], 1) for k, w in w7.items()}
+    assert torch.allclose(nonone(x, w7), darts(x, w8), rtol=1e-12, atol=1e-13)
