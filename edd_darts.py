@@ -147,7 +147,8 @@ class EDDConfig(SearchConfig):
                   ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
                   ("warmup", self.warmup >= 0, ">= 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
                   ("pcd_d", self.pcd_d > 0, "> 0"), ("pcd_period", self.pcd_period >= 1, ">= 1"),
-                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0")]
+                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0"),
+                  ("late_from", self.late_from is None or self.late_from >= 0, ">= 0")]
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
