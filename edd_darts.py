@@ -142,7 +142,8 @@ class EDDConfig(SearchConfig):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
-        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0 and self.lam_late > 0, "> 0"),
+        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0, "> 0"),
+                  ("lam_late", self.lam_late > 0, "> 0"),
                   ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
                   ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
                   ("warmup", self.warmup >= 0, ">= 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
