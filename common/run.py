@@ -18,7 +18,9 @@ loop then reads:
 
 Files in the run directory: `args.json` (the resolved config), `metrics.jsonl` (one record per epoch,
 names in README "Metrics"), `checkpoint.pt` (written atomically after every epoch: model with α,
-optimisers, RNG states, the method's `method_state`, the metrics so far), `result.json` at the end.
+optimisers, RNG states, the method's `method_state`, the metrics so far) with its sha256 in
+`checkpoint.pt.sha256`, `result.json` at the end, and the empty `.lock` that one run at a time holds
+(common/safeio.py). JSON files hold no NaN/inf (written as null).
 """
 from __future__ import annotations
 
@@ -175,24 +177,24 @@ class RunDir:
             return None
         move = "the file is kept; move it away to start over"
         try:
-            intact = self.digests.matches()
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False) if intact is not False \
-                else None
+            if self.digests.matches() is False:  # None: no sidecar (a checkpoint of older code)
+                raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
+                               f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
         except OSError as err:
             raise RunError(f"cannot read checkpoint {self.checkpoint} ({err.strerror or err})") from None
+        except RunError:
+            raise
         except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
             raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
                            f"({type(err).__name__}); {move}") from None
-        if intact is False:
-            raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
-                           f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
         missing = [k for k in CHECKPOINT_KEYS if k not in state]
         if missing:
             raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
                            f"and cannot be resumed; {move}")
-        bad = _nonfinite({k: v for k, v in state["model"].items()} if isinstance(state["model"], dict) else {})
+        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
         if bad:
             raise RunError(f"checkpoint {self.checkpoint} holds non-finite values ({', '.join(bad[:3])}): it "
                            f"is not a good checkpoint and cannot be resumed; {move}")
