@@ -11,7 +11,9 @@ import builtins
 import dataclasses
 import errno
 import json
+import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -308,3 +310,17 @@ def test_sigterm_is_handled_as_ctrl_c(shared_data, tmp_path) -> None:
     assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted") and "--resume" in err
     assert not list(out.glob("*.tmp")) and DigestFile(out / "checkpoint.pt").matches() is True
     assert not (out / "result.json").exists()
+
+
+# The same two faults with real file modes, where they apply (root reads any file, whatever its mode).
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes; the monkeypatched tests cover root")
+@pytest.mark.parametrize("target", ["data_batch_1", "."])
+def test_real_permission_denied_is_one_line(shared_data, tmp_path, target) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(shared_data / "cifar-10-batches-py", folder)
+    (folder / target).chmod(0)
+    try:
+        with pytest.raises(DataError, match="cannot read .*do not delete"):
+            load_arrays("cifar10", tmp_path, download=False)
+    finally:
+        (folder / target).chmod(0o755)
