@@ -211,12 +211,14 @@ class EDDConfig(SearchConfig):
             raise ConfigError("--st-const needs --softmax sn")
         if "normal" in (self.entropy_cells, self.sn_cells) and "normal" not in SPACES[self.space].cell_kinds:
             raise ConfigError(f"--entropy-cells/--sn-cells normal: space {self.space} has no normal cell")
-        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0 and self.lam_late > 0, "> 0"),
+        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0, "> 0"),
+                  ("lam_late", self.lam_late > 0, "> 0"),
                   ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
                   ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
                   ("warmup", self.warmup >= 0, ">= 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
                   ("pcd_d", self.pcd_d > 0, "> 0"), ("pcd_period", self.pcd_period >= 1, ">= 1"),
-                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0")]
+                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0"),
+                  ("late_from", self.late_from is None or self.late_from >= 0, ">= 0")]
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")

@@ -113,8 +113,8 @@ class SAConfig(SearchConfig):
         super().resolve()
         if self.lam_divisor <= 0:
             raise ConfigError(f"--lam-divisor must be > 0 (got {self.lam_divisor})")
-        if self.mu < 0:
-            raise ConfigError(f"--mu must be >= 0 (got {self.mu})")
+        if self.mu < 0 or self.beta_slope < 0:
+            raise ConfigError(f"--mu and --beta-slope must be >= 0 (got {self.mu}, {self.beta_slope})")
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"--tau-min must be in (0, --tau-max] (got {self.tau_min}, --tau-max {self.tau_max})")
         if not 0 <= self.warmup < self.epochs:

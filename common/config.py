@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import re
 import sys
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -39,6 +41,54 @@ def arg(default: Any, help: str, choices: Sequence[Any] | None = None) -> Any:
 
 class ConfigError(ValueError):
     """A bad option value: reported as one line, exit code 2."""
+
+
+def _in(lo: float, hi: float, closed_hi: bool = False) -> tuple[Callable[[Any], bool], str]:
+    return ((lambda v: lo <= v <= hi) if closed_hi else (lambda v: lo <= v < hi),
+            f"in [{lo}, {hi}{']' if closed_hi else ')'}")
+
+
+_POSITIVE: tuple[Callable[[Any], bool], str] = (lambda v: v > 0, "> 0")
+_NONNEGATIVE: tuple[Callable[[Any], bool], str] = (lambda v: v >= 0, ">= 0")
+_AT_LEAST_1: tuple[Callable[[Any], bool], str] = (lambda v: v >= 1, ">= 1")
+#: The range of every numeric flag of SearchConfig (None, where allowed, is not checked). Every float
+#: flag of any config must also be finite; method configs check their own flags in their resolve().
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "C": _AT_LEAST_1, "N": _AT_LEAST_1,
+    "limit_train": _AT_LEAST_1, "partial_channels": _AT_LEAST_1, "log_every": _AT_LEAST_1,
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32) (numpy's seed range)"),
+    "w_lr": _POSITIVE, "a_lr": _POSITIVE, "w_lr_min": _NONNEGATIVE,
+    "w_momentum": _in(0, 1), "a_beta1": _in(0, 1),  # Adam needs β1 < 1; SGD momentum ≥ 1 diverges
+    "w_wd": _NONNEGATIVE, "a_wd": _NONNEGATIVE,
+    "grad_clip": (lambda v: v >= 0, ">= 0 (0: no clipping; a negative norm would reverse the gradient)"),
+    "cutout": _NONNEGATIVE, "eval_images": _NONNEGATIVE, "debug_nan_step": _NONNEGATIVE,
+    "derive_decimals": _NONNEGATIVE,
+}
+DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def check_ranges(cfg: Any, ranges: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    """Raise ConfigError (one line naming the flag) for the first value outside its range.
+
+    Checks every float field of `cfg` is finite (NaN/inf rejected), then each `ranges` entry; fields
+    that are None are skipped.
+
+    Args:
+        cfg: a config dataclass instance.
+        ranges: field name → (predicate, the rule in words).
+
+    Raises:
+        ConfigError: `--flag must be RULE (got VALUE)`.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _base_type(hints[f.name])[0] is float and value is not None and not math.isfinite(value):
+            raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number (got {value})")
+    for name, (ok, rule) in ranges.items():
+        value = getattr(cfg, name, None)
+        if value is not None and not ok(value):
+            raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {value})")
 
 
 @dataclass
@@ -98,16 +148,9 @@ class SearchConfig:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
-        for name in ("epochs", "batch_size", "C", "N", "partial_channels"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        if self.limit_train is not None and self.limit_train < 1:
-            raise ConfigError(f"--limit-train must be >= 1 (got {self.limit_train})")
-        for name in ("w_lr", "a_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
-        if self.derive_decimals is not None and self.derive_decimals < 0:
-            raise ConfigError(f"--derive-decimals must be >= 0 (got {self.derive_decimals})")
+        check_ranges(self, RANGES)
+        if not DEVICE_FORM.fullmatch(self.device):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
 

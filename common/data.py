@@ -79,6 +79,8 @@ def _read_pickle(path: Path, encoding: str) -> dict[Any, Any]:
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f, encoding=encoding)
+    except OSError as e:  # permission denied, an I/O error: the bytes may well be intact
+        raise DataError(_unreadable(path, e, path.parent)) from None
     except Exception as e:  # noqa: BLE001 — corrupt pickles raise many different types
         raise DataError(
             f"{path} is corrupt or truncated ({type(e).__name__}: {_one_line(e)}); "
@@ -87,6 +89,11 @@ def _read_pickle(path: Path, encoding: str) -> dict[Any, Any]:
     if not isinstance(entry, dict):
         raise DataError(f"{path} is corrupt: expected a pickled dict, got {type(entry).__name__}")
     return entry
+
+
+def _unreadable(path: Path | str, err: OSError, folder: Path) -> str:
+    return (f"cannot read {path} ({err.strerror or type(err).__name__}); the file may be intact: give this "
+            f"user read access to {folder} (do not delete it)")
 
 
 def _field(entry: dict[Any, Any], key: str, path: Path) -> Any:
@@ -217,12 +224,15 @@ def load_arrays(
         ValueError: unknown dataset name.
     """
     data_dir = Path(data_dir).expanduser()
-    if name in ("cifar10", "cifar100"):
-        return _load_cifar(name, data_dir, train, download)
-    if name == "svhn":
-        return _load_svhn(data_dir, train, download)
-    if name == "imagenet16-120":
-        return _load_imagenet16(data_dir, train)
+    try:
+        if name in ("cifar10", "cifar100"):
+            return _load_cifar(name, data_dir, train, download)
+        if name == "svhn":
+            return _load_svhn(data_dir, train, download)
+        if name == "imagenet16-120":
+            return _load_imagenet16(data_dir, train)
+    except PermissionError as e:  # a folder without read/search permission (looking for the files)
+        raise DataError(_unreadable(e.filename or data_dir, e, data_dir)) from None
     if name == "synthetic":
         return _make_synthetic(train)
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")

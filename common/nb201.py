@@ -29,7 +29,7 @@ import math
 import pickle
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_
 NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NUM_EDGES: int = len(NB201_EDGES)
 NUM_OPS: int = len(NB201_OPS)
+NUM_CELLS: int = NUM_OPS**NUM_EDGES  # 15,625 cells in the space
 COLUMNS: tuple[str, ...] = (
     "cifar10_valid_valid", "cifar10_test", "cifar100_valid", "cifar100_test",
     "imagenet16_valid", "imagenet16_test",
@@ -220,6 +221,19 @@ class NB201Table:
     def __repr__(self) -> str:
         return f"NB201Table({len(self)} archs from {self.source})"
 
+    @property
+    def complete(self) -> bool:
+        """Whether every one of the `NUM_CELLS` NB201 cells is in the table (rows are distinct and valid)."""
+        return len(self) == NUM_CELLS
+
+    def coverage(self) -> str:
+        """One line on how much of NB201 the table holds and what a partial table means for a search."""
+        if self.complete:
+            return f"NB201 table {self.source} holds all {NUM_CELLS:,} cells"
+        return (f"NB201 table {self.source} holds {len(self):,} of the {NUM_CELLS:,} NB201 cells (a partial "
+                "table): a derived cell outside it gets nb201 null and nb201_missing true in metrics.jsonl "
+                "and result.json")
+
     def index_of(self, arch_str: str) -> int:
         """Official index of an arch string.
 
@@ -281,7 +295,7 @@ class NB201Table:
         arch_strs: list[str] = []
         rows: list[list[float]] = []
         with path.open(newline="") as f:
-            reader = csv.reader(f)
+            reader = _csv_rows(f, path)
             header = next(reader, None)
             if header is None:
                 raise ValueError(f"{path}:1: empty file, expected header {','.join(CSV_HEADER)}")
@@ -369,6 +383,16 @@ def _existing(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"NB201 table not found at {path}: {WHERE_TO_GET}")
     return path
+
+
+def _csv_rows(f: Any, path: Path) -> Iterator[list[str]]:
+    """`csv.reader(f)`, its errors (a NUL byte, a field over the csv module's 131,072-character limit)
+    raised as ValueError naming the file and line."""
+    reader = csv.reader(f)
+    try:
+        yield from reader
+    except csv.Error as err:
+        raise ValueError(f"{path}:{reader.line_num}: not a valid CSV line ({err})") from None
 
 
 def _is_float(text: str) -> bool:

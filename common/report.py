@@ -532,14 +532,19 @@ def main(argv: list[str] | None = None) -> None:
             raise ReportError(f"no run directories (folders with args.json) under {ns.runs_dir}")
         if ns.alpha_run is not None and not any(r.path.resolve() == Path(ns.alpha_run).resolve() for r in runs):
             raise ReportError(f"--alpha-run {ns.alpha_run} is not one of the run directories under {ns.runs_dir}")
+        out = Path(ns.out) if ns.out else Path(ns.runs_dir) / "report"
+        if out.exists() and not out.is_dir():
+            raise ReportError(f"--out {out} exists and is not a directory (it is kept; choose a folder)")
+        notes: list[str] = []
+        try:
+            plots = make_plots(runs, out, ns.alpha_run, notes)
+            text = render(runs, plots, notes)
+            (out / "results.md").write_text(text)
+        except OSError as err:  # a folder that cannot be created or written, a full disk
+            raise ReportError(f"cannot write the report into {out}: {err.strerror or err}") from None
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    out = Path(ns.out) if ns.out else Path(ns.runs_dir) / "report"
-    notes: list[str] = []
-    plots = make_plots(runs, out, ns.alpha_run, notes)
-    text = render(runs, plots, notes)
-    (out / "results.md").write_text(text)
     print(text)
 
 

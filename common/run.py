@@ -18,14 +18,16 @@ loop then reads:
 
 Files in the run directory: `args.json` (the resolved config), `metrics.jsonl` (one record per epoch,
 names in README "Metrics"), `checkpoint.pt` (written atomically after every epoch: model with α,
-optimisers, RNG states, the method's `method_state`, the metrics so far), `result.json` at the end.
+optimisers, RNG states, the method's `method_state`, the metrics so far) with its sha256 in
+`checkpoint.pt.sha256`, `result.json` at the end, and the empty `.lock` that one run at a time holds
+(common/safeio.py). JSON files hold no NaN/inf (written as null).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -40,12 +42,19 @@ from common.config import SearchConfig, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, make_loader, search_split
 from common.genotypes import Genotype, derive_from_alphas, genotype_param_count, genotype_to_json
 from common.graphs import StepGraphs
+from common.safeio import DigestFile, RunLock, RunLocked, atomic_write, json_safe
 from common.search import cosine_lr, entropy_stats, evaluate, softmax_weights
 from common.supernet import Supernet, build_supernet
 
 CHECKPOINT_VERSION = 1
-#: Fields that may change between a run and its resumption (everything else must match).
-RESUMABLE_CHANGES = {"resume", "out", "epochs", "device", "progress", "log_every", "loader", "data_dir",
+#: Entries every checkpoint of this version holds (a checkpoint lacking one cannot be resumed).
+CHECKPOINT_KEYS = ("version", "config", "epoch", "global_step", "wall_time", "model", "w_optimizer",
+                   "a_optimizer", "method_state", "metrics", "rng")
+#: Files that show a folder holds (part of) an earlier run.
+RUN_FILES = ("metrics.jsonl", "result.json")
+#: Fields that may change between a run and its resumption (everything else must match). Not --epochs:
+#: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
+RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir",
                      "nb201", "eval_images", "debug_nan_step", "fast", "deterministic"}
 
 
@@ -100,15 +109,23 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Genotype):
         return x._asdict()
     if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
+        return None  # as json_safe writes it: NaN/inf are not JSON
     return x
 
 
+def _write_fault(path: Path, err: Exception, kept: str) -> RunError:
+    why = getattr(err, "strerror", None) or str(err).splitlines()[0][:120]
+    return RunError(f"cannot write {path} ({why}); the partial file was removed and {kept}")
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename), so a kill never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    """Write strict JSON atomically (temp file + rename; NaN/inf as null), so a kill never leaves half a
+    file and a full disk leaves no temp file."""
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        raise _write_fault(path, err, f"{path.name} is as before") from None
 
 
 class RunDir:
@@ -123,29 +140,102 @@ class RunDir:
         except OSError as err:
             raise RunError(f"cannot create run directory {self.path}: {err.strerror}") from None
         self.checkpoint = self.path / "checkpoint.pt"
+        self.digests = DigestFile(self.checkpoint)  # checkpoint.pt.sha256
         self.metrics = self.path / "metrics.jsonl"
+        self.saved_epoch: int | None = None  # epoch of the checkpoint on disk, once known
+        try:  # one writer per run directory, for the run's life (released by release())
+            self.lock: RunLock | None = RunLock(self.path)
+        except RunLocked:
+            raise RunError(f"another run is writing to {self.path} (it holds {self.path / RunLock.NAME}); "
+                           f"wait for it to end or choose another --out") from None
+        except OSError as err:
+            raise RunError(f"cannot write in run directory {self.path}: {err.strerror}") from None
+
+    def release(self) -> None:
+        """Release the run directory's lock (the run is over)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def earlier_run_files(self, cfg: SearchConfig) -> list[str]:
+        """Files of an earlier run that a fresh start would replace: metrics/result, or an args.json
+        of another config (an args.json of this very config is what a kill in epoch 1 leaves)."""
+        found = [name for name in RUN_FILES if (self.path / name).exists()]
+        args_file = self.path / "args.json"
+        if args_file.exists():
+            try:
+                old = json.loads(args_file.read_text())
+            except (OSError, ValueError):
+                old = None
+            new = json.loads(json.dumps(json_safe(config_dict(cfg))))
+            if not isinstance(old, dict) or any(old.get(k) != v for k, v in new.items()
+                                                 if k not in RESUMABLE_CHANGES):
+                found.insert(0, "args.json")
+        return found
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():
             return None
+        move = "the file is kept; move it away to start over"
         try:
+            if self.digests.matches() is False:  # None: no sidecar (a checkpoint of older code)
+                raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
+                               f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        except OSError as err:
+            raise RunError(f"cannot read checkpoint {self.checkpoint} ({err.strerror or err})") from None
+        except RunError:
+            raise
         except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
             raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
-                           f"({type(err).__name__}); move it away to start over") from None
+                           f"({type(err).__name__}); {move}") from None
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
+                           f"and cannot be resumed; {move}")
+        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
+        if bad:
+            raise RunError(f"checkpoint {self.checkpoint} holds non-finite values ({', '.join(bad[:3])}): it "
+                           f"is not a good checkpoint and cannot be resumed; {move}")
+        self.saved_epoch = state["epoch"]
         return state
 
+    def kept_checkpoint(self) -> str:
+        """What is on disk, in words, for a message after a failure."""
+        if self.saved_epoch is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (after epoch {self.saved_epoch}) is kept in {self.checkpoint}"
+
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        tmp = self.checkpoint.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        """Write checkpoint.pt atomically with its sha256 in checkpoint.pt.sha256; on a write failure
+        (full disk) remove the partial file and stop with one line, the previous checkpoint intact."""
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        try:
+            torch.save(state, tmp)
+            self.digests.replace_target(tmp)  # the rename, with the sidecar true before and after
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, (OSError, RuntimeError)):  # torch's writer reports a full disk as RuntimeError
+                raise _write_fault(self.checkpoint, err, self.kept_checkpoint()) from None
+            raise
+        self.saved_epoch = state["epoch"]
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
-        tmp = self.metrics.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records))
-        os.replace(tmp, self.metrics)
+        text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
+        try:
+            atomic_write(self.metrics, lambda tmp: tmp.write_text(text))
+        except OSError as err:
+            raise _write_fault(self.metrics, err, f"{self.metrics.name} is as before") from None
+
+
+def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors holding NaN/inf (one host sync for all of them)."""
+    named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point()]
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
+    return [] if bool(ok.all()) else [k for (k, _), good in zip(named, ok.tolist()) if not good]
 
 
 def _load_table(path: str | None):
@@ -153,9 +243,12 @@ def _load_table(path: str | None):
         return None
     from common.nb201 import NB201Table  # the official API is imported only when a table is asked for
     try:
-        return NB201Table.load(path)
-    except (FileNotFoundError, ValueError) as err:  # missing or malformed table
+        table = NB201Table.load(path)
+    except (OSError, ValueError) as err:  # missing, unreadable or malformed table
         raise RunError(str(err).splitlines()[0]) from None
+    if not table.complete:
+        print(f"note: {table.coverage()}", file=sys.stderr)
+    return table
 
 
 class SearchRun:
@@ -181,11 +274,15 @@ class SearchRun:
         if Path(out).exists() and not Path(out).is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
         self._build_data()  # missing/corrupt data fails before the run directory is created
-        self.dir = RunDir(out)
+        self.dir = RunDir(out)  # locked: a second run on this --out stops here
         checkpoint = self.dir.load_checkpoint() if cfg.resume else None
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
+        earlier = self.dir.earlier_run_files(cfg) if checkpoint is None else []
+        if earlier:  # e.g. a copied record without its checkpoint: starting over would replace it
+            raise RunError(f"{self.dir.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
+                           f"to resume from; nothing was changed: choose another --out or move them away")
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast).to(self.device)
@@ -230,6 +327,11 @@ class SearchRun:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         old = ckpt["config"]
+        if old.get("epochs") != self.cfg.epochs:  # refused, not extended: see README "Run directory"
+            raise RunError(f"checkpoint {self.dir.checkpoint} belongs to a {old.get('epochs')}-epoch search "
+                           f"({ckpt['epoch']} done), not --epochs {self.cfg.epochs}: the lr and schedules of "
+                           f"its finished epochs depend on the total; resume with --epochs {old.get('epochs')} "
+                           f"or start the longer search in another --out")
         for key, value in config_dict(self.cfg).items():
             if key not in RESUMABLE_CHANGES and old.get(key) != value:
                 raise RunError(f"checkpoint {self.dir.checkpoint} was made with --{key.replace('_', '-')} "
@@ -245,8 +347,12 @@ class SearchRun:
         self.wall_time = ckpt["wall_time"]
         self.method_state.update(ckpt["method_state"])
         self.records = list(ckpt["metrics"])
+        try:
+            set_rng_state(ckpt["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise RunError(f"checkpoint {self.dir.checkpoint} has an unusable rng entry ({type(err).__name__}); "
+                           f"it cannot be resumed; the file is kept: move it away to start over") from None
         self.dir.write_metrics(self.records)  # drop any record written after the checkpoint
-        set_rng_state(ckpt["rng"])
 
     # ------------------------------------------------------------------ the loop
     def epochs(self) -> Iterator[int]:
@@ -346,11 +452,17 @@ class SearchRun:
         """Stop with the step number if a tracked loss was NaN/inf; the last checkpoint stays as it was."""
         first = int(self._first_bad.item())
         if first >= 0:
-            last = self.records[-1]["epoch"] if self.records else 0
-            kept = (f"the last good checkpoint (after epoch {last}) is kept in "
-                    f"{self.dir.checkpoint}" if self.dir.checkpoint.exists() else "no checkpoint was written yet")
             raise NonFiniteLoss(f"loss became non-finite at global step {first} (epoch {self.epoch + 1}); "
-                                f"stopped; {kept}")
+                                f"stopped; {self.dir.kept_checkpoint()}")
+
+    def check_parameters_finite(self) -> None:
+        """Stop if w or α hold NaN/inf (a finite loss can still leave them so): never checkpoint them."""
+        named = {**{f"w[{i}]": p for i, p in enumerate(self.w_params)},
+                 **{f"alphas.{k}": a for k, a in self.model.alphas.items()}}
+        bad = _nonfinite({k: p.detach() for k, p in named.items()})
+        if bad:
+            raise NonFiniteLoss(f"parameters became non-finite in epoch {self.epoch + 1} ({', '.join(bad[:3])}); "
+                                f"stopped; {self.dir.kept_checkpoint()}")
 
     def running_means(self) -> dict[str, str]:
         out = {}
@@ -374,9 +486,15 @@ class SearchRun:
         return genotype_weights(genotype, self.model.space, self.device)
 
     def nb201_lookup(self, genotype: str | Genotype) -> dict[str, float] | None:
-        if self.table is None or not isinstance(genotype, str):
+        """The six NB201 accuracies of a derived cell; None without a table, for a DARTS genotype, or for a
+        cell a partial table lacks (then `nb201_missing` says so; see `nb201_missing`)."""
+        if self.table is None or not isinstance(genotype, str) or self.nb201_missing(genotype):
             return None
         return self.table.query(genotype)
+
+    def nb201_missing(self, genotype: str | Genotype) -> bool:
+        """True when a table is given but lacks this NB201 cell (a partial table)."""
+        return self.table is not None and isinstance(genotype, str) and genotype not in self.table
 
     def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None,
                   derive_temperature: float = 1.0) -> dict:
@@ -384,6 +502,7 @@ class SearchRun:
         `derive_temperature`: T of the weights softmax(α/T) the genotype ranks edges by (the method's
         training temperature; recorded, and used again by `finish`)."""
         self.check_finite()
+        self.check_parameters_finite()
         model, cfg = self.model, self.cfg
         record: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step, "lr": self.w_lr}
         for split, s in self._sums.items():
@@ -402,6 +521,8 @@ class SearchRun:
         record["alphas"] = {k: a.detach().cpu().tolist() for k, a in model.alphas.items()}
         record["genotype"] = genotype_to_json(genotype)
         record["nb201"] = self.nb201_lookup(genotype)
+        if self.nb201_missing(genotype):
+            record["nb201_missing"] = True
         epoch_time = time.perf_counter() - self._epoch_start
         self.wall_time += epoch_time
         record["time"] = epoch_time
@@ -427,6 +548,7 @@ class SearchRun:
         genotype = self.genotype(self.records[-1].get("derive_temperature", 1.0) if self.records else 1.0)
         result: dict[str, Any] = {
             "genotype": genotype_to_json(genotype), "nb201": self.nb201_lookup(genotype),
+            **({"nb201_missing": True} if self.nb201_missing(genotype) else {}),
             "param_count": genotype_param_count(genotype, num_classes=NUM_CLASSES.get(self.cfg.dataset, 10))
             if isinstance(genotype, Genotype) else None,
             "epochs": self.cfg.epochs, "steps": self.global_step, "wall_time_s": self.wall_time,
@@ -434,11 +556,20 @@ class SearchRun:
             "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
             "final": self.records[-1] if self.records else None, **(extra or {})}
         write_json(self.dir.path / "result.json", result)
+        self.dir.release()
         return result
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's time limit) ends a run as Ctrl-C does
+
+
 def main_guard(main: Callable[[], Any]) -> None:
-    """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit."""
+    """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit.
+
+    SIGTERM is handled as Ctrl-C: the same message and exit code 130.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
     except (RunError, DataError) as err:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn import functional as F
 
+from common.run import NonFiniteLoss
 from edd_darts import (
     EDDConfig,
     advance_schedule,
@@ -324,10 +325,12 @@ def test_smoke_subprocess_entropy_below_darts_and_resume(shared_data, nb201_csv,
     # the paper's central claim in miniature: tempered weights far sparser than DARTS's softmax(α)
     darts_h = darts_result["final"]["op_entropy_mean"]
     assert records[-1]["op_entropy_mean"] < darts_h - 1e-3, (records[-1]["op_entropy_mean"], darts_h)
-    # resume: one epoch, then continue to two — same α and temperatures as the straight run
-    cfg1 = EDDConfig(**{**args, "out": str(tmp_path / "resumed"), "epochs": 1})
+    # resume: stopped after epoch one (NaN fed at epoch two's first step), then continued — same α and
+    # temperatures as the straight run
+    cfg1 = EDDConfig(**{**args, "out": str(tmp_path / "resumed"), "debug_nan_step": records[0]["step"]})
     cfg1.resolve()
-    search(cfg1)
+    with pytest.raises(NonFiniteLoss):
+        search(cfg1)
     cfg2 = EDDConfig(**{**args, "out": str(tmp_path / "resumed"), "resume": True})
     cfg2.resolve()
     resumed = search(cfg2)

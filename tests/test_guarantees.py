@@ -7,9 +7,12 @@
    metrics.jsonl (less the wall-clock "time") and the final checkpoint (w, α, optimisers, RNG and the
    method's schedule state) must match exactly. Each config is chosen so its schedule moves every epoch.
 2. "At least ten bad inputs, each a one-line error on stderr and a non-zero exit, no traceback, and no
-   earlier file in the run directory lost" — 20 bad inputs spread over the four scripts, most of them
-   pointed at a run directory pre-populated with a previous good run plus a marker file, whose bytes
-   must come through unchanged.
+   earlier file in the run directory lost" — 29 bad inputs spread over the four scripts, most of them
+   pointed at a run directory pre-populated with a previous good run (killed after epoch 1 of 3) plus a
+   marker file, whose bytes must come through unchanged. Issue 20's faults are among them: a record
+   without its checkpoint, a run directory locked by another run, a flipped checkpoint bit, a checkpoint
+   without its `rng`, a different --epochs on resume, out-of-range flags (all
+   numeric flags: tests/test_faults.py).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ import pytest
 import torch
 
 from common.config import parse_config
+from common.run import SearchRun
+from common.safeio import DigestFile, RunLock, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -184,16 +189,31 @@ def data_dir() -> Path:
     return SHARED_DATA
 
 
+class _Killed(Exception):
+    """Stands in for a kill after the first epoch's checkpoint (in-process, cheaper than a subprocess)."""
+
+
 @pytest.fixture(scope="module")
 def previous_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A finished one-epoch run directory per script (in-process), to pre-populate run directories."""
+    """A run directory per script (in-process) stopped after epoch 1 of EPOCHS: args.json, metrics.jsonl,
+    checkpoint.pt and its .sha256, the .lock file; to pre-populate run directories."""
+    end_epoch = SearchRun.end_epoch
+
+    def end_epoch_then_stop(self: SearchRun, *args: Any, **kwargs: Any) -> dict:
+        end_epoch(self, *args, **kwargs)
+        self.dir.release()
+        raise _Killed
+
     runs = {}
-    for script, config in CONFIGS.items():
-        module = importlib.import_module(script)
-        out = tmp_path_factory.mktemp(script)
-        argv = [*tiny(data_dir(), epochs=1), "--out", str(out)]
-        module.search(parse_config(getattr(module, config), argv))
-        runs[script] = out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SearchRun, "end_epoch", end_epoch_then_stop)
+        for script, config in CONFIGS.items():
+            module = importlib.import_module(script)
+            out = tmp_path_factory.mktemp(script)
+            argv = [*tiny(data_dir()), "--out", str(out)]
+            with pytest.raises(_Killed):
+                module.search(parse_config(getattr(module, config), argv))
+            runs[script] = out
     return runs
 
 
@@ -230,6 +250,34 @@ def truncate_checkpoint(run: Path) -> None:
     ckpt.write_bytes(ckpt.read_bytes()[:1000])
 
 
+def flip_checkpoint_bit(run: Path) -> None:
+    """One bit of the stored tensors flipped: torch.load still reads it (a silent resume without the sha256)."""
+    ckpt = run / "checkpoint.pt"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    ckpt.write_bytes(bytes(data))
+    torch.load(ckpt, map_location="cpu", weights_only=False)  # the flip is invisible to the unpickler
+
+
+def drop_checkpoint_rng(run: Path) -> None:
+    """A checkpoint without its `rng` entry, with a matching sha256 (so only the missing entry is wrong)."""
+    ckpt = run / "checkpoint.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    del state["rng"]
+    torch.save(state, ckpt)
+    DigestFile(ckpt).write([sha256_of(ckpt)])
+
+
+def drop_checkpoint(run: Path) -> None:
+    """args.json and metrics.jsonl of a run (a copied GPU record, say) without checkpoint.pt."""
+    (run / "checkpoint.pt").unlink()
+    (run / "checkpoint.pt.sha256").unlink(missing_ok=True)
+
+
+PREPARE = {"truncate": truncate_checkpoint, "flip": flip_checkpoint_bit, "norng": drop_checkpoint_rng,
+           "nockpt": drop_checkpoint}
+
+
 # id, script, extra flags ("@X" filled in by `materialise`), exit code, words the one line must contain,
 # what to do to the pre-populated run directory first (None: --out is fresh), xfail reason
 BAD_INPUTS = [
@@ -257,6 +305,19 @@ BAD_INPUTS = [
     ("sa-incompatible-checkpoint", "sa_darts", ["--C", "8"], 2, ["--C", "incompatible"], "resume", None),
     ("sa-corrupt-checkpoint", "sa_darts", [], 2, ["checkpoint.pt", "corrupt"], "truncate", None),
     ("sa-out-is-a-file", "sa_darts", ["--out", "@FILE"], 2, ["not a directory"], None, None),
+    # issue 20, faults 1-4, 6 and 8
+    ("edd-record-without-checkpoint", "edd_darts", [], 2, ["metrics.jsonl", "no checkpoint.pt"], "nockpt", None),
+    ("aer-record-without-checkpoint-fresh", "aer_darts", ["--no-resume"], 2,
+     ["metrics.jsonl", "no checkpoint.pt"], "nockpt", None),
+    ("sp-locked-by-another-run", "sp_darts", [], 2, ["another run", ".lock"], "locked", None),
+    ("sa-flipped-checkpoint-bit", "sa_darts", [], 2, ["checkpoint.pt", "corrupt", "sha256"], "flip", None),
+    ("edd-checkpoint-without-rng", "edd_darts", [], 2, ["checkpoint.pt", "rng"], "norng", None),
+    ("aer-resume-fewer-epochs", "aer_darts", ["--epochs", "2"], 2, ["3-epoch", "1 done", "--epochs 2"],
+     "resume", None),
+    ("sa-resume-more-epochs", "sa_darts", ["--epochs", "5"], 2, ["3-epoch", "--epochs 5", "--epochs 3"],
+     "resume", None),
+    ("sa-negative-grad-clip", "sa_darts", ["--grad-clip", "-1"], 2, ["--grad-clip", ">= 0", "-1"], None, None),
+    ("edd-device-mps", "edd_darts", ["--device", "mps"], 2, ["--device", "mps"], "resume", None),
 ]
 
 
@@ -286,14 +347,19 @@ def test_bad_input_gives_one_line_and_loses_no_earlier_file(
     flags = [materialise(f, tmp_path) for f in flags]
     run = tmp_path / "run"
     extra = ["--out", str(run)]
-    if previous is not None:  # a finished one-epoch run of this script, continued for two more epochs
+    if previous is not None:  # a run of this script killed after epoch 1 of 3, resumed
         shutil.copytree(previous_runs[script], run)
         (run / "notes.txt").write_text("a file of the user's\n")
-        if previous == "truncate":
-            truncate_checkpoint(run)
+        if previous in PREPARE:
+            PREPARE[previous](run)
         extra.append("--resume")
     before = snapshot(run) if run.exists() else None
-    proc = run_script(script, *tiny(data_dir()), *extra, *flags)
+    lock = RunLock(run) if previous == "locked" else None  # another run holds the directory
+    try:
+        proc = run_script(script, *tiny(data_dir()), *extra, *flags)
+    finally:
+        if lock is not None:
+            lock.release()
 
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == code, proc.stderr
@@ -302,6 +368,8 @@ def test_bad_input_gives_one_line_and_loses_no_earlier_file(
     assert all(w in lines[0] for w in words), lines[0]
     if before is not None:
         assert snapshot(run) == before, "a file of the earlier run changed or vanished"
+    elif code == 2 and "--out" not in flags:  # refused before anything was created
+        assert not run.exists(), "a refused run created its run directory"
     if "--out" in flags:  # the file given as --out is untouched
         assert (tmp_path / "a-file").read_text() == "an earlier file, not a directory\n"
     if code == 3 and previous is None:  # the NaN guard: epoch 1's checkpoint is kept, nothing after it
