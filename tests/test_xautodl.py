@@ -6,6 +6,8 @@ its dependencies; `.ci/run` installs it this way). Without it these tests skip.
 What is compared, in float64, with our weights copied into its `TinyNetworkDarts` (C=4, N=1):
 - logits, ∇α and ∇w of the cross-entropy, for our reference `Supernet` and our `FastSupernet`;
 - our derived arch string and its `genotype()` (argmax of α per edge), also at near ties (1e-8);
+- GDAS: for one Gumbel draw, our hard sample and supernet against `TinyNetworkGDAS`'s sample formula and
+  `forward_gdas` (logits, straight-through ∇α, ∇w);
 - three DARTS-V1 steps: our `w_step`/`alpha_step` with the optimisers `SearchRun` builds, against the
   official loop body (exps/NAS-Bench-201-algos/DARTS-V1.py, `search_func`) with its optimisers
   (`get_optim_scheduler` with configs/nas-benchmark/algos/DARTS.config, Adam 3e-4 (0.5, 0.999) wd 1e-3).
@@ -183,3 +185,50 @@ def test_three_darts_v1_steps_match_the_official_loop(fast: bool) -> None:
             if not name.startswith("alphas"):
                 assert torch.allclose(p, mapping[name], rtol=1e-10, atol=1e-13), (step, name)
     assert (ours.alphas["normal"] - alpha0).abs().max() > 5e-4  # three Adam steps of lr 3e-4 moved α
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_gdas_forward_and_gradients_match_float64(fast: bool) -> None:
+    """GDAS: given one Gumbel draw g, our hard sample (common.sampling) and supernet against its
+    `TinyNetworkGDAS` sample formula and `NAS201SearchCell.forward_gdas` (search_model_gdas.py lines 114-142):
+    logits, ∇α (straight-through) and ∇w."""
+    from xautodl.models.cell_searchs import TinyNetworkGDAS
+
+    from common.sampling import gumbel_noise, gumbel_softmax_hard
+
+    ours, _, _, _ = build(fast=fast)
+    theirs = TinyNetworkGDAS(4, 1, 4, 10, list(NB201_OP_NAMES), False, False).double()
+    params = dict(theirs.named_parameters())
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            (theirs.arch_parameters if name.startswith("alphas") else params[their_name(name)]).copy_(p)
+    tau = 3.0
+    g = gumbel_noise((6, 5), ours.alphas["normal"], torch.Generator().manual_seed(2))
+    weights, index = gumbel_softmax_hard(ours.alphas["normal"], tau, torch.Generator().manual_seed(2))
+    # theirs, with the same g: softmax((log_softmax(α) + g)/τ), one-hot of its argmax, straight through
+    probs = F.softmax((theirs.arch_parameters.log_softmax(dim=1) + g) / tau, dim=1)
+    idx = probs.max(-1, keepdim=True)[1]
+    hardwts = torch.zeros_like(probs).scatter_(-1, idx, 1.0) - probs.detach() + probs
+    assert idx.flatten().tolist() == index
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 3, 16, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(10, (6,), generator=gen)
+    ours_logits = ours(x, {"normal": weights}, {"normal": index})
+    h = theirs.stem(x)  # TinyNetworkGDAS.forward after its sampling loop
+    for cell in theirs.cells:
+        h = cell.forward_gdas(h, hardwts, idx) if hasattr(cell, "forward_gdas") else cell(h)
+    their_logits = theirs.classifier(theirs.global_pooling(theirs.lastact(h)).flatten(1))
+    assert torch.allclose(ours_logits, their_logits, rtol=1e-12, atol=1e-13)
+    names = [n for n, _ in ours.named_parameters()]
+    grads = dict(zip(names, torch.autograd.grad(F.cross_entropy(ours_logits, y), list(ours.parameters()),
+                                                allow_unused=True)))
+    F.cross_entropy(their_logits, y).backward()
+    assert grads["alphas.normal"].abs().sum() > 0
+    assert torch.allclose(grads["alphas.normal"], theirs.arch_parameters.grad, rtol=1e-10, atol=1e-14)
+    for name, _ in ours.named_parameters():
+        if not name.startswith("alphas"):
+            g_ours, g_theirs = grads[name], params[their_name(name)].grad
+            if g_theirs is None or g_ours is None:  # an op no edge sampled: no gradient on either side
+                assert (g_theirs is None or not g_theirs.any()) and (g_ours is None or not g_ours.any()), name
+            else:
+                assert torch.allclose(g_ours, g_theirs, rtol=1e-9, atol=1e-13), name
