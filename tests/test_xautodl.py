@@ -11,8 +11,10 @@ What is compared, in float64, with our weights copied into its `TinyNetworkDarts
 - three DARTS-V1 steps: our `w_step`/`alpha_step` with the optimisers `SearchRun` builds, against the
   official loop body (exps/NAS-Bench-201-algos/DARTS-V1.py, `search_func`) with its optimisers
   (`get_optim_scheduler` with configs/nas-benchmark/algos/DARTS.config, Adam 3e-4 (0.5, 0.999) wd 1e-3).
-  Gradient clipping at 5 is on, and does not trigger (asserted): the official clip also counts α and the
-  stale α gradient (issue 17 item 1), which only agrees with ours while neither clips.
+  Gradient clipping at 5 with our default scope `w` does not trigger (asserted): the official clip also
+  counts α and the stale α gradient (issue 17 item 1), which agrees with `w` only while neither clips.
+  With `--clip-scope official` (w_step's `norm_extra` = α) and a clip of 0.5 that triggers on every step
+  (asserted), ours still follows the official loop.
 
 The parameter counts differ, and why: at C=16, N=5 TinyNetworkDarts has 1,692,826 weight parameters, we
 have 1,686,106. The 6,720 extra are not BN affine tensors: its cell ops' convolutions carry a bias
@@ -139,8 +141,9 @@ def test_derived_arch_string_matches_official_genotype() -> None:
         assert derive_from_alphas({"normal": theirs.arch_parameters}, SPACES["nb201"]) == official
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_three_darts_v1_steps_match_the_official_loop(fast: bool) -> None:
+@pytest.mark.parametrize("fast,clip,scope", [(False, 5.0, "w"), (True, 5.0, "w"), (False, 0.5, "official"),
+                                              (True, 0.5, "official")])
+def test_three_darts_v1_steps_match_the_official_loop(fast: bool, clip: float, scope: str) -> None:
     ours, theirs, mapping, _ = build(fast=fast)
     ours.train(), theirs.train()
     cfg = SearchConfig()  # our defaults: the NB201 DARTS-V1 settings
@@ -165,20 +168,23 @@ def test_three_darts_v1_steps_match_the_official_loop(fast: bool) -> None:
         x_t, x_v = (torch.randn(8, 3, 16, 16, generator=gen, dtype=torch.float64) for _ in range(2))
         y_t, y_v = (torch.randint(10, (8,), generator=gen) for _ in range(2))
         # ours
-        w_step(forward, x_t, y_t, w_params, w_opt, cfg.grad_clip)
+        w_step(forward, x_t, y_t, w_params, w_opt, clip, norm_extra=a_params if scope == "official" else None)
         alpha_step(forward, x_v, y_v, a_params, a_opt)
         # theirs: the body of search_func in DARTS-V1.py, verbatim in effect
         scheduler.update(None, 1.0 * step / n_steps)
         their_w_opt.zero_grad()
         _, logits = theirs(x_t)
         criterion(logits, y_t).backward()
-        norm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 5)  # network.parameters(): α included
+        norm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), clip)  # network.parameters(): α included
         their_w_opt.step()
         their_a_opt.zero_grad()
         _, logits = theirs(x_v)
         criterion(logits, y_v).backward()
         their_a_opt.step()
-        assert norm < cfg.grad_clip == 5  # clipping did not trigger (measured 1.9-2.3; ours, w only, is smaller)
+        if scope == "w":  # clipping did not trigger (measured 1.9-2.3; ours, w only, is smaller still)
+            assert norm < clip == cfg.grad_clip == 5
+        else:  # it did, on every step: w's gradients were scaled by clip/norm on both sides
+            assert norm > 2 * clip
         assert w_opt.param_groups[0]["lr"] == their_w_opt.param_groups[0]["lr"] == 0.025
         assert torch.allclose(ours.alphas["normal"], theirs.arch_parameters, rtol=1e-10, atol=1e-13), step
         for name, p in ours.named_parameters():
