@@ -9,6 +9,8 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space nb201 --st-const --lam 0.12            # Table 5, sn-softmax st ≡ 1
     python edd_darts.py --space nb201 --softmax normal                 # Table 5, normal softmax
     python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
+    python edd_darts.py --space nb201 --schedule lts                   # Fig. 2B LTS (linear t, t0 → t_end)
+    python edd_darts.py --space nb201 --schedule lpcd --warmup 20      # Fig. 4A LPCD (PCD, linear L)
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
     python edd_darts.py --space nb201 --warmup 10 --decay-every 5 --late-from 40 --entropy sum \\
@@ -31,6 +33,8 @@ Equation map (paper numbering)
     Alg. 2     EDD: train at t(k), update d^exp, update t     → search() + advance_schedule
     E(a)       E[a·1(a>0)] of a ~ 1e-3·N(0,1): 1e-3·√(2/π)/2  → expected_positive_alpha (Sec. 2.2)
     Sec. 4     PCD: fixed L^exp cycled every `period` steps   → pcd_temperature
+    Fig. 2B    LTS: t_n = t0 + n(t_N − t0)/N (linear in t)    → lts_temperatures; curves: common.report
+    Fig. 4A    LPCD: PCD's cycle over a list linear in t      → lpcd_temperature; run_all.sh row `lpcd`
     Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
 
 Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
@@ -61,6 +65,8 @@ Choices where the paper is silent
   epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
   op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
 - `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
+- LTS (Fig. 2B) spreads its N points like `--schedule ets` (last epoch at t_end); LPCD (Fig. 4A) keeps
+  PCD's calendar and endpoints (t0 and PCD's last point, from --pcd-d/--pcd-period), linear in t between.
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
   k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
 
@@ -106,8 +112,9 @@ class EDDConfig(SearchConfig):
                                  "sampling at τ = t", choices=("darts", "gdas"))
     epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas)")
     schedule: str | None = arg(None, "temperature schedule: edd (Eq. 14-15), pcd (Sec. 4), ets (Eq. 11-12, "
-                                     "t0 → t_end), none (t = t0); default edd, ets with --backbone gdas",
-                               choices=("edd", "pcd", "ets", "none"))
+                                     "t0 → t_end), lts (Fig. 2B: linear in t, t0 → t_end), lpcd (Fig. 4A: "
+                                     "PCD with a list linear in t), none (t = t0); default edd, ets with gdas",
+                               choices=("edd", "pcd", "ets", "lts", "lpcd", "none"))
     softmax: str | None = arg(None, "sn: sparse-noisy softmax (Alg. 1); normal: softmax(α/t); "
                                     "default sn (normal with gdas)", choices=("normal", "sn"))
     s: float = arg(100.0, "sn-softmax scale s > 1: noise term at temperature s·t (Eq. 7; Tables 5-6)")
@@ -257,6 +264,22 @@ def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 1
     return edd_temperature(e_a, ets_forward(t0, e_a), k % period, d_exp)
 
 
+def lts_temperatures(t0: float, t_end: float, n: int) -> list[float]:
+    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N.
+
+    The paper's example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); the exact points are
+    (1, 0.75025, 0.5005, 0.25075, 0.001): the step is fixed by both ends so t never reaches 0.
+    """
+    if n == 0:
+        return [t0]
+    return [t0 + i * (t_end - t0) / n for i in range(n + 1)]
+
+
+def lpcd_temperature(t0: float, t_last: float, k: int, period: int = 10) -> float:
+    """LPCD (Fig. 4A): PCD's calendar over a list linear in t, t0 … t_last in `period` points, cycled."""
+    return lts_temperatures(t0, t_last, period - 1)[k % period] if period > 1 else t0
+
+
 def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
                           max_norm: float) -> RemovableHandle:
     """Table 1 "clip": clip the gradient norm of `params` (α) right before every `optimizer.step()`."""
@@ -289,10 +312,13 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
     if cfg.schedule == "edd":
         state["d_exp"] = edd_decay(state["d_exp"], entropy, lam, cfg.rho)  # Eq. 14
         state["t"] = edd_temperature(cfg.e_a, ets_forward(cfg.t0, cfg.e_a), k, state["d_exp"])  # Eq. 15
-    elif cfg.schedule == "ets":
-        state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
+    elif cfg.schedule in ("ets", "lts"):
+        state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12 (ETS) or linear in t (LTS, Fig. 2B)
     elif cfg.schedule == "pcd":
         state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period)
+    elif cfg.schedule == "lpcd":  # the same endpoints as PCD's list, spaced linearly in t (Fig. 4A)
+        t_last = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period - 1, cfg.pcd_period)
+        state["t"] = lpcd_temperature(cfg.t0, t_last, k, cfg.pcd_period)
 
 
 def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str) -> dict[str, Tensor]:
@@ -308,8 +334,9 @@ def search(cfg: EDDConfig) -> dict:
     if cfg.clip_alpha:
         clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
-    ets = ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays)
-    if cfg.schedule == "pcd":
+    ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
+           else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
+    if cfg.schedule in ("pcd", "lpcd"):
         state["d_exp"] = cfg.pcd_d
     elif cfg.schedule == "ets":
         state["d_exp"] = ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))

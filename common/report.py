@@ -14,7 +14,8 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
   * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
 and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
-label), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
+label; with the `lpcd`/`lts` rows this is EDD's Fig. 4A), `schedule_entropy.png` (EDD Fig. 2B: entropy of
+softmax(a/t) at the α init along each temperature-scheduled run's t, `init_entropy_at`), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
 over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
 (SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
 space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
@@ -42,13 +43,14 @@ PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.
          "EDD-DARTS": "93.80±0.33", "EDD-DARTS (clip)": "94.05±0.11", "PCD": "93.78±0.43",
          "ETS-GDAS": "93.75±0.22", "DARTS-V1-AER": "76.68±8.15", "DARTS-V2-AER": "70.92±0.00",
          "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
-         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00"}
+         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
+         "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)"}
 #: run_all.sh's directory names → method labels (the keys of PAPER).
 LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-DARTS",
               "edd-darts": "EDD-DARTS", "edd-darts-clip": "EDD-DARTS (clip)", "pcd": "PCD",
               "ets-gdas": "ETS-GDAS", "darts-v1-aer": "DARTS-V1-AER", "darts-v2-aer": "DARTS-V2-AER",
               "gdas-aer": "GDAS-AER", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS",
-              "beta-darts": "beta-DARTS"}
+              "beta-darts": "beta-DARTS", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS"}
 #: args.json fields that tell configurations of one script apart (fallback labels).
 KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam_neg", "lam_pos",
               "clip_alpha", "partial_channels")
@@ -437,6 +439,63 @@ def _alpha_stats_plot(runs: Sequence[Run], path: Path, where: str, palette: dict
     return True
 
 
+def init_entropy_at(temperatures: Sequence[float], n_ops: int = 5, std: float = 1e-3, samples: int = 20000,
+                    seed: int = 0) -> list[float]:
+    """EDD paper Fig. 2B: mean entropy (nats) of softmax(a/t) at each t, a ~ std·N(0, 1) per op (DARTS init).
+
+    Args:
+        temperatures: the schedule's temperatures (e.g. ETS or LTS points, or a run's per-epoch t).
+        n_ops: ops per edge (5 on NB201).
+        std: scale of the α initialisation (1e-3 in DARTS/NB201).
+        samples: edges drawn (the same draw for every t, so the curve is smooth in t).
+        seed: numpy seed of the draw.
+
+    Returns:
+        One mean entropy per temperature.
+    """
+    a = std * np.random.default_rng(seed).standard_normal((samples, n_ops))
+    out = []
+    for t in temperatures:
+        z = a / t
+        z = z - z.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        out.append(float(-(np.exp(logp) * logp).sum(-1).mean()))
+    return out
+
+
+def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_ops: int = 5,
+                          title: str = "Entropy of softmax(α/t) at the α init along each schedule (EDD Fig. 2B)",
+                          xlabel: str = "decay point n") -> None:
+    """One line per schedule: `init_entropy_at` of its temperatures, against the point/epoch index."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, temps in schedules.items():
+        ax.plot(range(len(temps)), init_entropy_at(temps, n_ops), marker="o", markersize=3, label=name)
+    ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _schedule_entropy_runs(runs: Sequence[Run], path: Path) -> bool:
+    """Fig. 2B from runs: each temperature-scheduled run's per-epoch t through `init_entropy_at` (seed 0 each)."""
+    from common.spaces import SPACES
+    schedules: dict[str, list[float]] = {}
+    n_ops = 5
+    for r in runs:
+        temps = [_num(m.get("temperature")) for m in r.metrics]
+        if r.args.get("backbone", "darts") == "darts" and temps and all(map(math.isfinite, temps)):
+            schedules.setdefault(r.label, temps)
+            if r.space in SPACES:
+                n_ops = SPACES[r.space].alpha_shape("normal")[1]
+    if not schedules:
+        return False
+    schedule_entropy_plot(schedules, path, n_ops, xlabel="search epoch (the epoch's t)")
+    return True
+
+
 def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path | None = None,
                notes: list[str] | None = None) -> list[Path]:
     """Write the PNGs that have data into `out_dir`; append a line per skipped plot to `notes`.
@@ -478,6 +537,8 @@ def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path |
         title = _alpha_plot(chosen, out / "alpha_evolution.png")
         written.append(out / "alpha_evolution.png")
         notes.append(f"`alpha_evolution.png`: {title}; run `{chosen.path}`.")
+    if _schedule_entropy_runs(groups[0][2] if groups else [], out / "schedule_entropy.png"):  # EDD runs only
+        written.append(out / "schedule_entropy.png")
     paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]
     written += [path for path, (_, where, group) in zip(paths, groups)
                 if _alpha_stats_plot(group, path, where, palette)]
