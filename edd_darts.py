@@ -123,7 +123,7 @@ class EDDConfig(SearchConfig):
     rho: float = arg(0.5, "ρ of Eq. 14, momentum of the moving average")
     entropy: str = arg("mean", "E[H(β)] of Eq. 13 as mean over edges (paper) or sum (authors' NB201 code)",
                        choices=("mean", "sum"))
-    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default 1e-3·sqrt(2/pi)/2 from the α init, Sec. 2.2)")
+    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default --alpha-init·sqrt(2/pi)/2, Sec. 2.2: 3.99e-4)")
     t0: float | None = arg(None, "initial temperature t0 (default 1, Alg. 2; 10 with gdas, GDAS's τ_max)")
     t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
     warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
@@ -141,7 +141,7 @@ class EDDConfig(SearchConfig):
         super().resolve()
         self.schedule = self.schedule or ("ets" if gdas else "edd")
         self.softmax = self.softmax or ("normal" if gdas else "sn")
-        self.e_a = expected_positive_alpha(ALPHA_INIT_STD) if self.e_a is None else self.e_a
+        self.e_a = expected_positive_alpha(self.alpha_init) if self.e_a is None else self.e_a
         self.t0 = (10.0 if gdas else 1.0) if self.t0 is None else self.t0
         self.t_end = (0.1 if gdas else 1e-3) if self.t_end is None else self.t_end
         self.lam_late = self.lam if self.lam_late is None else self.lam_late

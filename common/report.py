@@ -56,7 +56,8 @@ KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam
               "clip_alpha", "partial_channels")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
                  "imagenet16-120": "ImageNet16-120", "synthetic": "synthetic data"}
-SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4"}
+SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4",
+               "nb201-3op": "NB201, 3 ops (SA Fig. 5)"}
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
              "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
              "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
@@ -217,15 +218,22 @@ def _groups(runs: Sequence[Run], key: Callable[[Run], tuple]) -> dict[tuple, lis
     return groups
 
 
+def _nb201_skeleton(run: Run) -> bool:
+    """NB201-skeleton runs (nb201, nb201-3op): their cells are NB201 arch strings."""
+    from common.spaces import SPACES
+    return run.space in SPACES and SPACES[run.space].skeleton == "nb201"
+
+
 def results_table(runs: Sequence[Run]) -> str:
     """Markdown NB201 table: one row per (label, search dataset) of NB201-space runs."""
-    nb = [r for r in runs if r.space == "nb201"]
+    nb = [r for r in runs if _nb201_skeleton(r)]
     if not nb:
         return "No NAS-Bench-201 runs."
     head = ["Method", "search data", "n", *NB201_HEADERS[:2], "paper C10 test", *NB201_HEADERS[2:],
             "search time (min)", "epochs", "device"]
     rows = []
-    for (label, dataset), group in _groups(nb, lambda r: (r.label, r.dataset)).items():
+    for (label, dataset), group in _groups(nb, lambda r: (r.label + ("" if r.space == "nb201" else f" [{r.space}]"),
+                                                         r.dataset)).items():
         done = [r for r in group if r.finished]
         cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done]) for c in NB201_COLUMNS]
         n = str(len(done)) + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
@@ -250,7 +258,7 @@ def short_genotype(genotype: Any) -> str:
 
 def darts_table(runs: Sequence[Run]) -> str:
     """Markdown table of DARTS-skeleton runs (spaces darts, s1-s4): one row per run."""
-    darts = [r for r in runs if r.space != "nb201"]
+    darts = [r for r in runs if not _nb201_skeleton(r)]
     if not darts:
         return "No DARTS-skeleton runs."
     rows = []
