@@ -13,9 +13,12 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
     of the six NB201 accuracies, the paper's CIFAR-10 test number beside ours, search time, device;
   * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
+  * in the NB201 table, ranking-fidelity columns τ (a)/(b)/(c) from the runs' fidelity.json
+    (`python -m common.fidelity`, `fidelity_cells`);
 and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
-label; with the `lpcd`/`lts` rows this is EDD's Fig. 4A), `schedule_entropy.png` (EDD Fig. 2B: entropy of
-softmax(a/t) at the α init along each temperature-scheduled run's t, `init_entropy_at`), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
+label; with the `lpcd`/`lts` rows this is EDD's Fig. 4A), `schedule_entropy.png` (EDD Fig. 2B: entropy
+of softmax(a/t) at the α init along each temperature-scheduled run's t, `init_entropy_at`),
+`discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
 over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
 (SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
 space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
@@ -224,13 +227,35 @@ def _nb201_skeleton(run: Run) -> bool:
     return run.space in SPACES and SPACES[run.space].skeleton == "nb201"
 
 
+FIDELITY_HEADERS = ("τ edge (a)", "τ supernet (b)", "τ search-eval (c)")
+
+
+def fidelity_cells(runs: Sequence[Run]) -> list[str]:
+    """The ranking-fidelity columns from each run's fidelity.json (`python -m common.fidelity`).
+
+    (a), (b): mean ± std over the runs that have one; (c): Kendall τ over those runs between each final
+    supernet's accuracy of its derived cell and that cell's NB201 accuracy (needs two runs or more).
+    """
+    from common.fidelity import kendall_tau
+    data = [d for d in (_read_json(r.path / "fidelity.json") if (r.path / "fidelity.json").is_file() else None
+                        for r in runs) if isinstance(d, dict)]
+    if not data:
+        return ["—"] * len(FIDELITY_HEADERS)
+    a = [_num(d.get("a", {}).get("tau_mean")) for d in data]
+    b = [_num(d.get("b", {}).get("tau")) for d in data]
+    pairs = [(_num(d.get("c", {}).get("supernet_acc")), _num(d.get("c", {}).get("nb201_acc"))) for d in data]
+    pairs = [p for p in pairs if all(map(math.isfinite, p))]
+    c = kendall_tau(*zip(*pairs)) if len(pairs) > 1 else math.nan
+    return [mean_std(a), mean_std(b), f"{c:.2f} (n={len(pairs)})" if math.isfinite(c) else "—"]
+
+
 def results_table(runs: Sequence[Run]) -> str:
     """Markdown NB201 table: one row per (label, search dataset) of NB201-space runs."""
     nb = [r for r in runs if _nb201_skeleton(r)]
     if not nb:
         return "No NAS-Bench-201 runs."
     head = ["Method", "search data", "n", *NB201_HEADERS[:2], "paper C10 test", *NB201_HEADERS[2:],
-            "search time (min)", "epochs", "device"]
+            "search time (min)", "epochs", "device", *FIDELITY_HEADERS]
     rows = []
     for (label, dataset), group in _groups(nb, lambda r: (r.label + ("" if r.space == "nb201" else f" [{r.space}]"),
                                                          r.dataset)).items():
@@ -242,7 +267,7 @@ def results_table(runs: Sequence[Run]) -> str:
         time_cell = _minutes(np.nanmean(minutes)) if done and not all(map(math.isnan, minutes)) else "—"
         rows.append([label, dataset, n, *cells[:2], paper, *cells[2:], time_cell,
                      ", ".join(sorted({str(r.epochs_done) for r in done})) or "—",
-                     ", ".join(sorted({_device(r) for r in done})) or "—"])
+                     ", ".join(sorted({_device(r) for r in done})) or "—", *fidelity_cells(done)])
     return _md_table(head, rows)
 
 
