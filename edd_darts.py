@@ -36,6 +36,7 @@ Equation map (paper numbering)
     Fig. 2B    LTS: t_n = t0 + n(t_N − t0)/N (linear in t)    → lts_temperatures; curves: common.report
     Fig. 4A    LPCD: PCD's cycle over a list linear in t      → lpcd_temperature; run_all.sh row `lpcd`
     Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
+    Tables 2, 7  S1–S4 on C10/C100/SVHN, EDD and PCD with the NB201 recipe → run_all.sh (S_ENTRIES)
 
 Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
 temperature; s scale of the noise term's temperature st; 𝒜_x = diag(β_x) − β_xβ_xᵀ; g = ∂l/∂β_t;

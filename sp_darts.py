@@ -45,7 +45,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   We also log `ies_sparse` (IES of a_sp: what the authors' scripts print — normal cell only on the
   DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
 - Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
-  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy.
+  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy:
+  Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4`, one run each.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
