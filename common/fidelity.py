@@ -245,6 +245,10 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _fmt(x: float | None) -> str:
+    return "undefined (ties)" if x is None else f"{x:.2f}"
+
+
 def _plot_run(out: Mapping[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -254,13 +258,13 @@ def _plot_run(out: Mapping[str, Any], path: Path) -> None:
     ax_a.bar(range(len(edges)), [np.nan if x["tau"] is None else x["tau"] for x in edges])
     ax_a.set_xticks(range(len(edges)), [x["edge"] for x in edges])
     ax_a.set(ylim=(-1.05, 1.05), xlabel="edge of the final cell", ylabel="Kendall τ(β, swapped-cell acc)",
-             title=f"(a) per edge, mean {out['a']['tau_mean']}")
+             title=f"(a) per edge, mean τ {_fmt(out['a']['tau_mean'])}")
     ax_a.axhline(0, color="k", lw=0.5)
     b = out["b"]
     ax_b.scatter(b["nb201_acc"], b["supernet_acc"], s=10)
     ax_b.scatter([out["c"]["nb201_acc"]], [out["c"]["supernet_acc"]], marker="*", s=120, c="C3", label="derived")
     ax_b.set(xlabel=f"NB201 {out['metric']} (%)", ylabel="discretized supernet valid acc (%)",
-             title=f"(b) {b['k']} sampled cells, τ = {b['tau']}")
+             title=f"(b) {b['k']} sampled cells, τ = {_fmt(b['tau'])}")
     ax_b.legend(fontsize=8)
     fig.suptitle(out["run"], fontsize=9)
     fig.tight_layout()
@@ -275,7 +279,7 @@ def _plot_runs(c: Mapping[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(c["nb201_acc"], c["supernet_acc"])
     ax.set(xlabel="NB201 accuracy of the derived cell (%)", ylabel="its final supernet's valid acc (%)",
-           title=f"(c) search-evaluation τ = {c['tau']} over {len(c['runs'])} runs")
+           title=f"(c) search-evaluation τ = {_fmt(c['tau'])} over {len(c['runs'])} runs")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -302,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results = [run_fidelity(r, table, ns.k, ns.eval_images, ns.seed, ns.metric, ns.data_dir, ns.device)
                    for r in ns.runs]
         for r in results:
-            print(f"{r['run']}: (a) edge τ mean {r['a']['tau_mean']}, (b) supernet τ {r['b']['tau']} "
+            print(f"{r['run']}: (a) edge τ mean {_fmt(r['a']['tau_mean'])}, (b) supernet τ {_fmt(r['b']['tau'])} "
                   f"(K={r['b']['k']}), derived {r['c']['derived']} NB201 {r['c']['nb201_acc']:.2f}")
         if len(results) > 1:
             c = search_evaluation_tau(results)
@@ -310,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             out.mkdir(parents=True, exist_ok=True)
             _write_json(out / "fidelity_runs.json", c)
             _plot_runs(c, out / "fidelity_runs.png")
-            print(f"(c) search-evaluation τ over {len(results)} runs: {c['tau']} → {out / 'fidelity_runs.json'}")
+            print(f"(c) search-evaluation τ over {len(results)} runs: {_fmt(c['tau'])} → {out / 'fidelity_runs.json'}")
     except (FidelityError, FileNotFoundError, ValueError) as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
