@@ -124,7 +124,8 @@ class EDDConfig(SearchConfig):
     rho: float = arg(0.5, "ρ of Eq. 14, momentum of the moving average")
     entropy: str = arg("mean", "E[H(β)] of Eq. 13 as mean over edges (paper) or sum (authors' NB201 code)",
                        choices=("mean", "sum"))
-    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default --alpha-init·sqrt(2/pi)/2, Sec. 2.2: 3.99e-4)")
+    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default --alpha-init·sqrt(2/pi)/2, Sec. 2.2: 3.99e-4; "
+                                  "--alpha-init-mean is not counted)")
     t0: float | None = arg(None, "initial temperature t0 (default 1, Alg. 2; 10 with gdas, GDAS's τ_max)")
     t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
     warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
