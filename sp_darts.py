@@ -23,6 +23,7 @@ Equation map (paper numbering)
     Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
+    Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`)
 
 Glossary: A/α architecture logits (E, M) per cell kind; t_sp/t_sm sparse/smooth temperature;
 φ ∈ {0, 1} the per-batch indicator, Φ an epoch's indicators; p mixing probability; i epoch (1-based
