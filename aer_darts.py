@@ -20,6 +20,8 @@ Equation map (paper numbering)
     Eq. 4   λ(t) from λ_neg to λ_pos on a cosine (Fig. 1)      → aer_coefficient
     Alg. 1  α ← α − ∇α[L_val(w − ξ∇w L_train(w, α), α) + λ(t)H̄(α)] (ξ = 0: first order), then the w step
             → search(): alpha_step (darts-v1, gdas) or unrolled_alpha_step (darts-v2, ξ = current w lr)
+    Fig. 3, Fig. 6b  search-evaluation Kendall τ over runs   → `python -m common.fidelity RUN_DIR ...` (c);
+            per-edge and K-sample τ (a), (b) as well; columns of common.report's NB201 table
 
 Glossary: α (E, M) architecture parameters per cell kind (E edges × M ops); p op weights; H edge entropy
 (bits); H̄ architecture entropy; λ(t) the regulariser coefficient; λ_neg / λ_pos its start / end;

@@ -9,6 +9,8 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space nb201 --st-const --lam 0.12            # Table 5, sn-softmax st ≡ 1
     python edd_darts.py --space nb201 --softmax normal                 # Table 5, normal softmax
     python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
+    python edd_darts.py --space nb201 --schedule lts                   # Fig. 2B LTS (linear t, t0 → t_end)
+    python edd_darts.py --space nb201 --schedule lpcd --warmup 20      # Fig. 4A LPCD (PCD, linear L)
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
     python edd_darts.py --space nb201 --recipe authors                  # the authors' NB201 EDD script
@@ -31,7 +33,10 @@ Equation map (paper numbering)
     Alg. 2     EDD: train at t(k), update d^exp, update t     → search() + advance_schedule
     E(a)       E[a·1(a>0)] of a ~ 1e-3·N(0,1): 1e-3·√(2/π)/2  → expected_positive_alpha (Sec. 2.2)
     Sec. 4     PCD: fixed L^exp cycled every `period` steps   → pcd_temperature
+    Fig. 2B    LTS: t_n = t0 + n(t_N − t0)/N (linear in t)    → lts_temperatures; curves: common.report
+    Fig. 4A    LPCD: PCD's cycle over a list linear in t      → lpcd_temperature; run_all.sh row `lpcd`
     Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
+    Tables 2, 7  S1–S4 on C10/C100/SVHN, EDD and PCD with the NB201 recipe → run_all.sh (S_ENTRIES)
 
 Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
 temperature; s scale of the noise term's temperature st; 𝒜_x = diag(β_x) − β_xβ_xᵀ; g = ∂l/∂β_t;
@@ -65,6 +70,8 @@ Choices where the paper is silent
 - Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
   trained with (issue 17; ranking across edges depends on t, the per-edge argmax does not); ETS-GDAS
   ranks by softmax(A), its hard samples' expectation. NB201: argmax of A either way.
+- LTS (Fig. 2B) spreads its N points like `--schedule ets` (last epoch at t_end); LPCD (Fig. 4A) keeps
+  PCD's calendar and endpoints (t0 and PCD's last point, from --pcd-d/--pcd-period), linear in t between.
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
   k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
 
@@ -137,8 +144,9 @@ class EDDConfig(SearchConfig):
                                  "sampling at τ = t", choices=("darts", "gdas"))
     epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas)")
     schedule: str | None = arg(None, "temperature schedule: edd (Eq. 14-15), pcd (Sec. 4), ets (Eq. 11-12, "
-                                     "t0 → t_end), none (t = t0); default edd, ets with --backbone gdas",
-                               choices=("edd", "pcd", "ets", "none"))
+                                     "t0 → t_end), lts (Fig. 2B: linear in t, t0 → t_end), lpcd (Fig. 4A: "
+                                     "PCD with a list linear in t), none (t = t0); default edd, ets with gdas",
+                               choices=("edd", "pcd", "ets", "lts", "lpcd", "none"))
     softmax: str | None = arg(None, "sn: sparse-noisy softmax (Alg. 1); normal: softmax(α/t); "
                                     "default sn (normal with gdas)", choices=("normal", "sn"))
     s: float = arg(100.0, "sn-softmax scale s > 1: noise term at temperature s·t (Eq. 7; Tables 5-6)")
@@ -147,7 +155,8 @@ class EDDConfig(SearchConfig):
     rho: float = arg(0.5, "ρ of Eq. 14, momentum of the moving average")
     entropy: str = arg("mean", "E[H(β)] of Eq. 13 as mean over edges (paper) or sum (authors' NB201 code)",
                        choices=("mean", "sum"))
-    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default 1e-3·sqrt(2/pi)/2 from the α init, Sec. 2.2)")
+    e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default --alpha-init·sqrt(2/pi)/2, Sec. 2.2: 3.99e-4; "
+                                  "--alpha-init-mean is not counted)")
     t0: float | None = arg(None, "initial temperature t0 (default 1, Alg. 2; 10 with gdas, GDAS's τ_max)")
     t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
     warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
@@ -201,7 +210,7 @@ class EDDConfig(SearchConfig):
         super().resolve()
         self.schedule = self.schedule or ("ets" if gdas else "edd")
         self.softmax = self.softmax or ("normal" if gdas else "sn")
-        self.e_a = expected_positive_alpha(ALPHA_INIT_STD) if self.e_a is None else self.e_a
+        self.e_a = expected_positive_alpha(self.alpha_init) if self.e_a is None else self.e_a
         self.t0 = (10.0 if gdas else 1.0) if self.t0 is None else self.t0
         self.t_end = (0.1 if gdas else 1e-3) if self.t_end is None else self.t_end
         self.lam_late = self.lam if self.lam_late is None else self.lam_late
@@ -348,6 +357,22 @@ def pcd_updown_temperature(epoch: int, e_a: float, t0: float, d_exp: float, peri
     return t0 if n == 0 else edd_temperature(e_a, t0_exp, n, d_exp)
 
 
+def lts_temperatures(t0: float, t_end: float, n: int) -> list[float]:
+    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N.
+
+    The paper's example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); the exact points are
+    (1, 0.75025, 0.5005, 0.25075, 0.001): the step is fixed by both ends so t never reaches 0.
+    """
+    if n == 0:
+        return [t0]
+    return [t0 + i * (t_end - t0) / n for i in range(n + 1)]
+
+
+def lpcd_temperature(t0: float, t_last: float, k: int, period: int = 10) -> float:
+    """LPCD (Fig. 4A): PCD's calendar over a list linear in t, t0 … t_last in `period` points, cycled."""
+    return lts_temperatures(t0, t_last, period - 1)[k % period] if period > 1 else t0
+
+
 def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
                           max_norm: float) -> RemovableHandle:
     """Table 1 "clip": clip the gradient norm of `params` (α) right before every `optimizer.step()`."""
@@ -384,11 +409,16 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
         state["t"] = edd_temperature(cfg.e_a, t0_exp, k, state["d_exp"]) if x > 1 else cfg.t0  # Eq. 15
     elif cfg.schedule == "ets":
         state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
+    elif cfg.schedule == "lts":
+        state["t"] = ets[min(k, len(ets) - 1)]  # linear in t (LTS, Fig. 2B)
     elif cfg.schedule == "pcd" and cfg.pcd_shape == "saw":
         state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period, t0_exp)
     elif cfg.schedule == "pcd":  # updown: the authors' calendar, a function of the epoch
         state["t"] = pcd_updown_temperature(epoch + 1, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
                                             cfg.late_from, t0_exp)
+    elif cfg.schedule == "lpcd":  # the same endpoints as PCD's list, spaced linearly in t (Fig. 4A)
+        t_last = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period - 1, cfg.pcd_period, t0_exp)
+        state["t"] = lpcd_temperature(cfg.t0, t_last, k, cfg.pcd_period)
 
 
 def end_epoch_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
@@ -413,8 +443,9 @@ def search(cfg: EDDConfig) -> dict:
     if cfg.clip_alpha:
         clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
-    ets = ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays)
-    if cfg.schedule == "pcd":
+    ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
+           else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
+    if cfg.schedule in ("pcd", "lpcd"):
         state["d_exp"] = cfg.pcd_d
     elif cfg.schedule == "ets":
         state["d_exp"] = ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))

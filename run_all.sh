@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The commands behind the README's results table — nothing is hand-run.
 #
-#   bash run_all.sh                       # every entry (authors' and paper recipes), 3 seeds, sequentially
+#   bash run_all.sh                       # every entry (authors' and paper recipes), each paper's seed count
 #   bash run_all.sh --gpus 0,1 --per-gpu 4   # fan out: 4 searches at a time on each GPU, from one queue
 #   bash run_all.sh --slurm               # write and submit an sbatch job array instead
 #   bash run_all.sh --quick               # every entry on the CIFAR-10/100 subsets, tiny config (CPU, minutes)
@@ -17,9 +17,9 @@ PY=${PYTHON:-python3}
 RUNS=runs/all
 DATA_DIR=./data
 NB201=""
-SEEDS="0 1 2"
-DATASETS="cifar10 cifar100"
-SPACES="nb201 darts s1 s2 s3 s4"
+SEEDS=""   # empty: each row's published seed count (paper_seeds below)
+DATASETS="cifar10 cifar100 svhn"   # a filter: each space runs on the datasets its papers searched
+SPACES="nb201 nb201-3op darts s1 s2 s3 s4"
 ONLY=""
 GPUS=""
 PER_GPU=1
@@ -28,7 +28,7 @@ QUICK=0
 DRY=0
 EXTRA=()
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --dry-run -- EXTRA FLAGS"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --dry-run -- EXTRA FLAGS"; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
@@ -54,7 +54,8 @@ done
 if [ "$QUICK" = 1 ]; then
   [ "$DATA_DIR" = ./data ] && DATA_DIR=../shared/data
   [ -z "$NB201" ] && [ -f ../shared/data/nb201/nb201_200ep.csv ] && NB201=../shared/data/nb201/nb201_200ep.csv
-  [ "$SEEDS" = "0 1 2" ] && SEEDS=0
+  [ -z "$SEEDS" ] && SEEDS=0
+  [ -f "$DATA_DIR/train_32x32.mat" ] || DATASETS=${DATASETS//svhn/}  # no SVHN in the CIFAR subsets
   [ "$RUNS" = runs/all ] && RUNS=runs/quick
 fi
 [[ "$PER_GPU" =~ ^[1-9][0-9]*$ ]] || die "--per-gpu must be a positive integer"
@@ -86,6 +87,25 @@ NB201_ENTRIES=(
   "darts-v1|aer_darts.py --backbone darts-v1 --lam-neg 0 --lam-pos 0"
   "darts-v2|aer_darts.py --backbone darts-v2 --lam-neg 0 --lam-pos 0"
   "gdas|aer_darts.py --backbone gdas --lam-neg 0 --lam-pos 0"
+  # label|command|datasets: rows one paper ran on CIFAR-10 only
+  "lts|edd_darts.py --softmax normal --schedule lts|cifar10"                  # EDD Fig. 2B (LTS)
+  "lpcd|edd_darts.py --softmax normal --schedule lpcd --warmup 20|cifar10"    # EDD Fig. 4A (LPCD)
+  "darts-init-m0.5|sa_darts.py --reg none --alpha-init-mean=-5e-4|cifar10"    # SA Table 8: α + 1e-3·c
+  "darts-init-m1|sa_darts.py --reg none --alpha-init-mean=-1e-3|cifar10"
+  "darts-init-m2|sa_darts.py --reg none --alpha-init-mean=-2e-3|cifar10"
+  "darts-init-m5|sa_darts.py --reg none --alpha-init-mean=-5e-3|cifar10"
+)
+THREE_OP_ENTRIES=(  # SA-DARTS Sec. 2.2 / Fig. 5: NB201 with conv 3x3, skip, avg pool
+  "sa-darts|sa_darts.py --reg sa|cifar10"
+  "darts-v1|sa_darts.py --reg none|cifar10"
+)
+S_ENTRIES=(  # S1-S4 on CIFAR-10/100 and SVHN: EDD Tables 2/7 (NB201 recipe transferred), SP Table V
+  "edd-darts|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd"
+  "pcd|edd_darts.py --softmax normal --schedule pcd --warmup 20"
+  "sp-darts-tsp4e-4|sp_darts.py --t-sp 4e-4"   # Table V: one run per t_sp in {4,5,6,7}e-4, Table IV
+  "sp-darts-tsp5e-4|sp_darts.py --t-sp 5e-4"   # settings otherwise; the paper keeps the finalnet
+  "sp-darts-tsp6e-4|sp_darts.py --t-sp 6e-4"   # with the best validation accuracy
+  "sp-darts-tsp7e-4|sp_darts.py --t-sp 7e-4"
 )
 DARTS_ENTRIES=(
   "edd-darts|edd_darts.py --recipe authors --space darts-nonone"
@@ -100,24 +120,48 @@ DARTS_ENTRIES=(
 
 quick_flags() {  # $1 = space, $2 = script
   local f="--limit-train 128 --C 4 --batch-size 32 --eval-images 64 --epochs 2"
-  if [ "$1" = nb201 ]; then f="$f --N 1"; else f="$f --N 3"; fi
+  case "$1" in nb201*) f="$f --N 1" ;; *) f="$f --N 3" ;; esac
   echo "$f"
 }
 
+space_datasets() {  # $1 = space: the datasets the papers searched it on
+  case "$1" in
+    nb201) echo "cifar10 cifar100" ;;
+    s1|s2|s3|s4) echo "cifar10 cifar100 svhn" ;;  # SP Table V, EDD Tables 2/7
+    *) echo "cifar10" ;;
+  esac
+}
+
+paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for the row
+  case "$2:$1" in
+    nb201:sa-darts|nb201:sac-darts|nb201:beta-darts) echo 10 ;;  # SA-DARTS Table 6: 10 seeds
+    darts:sp-darts|darts:sp-darts-paper) echo 5 ;;                 # SP-DARTS Sec. IV-B: five seeds
+    s[1-4]:sp-darts-tsp*) echo 1 ;;                                # SP-DARTS Table V: one run per t_sp
+    *) echo 3 ;;                                                   # EDD Sec. 3, AER, SP NB201, the rest
+  esac
+}
+seeds_for() { if [ -n "$SEEDS" ]; then echo "$SEEDS"; else seq 0 $(($(paper_seeds "$1" "$2") - 1)); fi; }
+
 JOBS=()
 for space in $SPACES; do
-  if [ "$space" = nb201 ]; then entries=("${NB201_ENTRIES[@]}"); else entries=("${DARTS_ENTRIES[@]}"); fi
+  case "$space" in
+    nb201) entries=("${NB201_ENTRIES[@]}") ;;
+    nb201-3op) entries=("${THREE_OP_ENTRIES[@]}") ;;
+    s1|s2|s3|s4) entries=("${S_ENTRIES[@]}") ;;
+    *) entries=("${DARTS_ENTRIES[@]}") ;;
+  esac
   for entry in "${entries[@]}"; do
-    label=${entry%%|*}; cmd=${entry#*|}
+    label=${entry%%|*}; cmd=${entry#*|}; row_datasets=""
+    [[ "$cmd" == *"|"* ]] && { row_datasets=${cmd#*|}; cmd=${cmd%%|*}; }
     if [ -n "$ONLY" ] && ! [[ "$label" =~ ^($ONLY)$ ]]; then continue; fi
     [[ " $cmd " == *" --recipe authors "* ]] && [ "$space" != nb201 ] && [ "$space" != darts ] && continue
-    for dataset in $DATASETS; do
-      [ "$space" != nb201 ] && [ "$dataset" != cifar10 ] && continue  # DARTS-space searches: CIFAR-10
-      for seed in $SEEDS; do
+    for dataset in ${row_datasets:-$(space_datasets "$space")}; do
+      [[ " $DATASETS " == *" $dataset "* ]] || continue
+      for seed in $(seeds_for "$label" "$space"); do
         out="$RUNS/$space/$label/$dataset/seed$seed"
         space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
         line="$PY $cmd $space_flag --dataset $dataset --seed $seed --data-dir $DATA_DIR --out $out --resume --no-progress"
-        [ -n "$NB201" ] && [ "$space" = nb201 ] && line="$line --nb201 $NB201"
+        [ -n "$NB201" ] && [[ "$space" == nb201* ]] && line="$line --nb201 $NB201"
         [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space")"
         [ "${#EXTRA[@]}" -gt 0 ] && line="$line ${EXTRA[*]}"
         JOBS+=("$out|$line")

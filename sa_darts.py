@@ -25,6 +25,10 @@ Equation map (paper → code)
            through, concatenated and channel-shuffled; edge output × γ, γ = softmax of the edge weights
            over a node's incoming edges → common.supernet.MixedOp / edge_normalisation (`--partial-channels K`)
     β-DARTS comparator L_β = λ·mean_edges logsumexp(α)   → `beta_loss`
+    Table 8 (App. 6.9) DARTS from negative α: 1e-3·{−0.5, −1, −2, −5} → `--reg none --alpha-init-mean=-5e-4`
+           (common.config; α = offset + 1e-3·N(0, 1)); run_all.sh rows `darts-init-m*` (NB201, CIFAR-10)
+    Sec. 2.2 / Fig. 5 three-op space (conv 3×3, skip, avg pool) → `--space nb201-3op` (common.spaces);
+           run_all.sh rows `sa-darts`, `darts-v1` under nb201-3op/ (the landscape plot itself is not built)
 Glossary: α (E, M) architecture weights per cell kind; β = softmax(α) op weights; γ PC-DARTS edge weights
 (`model.betas` → `model.edge_gammas()`); N_o ops per edge, N_e edges (N_o·N_e = every α entry, both cells
 on the DARTS skeleton); ν slope for negative α; μ smoothness of erf; λ_e regulariser strength in epoch e.
@@ -46,6 +50,9 @@ Choices where the paper is silent or inconsistent (documented, all options):
   forward, τ linear from 1 to 0.03 (SNAS code's `--temp 1 --temp_min 0.03`; its scheduler divides by a
   fixed 150 epochs, we anneal over the run). Kept in the same bilevel loop (w on train, α on valid).
   The logged op weights are a 256-sample Monte-Carlo mean of those samples (fixed seed).
+- Table 8 "initialize all α with 1e-3·c" (the table's c are −0.5, −1, −2, −5; the text's extraction lost
+  the signs): read as the offset c·1e-3 added to the usual 1e-3·N(0, 1) draw (a constant α would tie every
+  op); `--alpha-init 0` gives the constant reading. Table 8 reports 54.30 (c = −0.5, −1), 70.92 (−2, −5).
 - Skip-bias experiment (Fig. 4): +0.1 is added to α[skip_connect] of every edge on top of the 1e-3·randn
   init (paper: α = [0, 0.1, 0, 0, 0], β_skip = 0.216). Warm-up epochs train w only; λ_e counts all epochs.
 

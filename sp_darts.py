@@ -24,6 +24,7 @@ Equation map (paper numbering)
     Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
+    Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`)
 
 Glossary: A/α architecture logits (E, M) per cell kind; t_sp/t_sm sparse/smooth temperature;
 φ ∈ {0, 1} the per-batch indicator, Φ an epoch's indicators; p mixing probability; i epoch (1-based
@@ -46,7 +47,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   We also log `ies_sparse` (IES of a_sp: what the authors' scripts print — normal cell only on the
   DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
 - Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
-  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy.
+  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy:
+  Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4`, one run each.
 - Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
   converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as

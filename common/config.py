@@ -117,6 +117,9 @@ class SearchConfig:
     a_wd: float = arg(1e-3, "Adam weight decay of α")
     a_beta1: float = arg(0.5, "Adam β1 of α")
     cutout: int = arg(0, "cutout side length on the training images (0: off)")
+    alpha_init: float = arg(1e-3, "α init scale: α = --alpha-init-mean + alpha_init·N(0, 1) (DARTS/NB201: 1e-3; "
+                                  "0: constant α)")
+    alpha_init_mean: float = arg(0.0, "α init offset (SA-DARTS Table 8: 1e-3·{-0.5, -1, -2, -5})")
     partial_channels: int = arg(1, "K of PC-DARTS: mixed ops see 1/K of the channels, with edge "
                                    "normalisation (1: off)")
     exclude_none: bool = arg(False, "NB201 derivation: skip `none` in the per-edge argmax")
@@ -151,6 +154,9 @@ class SearchConfig:
         check_ranges(self, RANGES)
         if not DEVICE_FORM.fullmatch(self.device):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+        if not (0 <= self.alpha_init < math.inf and math.isfinite(self.alpha_init_mean)):
+            raise ConfigError(f"--alpha-init must be >= 0 and finite, --alpha-init-mean finite (got {self.alpha_init}, "
+                              f"{self.alpha_init_mean}; a negative init is --alpha-init-mean)")
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
 

@@ -1,7 +1,7 @@
 """Datasets, the DARTS search split, and two interchangeable augmenting loaders.
 
 Arrays come from the official on-disk layouts (CIFAR python pickles, NB201's ImageNet16 pickles,
-torchvision's SVHN) and are returned as ``uint8 (N, H, W, 3)`` images with ``int64 (N,)`` labels.
+SVHN's .mat files, read with scipy) and are returned as ``uint8 (N, H, W, 3)`` images with ``int64 (N,)`` labels.
 Exact subsets (any number of images per batch file) are accepted; no checksums are checked.
 
 Two loaders yield the same thing, ``(x float32 (B, 3, H, W) normalised, y int64 (B,))`` on a device,
@@ -155,19 +155,39 @@ def _load_cifar(name: str, data_dir: Path, train: bool, download: bool) -> tuple
 
 
 def _load_svhn(data_dir: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:
-    split = "train" if train else "test"
-    try:
-        import torchvision.datasets as tvd
+    """The official `{train,test}_32x32.mat`: 'X' uint8 (32, 32, 3, N), 'y' (N, 1) with 10 for digit 0.
 
-        ds = tvd.SVHN(root=str(data_dir), split=split, download=download)
-    except Exception as e:  # noqa: BLE001 — missing file, no network, no scipy, corrupt .mat, …
-        raise DataError(
-            f"svhn: could not read {data_dir / f'{split}_32x32.mat'} ({type(e).__name__}: "
-            f"{_one_line(e)[:200]}) — download {SVHN_URL}{split}_32x32.mat into {data_dir} (reading needs "
-            "scipy), or run once with network access (torchvision downloads it)"
-        ) from None
-    images = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 2, 3, 1))  # NCHW → NHWC
-    return images, np.asarray(ds.labels, dtype=np.int64)
+    Read with scipy (as torchvision does, without its md5 check: exact subsets are accepted); torchvision
+    only downloads a missing file.
+    """
+    split = "train" if train else "test"
+    path, why = data_dir / f"{split}_32x32.mat", ""
+    if not path.is_file() and download:
+        try:
+            import torchvision.datasets as tvd
+
+            tvd.SVHN(root=str(data_dir), split=split, download=True)
+        except Exception as e:  # noqa: BLE001 — no network, …: ends in the DataError below
+            why = f" (torchvision download failed: {type(e).__name__}: {_one_line(e)[:200]})"
+    if not path.is_file():
+        raise DataError(f"svhn: {path} not found{why} — download {SVHN_URL}{split}_32x32.mat into {data_dir} "
+                        "(reading needs scipy), or run once with network access (torchvision downloads it)")
+    try:
+        import scipy.io
+    except ImportError:
+        raise DataError(f"svhn: reading {path} needs scipy (pip install scipy)") from None
+    try:
+        mat = scipy.io.loadmat(str(path))
+        x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    except Exception as e:  # noqa: BLE001 — truncated/garbled file, missing key
+        raise DataError(f"svhn: {path} is not a readable SVHN .mat file ({type(e).__name__}: "
+                        f"{_one_line(e)[:120]}); download it again from {SVHN_URL}") from None
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
+        raise DataError(f"svhn: {path} holds X {x.shape} and y {y.shape}; expected X (32, 32, 3, N), y (N, 1)")
+    if y.size and (y.min() < 0 or y.max() > 10):
+        raise DataError(f"svhn: {path}: labels outside 1..10 (min {y.min()}, max {y.max()})")
+    images = np.ascontiguousarray(x.transpose(3, 0, 1, 2).astype(np.uint8))  # (H, W, C, N) → (N, H, W, C)
+    return images, y.astype(np.int64) % 10  # SVHN's label 10 is the digit 0 (torchvision's mapping)
 
 
 def _load_imagenet16(data_dir: Path, train: bool, classes: int = 120) -> tuple[np.ndarray, np.ndarray]:

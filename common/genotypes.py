@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from common.nb201 import derive_arch_str
+from common.nb201 import NB201_OPS, derive_arch_str
 from common.ops import FactorizedReduce, ReLUConvBN, batch_norm, darts_ops
 from common.spaces import SearchSpace
 
@@ -75,6 +75,11 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
     return cell
 
 
+def nb201_columns(space: SearchSpace) -> list[int]:
+    """Columns of NB201's 5-op list that an NB201-skeleton space's ops occupy (all 5 for `nb201`)."""
+    return [NB201_OPS.index(op) for op in space.edge_ops["normal"][0]]
+
+
 def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
                     gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
                     later_wins_ties: bool = False) -> str | Genotype:
@@ -87,6 +92,10 @@ def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
         w = weights["normal"]
         if "normal" in gammas:  # PC on NB201: scaling an edge by γ > 0 leaves its argmax unchanged
             w = w * gammas["normal"][:, None]
+        cols = nb201_columns(space)
+        if len(cols) < len(NB201_OPS):  # a reduced NB201 space: its ops at their NB201 columns, others -inf
+            w = w.new_full((w.shape[0], len(NB201_OPS)), float("-inf")).index_copy(
+                1, torch.tensor(cols, device=w.device), w)
         return derive_arch_str(w, exclude_none=exclude_none)
     cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k), later_wins_ties)
              for k in ("normal", "reduce")}
@@ -202,7 +211,7 @@ def genotype_weights(genotype: str | Genotype, space: SearchSpace,
     """One-hot (E, M) op weights of a derived cell; edges the genotype drops get all-zero rows."""
     if isinstance(genotype, str):
         from common.nb201 import arch_str_to_onehot
-        return {"normal": arch_str_to_onehot(genotype).to(device)}
+        return {"normal": arch_str_to_onehot(genotype)[:, nb201_columns(space)].to(device)}
     out = {}
     for kind, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
         E, M = space.alpha_shape(kind)

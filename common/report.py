@@ -13,8 +13,12 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
     of the six NB201 accuracies, the paper's CIFAR-10 test number beside ours, search time, device;
   * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
+  * in the NB201 table, ranking-fidelity columns τ (a)/(b)/(c) from the runs' fidelity.json
+    (`python -m common.fidelity`, `fidelity_cells`);
 and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
-label), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
+label; with the `lpcd`/`lts` rows this is EDD's Fig. 4A), `schedule_entropy.png` (EDD Fig. 2B: entropy
+of softmax(a/t) at the α init along each temperature-scheduled run's t, `init_entropy_at`),
+`discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
 over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
 (SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
 space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
@@ -42,13 +46,14 @@ PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.
          "EDD-DARTS": "93.80±0.33", "EDD-DARTS (clip)": "94.05±0.11", "PCD": "93.78±0.43",
          "ETS-GDAS": "93.75±0.22", "DARTS-V1-AER": "76.68±8.15", "DARTS-V2-AER": "70.92±0.00",
          "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
-         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00"}
+         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
+         "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)"}
 #: run_all.sh's directory names → method labels (the keys of PAPER).
 LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-DARTS",
               "edd-darts": "EDD-DARTS", "edd-darts-clip": "EDD-DARTS (clip)", "pcd": "PCD",
               "ets-gdas": "ETS-GDAS", "darts-v1-aer": "DARTS-V1-AER", "darts-v2-aer": "DARTS-V2-AER",
               "gdas-aer": "GDAS-AER", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS",
-              "beta-darts": "beta-DARTS"}
+              "beta-darts": "beta-DARTS", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS"}
 #: Label suffixes naming the recipe a run used (`--recipe`; run_all.sh's `<label>-paper` rows).
 RECIPE_SUFFIX = {"paper": " [paper recipe]", "authors": " [authors' recipe]"}
 
@@ -65,8 +70,8 @@ KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam
               "clip_alpha", "partial_channels")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
                  "imagenet16-120": "ImageNet16-120", "synthetic": "synthetic data"}
-SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space",
-               "darts-nonone": "DARTS space without none", "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4"}
+SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "darts-nonone": "DARTS space without none",
+               "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4", "nb201-3op": "NB201, 3 ops (SA Fig. 5)"}
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
              "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
              "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
@@ -235,15 +240,44 @@ def _groups(runs: Sequence[Run], key: Callable[[Run], tuple]) -> dict[tuple, lis
     return groups
 
 
+def _nb201_skeleton(run: Run) -> bool:
+    """NB201-skeleton runs (nb201, nb201-3op): their cells are NB201 arch strings."""
+    from common.spaces import SPACES
+    return run.space in SPACES and SPACES[run.space].skeleton == "nb201"
+
+
+FIDELITY_HEADERS = ("τ edge (a)", "τ supernet (b)", "τ search-eval (c)")
+
+
+def fidelity_cells(runs: Sequence[Run]) -> list[str]:
+    """The ranking-fidelity columns from each run's fidelity.json (`python -m common.fidelity`).
+
+    (a), (b): mean ± std over the runs that have one; (c): Kendall τ over those runs between each final
+    supernet's accuracy of its derived cell and that cell's NB201 accuracy (needs two runs or more).
+    """
+    from common.fidelity import kendall_tau
+    data = [d for d in (_read_json(r.path / "fidelity.json") if (r.path / "fidelity.json").is_file() else None
+                        for r in runs) if isinstance(d, dict)]
+    if not data:
+        return ["—"] * len(FIDELITY_HEADERS)
+    a = [_num(d.get("a", {}).get("tau_mean")) for d in data]
+    b = [_num(d.get("b", {}).get("tau")) for d in data]
+    pairs = [(_num(d.get("c", {}).get("supernet_acc")), _num(d.get("c", {}).get("nb201_acc"))) for d in data]
+    pairs = [p for p in pairs if all(map(math.isfinite, p))]
+    c = kendall_tau(*zip(*pairs)) if len(pairs) > 1 else math.nan
+    return [mean_std(a), mean_std(b), f"{c:.2f} (n={len(pairs)})" if math.isfinite(c) else "—"]
+
+
 def results_table(runs: Sequence[Run]) -> str:
     """Markdown NB201 table: one row per (label, search dataset) of NB201-space runs."""
-    nb = [r for r in runs if r.space == "nb201"]
+    nb = [r for r in runs if _nb201_skeleton(r)]
     if not nb:
         return "No NAS-Bench-201 runs."
     head = ["Method", "search data", "n", *NB201_HEADERS[:2], "paper C10 test", *NB201_HEADERS[2:],
-            "search time (min)", "epochs", "device"]
+            "search time (min)", "epochs", "device", *FIDELITY_HEADERS]
     rows = []
-    for (label, dataset), group in _groups(nb, lambda r: (r.label, r.dataset)).items():
+    for (label, dataset), group in _groups(nb, lambda r: (r.label + ("" if r.space == "nb201" else f" [{r.space}]"),
+                                                         r.dataset)).items():
         done = [r for r in group if r.finished]
         cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done]) for c in NB201_COLUMNS]
         n = str(len(done)) + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
@@ -252,7 +286,7 @@ def results_table(runs: Sequence[Run]) -> str:
         time_cell = _minutes(np.nanmean(minutes)) if done and not all(map(math.isnan, minutes)) else "—"
         rows.append([label, dataset, n, *cells[:2], paper, *cells[2:], time_cell,
                      ", ".join(sorted({str(r.epochs_done) for r in done})) or "—",
-                     ", ".join(sorted({_device(r) for r in done})) or "—"])
+                     ", ".join(sorted({_device(r) for r in done})) or "—", *fidelity_cells(done)])
     return _md_table(head, rows)
 
 
@@ -268,7 +302,7 @@ def short_genotype(genotype: Any) -> str:
 
 def darts_table(runs: Sequence[Run]) -> str:
     """Markdown table of DARTS-skeleton runs (spaces darts, s1-s4): one row per run."""
-    darts = [r for r in runs if r.space != "nb201"]
+    darts = [r for r in runs if not _nb201_skeleton(r)]
     if not darts:
         return "No DARTS-skeleton runs."
     rows = []
@@ -457,6 +491,63 @@ def _alpha_stats_plot(runs: Sequence[Run], path: Path, where: str, palette: dict
     return True
 
 
+def init_entropy_at(temperatures: Sequence[float], n_ops: int = 5, std: float = 1e-3, samples: int = 20000,
+                    seed: int = 0) -> list[float]:
+    """EDD paper Fig. 2B: mean entropy (nats) of softmax(a/t) at each t, a ~ std·N(0, 1) per op (DARTS init).
+
+    Args:
+        temperatures: the schedule's temperatures (e.g. ETS or LTS points, or a run's per-epoch t).
+        n_ops: ops per edge (5 on NB201).
+        std: scale of the α initialisation (1e-3 in DARTS/NB201).
+        samples: edges drawn (the same draw for every t, so the curve is smooth in t).
+        seed: numpy seed of the draw.
+
+    Returns:
+        One mean entropy per temperature.
+    """
+    a = std * np.random.default_rng(seed).standard_normal((samples, n_ops))
+    out = []
+    for t in temperatures:
+        z = a / t
+        z = z - z.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        out.append(float(-(np.exp(logp) * logp).sum(-1).mean()))
+    return out
+
+
+def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_ops: int = 5,
+                          title: str = "Entropy of softmax(α/t) at the α init along each schedule (EDD Fig. 2B)",
+                          xlabel: str = "decay point n") -> None:
+    """One line per schedule: `init_entropy_at` of its temperatures, against the point/epoch index."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, temps in schedules.items():
+        ax.plot(range(len(temps)), init_entropy_at(temps, n_ops), marker="o", markersize=3, label=name)
+    ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _schedule_entropy_runs(runs: Sequence[Run], path: Path) -> bool:
+    """Fig. 2B from runs: each temperature-scheduled run's per-epoch t through `init_entropy_at` (seed 0 each)."""
+    from common.spaces import SPACES
+    schedules: dict[str, list[float]] = {}
+    n_ops = 5
+    for r in runs:
+        temps = [_num(m.get("temperature")) for m in r.metrics]
+        if r.args.get("backbone", "darts") == "darts" and temps and all(map(math.isfinite, temps)):
+            schedules.setdefault(r.label, temps)
+            if r.space in SPACES:
+                n_ops = SPACES[r.space].alpha_shape("normal")[1]
+    if not schedules:
+        return False
+    schedule_entropy_plot(schedules, path, n_ops, xlabel="search epoch (the epoch's t)")
+    return True
+
+
 def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path | None = None,
                notes: list[str] | None = None) -> list[Path]:
     """Write the PNGs that have data into `out_dir`; append a line per skipped plot to `notes`.
@@ -498,6 +589,8 @@ def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path |
         title = _alpha_plot(chosen, out / "alpha_evolution.png")
         written.append(out / "alpha_evolution.png")
         notes.append(f"`alpha_evolution.png`: {title}; run `{chosen.path}`.")
+    if _schedule_entropy_runs(groups[0][2] if groups else [], out / "schedule_entropy.png"):  # EDD runs only
+        written.append(out / "schedule_entropy.png")
     paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]
     written += [path for path, (_, where, group) in zip(paths, groups)
                 if _alpha_stats_plot(group, path, where, palette)]

@@ -285,7 +285,8 @@ class SearchRun:
                            f"to resume from; nothing was changed: choose another --out or move them away")
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
-                                              cfg.partial_channels, fast=cfg.fast).to(self.device)
+                                              cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,
+                                              alpha_init_mean=cfg.alpha_init_mean).to(self.device)
         self.channels_last = cfg.fast and cfg.partial_channels == 1  # PC's slicing/shuffle is slower in it
         if self.channels_last:  # ~30% faster convs on CPU (mkldnn) and on tensor-core GPUs
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -6,6 +6,10 @@ SP-DARTS/genotypes.py lines 5-13, the same 7 ops in the same order) and the DrNA
 paper's DARTS-space runs build on (same repository, DrNas/DARTS-space/genotypes.py lines 5-14, `none`
 commented out).
 
+`nb201-3op` is SA-DARTS's reduced NB201 space (Sec. 2.2 and Fig. 5 of paper 003): the NB201 cell with
+three ops per edge, nor_conv_3x3, skip_connect, avg_pool_3x3 (in NB201's order); each of its 729 cells
+is an NB201 cell, so the NB201 table answers for it.
+
 A space is a macro skeleton (`"nb201"` or `"darts"`) plus, for each cell kind, the op list of every
 edge. α for a cell kind is one (E, M) tensor, E edges × M ops per edge.
 """
@@ -37,7 +41,7 @@ class SearchSpace:
     """A search space.
 
     Attributes:
-        name: `nb201`, `darts`, `darts-nonone`, `s1` … `s4`.
+        name: `nb201`, `darts`, `darts-nonone`, `s1` … `s4`, `nb201-3op`.
         skeleton: `nb201` (NB201 macro net, one cell kind) or `darts` (normal + reduction cells).
         edge_ops: per cell kind (`normal`, and `reduce` on the DARTS skeleton), the op names of each edge.
     """
@@ -77,6 +81,8 @@ SPACES: dict[str, SearchSpace] = {
     "s3": SearchSpace("s3", "darts", {k: _uniform(("none", "skip_connect", "sep_conv_3x3"), 14)
                                       for k in ("normal", "reduce")}),
     "s4": SearchSpace("s4", "darts", {k: _uniform(("noise", "sep_conv_3x3"), 14) for k in ("normal", "reduce")}),
+    "nb201-3op": SearchSpace("nb201-3op", "nb201",
+                             {"normal": _uniform(("skip_connect", "nor_conv_3x3", "avg_pool_3x3"), 6)}),
 }
 
 

@@ -152,12 +152,14 @@ class Supernet(nn.Module):
         num_classes: classifier outputs.
         partial_channels: K of PC-DARTS (1 = off).
         edge_norm: PC-DARTS edge normalisation γ; default on iff K > 1.
-        alpha_init_std: α ~ alpha_init_std · N(0, 1) (1e-3, DARTS/NB201).
+        alpha_init_std: α ~ alpha_init_mean + alpha_init_std · N(0, 1) (1e-3, DARTS/NB201).
+        alpha_init_mean: α's init offset (0; SA-DARTS Table 8 uses negative ones).
     """
 
     def __init__(self, space: SearchSpace | str, C: int = 16, N: int = 5, num_classes: int = 10,
                  partial_channels: int = 1, edge_norm: bool | None = None,
-                 alpha_init_std: float = ALPHA_INIT_STD, in_channels: int = 3) -> None:
+                 alpha_init_std: float = ALPHA_INIT_STD, in_channels: int = 3,
+                 alpha_init_mean: float = 0.0) -> None:
         super().__init__()
         self.space = get_space(space) if isinstance(space, str) else space
         self.partial_channels = partial_channels
@@ -167,7 +169,7 @@ class Supernet(nn.Module):
         else:
             self._build_darts(C, N, num_classes, partial_channels, in_channels)
         self.alphas = nn.ParameterDict({
-            kind: nn.Parameter(alpha_init_std * torch.randn(*self.space.alpha_shape(kind)))
+            kind: nn.Parameter(alpha_init_mean + alpha_init_std * torch.randn(*self.space.alpha_shape(kind)))
             for kind in self.space.cell_kinds})
         self.betas = nn.ParameterDict({
             kind: nn.Parameter(torch.zeros(len(self.space.edges)))
@@ -245,10 +247,12 @@ class Supernet(nn.Module):
 
 
 def build_supernet(space: str, C: int, N: int, num_classes: int, partial_channels: int = 1,
-                   edge_norm: bool | None = None, fast: bool = False) -> Supernet:
-    """The supernet of `space` ('nb201', 'darts', 's1'…'s4'); `fast` picks `common.fast.FastSupernet`."""
+                   edge_norm: bool | None = None, fast: bool = False, alpha_init_std: float = ALPHA_INIT_STD,
+                   alpha_init_mean: float = 0.0) -> Supernet:
+    """The supernet of `space` (a name in `common.spaces.SPACES`); `fast` picks `common.fast.FastSupernet`."""
     cls = Supernet
     if fast:
         from common.fast import FastSupernet
         cls = FastSupernet
-    return cls(space, C=C, N=N, num_classes=num_classes, partial_channels=partial_channels, edge_norm=edge_norm)
+    return cls(space, C=C, N=N, num_classes=num_classes, partial_channels=partial_channels, edge_norm=edge_norm,
+               alpha_init_std=alpha_init_std, alpha_init_mean=alpha_init_mean)

@@ -83,12 +83,12 @@ def test_darts_one_hot_equals_discrete_cell(space: str) -> None:
 
 @pytest.mark.parametrize("space,K", itertools.product(SPACES, (1, 4)))
 def test_shapes_every_space(space: str, K: int) -> None:
-    model = Supernet(space, C=8, N=1 if SPACES[space].skeleton == "nb201" else 3, num_classes=7,
-                     partial_channels=K)
-    kinds = ("normal",) if space == "nb201" else ("normal", "reduce")
+    nb201 = SPACES[space].skeleton == "nb201"
+    model = Supernet(space, C=8, N=1 if nb201 else 3, num_classes=7, partial_channels=K)
+    kinds = ("normal",) if nb201 else ("normal", "reduce")
     assert tuple(model.alphas) == kinds
-    E = 6 if space == "nb201" else 14
-    M = {"nb201": 5, "darts": 8, "darts-nonone": 7, "s1": 2, "s2": 2, "s3": 3, "s4": 2}[space]
+    E = 6 if nb201 else 14
+    M = {"nb201": 5, "darts": 8, "darts-nonone": 7, "s1": 2, "s2": 2, "s3": 3, "s4": 2, "nb201-3op": 3}[space]
     for k in kinds:
         assert model.alphas[k].shape == (E, M)
         assert (model.alphas[k].abs() < 0.01).all()  # 1e-3·N(0,1) init
@@ -134,11 +134,11 @@ def test_partial_channels_k1_equals_plain_and_gamma_scales_edges(space: str) -> 
     assert torch.allclose(pc(x, w), plain(x, scaled), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("space,K", [("nb201", 1), ("darts", 1), ("darts-nonone", 1), ("s1", 1), ("s2", 1), ("s3", 1), ("s4", 1),
-                                     ("nb201", 2), ("darts", 2)])
+@pytest.mark.parametrize("space,K", [("nb201", 1), ("darts", 1), ("darts-nonone", 1), ("s1", 1), ("s2", 1), ("s3", 1),
+                                     ("s4", 1), ("nb201", 2), ("darts", 2), ("nb201-3op", 1)])
 def test_fast_supernet_matches_reference(space: str, K: int) -> None:
     """Same outputs and gradients (w and α) as the readable supernet, float64."""
-    N = 2 if space == "nb201" else 3
+    N = 2 if SPACES[space].skeleton == "nb201" else 3
     torch.manual_seed(0)
     ref = Supernet(space, C=4, N=N, partial_channels=K).double()
     torch.manual_seed(0)
