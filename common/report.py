@@ -93,17 +93,60 @@ class Run:
         return "finished" if self.finished else f"unfinished ({self.epochs_done}/{self.args.get('epochs', '?')} epochs)"
 
 
-def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
-    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else script + key fields."""
+def method_label(args: dict[str, Any]) -> str:
+    """The method's short name (a key of PAPER where one fits) from a run's args.json."""
+    script = str(args.get("script", "run"))
+    pc = (args.get("partial_channels") or 1) > 1
+    if script == "edd_darts":
+        if args.get("backbone") == "gdas":
+            return "ETS-GDAS"
+        if args.get("schedule") == "pcd":
+            return "PCD"
+        name = "EDD-PC-DARTS" if pc else "EDD-DARTS"
+        return name + (" (clip)" if args.get("clip_alpha") else "")
+    if script == "aer_darts":
+        base = {"darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS"}.get(
+            str(args.get("backbone")), str(args.get("backbone")))
+        base = "PC-" + base if pc else base
+        plain = args.get("lam") == 0 or (args.get("lam") is None and args.get("lam_neg") == 0 == args.get("lam_pos"))
+        return base if plain else f"{base}-AER"
+    if script == "sp_darts":
+        return "SP-DARTS"
+    if script == "sa_darts":
+        reg = args.get("reg")
+        if reg == "beta":
+            return "beta-DARTS"
+        if reg == "none":
+            return "PC-DARTS" if pc else "DARTS"
+        return "SAC-DARTS" if pc else "SA-DARTS"
+    if script == "darts":
+        return "DARTS-V1"
+    return script
+
+
+def _given_label(run_path: str | Path, args: dict[str, Any]) -> str | None:
+    """args["label"], else the `<label>` of a `<label>/<dataset>/seed<k>` layout, else None."""
     if args.get("label"):
         return str(args["label"])
     parts = Path(run_path).parts
     if len(parts) >= 3 and _SEED_DIR.fullmatch(parts[-1]) and parts[-2] == args.get("dataset", parts[-2]):
         return LABEL_DIRS.get(parts[-3], parts[-3])
-    keys = [f"{'K' if k == 'partial_channels' else k}={args[k]}" for k in KEY_FIELDS
-            if args.get(k) is not None and not (k == "partial_channels" and args[k] == 1)]
-    script = str(args.get("script", "run"))
-    return f"{script}({','.join(keys)})" if keys else script
+    return None
+
+
+def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
+    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else `method_label`."""
+    return _given_label(run_path, args) or method_label(args)
+
+
+def _split_same_labels(runs: list[Run]) -> None:
+    """Direct runs (no given label) sharing a method label but differing in a key field get the differing
+    fields appended, e.g. `EDD-DARTS (lam=0.12)`, so that they are not averaged as seeds of one setting."""
+    direct = [r for r in runs if _given_label(r.path, r.args) is None]
+    for (label,), group in _groups(direct, lambda r: (r.label,)).items():
+        differ = [k for k in KEY_FIELDS if len({str(r.args.get(k)) for r in group}) > 1]
+        for r in group if differ else []:
+            r.label = f"{label} ({', '.join(f'{k}={r.args.get(k)}' for k in differ)})"
 
 
 def _read_json(path: Path) -> Any:
@@ -140,6 +183,7 @@ def collect_runs(root: str | Path) -> list[Run]:
         result = _read_json(path / "result.json") if (path / "result.json").is_file() else None
         runs.append(Run(path, label_of(path, args), args,
                         _read_metrics(path / "metrics.jsonl"), result, isinstance(result, dict)))
+    _split_same_labels(runs)
     order = {label: i for i, label in enumerate(PAPER)}
     runs.sort(key=lambda r: (order.get(r.label, len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
     return runs
@@ -269,6 +313,51 @@ def unfinished_list(runs: Sequence[Run]) -> str:
     lines = [f"- {r.label} / {r.dataset} / seed {r.args.get('seed', '?')}: {r.status} — `{r.path}`"
              for r in runs if not r.finished]
     return "\n".join(lines) if lines else "None."
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def run_summary(result: dict[str, Any], args: dict[str, Any], run_dir: str | Path, session_s: float) -> str:
+    """The lines a finished search ends with: cell, NB201 numbers beside the paper's, time, where its files are."""
+    label, dataset = method_label(args), str(args.get("dataset"))
+    final = result.get("final") or {}
+    lines = [f"search finished: {label} ({args.get('script')}), {SPACE_NAMES.get(str(args.get('space')), args.get('space'))} "
+             f"on {DATASET_NAMES.get(dataset, dataset)}, seed {args.get('seed')}, {result.get('epochs')} epochs",
+             f"  derived {'cell' if isinstance(result.get('genotype'), str) else 'genotype'}: "
+             f"{short_genotype(result.get('genotype'))}"]
+    if result.get("param_count"):
+        lines.append(f"  parameters at evaluation size: {result['param_count'] / 1e6:.2f} M")
+    nb201 = result.get("nb201")
+    if nb201:
+        paper = PAPER.get(label) if dataset == "cifar10" else None
+        cells = []
+        for column, head in zip(NB201_COLUMNS, NB201_HEADERS):
+            v = _num(nb201.get(column))
+            cells.append(f"{head} {v:.2f}" if math.isfinite(v) else f"{head} — (not in the table)")
+            if column == "cifar10_test" and paper:
+                cells[-1] += f" (paper, {label}: {paper})"
+        lines += ["  NB201 200-epoch accuracy of this cell (%): " + "; ".join(cells[:2]),
+                  "      " + "; ".join(cells[2:])]
+    elif args.get("space") == "nb201":
+        lines.append("  NB201 lookup off (--nb201 none): no accuracies")
+    if final:
+        lines.append(f"  last epoch: supernet train {_num(final.get('train_acc')):.1f}%, valid "
+                     f"{_num(final.get('valid_acc')):.1f}%; discretized net {_num(final.get('discrete_valid_acc')):.1f}%; "
+                     f"H {_num(final.get('op_entropy_mean')):.3f}")
+    lines += [f"  time: {_duration(_num(result.get('wall_time_s')))} of search epochs (all sessions), "
+              f"{_duration(session_s)} this session; device {result.get('device')}",
+              f"  run directory: {run_dir} (result.json, metrics.jsonl, log.txt, checkpoint.pt, args.json)",
+              "  C10/C100 = CIFAR-10/100, IN16 = ImageNet16-120 (NB201's valid/test splits); discretized net =",
+              "  the derived cell, one-hot, with the supernet's weights, on the valid half; H = mean edge entropy",
+              "  of the op weights the method used (nats; uniform over M ops = ln M)"]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- plots

@@ -59,6 +59,12 @@ class NonFiniteLoss(RunError):
     code = 3
 
 
+class RunFinished(RunError):
+    """`--resume` on a finished run: said on stdout, exit 0, nothing written."""
+
+    code = 0
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed random, numpy, torch (CPU and CUDA); deterministic cuDNN unless asked otherwise."""
     random.seed(seed)
@@ -124,6 +130,14 @@ class RunDir:
             raise RunError(f"cannot create run directory {self.path}: {err.strerror}") from None
         self.checkpoint = self.path / "checkpoint.pt"
         self.metrics = self.path / "metrics.jsonl"
+        self.log_file = self.path / "log.txt"
+
+    def log(self, text: str) -> None:
+        """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
+        print(text, flush=True)
+        if not _is_stdout(self.log_file):
+            with self.log_file.open("a") as f:
+                f.write(text + "\n")
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():
@@ -146,6 +160,26 @@ class RunDir:
         tmp = self.metrics.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(r, default=_jsonable) + "\n" for r in records))
         os.replace(tmp, self.metrics)
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether stdout already writes to `path` (run_all.sh sends a run's output to its log.txt)."""
+    try:
+        return path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), path.stat())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (pytest capture, closed)
+        return False
+
+
+def finished_run(out: str | Path, epochs: int) -> str | None:
+    """The one-line answer for `--resume` on a run whose result.json covers `epochs` epochs, else None."""
+    try:
+        result = json.loads((Path(out) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("epochs") != epochs:
+        return None
+    return (f"{out} holds a finished run ({epochs} of {epochs} epochs, result.json); nothing to resume, "
+            "nothing changed")
 
 
 def _load_table(path: str | None):
@@ -172,11 +206,15 @@ class SearchRun:
                  script: str | None = None) -> None:
         from common.config import script_name
         self.cfg = cfg
+        self.script = script or script_name()
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
-        out = cfg.out or f"runs/{script or script_name()}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        out = cfg.out or f"runs/{self.script}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        if cfg.resume and (done := finished_run(out, cfg.epochs)):
+            raise RunFinished(done)
+        self._start_time = time.perf_counter()
         self.table = _load_table(cfg.nb201)  # a missing table fails now, not after hours
         if Path(out).exists() and not Path(out).is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
@@ -203,8 +241,12 @@ class SearchRun:
         self.records: list[dict[str, Any]] = []
         if checkpoint is not None:
             self._restore(checkpoint)
+            self.dir.log(f"resuming from epoch {self.start_epoch + 1} of {cfg.epochs} ({self.start_epoch} done; "
+                         f"checkpoint {self.dir.checkpoint})")
         else:
-            write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": script or script_name(),
+            self.dir.log(f"search: {self.script}, {cfg.space} on {cfg.dataset}, {cfg.epochs} epochs, "
+                         f"seed {cfg.seed}, {self.device}; run directory {self.dir.path}")
+            write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
                                                      "argv": sys.argv, "torch": torch.__version__})
         self.epoch = self.start_epoch
         self._reset_trackers()
@@ -274,7 +316,7 @@ class SearchRun:
         cfg = self.cfg
         valid_iter = iter(self.valid_loader)
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, dynamic_ncols=True)
+                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for x_t, y_t in bar:
             try:
                 x_v, y_v = next(valid_iter)
@@ -402,12 +444,7 @@ class SearchRun:
             "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
             "method_state": self.method_state, "metrics": self.records, "rng": rng_state()})
         self.dir.write_metrics(self.records)
-        if cfg.progress:
-            acc = record["nb201"]["cifar10_test"] if record["nb201"] else None
-            print(f"epoch {record['epoch']}/{cfg.epochs}  train {record['train_acc']:.1f}%  "
-                  f"valid {record['valid_acc']:.1f}%  discrete {record['discrete_valid_acc']:.1f}%  "
-                  f"H {record['op_entropy_mean']:.3f}" + (f"  NB201 C10 test {acc:.2f}" if acc else ""),
-                  file=sys.stderr)
+        self.dir.log(epoch_line(record, cfg.epochs))  # whatever --progress says
         self._reset_trackers()
         return record
 
@@ -423,13 +460,28 @@ class SearchRun:
             "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
             "final": self.records[-1] if self.records else None, **(extra or {})}
         write_json(self.dir.path / "result.json", result)
+        from common.report import run_summary
+        self.dir.log(run_summary(result, {**config_dict(self.cfg), "script": self.script}, self.dir.path,
+                                 time.perf_counter() - self._start_time))
         return result
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
+    """The plain per-epoch log line (H: mean edge entropy of the op weights used, nats)."""
+    nb201 = record.get("nb201") or {}
+    acc = nb201.get("cifar10_test")
+    return (f"epoch {record['epoch']}/{epochs}  train {record['train_acc']:.1f}%  valid {record['valid_acc']:.1f}%  "
+            f"discrete {record['discrete_valid_acc']:.1f}%  H {record['op_entropy_mean']:.3f}"
+            + (f"  NB201 C10 test {acc:.2f}" if acc is not None else "") + f"  ({record['time']:.1f} s)")
 
 
 def main_guard(main: Callable[[], Any]) -> None:
     """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit."""
     try:
         main()
+    except RunFinished as done:  # --resume on a finished run: not an error
+        print(done)
+        sys.exit(0)
     except (RunError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(getattr(err, "code", 2))

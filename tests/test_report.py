@@ -115,10 +115,10 @@ def test_label_precedence() -> None:
     assert label_of(layout, {**args, "label": "mine"}) == "mine"
     assert label_of(layout, args) == "EDD-DARTS (clip)"
     assert label_of(Path("runs/new-idea/cifar10/seed0"), args) == "new-idea"  # unknown dir: kept as is
-    assert label_of(Path("runs/sa-darts/cifar100/seed0"), args) == "sa_darts(reg=sa,K=4)"  # dataset differs
-    assert label_of(Path("runs/x/cifar10/last"), args) == "sa_darts(reg=sa,K=4)"
-    assert label_of(Path("x"), {"script": "sa_darts", "reg": "sa", "partial_channels": 1}) == "sa_darts(reg=sa)"
-    assert label_of(Path("x"), {"script": "darts"}) == "darts"
+    assert label_of(Path("runs/sa-darts/cifar100/seed0"), args) == "SAC-DARTS"  # dataset differs: method name
+    assert label_of(Path("runs/x/cifar10/last"), args) == "SAC-DARTS"
+    assert label_of(Path("x"), {"script": "sa_darts", "reg": "sa", "partial_channels": 1}) == "SA-DARTS"
+    assert label_of(Path("x"), {"script": "darts"}) == "DARTS-V1"
     assert set(LABEL_DIRS.values()) == set(PAPER)
     assert all(" " not in d and "(" not in d for d in LABEL_DIRS)
 
@@ -239,6 +239,7 @@ def test_real_tiny_run(tmp_path: Path, shared_data: Path, nb201_csv: Path, capsy
                       progress=False, device="cpu")
     cfg.resolve()
     result = search(cfg)
+    capsys.readouterr()  # the search's own log lines and summary
     main([str(tmp_path)])
     printed = capsys.readouterr().out
     text = (tmp_path / "report" / "results.md").read_text()
@@ -249,3 +250,11 @@ def test_real_tiny_run(tmp_path: Path, shared_data: Path, nb201_csv: Path, capsy
     assert "CIFAR-10 subset (64 images per half) — NOT a paper reproduction" in text and "2 of 2" in text
     for name in ("entropy.png", "discrete_acc.png", "alpha_evolution.png"):
         assert_png(tmp_path / "report" / name)
+
+
+def test_direct_runs_get_the_method_name_and_only_differing_fields(tmp_path: Path) -> None:
+    for name, lam in (("a", 0.06), ("b", 0.06), ("c", 0.12)):
+        make_run(tmp_path / name, script="edd_darts", backbone="darts", schedule="edd", lam=lam)
+    make_run(tmp_path / "d", script="sp_darts")
+    labels = sorted({r.label for r in collect_runs(tmp_path)})
+    assert labels == ["EDD-DARTS (lam=0.06)", "EDD-DARTS (lam=0.12)", "SP-DARTS"]

@@ -1,0 +1,86 @@
+"""Issue 20, "first hour": plain log and summary, resume messages, labels, help, presets, run_all.sh."""
+from __future__ import annotations
+
+import collections.abc
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.report import PAPER, method_label
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--space", "nb201", "--limit-train", "64", "--C", "4", "--N", "1", "--batch-size", "16",
+        "--eval-images", "32", "--device", "cpu", "--epochs", "2"]
+
+
+def _run(*args: str, stdout=subprocess.PIPE, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_log_lines_summary_and_resume_messages(shared_data, nb201_csv, tmp_path) -> None:
+    out = tmp_path / "run"
+    common = ["-m", "common.baseline", *TINY, "--data-dir", str(shared_data), "--nb201", str(nb201_csv),
+              "--out", str(out)]
+    # 1. progress on (the default) but stderr is not a terminal: no bars, one plain line per epoch on stdout
+    first = _run(*common, "--debug-nan-step", "4")  # 32 images / 16 = 2 steps per epoch: NaN in epoch 2 (+1)
+    assert first.returncode == 3, first.stderr
+    assert "it/s" not in first.stderr and "\r" not in first.stderr  # no tqdm bar in a file
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("search: darts, nb201 on cifar10, 2 epochs") and str(out) in lines[0]
+    assert lines[1].startswith("epoch 1/2  train ") and " H 1.60" in lines[1] and "NB201 C10 test" in lines[1]
+    assert (out / "log.txt").read_text().splitlines() == lines  # the same lines in the run directory
+    # 2. resume speaks; stdout sent to log.txt itself (run_all.sh) does not double the lines
+    with (out / "log.txt").open("a") as log:
+        second = _run(*common, "--resume", stdout=log)
+    assert second.returncode == 0, second.stderr
+    log = (out / "log.txt").read_text().splitlines()
+    assert log[:2] == lines  # history kept (appended)
+    assert log[2] == f"resuming from epoch 2 of 2 (1 done; checkpoint {out / 'checkpoint.pt'})"
+    assert log[3].startswith("epoch 2/2  ") and sum(line.startswith("epoch 2/2") for line in log) == 1
+    summary = "\n".join(log[4:])
+    result = json.loads((out / "result.json").read_text())
+    assert log[4].startswith("search finished: DARTS-V1 (darts), NB201 on CIFAR-10, seed 0, 2 epochs")
+    assert f"derived cell: {result['genotype']}" in summary
+    assert f"C10 test {result['nb201']['cifar10_test']:.2f} (paper, DARTS-V1: {PAPER['DARTS-V1']})" in summary
+    assert f"IN16 test {result['nb201']['imagenet16_test']:.2f}" in summary
+    assert f"run directory: {out}" in summary and "H = mean edge entropy" in summary
+    # 3. --resume on a finished run: says so, exit 0, changes nothing
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    third = _run(*common, "--resume")
+    assert third.returncode == 0 and "finished run (2 of 2 epochs" in third.stdout and "nothing changed" in third.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("script,args,label", [
+    ("edd_darts", {"backbone": "darts", "schedule": "edd"}, "EDD-DARTS"),
+    ("edd_darts", {"backbone": "darts", "schedule": "edd", "clip_alpha": 5.0}, "EDD-DARTS (clip)"),
+    ("edd_darts", {"backbone": "darts", "schedule": "pcd"}, "PCD"),
+    ("edd_darts", {"backbone": "gdas", "schedule": "ets"}, "ETS-GDAS"),
+    ("aer_darts", {"backbone": "darts-v2", "lam_neg": -0.2, "lam_pos": 0.2, "lam": None}, "DARTS-V2-AER"),
+    ("aer_darts", {"backbone": "gdas", "lam_neg": 0.0, "lam_pos": 0.0, "lam": None}, "GDAS"),
+    ("sp_darts", {}, "SP-DARTS"),
+    ("sa_darts", {"reg": "sa", "partial_channels": 4}, "SAC-DARTS"),
+    ("sa_darts", {"reg": "beta"}, "beta-DARTS"),
+    ("darts", {}, "DARTS-V1"),
+])
+def test_method_label_is_the_papers_name(script, args, label) -> None:
+    assert method_label({"script": script, "partial_channels": 1, **args}) == label
+    assert label in PAPER  # so the summary and the report can put the paper's number beside it
+
+
+def test_parametrize_argvalues_are_collections() -> None:
+    """pytest 9.1 warns (PytestRemovedIn10Warning), pytest 10 fails, on a non-Collection argvalues."""
+    bad = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        module = importlib.import_module(path.stem)
+        for name, obj in vars(module).items():
+            for mark in getattr(obj, "pytestmark", []):
+                if mark.name == "parametrize" and not isinstance(mark.args[1], collections.abc.Collection):
+                    bad.append(f"{path.name}::{name}")
+    assert not bad, f"parametrize argvalues must be a list/tuple: {bad}"
