@@ -58,6 +58,12 @@ SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "s1": "S1", "s2": "S2",
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
              "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
              "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
+QUICK_NOTE = (
+    "**Tiny runs (`--limit-train`, e.g. `run_all.sh --quick`).** They show that search, derivation, NB201 "
+    "lookup and report run end to end, and that each method's mechanism acted (its schedule values in "
+    "metrics.jsonl: temperature, λ, p, α statistics; quick PCD runs without its warm-up, quick EDD-clip "
+    "with a clip the gradients reach). They cannot rank methods: a few steps move α by about 1e-3, so the "
+    "derived cells and their NB201 numbers are close to random draws.")
 _SEED_DIR = re.compile(r"seed\d+")
 
 
@@ -241,10 +247,13 @@ def header(runs: Sequence[Run]) -> str:
     done = sum(r.finished for r in runs)
     hardware = _counts([_device(r) for r in runs if r.finished]) or "no finished run"
     epochs = _counts([f"{r.epochs_done} of {r.args.get('epochs', '?')}" for r in runs])
-    return "\n".join([f"Run directories: {len(runs)} ({done} finished, {len(runs) - done} unfinished).", "",
-                      f"- Data: {_counts([data_description(r.args) for r in runs])}",
-                      f"- Hardware (result.json `device`): {hardware}",
-                      f"- Epochs actually run (of those asked for): {epochs}"])
+    lines = [f"Run directories: {len(runs)} ({done} finished, {len(runs) - done} unfinished).", "",
+             f"- Data: {_counts([data_description(r.args) for r in runs])}",
+             f"- Hardware (result.json `device`): {hardware}",
+             f"- Epochs actually run (of those asked for): {epochs}"]
+    if any(r.args.get("limit_train") for r in runs):
+        lines += ["", QUICK_NOTE]
+    return "\n".join(lines)
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -84,3 +84,46 @@ def test_parametrize_argvalues_are_collections() -> None:
                 if mark.name == "parametrize" and not isinstance(mark.args[1], collections.abc.Collection):
                     bad.append(f"{path.name}::{name}")
     assert not bad, f"parametrize argvalues must be a list/tuple: {bad}"
+
+
+def _run_all(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_run_all_help_is_usage_only() -> None:
+    proc = _run_all("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("The commands behind the README's results table")
+    assert "set -e" not in proc.stdout and 'cd "$(dirname' not in proc.stdout and "options: --runs DIR" in proc.stdout
+
+
+def test_run_all_dry_run_writes_nothing_and_quotes_a_space(tmp_path) -> None:
+    runs = tmp_path / "my runs" / "quick"
+    proc = _run_all("--quick", "--dry-run", "--runs", str(runs), "--datasets", "cifar10", "--spaces", "nb201")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "my runs").exists()  # no folder, no jobs.txt
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 14  # the NB201 entries on CIFAR-10, one seed
+    import shlex
+    for line in lines:
+        argv = shlex.split(line)
+        out = Path(argv[argv.index("--out") + 1])
+        assert out.parents[3] == runs and out.name == "seed0"
+
+
+def test_quick_runs_exercise_each_mechanism() -> None:
+    """PCD decays within the 2 quick epochs; EDD's α clip sits below the measured quick |grad α| (2-5)."""
+    import shlex
+
+    from common.config import build_parser
+    from edd_darts import EDDConfig, decays_after
+    lines = _run_all("--quick", "--dry-run", "--runs", "/nonexistent/q", "--only", "pcd|edd-darts-clip",
+                     "--datasets", "cifar10", "--spaces", "nb201").stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        argv = shlex.split(line)[2:]  # drop "python3 edd_darts.py"
+        cfg = EDDConfig(**vars(build_parser(EDDConfig).parse_args(argv)))
+        cfg.resolve()
+        assert any(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # a decay reaches training
+        if "--clip-alpha" in argv:
+            assert cfg.clip_alpha <= 2.0

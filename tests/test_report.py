@@ -258,3 +258,10 @@ def test_direct_runs_get_the_method_name_and_only_differing_fields(tmp_path: Pat
     make_run(tmp_path / "d", script="sp_darts")
     labels = sorted({r.label for r in collect_runs(tmp_path)})
     assert labels == ["EDD-DARTS (lam=0.06)", "EDD-DARTS (lam=0.12)", "SP-DARTS"]
+
+
+def test_tiny_runs_say_what_they_can_and_cannot_show(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", limit_train=128)
+    assert "cannot rank methods" in header(collect_runs(tmp_path))
+    make_run(tmp_path / "b" / "c")
+    assert "cannot rank methods" not in header(collect_runs(tmp_path / "b"))
