@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from common.data import DATASETS
@@ -43,7 +44,10 @@ class SearchConfig:
     space: str = arg("nb201", "search space", choices=tuple(SPACES))
     dataset: str = arg("cifar10", "search dataset", choices=DATASETS)
     data_dir: str = arg("./data", "folder holding cifar-10-batches-py/, cifar-100-python/, ImageNet16/")
-    nb201: str | None = arg(None, "NAS-Bench-201 table: compact CSV or the official .pth (enables lookups)")
+    nb201: str | None = arg("auto", "NAS-Bench-201 table for the per-epoch lookup of the derived cell: auto "
+                                    "(on --space nb201 the table shipped in the package, without the "
+                                    "imagenet16_valid column), a compact CSV (.csv, .csv.gz), the official "
+                                    ".pth, or none (off)")
     epochs: int = arg(50, "search epochs")
     batch_size: int = arg(64, "batch size (w and α steps)")
     C: int = arg(16, "initial channels of the supernet")
@@ -82,6 +86,8 @@ class SearchConfig:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
+        if self.nb201 == "auto":  # the packaged table (common/nb201.PACKAGED_TABLE, tools/pack_nb201.py)
+            self.nb201 = str(Path(__file__).with_name("nb201_200ep.csv.gz")) if self.space == "nb201" else None
         for name in ("epochs", "batch_size", "C", "N", "partial_channels"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")

@@ -349,7 +349,7 @@ def run_summary(result: dict[str, Any], args: dict[str, Any], run_dir: str | Pat
         cells = []
         for column, head in zip(NB201_COLUMNS, NB201_HEADERS):
             v = _num(nb201.get(column))
-            cells.append(f"{head} {v:.2f}" if math.isfinite(v) else f"{head} — (not in the table)")
+            cells.append(f"{head} {v:.2f}" if math.isfinite(v) else f"{head} — (not in this table)")
             if column == "cifar10_test" and paper:
                 cells[-1] += f" (paper, {label}: {paper})"
         lines += ["  NB201 200-epoch accuracy of this cell (%): " + "; ".join(cells[:2]),

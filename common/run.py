@@ -411,8 +411,8 @@ class SearchRun:
 
     def nb201_lookup(self, genotype: str | Genotype) -> dict[str, float] | None:
         if self.table is None or not isinstance(genotype, str):
-            return None
-        return self.table.query(genotype)
+            return None  # a column the table lacks (the packaged one: imagenet16_valid) → null, not NaN
+        return {k: v if math.isfinite(v) else None for k, v in self.table.query(genotype).items()}
 
     def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None) -> dict:
         """Measure, log one metrics record, checkpoint. `used_weights`: the op weights the method used."""

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import collections.abc
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from common.baseline import DartsConfig
+from common.config import parse_config
+from common.nb201 import COLUMNS, PACKAGED_TABLE, NB201Table
 from common.report import PAPER, method_label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +28,9 @@ def _run(*args: str, stdout=subprocess.PIPE, timeout: int = 300) -> subprocess.C
 
 
 @pytest.mark.slow
-def test_log_lines_summary_and_resume_messages(shared_data, nb201_csv, tmp_path) -> None:
+def test_log_lines_summary_and_resume_messages(shared_data, tmp_path) -> None:
     out = tmp_path / "run"
-    common = ["-m", "common.baseline", *TINY, "--data-dir", str(shared_data), "--nb201", str(nb201_csv),
-              "--out", str(out)]
+    common = ["-m", "common.baseline", *TINY, "--data-dir", str(shared_data), "--out", str(out)]  # packaged NB201
     # 1. progress on (the default) but stderr is not a terminal: no bars, one plain line per epoch on stdout
     first = _run(*common, "--debug-nan-step", "4")  # 32 images / 16 = 2 steps per epoch: NaN in epoch 2 (+1)
     assert first.returncode == 3, first.stderr
@@ -49,6 +53,7 @@ def test_log_lines_summary_and_resume_messages(shared_data, nb201_csv, tmp_path)
     assert f"derived cell: {result['genotype']}" in summary
     assert f"C10 test {result['nb201']['cifar10_test']:.2f} (paper, DARTS-V1: {PAPER['DARTS-V1']})" in summary
     assert f"IN16 test {result['nb201']['imagenet16_test']:.2f}" in summary
+    assert result["nb201"]["imagenet16_valid"] is None and "IN16 valid — (not in this table)" in summary
     assert f"run directory: {out}" in summary and "H = mean edge entropy" in summary
     # 3. --resume on a finished run: says so, exit 0, changes nothing
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -127,3 +132,32 @@ def test_quick_runs_exercise_each_mechanism() -> None:
         assert any(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # a decay reaches training
         if "--clip-alpha" in argv:
             assert cfg.clip_alpha <= 2.0
+
+
+def test_packaged_nb201_table_is_the_shared_csv_without_imagenet16_valid(nb201_csv) -> None:
+    packaged, full = NB201Table.load(PACKAGED_TABLE), NB201Table.load(nb201_csv)
+    assert len(packaged) == len(full) == 15625 and packaged.arch_strs == full.arch_strs
+    for column in COLUMNS:
+        if column == "imagenet16_valid":  # reconstructed (±0.03) in the shared copy: left out
+            assert np.isnan(packaged.column(column)).all()
+        else:
+            assert np.array_equal(packaged.column(column), full.column(column)), column
+
+
+def test_pack_script_rebuilds_the_shipped_file_byte_for_byte(nb201_csv, tmp_path) -> None:
+    spec = importlib.util.spec_from_file_location("pack_nb201", ROOT / "tools" / "pack_nb201.py")
+    pack_nb201 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack_nb201)
+    assert pack_nb201.pack(nb201_csv, tmp_path / "t.csv.gz") == 15625
+    assert (tmp_path / "t.csv.gz").read_bytes() == PACKAGED_TABLE.read_bytes()
+    assert 250_000 < PACKAGED_TABLE.stat().st_size < 450_000
+
+
+@pytest.mark.parametrize("argv,table", [
+    ([], str(PACKAGED_TABLE)),  # default on --space nb201
+    (["--space", "darts"], None),  # no NB201 cell to look up
+    (["--nb201", "none"], None),
+    (["--nb201", "my.pth"], "my.pth"),
+])
+def test_nb201_table_defaults_to_the_packaged_one(argv, table) -> None:
+    assert parse_config(DartsConfig, argv).nb201 == table
