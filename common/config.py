@@ -12,7 +12,9 @@ by the config's `resolve()`; its help says so, and `args.json` records the value
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import re
 import sys
 import types
 import typing
@@ -21,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.data import DATASETS
-from common.spaces import SPACES
+from common.spaces import DATASETS, SPACES  # torch-free: --help never imports torch
 
 
 def arg(default: Any, help: str, choices: Sequence[Any] | None = None) -> Any:
@@ -69,7 +70,8 @@ class SearchConfig:
     partial_channels: int = arg(1, "K of PC-DARTS: mixed ops see 1/K of the channels, with edge "
                                    "normalisation (1: off)")
     exclude_none: bool = arg(False, "NB201 derivation: skip `none` in the per-edge argmax")
-    loader: str = arg("auto", "data path: device-resident (default on CUDA) or torch DataLoader",
+    loader: str = arg("auto", "data path: auto (device-resident on CUDA, else torch), device (the split "
+                              "kept on the device), torch (a DataLoader)",
                       choices=("auto", "device", "torch"))
     eval_images: int = arg(10000, "images of the valid half used for the per-epoch discretized-net "
                                   "accuracy (0: all)")
@@ -79,7 +81,8 @@ class SearchConfig:
     cuda_graphs: bool = arg(False, "capture each epoch's bilevel step in a CUDA graph and replay it (CUDA "
                                    "only; GDAS backbones stay eager; see common/graphs.py)")
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
-    progress: bool = arg(True, "tqdm progress bars")
+    progress: bool = arg(True, "tqdm progress bars (shown only when stderr is a terminal; the per-epoch line "
+                               "is printed and written to log.txt either way)")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
 
     def resolve(self) -> None:
@@ -103,15 +106,27 @@ class SearchConfig:
 C = TypeVar("C", bound=SearchConfig)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help; the script's docstring keeps its layout."""
-
-
 class _Parser(argparse.ArgumentParser):
     """Errors as one line on stderr (`prog: error: ...`), without argparse's usage block."""
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One `--flag`: what build_parser needs of a config field."""
+
+    name: str
+    kind: type
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None
+
+
+#: Flags whose meaning differs between the four scripts (their help says so).
+PER_SCRIPT_FLAGS = ("warmup", "lam", "backbone")
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -130,23 +145,134 @@ def _parse_optional(kind: type):
     return parse
 
 
+def _flags(cls: type) -> list[_Flag]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append(_Flag(f.name, *_base_type(hints[f.name]), default, f.metadata.get("help", ""),
+                         f.metadata.get("choices")))
+    return out
+
+
+def _help(flag: _Flag) -> str:
+    """The field's help with one default: its own words if it names one, else on/off/the value."""
+    text = flag.help
+    if flag.name in PER_SCRIPT_FLAGS:
+        text += f" [--{flag.name.replace('_', '-')} means something different in each script: this is its meaning here]"
+    if "default" in flag.help.lower() or (flag.default is None or flag.default is False) and re.search(r"\boff\b", flag.help):
+        return text.replace("%", "%%")  # the help already names the default
+    shown = {None: "off", False: "off", True: "on"}.get(flag.default, flag.default) \
+        if isinstance(flag.default, (bool, type(None))) else flag.default
+    return f"{text} (default: {shown})".replace("%", "%%")
+
+
+def _parser(flags: Sequence[_Flag], description: str | None) -> argparse.ArgumentParser:
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in flags:
+        flag = "--" + f.name.replace("_", "-")
+        if f.kind is bool:
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            action.help = _help(f)  # set after: BooleanOptionalAction appends its own "(default: …)"
+        else:
+            parser.add_argument(flag, type=_parse_optional(f.kind) if f.optional else f.kind, default=f.default,
+                                choices=f.choices, help=_help(f), dest=f.name)
+    return parser
+
+
 def build_parser(cls: type[C], description: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with one `--flag` per dataclass field."""
-    parser = _Parser(description=description, formatter_class=_HelpFormatter)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind, optional = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_ = f.metadata.get("help", "")
-        if default is None and "default" not in help_:
-            help_ += " (default depends on other flags; args.json records the value used)"
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
-        else:
-            parser.add_argument(flag, type=_parse_optional(kind) if optional else kind, default=default,
-                                choices=f.metadata.get("choices"), help=help_, dest=f.name)
-    return parser
+    return _parser(_flags(cls), description)
+
+
+# --------------------------------------------------------------------------- --help without torch
+class _NotStatic(Exception):
+    """The script's config cannot be read without running the script (any non-literal `arg(...)`)."""
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Name) and node.id in consts:  # a module-level literal constant (BACKBONES)
+        return consts[node.id]
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise _NotStatic from None
+
+
+def _static_flag(stmt: ast.AnnAssign, consts: dict[str, Any]) -> _Flag:
+    parts = [p.strip() for p in ast.unparse(stmt.annotation).split("|")]
+    kinds = [p for p in parts if p != "None"]
+    call = stmt.value
+    if len(kinds) != 1 or kinds[0] not in _TYPES or not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                                                          and call.func.id == "arg"):
+        raise _NotStatic
+    values = [_literal(a, consts) for a in call.args]
+    keywords = {k.arg: _literal(k.value, consts) for k in call.keywords}
+    values += [keywords.pop(k) for k in ("default", "help", "choices")[len(values):] if k in keywords]
+    if keywords or len(values) < 2:
+        raise _NotStatic
+    choices = values[2] if len(values) > 2 else None
+    return _Flag(stmt.target.id, _TYPES[kinds[0]], "None" in parts, values[0], values[1],  # type: ignore[union-attr]
+                 tuple(choices) if choices else None)
+
+
+def _static_parser(path: str | Path) -> argparse.ArgumentParser:
+    """The parser `main()` of the script at `path` builds, read from its source without importing it.
+
+    Raises:
+        _NotStatic: where the source does anything else than `parse_config(Cls, argv, description=__doc__)`
+            with fields `name: type = arg(<literals>)` over `SearchConfig`.
+    """
+    tree = ast.parse(Path(path).read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    consts = {}
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            try:
+                consts[n.targets[0].id] = ast.literal_eval(n.value)
+            except ValueError:
+                pass
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+             and n.func.id == "parse_config"]
+    if len(calls) != 1 or not calls[0].args or not isinstance(calls[0].args[0], ast.Name):
+        raise _NotStatic
+    keywords = {k.arg: k.value for k in calls[0].keywords}
+    doc = keywords.pop("description", None)
+    if keywords or len(calls[0].args) > 2 or not (doc is None or isinstance(doc, ast.Name) and doc.id == "__doc__"):
+        raise _NotStatic
+
+    def flags(name: str) -> dict[str, _Flag]:
+        if name == "SearchConfig":
+            return {f.name: f for f in _flags(SearchConfig)}
+        node = classes.get(name)
+        if node is None or len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
+            raise _NotStatic
+        out = flags(node.bases[0].id)
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                out[stmt.target.id] = _static_flag(stmt, consts)  # a redefined field keeps its place (dataclasses)
+        return out
+    description = ast.get_docstring(tree, clean=False) if doc is not None else None
+    return _parser(list(flags(calls[0].args[0].id).values()), description)
+
+
+def answer_help_early(module: str, path: str) -> None:
+    """`--help` for the script at `path`, before its own imports (torch: 1-2 s here, ~10 s cold).
+
+    Call it first thing in a script: `answer_help_early(__name__, __file__)`. It does nothing when the
+    module is imported, when -h/--help is not asked for, or when the config cannot be read statically
+    (then the normal parser answers, after the imports; tests/test_first_hour.py checks every script).
+    """
+    if module != "__main__" or not {"-h", "--help"} & set(sys.argv[1:]):
+        return
+    try:
+        parser = _static_parser(path)
+    except (_NotStatic, OSError, SyntaxError):
+        return
+    parser.parse_args()  # prints the help (or a usage error met first, as the full parser would) and exits
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: str | None = None) -> C:

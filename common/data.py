@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic")
+from common.spaces import DATASETS  # defined there, torch-free, for the argument parser
+
 NUM_CLASSES: dict[str, int] = {
     "cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet16-120": 120, "synthetic": 10,
 }

@@ -161,3 +161,50 @@ def test_pack_script_rebuilds_the_shipped_file_byte_for_byte(nb201_csv, tmp_path
 ])
 def test_nb201_table_defaults_to_the_packaged_one(argv, table) -> None:
     assert parse_config(DartsConfig, argv).nb201 == table
+
+
+SCRIPTS = {"edd_darts.py": ("edd_darts", "EDDConfig"), "aer_darts.py": ("aer_darts", "AERConfig"),
+           "sp_darts.py": ("sp_darts", "SPConfig"), "sa_darts.py": ("sa_darts", "SAConfig"),
+           "common/baseline.py": ("common.baseline", "DartsConfig")}
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys
+out = {}
+for path in sys.argv[1:]:
+    sys.argv = [path.rsplit("/", 1)[-1], "--help"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit:
+            pass
+    out[path] = buf.getvalue()
+print(json.dumps({"help": out, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_help_is_answered_without_torch_and_equals_the_full_parser(monkeypatch) -> None:
+    from common.config import build_parser
+    env = {**__import__("os").environ, "COLUMNS": "100"}
+    proc = subprocess.run([sys.executable, "-c", HELP_DRIVER, *SCRIPTS], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["torch"] is False  # --help of every script imported no torch
+    monkeypatch.setenv("COLUMNS", "100")
+    for path, (module, cls) in SCRIPTS.items():
+        mod = importlib.import_module(module)
+        parser = build_parser(getattr(mod, cls), mod.__doc__)
+        parser.prog = path.rsplit("/", 1)[-1]
+        assert got["help"][path] == parser.format_help(), path  # the static reading is the real parser
+
+
+@pytest.mark.parametrize("path", list(SCRIPTS))
+def test_help_gives_one_default_per_flag(path) -> None:
+    module, cls = SCRIPTS[path]
+    from common.config import build_parser
+    mod = importlib.import_module(module)
+    for action in build_parser(getattr(mod, cls))._actions[1:]:
+        text = action.help
+        assert "(default: None)" not in text and "depends on other flags" not in text, text
+        assert text.count("(default:") <= 1 and not ("(default:" in text and "default" in text.split("(default:")[0])
+        assert action.dest not in ("warmup", "lam", "backbone") or "different in each script" in text
