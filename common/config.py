@@ -38,6 +38,14 @@ class ConfigError(ValueError):
     """A bad option value: reported as one line, exit code 2."""
 
 
+#: --preset NAME → flag values (used for every flag not given on the command line).
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"C": 4, "limit_train": 256, "batch_size": 32, "epochs": 2, "eval_images": 128},
+}
+#: Cells of the smoke preset per skeleton (NB201: cells per stage; DARTS: total cells).
+SMOKE_CELLS = {"nb201": 1, "darts": 3}
+
+
 @dataclass
 class SearchConfig:
     """Flags every search script shares (METHODS.md §1 defaults: NB201's DARTS code)."""
@@ -84,6 +92,8 @@ class SearchConfig:
     progress: bool = arg(True, "tqdm progress bars (shown only when stderr is a terminal; the per-epoch line "
                                "is printed and written to log.txt either way)")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
+    preset: str | None = arg(None, "smoke: a one-minute CPU search (C 4, N 1 on NB201 / 3 cells, 256 images per "
+                                   "half, batch 32, 2 epochs); flags given explicitly win", choices=tuple(PRESETS))
 
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
@@ -279,12 +289,26 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
     """Parse `argv` (default sys.argv[1:]) into `cls`, then `resolve()` it. Exits 2 on a bad value."""
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
+    if ns.preset:
+        _apply_preset(ns, sys.argv[1:] if argv is None else argv)
     cfg = cls(**vars(ns))
     try:
         cfg.resolve()
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     return cfg
+
+
+def _apply_preset(ns: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Set the preset's values on `ns`, except for flags given in `argv` (`--flag`, `--flag=…`, `--no-flag`)."""
+    given = {a.split("=", 1)[0].removeprefix("--no-").removeprefix("--").replace("-", "_")
+             for a in argv if a.startswith("--")}
+    values = dict(PRESETS[ns.preset])
+    if ns.preset == "smoke":
+        values["N"] = SMOKE_CELLS[SPACES[ns.space].skeleton]
+    for name, value in values.items():
+        if name not in given:
+            setattr(ns, name, value)
 
 
 def config_dict(cfg: SearchConfig) -> dict[str, Any]:

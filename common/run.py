@@ -249,6 +249,8 @@ class SearchRun:
             write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
                                                      "argv": sys.argv, "torch": torch.__version__})
         self.epoch = self.start_epoch
+        self._step_clock: float | None = 0.0  # None once the CPU cost has been measured
+        self._step_times: list[float] = []
         self._reset_trackers()
 
     # ------------------------------------------------------------------ set-up
@@ -315,6 +317,7 @@ class SearchRun:
         from tqdm import tqdm
         cfg = self.cfg
         valid_iter = iter(self.valid_loader)
+        self._step_clock = time.perf_counter() if self._step_clock is not None else None
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for x_t, y_t in bar:
@@ -328,10 +331,25 @@ class SearchRun:
             yield x_t, y_t, x_v, y_v
             self.global_step += 1
             self.step_in_epoch += 1
+            self._time_cpu_step()
             if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
                 self.check_finite()
                 if cfg.progress:
                     bar.set_postfix(self.running_means(), refresh=False)
+
+    def _time_cpu_step(self) -> None:
+        """On CPU, time the first steps and say once, up front, what the whole search will cost here."""
+        if self.device.type != "cpu" or self.cfg.preset or self._step_clock is None:
+            return
+        now = time.perf_counter()
+        self._step_times.append(now - self._step_clock)
+        self._step_clock = now
+        if len(self._step_times) == CPU_STEPS_TIMED:
+            step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
+            left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
+            if (note := cpu_cost_note(step_s, left)) is not None:
+                self.dir.log(note)
+            self._step_clock = None
 
     def step(self, bilevel: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]],
              x_t: Tensor, y_t: Tensor, x_v: Tensor, y_v: Tensor, key: Hashable = None,
@@ -464,6 +482,20 @@ class SearchRun:
         self.dir.log(run_summary(result, {**config_dict(self.cfg), "script": self.script}, self.dir.path,
                                  time.perf_counter() - self._start_time))
         return result
+
+
+CPU_STEPS_TIMED = 3  # the first is warm-up; the median of the others is the step time
+CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than this
+
+
+def cpu_cost_note(step_s: float, steps_left: int) -> str | None:
+    """"about N h on this CPU" from a measured step time, when the search is long; else None."""
+    total = step_s * steps_left
+    if total < CPU_NOTE_FROM_S:
+        return None
+    size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    return (f"note: a step takes {step_s:.2f} s on this CPU (measured); the {steps_left:,} steps left take about "
+            f"{size} here, without the per-epoch evaluation; use a GPU or --preset smoke")
 
 
 def epoch_line(record: Mapping[str, Any], epochs: int) -> str:

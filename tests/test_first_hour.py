@@ -208,3 +208,37 @@ def test_help_gives_one_default_per_flag(path) -> None:
         assert "(default: None)" not in text and "depends on other flags" not in text, text
         assert text.count("(default:") <= 1 and not ("(default:" in text and "default" in text.split("(default:")[0])
         assert action.dest not in ("warmup", "lam", "backbone") or "different in each script" in text
+
+
+@pytest.mark.parametrize("path", list(SCRIPTS))
+def test_preset_smoke_on_every_script_and_explicit_flags_win(path) -> None:
+    module, cls = SCRIPTS[path]
+    config = getattr(importlib.import_module(module), cls)
+    cfg = parse_config(config, ["--preset", "smoke"])
+    assert (cfg.C, cfg.N, cfg.epochs, cfg.limit_train, cfg.batch_size) == (4, 1, 2, 256, 32)
+    cfg = parse_config(config, ["--preset", "smoke", "--space", "darts", "--epochs=3", "--C", "8"])
+    assert (cfg.C, cfg.N, cfg.epochs, cfg.limit_train) == (8, 3, 3, 256)
+
+
+def test_cpu_cost_note_is_measured_and_said_up_front(shared_data, tmp_path) -> None:
+    """A long CPU search says what it will cost after its first steps (here 4 steps/epoch × 20,000 epochs)."""
+    import re
+    import time
+    cmd = [sys.executable, "-m", "common.baseline", *TINY[:-2], "--batch-size", "16", "--epochs", "20000",
+           "--data-dir", str(shared_data), "--nb201", "none", "--out", str(tmp_path / "o")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines, start = [], time.time()
+    try:
+        while time.time() - start < 240 and not any(line.startswith(("note: ", "epoch 1/")) for line in lines):
+            lines.append(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+    note = next(line for line in lines if line.startswith("note: "))
+    step_s, steps, size, unit = re.fullmatch(
+        r"note: a step takes ([\d.]+) s on this CPU \(measured\); the ([\d,]+) steps left take about ([\d.]+) "
+        r"(h|min) here, without the per-epoch evaluation; use a GPU or --preset smoke\n", note).groups()
+    assert int(steps.replace(",", "")) == 4 * 20000 - 3  # 64 images / batch 16, three steps timed
+    seconds = float(size) * (3600 if unit == "h" else 60)
+    assert seconds == pytest.approx(float(step_s) * 79997, rel=0.05, abs=0.06 * 3600)
+    assert note.rstrip("\n") in (tmp_path / "o" / "log.txt").read_text()
