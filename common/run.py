@@ -256,6 +256,10 @@ class SearchRun:
     # ------------------------------------------------------------------ set-up
     def _build_data(self) -> None:
         cfg = self.cfg
+        if cfg.dataset != "synthetic" and not Path(cfg.data_dir).is_dir() and cfg.data_dir != SearchConfig.data_dir:
+            raise RunError(f"--data-dir {cfg.data_dir} does not exist (nothing created): it is the folder holding "
+                           "cifar-10-batches-py/, cifar-100-python/ or ImageNet16/ (beside this clone: --data-dir "
+                           f"../shared/data); to download CIFAR there, create it first (mkdir -p {cfg.data_dir})")
         try:
             (x_t, y_t), (x_v, y_v) = search_split(cfg.dataset, cfg.data_dir, cfg.limit_train)
         except DataError as err:

@@ -242,3 +242,42 @@ def test_cpu_cost_note_is_measured_and_said_up_front(shared_data, tmp_path) -> N
     seconds = float(size) * (3600 if unit == "h" else 60)
     assert seconds == pytest.approx(float(step_s) * 79997, rel=0.05, abs=0.06 * 3600)
     assert note.rstrip("\n") in (tmp_path / "o" / "log.txt").read_text()
+
+
+def test_wrong_data_dir_is_not_created(tmp_path) -> None:
+    from common.baseline import DartsConfig
+    from common.run import RunError, SearchRun
+    cfg = DartsConfig(data_dir=str(tmp_path / "typo" / "data"), out=str(tmp_path / "o"), device="cpu")
+    cfg.resolve()
+    with pytest.raises(RunError, match="does not exist.*../shared/data"):
+        SearchRun(cfg)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "o").exists()
+
+
+def test_missing_dataset_tries_one_brief_download_and_leaves_no_folder(tmp_path, monkeypatch) -> None:
+    import socket
+    import time
+
+    import torchvision.datasets as tvd
+
+    from common import data
+    from common.data import DataError, load_arrays
+    monkeypatch.setattr(data, "DNS_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(30))  # an offline resolver's wait
+    start = time.time()
+    with pytest.raises(DataError, match="did not resolve within 0.5 s"):
+        load_arrays("cifar10", tmp_path / "new" / "data")
+    assert time.time() - start < 5 and not (tmp_path / "new").exists()
+    calls = []
+
+    def fail(root, **kwargs):  # resolves, then the download itself fails part-way
+        calls.append(root)
+        Path(root).mkdir(parents=True)  # as torchvision does
+        (Path(root) / "cifar-10-python.tar.gz").write_bytes(b"partial")
+        raise OSError("connection reset")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [])
+    monkeypatch.setattr(tvd, "CIFAR10", fail)
+    (tmp_path / "new").mkdir()
+    with pytest.raises(DataError, match="connection reset"):
+        load_arrays("cifar10", tmp_path / "new" / "data")
+    assert len(calls) == 1 and (tmp_path / "new").is_dir() and not (tmp_path / "new" / "data").exists()
