@@ -5,7 +5,8 @@
 Every folder under RUNS_DIR that holds an `args.json` is a run (written by `common.run.SearchRun`);
 it is finished when it also holds `result.json`. The method label of a run is, in this order, an
 explicit `label` in args.json, the `<label>` of a `RUNS_DIR/.../<label>/<dataset>/seed<k>/` layout
-(directory names of run_all.sh, mapped by `LABEL_DIRS`), or the script name with its key fields.
+(directory names of run_all.sh, mapped by `LABEL_DIRS`), or the method's name from args.json
+(`method_label`; direct runs of one method that differ in a key field get that field appended).
 
 Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
   * a header naming the data (JPEG copy / subset wording), the hardware and the epochs actually run;
@@ -13,12 +14,13 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
     of the six NB201 accuracies, the paper's CIFAR-10 test number beside ours, search time, device;
   * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
-and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
-label), `discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
-over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
-(SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
-space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
-without data is skipped with a note in results.md.
+and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band; up to four labels
+share one axes with the legend outside, more get a panel each with the others in grey behind),
+`discrete_acc.png` (discrete_valid_acc, the same way), `alpha_evolution.png` (softmax(α) per edge of
+one run over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
+(SA-DARTS's α mean/median/std per epoch). The headline plots are of NB201 / CIFAR-10 runs (or the first
+space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png`,
+`alpha_evolution_<space>_<dataset>.png` etc. A plot without data is skipped with a note in results.md.
 """
 from __future__ import annotations
 
@@ -393,7 +395,7 @@ def _palette(runs: Sequence[Run]) -> dict[str, tuple[Any, str]]:
     """(colour, line style) per legend text, the same for a method in every plot."""
     import matplotlib.pyplot as plt
     names = list(dict.fromkeys(r.label for r in runs))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    cmap = plt.get_cmap("tab10")  # strong colours; past ten, the line style tells methods apart
     styles = ("-", "--", "-.", ":")
     return {n: (cmap(i % cmap.N), styles[(i // cmap.N) % len(styles)]) for i, n in enumerate(names)}
 
@@ -425,23 +427,52 @@ def _style_epoch_axis(ax: Any, xlabel: str = "search epoch") -> None:
     ax.grid(alpha=0.3)
 
 
+#: Up to this many curves share one axes (legend outside); more get a panel each (small multiples).
+MAX_CURVES_PER_AXES = 4
+
+
 def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Path, ymin: float | None,
                 palette: dict[str, tuple[Any, str]]) -> bool:
+    """One curve per label: on one axes with the legend outside when few, else a panel per label (the
+    others drawn thin and grey behind it, same axes everywhere) so that no curve hides another."""
     import matplotlib.pyplot as plt
     series = curves(runs, key)
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name, per_epoch in series.items():
-        _plot_band(ax, per_epoch, name, palette.get(name, ("C0", "-")))
-    ax.set(ylabel=ylabel, title=title)
-    _style_epoch_axis(ax)
+    names = list(series)
+    if len(names) <= MAX_CURVES_PER_AXES:
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        for name in names:
+            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
+        ax.set(ylabel=ylabel, title=title)
+        _style_epoch_axis(ax)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        axes = [ax]
+    else:
+        cols = 4 if len(names) <= 16 else 5
+        rows = math.ceil(len(names) / cols)
+        fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows + 1.0), sharex=True, sharey=True,
+                                 squeeze=False)
+        axes = list(grid.flat)
+        for ax, name in zip(axes, names):
+            for other in names:
+                if other != name:
+                    epochs = sorted(series[other])
+                    ax.plot(epochs, [np.mean(series[other][e]) for e in epochs], color="0.8", lw=0.8, zorder=1)
+            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
+            ax.set_title(name, fontsize=9)
+            _style_epoch_axis(ax, "")
+        for i, ax in enumerate(axes[len(names):], start=len(names)):
+            ax.axis("off")
+            axes[i - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
+        fig.suptitle(title + "\n(each panel one method in colour, the others in grey)", fontsize=11)
+        fig.supxlabel("search epoch", fontsize=9)
+        fig.supylabel(ylabel, fontsize=9)
     if ymin is not None:
-        top = max(ax.get_ylim()[1], ymin + 1e-3)
-        ax.set_ylim(ymin, top + 0.05 * (top - ymin))
-    ax.legend(fontsize=8, loc="best", ncol=2 if len(series) > 7 else 1)
+        top = max(axes[0].get_ylim()[1], ymin + 1e-3)
+        axes[0].set_ylim(ymin, top + 0.05 * (top - ymin))  # shared: sets every panel
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -479,9 +510,9 @@ def _alpha_plot(run: Run, path: Path) -> str:
         title = (f"final softmax(α) per edge — {run.label}, seed {run.args.get('seed', '?')} "
                  "(no per-epoch α recorded)")
     n_edges, n_ops = w.shape[1], w.shape[2]
-    cols = min(n_edges, 7 if n_edges > 8 else 3)
+    cols = min(n_edges, 4 if n_edges > 8 else 3)  # DARTS: 14 edges in 4 × 4 panels of readable size
     rows = math.ceil(n_edges / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 1.0), sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for e, ax in enumerate(axes.flat):
         if e >= n_edges:
@@ -506,9 +537,12 @@ def _alpha_plot(run: Run, path: Path) -> str:
             ax.legend(fontsize=6)
     if per_epoch and space is not None and len(set(space.edge_ops[kind])) == 1:
         handles, names = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
+        if n_edges < axes.size:  # in the first empty panel, beside the curves
+            axes.flat[n_edges].legend(handles, names, loc="center", fontsize=9, title="op")
+        else:
+            fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
     fig.suptitle(title + f" [{kind} cell, {run.space}]", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.06 if n_edges == axes.size else 0, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return title
@@ -566,16 +600,20 @@ def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path |
             group, key, ylabel, f"{title} — {where}\n(mean over seeds, min–max band)", path, ymin, palette)]
         if not any(p in written for p in paths):
             notes.append(f"`{stem}.png` skipped: no run has `{key}` in metrics.jsonl.")
-    chosen = _alpha_run(runs, alpha_run)
-    if chosen is None:
-        notes.append("`alpha_evolution.png` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
-                     if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
-    elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
-        notes.append(f"`alpha_evolution.png` skipped: run {chosen.path} has no α recorded.")
-    else:
-        title = _alpha_plot(chosen, out / "alpha_evolution.png")
-        written.append(out / "alpha_evolution.png")
-        notes.append(f"`alpha_evolution.png`: {title}; run `{chosen.path}`.")
+    # α of one run: the headline from the NB201 / CIFAR-10 group (or --alpha-run), one per other group
+    for suffix, _, group in (groups if alpha_run is None else [("", "", runs)]):
+        name = f"alpha_evolution{suffix}.png"
+        chosen = _alpha_run(group, alpha_run)
+        if chosen is None:
+            if not suffix:
+                notes.append(f"`{name}` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
+                             if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
+        elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
+            notes.append(f"`{name}` skipped: run {chosen.path} has no α recorded.")
+        else:
+            title = _alpha_plot(chosen, out / name)
+            written.append(out / name)
+            notes.append(f"`{name}`: {title}; run `{chosen.path}`.")
     paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]
     written += [path for path, (_, where, group) in zip(paths, groups)
                 if _alpha_stats_plot(group, path, where, palette)]
