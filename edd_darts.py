@@ -117,6 +117,10 @@ NB201 C=16 N=5 on the 5,170-image CIFAR-10 subset, H100): after 6 epochs the tem
 """
 from __future__ import annotations
 
+from common.config import answer_help_early
+
+answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
+
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass

@@ -5,6 +5,8 @@
 #   bash run_all.sh --gpus 0,1 --per-gpu 4   # fan out: 4 searches at a time on each GPU, from one queue
 #   bash run_all.sh --slurm               # write and submit an sbatch job array instead
 #   bash run_all.sh --quick               # every entry on the CIFAR-10/100 subsets, tiny config (CPU, minutes)
+#                                         # (checks the pipeline and that each mechanism acts; says nothing
+#                                         #  about accuracy: see quick_flags below)
 #   bash run_all.sh --only 'sa-darts|sp-darts' --spaces nb201 --datasets cifar10 --dry-run
 #
 # Runs land in RUNS/<space>/<label>/<dataset>/seed<k>/. Re-running skips finished runs (result.json)
@@ -28,8 +30,10 @@ QUICK=0
 DRY=0
 EXTRA=()
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --dry-run -- EXTRA FLAGS"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --dry-run -- EXTRA FLAGS"; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
+q() { printf '%q ' "$@" | sed 's/ $//'; }  # shell-quote (paths with spaces survive `bash -c`)
+out_of() { local -a a; eval "a=($1)"; local i; for ((i = 0; i < ${#a[@]}; i++)); do [ "${a[i]}" = --out ] && echo "${a[i + 1]}"; done; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -118,9 +122,13 @@ DARTS_ENTRIES=(
   "sac-darts|sa_darts.py --reg sa --partial-channels 4"
 )
 
-quick_flags() {  # $1 = space, $2 = script
+quick_flags() {  # $1 = space, $2 = label. Tiny and 2 epochs, so each method's mechanism must act at once:
   local f="--limit-train 128 --C 4 --batch-size 32 --eval-images 64 --epochs 2"
   case "$1" in nb201*) f="$f --N 1" ;; *) f="$f --N 3" ;; esac
+  case "$2" in
+    pcd) f="$f --warmup 0" ;;              # a warm-up of 20 would leave PCD plain DARTS for both epochs
+    edd-darts-clip) f="$f --clip-alpha 1" ;;  # |grad α| is 0.02-0.04 at t = 1 and 2-5 at epoch 2's t = 0.008
+  esac                                     # (measured on this config): clip 5 would act on 1 step of 8
   echo "$f"
 }
 
@@ -160,10 +168,10 @@ for space in $SPACES; do
       for seed in $(seeds_for "$label" "$space"); do
         out="$RUNS/$space/$label/$dataset/seed$seed"
         space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
-        line="$PY $cmd $space_flag --dataset $dataset --seed $seed --data-dir $DATA_DIR --out $out --resume --no-progress"
-        [ -n "$NB201" ] && [[ "$space" == nb201* ]] && line="$line --nb201 $NB201"
-        [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space")"
-        [ "${#EXTRA[@]}" -gt 0 ] && line="$line ${EXTRA[*]}"
+        line="$PY $cmd${space_flag:+ $space_flag} --dataset $dataset --seed $seed --data-dir $(q "$DATA_DIR") --out $(q "$out") --resume --no-progress"
+        [ -n "$NB201" ] && [[ "$space" == nb201* ]] && line="$line --nb201 $(q "$NB201")"
+        [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space" "$label")"
+        [ "${#EXTRA[@]}" -gt 0 ] && line="$line $(q "${EXTRA[@]}")"
         JOBS+=("$out|$line")
       done
     done
@@ -171,22 +179,27 @@ for space in $SPACES; do
 done
 [ "${#JOBS[@]}" -gt 0 ] || die "no entry matches --only '$ONLY' / --spaces '$SPACES' / --datasets '$DATASETS'"
 
-mkdir -p "$RUNS"
-JOBFILE="$RUNS/jobs.txt"
-: > "$JOBFILE"
-todo=0
+TODO=()
 for job in "${JOBS[@]}"; do
   out=${job%%|*}; line=${job#*|}
   if [ -f "$out/result.json" ]; then continue; fi   # finished: skip
-  echo "$line" >> "$JOBFILE"; todo=$((todo + 1))
+  TODO+=("$line")
 done
+todo=${#TODO[@]}
+if [ "$DRY" = 1 ]; then  # print only: nothing is created or written
+  echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); dry run, nothing written" >&2
+  [ "$todo" = 0 ] || printf '%s\n' "${TODO[@]}"
+  exit 0
+fi
+mkdir -p "$RUNS"
+JOBFILE="$RUNS/jobs.txt"
+if [ "$todo" = 0 ]; then : > "$JOBFILE"; else printf '%s\n' "${TODO[@]}" > "$JOBFILE"; fi
 echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); list in $JOBFILE" >&2
-[ "$DRY" = 1 ] && { cat "$JOBFILE"; exit 0; }
 [ "$todo" = 0 ] && exit 0
 
 run_one() {  # $1 = command line; the run's stdout/stderr go to <out>/log.txt
   local line=$1 out
-  out=$(sed -E 's/.* --out ([^ ]+).*/\1/' <<<"$line")
+  out=$(out_of "$line")
   mkdir -p "$out"
   if bash -c "$line" >>"$out/log.txt" 2>&1; then echo "done   $out" >&2; else echo "FAILED $out (see $out/log.txt)" >&2; return 1; fi
 }
@@ -205,7 +218,8 @@ ${SLURM_GRES:+#SBATCH --gres=$SLURM_GRES}
 cd "$PWD"
 line=\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$TASKFILE")
 export OMP_NUM_THREADS=\${OMP_NUM_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}
-out=\$(sed -E 's/.* --out ([^ ]+).*/\1/' <<<"\$line")
+$(declare -f out_of)
+out=\$(out_of "\$line")
 mkdir -p "\$out"
 exec bash -c "\$line" >>"\$out/log.txt" 2>&1
 SBATCH

@@ -17,6 +17,7 @@ always win. `args.json` records `recipe` beside the resolved values.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import math
 import re
@@ -25,10 +26,10 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from common.data import DATASETS
-from common.spaces import SPACES
+from common.spaces import DATASETS, SPACES  # torch-free: --help never imports torch
 
 
 def arg(default: Any, help: str, choices: Sequence[Any] | None = None) -> Any:
@@ -91,6 +92,14 @@ def check_ranges(cfg: Any, ranges: dict[str, tuple[Callable[[Any], bool], str]])
             raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {value})")
 
 
+#: --preset NAME → flag values (used for every flag not given on the command line).
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"C": 4, "limit_train": 256, "batch_size": 32, "epochs": 2, "eval_images": 128},
+}
+#: Cells of the smoke preset per skeleton (NB201: cells per stage; DARTS: total cells).
+SMOKE_CELLS = {"nb201": 1, "darts": 3}
+
+
 @dataclass
 class SearchConfig:
     """Flags every search script shares (METHODS.md §1 defaults: NB201's DARTS code)."""
@@ -98,7 +107,10 @@ class SearchConfig:
     space: str = arg("nb201", "search space", choices=tuple(SPACES))
     dataset: str = arg("cifar10", "search dataset", choices=DATASETS)
     data_dir: str = arg("./data", "folder holding cifar-10-batches-py/, cifar-100-python/, ImageNet16/")
-    nb201: str | None = arg(None, "NAS-Bench-201 table: compact CSV or the official .pth (enables lookups)")
+    nb201: str | None = arg("auto", "NAS-Bench-201 table for the per-epoch lookup of the derived cell: auto "
+                                    "(on --space nb201 the table shipped in the package, without the "
+                                    "imagenet16_valid column), a compact CSV (.csv, .csv.gz), the official "
+                                    ".pth, or none (off)")
     epochs: int = arg(50, "search epochs")
     batch_size: int = arg(64, "batch size (w and α steps)")
     C: int = arg(16, "initial channels of the supernet")
@@ -126,7 +138,8 @@ class SearchConfig:
     derive_decimals: int | None = arg(None, "DARTS-skeleton derivation: rank the weights softmax(α/T) rounded "
                                             "to this many decimals, ties to the later input (the SP authors' "
                                             "genotype(): 4); default None: exact")
-    loader: str = arg("auto", "data path: device-resident (default on CUDA) or torch DataLoader",
+    loader: str = arg("auto", "data path: auto (device-resident on CUDA, else torch), device (the split "
+                              "kept on the device), torch (a DataLoader)",
                       choices=("auto", "device", "torch"))
     eval_images: int = arg(10000, "images of the valid half used for the per-epoch discretized-net "
                                   "accuracy (0: all)")
@@ -136,7 +149,8 @@ class SearchConfig:
     cuda_graphs: bool = arg(False, "capture each epoch's bilevel step in a CUDA graph and replay it (CUDA "
                                    "only; GDAS backbones stay eager; see common/graphs.py)")
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
-    progress: bool = arg(True, "tqdm progress bars")
+    progress: bool = arg(True, "tqdm progress bars (shown only when stderr is a terminal; the per-epoch line "
+                               "is printed and written to log.txt either way)")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
     recipe: str = arg("paper", "paper: the paper's settings (these defaults); authors: every setting of the "
                                "authors' published search script for this space and dataset (the script's "
@@ -146,11 +160,15 @@ class SearchConfig:
                                "clip_grad_norm_(network.parameters()): also α.grad, holding the last α step's "
                                "gradient plus this step's training gradient; α's update is unaffected)",
                           choices=("w", "official"))
+    preset: str | None = arg(None, "smoke: a one-minute CPU search (C 4, N 1 on NB201 / 3 cells, 256 images per "
+                                   "half, batch 32, 2 epochs); flags given explicitly win", choices=tuple(PRESETS))
 
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
+        if self.nb201 == "auto":  # the packaged table (common/nb201.PACKAGED_TABLE, tools/pack_nb201.py)
+            self.nb201 = str(Path(__file__).with_name("nb201_200ep.csv.gz")) if self.space == "nb201" else None
         check_ranges(self, RANGES)
         if not DEVICE_FORM.fullmatch(self.device):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
@@ -189,15 +207,27 @@ def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, A
 C = TypeVar("C", bound=SearchConfig)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help; the script's docstring keeps its layout."""
-
-
 class _Parser(argparse.ArgumentParser):
     """Errors as one line on stderr (`prog: error: ...`), without argparse's usage block."""
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One `--flag`: what build_parser needs of a config field."""
+
+    name: str
+    kind: type
+    optional: bool
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None
+
+
+#: Flags whose meaning differs between the four scripts (their help says so).
+PER_SCRIPT_FLAGS = ("warmup", "lam", "backbone")
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -216,42 +246,169 @@ def _parse_optional(kind: type):
     return parse
 
 
+def _flags(cls: type) -> list[_Flag]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append(_Flag(f.name, *_base_type(hints[f.name]), default, f.metadata.get("help", ""),
+                         f.metadata.get("choices")))
+    return out
+
+
+def _help(flag: _Flag) -> str:
+    """The field's help with one default: its own words if it names one, else on/off/the value."""
+    text = flag.help
+    if flag.name in PER_SCRIPT_FLAGS:
+        text += f" [--{flag.name.replace('_', '-')} means something different in each script: this is its meaning here]"
+    if "default" in flag.help.lower() or (flag.default is None or flag.default is False) and re.search(r"\boff\b", flag.help):
+        return text.replace("%", "%%")  # the help already names the default
+    shown = {None: "off", False: "off", True: "on"}.get(flag.default, flag.default) \
+        if isinstance(flag.default, (bool, type(None))) else flag.default
+    return f"{text} (default: {shown})".replace("%", "%%")
+
+
+def _parser(flags: Sequence[_Flag], description: str | None,
+            suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     argument_default=argparse.SUPPRESS if suppress_defaults else None)
+    for f in flags:
+        flag = "--" + f.name.replace("_", "-")
+        default = argparse.SUPPRESS if suppress_defaults else f.default
+        if f.kind is bool:
+            action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            action.help = _help(f)  # set after: BooleanOptionalAction appends its own "(default: …)"
+        else:
+            parser.add_argument(flag, type=_parse_optional(f.kind) if f.optional else f.kind, default=default,
+                                choices=f.choices, help=_help(f), dest=f.name)
+    return parser
+
+
 def build_parser(cls: type[C], description: str | None = None,
                  suppress_defaults: bool = False) -> argparse.ArgumentParser:
     """An argparse parser with one `--flag` per dataclass field (`suppress_defaults`: the namespace then
     holds only the flags given on the command line)."""
-    parser = _Parser(description=description, formatter_class=_HelpFormatter,
-                     argument_default=argparse.SUPPRESS if suppress_defaults else None)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind, optional = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_ = f.metadata.get("help", "")
-        if default is None and "default" not in help_:
-            help_ += " (default depends on other flags; args.json records the value used)"
-        if suppress_defaults:
-            default = argparse.SUPPRESS
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
-        else:
-            parser.add_argument(flag, type=_parse_optional(kind) if optional else kind, default=default,
-                                choices=f.metadata.get("choices"), help=help_, dest=f.name)
-    return parser
+    return _parser(_flags(cls), description, suppress_defaults)
+
+
+# --------------------------------------------------------------------------- --help without torch
+class _NotStatic(Exception):
+    """The script's config cannot be read without running the script (any non-literal `arg(...)`)."""
+
+
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _literal(node: ast.expr, consts: dict[str, Any]) -> Any:
+    if isinstance(node, ast.Name) and node.id in consts:  # a module-level literal constant (BACKBONES)
+        return consts[node.id]
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise _NotStatic from None
+
+
+def _static_flag(stmt: ast.AnnAssign, consts: dict[str, Any]) -> _Flag:
+    parts = [p.strip() for p in ast.unparse(stmt.annotation).split("|")]
+    kinds = [p for p in parts if p != "None"]
+    call = stmt.value
+    if len(kinds) != 1 or kinds[0] not in _TYPES or not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                                                          and call.func.id == "arg"):
+        raise _NotStatic
+    values = [_literal(a, consts) for a in call.args]
+    keywords = {k.arg: _literal(k.value, consts) for k in call.keywords}
+    values += [keywords.pop(k) for k in ("default", "help", "choices")[len(values):] if k in keywords]
+    if keywords or len(values) < 2:
+        raise _NotStatic
+    choices = values[2] if len(values) > 2 else None
+    return _Flag(stmt.target.id, _TYPES[kinds[0]], "None" in parts, values[0], values[1],  # type: ignore[union-attr]
+                 tuple(choices) if choices else None)
+
+
+def _static_parser(path: str | Path) -> argparse.ArgumentParser:
+    """The parser `main()` of the script at `path` builds, read from its source without importing it.
+
+    Raises:
+        _NotStatic: where the source does anything else than `parse_config(Cls, argv, description=__doc__)`
+            with fields `name: type = arg(<literals>)` over `SearchConfig`.
+    """
+    tree = ast.parse(Path(path).read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    consts = {}
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            try:
+                consts[n.targets[0].id] = ast.literal_eval(n.value)
+            except ValueError:
+                pass
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+             and n.func.id == "parse_config"]
+    if len(calls) != 1 or not calls[0].args or not isinstance(calls[0].args[0], ast.Name):
+        raise _NotStatic
+    keywords = {k.arg: k.value for k in calls[0].keywords}
+    doc = keywords.pop("description", None)
+    if keywords or len(calls[0].args) > 2 or not (doc is None or isinstance(doc, ast.Name) and doc.id == "__doc__"):
+        raise _NotStatic
+
+    def flags(name: str) -> dict[str, _Flag]:
+        if name == "SearchConfig":
+            return {f.name: f for f in _flags(SearchConfig)}
+        node = classes.get(name)
+        if node is None or len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
+            raise _NotStatic
+        out = flags(node.bases[0].id)
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                out[stmt.target.id] = _static_flag(stmt, consts)  # a redefined field keeps its place (dataclasses)
+        return out
+    description = ast.get_docstring(tree, clean=False) if doc is not None else None
+    return _parser(list(flags(calls[0].args[0].id).values()), description)
+
+
+def answer_help_early(module: str, path: str) -> None:
+    """`--help` for the script at `path`, before its own imports (torch: 1-2 s here, ~10 s cold).
+
+    Call it first thing in a script: `answer_help_early(__name__, __file__)`. It does nothing when the
+    module is imported, when -h/--help is not asked for, or when the config cannot be read statically
+    (then the normal parser answers, after the imports; tests/test_first_hour.py checks every script).
+    """
+    if module != "__main__" or not {"-h", "--help"} & set(sys.argv[1:]):
+        return
+    try:
+        parser = _static_parser(path)
+    except (_NotStatic, OSError, SyntaxError):
+        return
+    parser.parse_args()  # prints the help (or a usage error met first, as the full parser would) and exits
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: str | None = None) -> C:
     """Parse `argv` (default sys.argv[1:]) into `cls`, then `resolve()` it. Exits 2 on a bad value."""
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
+    preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if ns.preset else set()
     cfg = cls(**vars(ns))
     explicit = vars(build_parser(cls, description, suppress_defaults=True).parse_args(argv))  # flags given
     try:
-        apply_recipe(cfg, explicit)  # --recipe authors: its values for the fields not given explicitly
+        # --recipe authors: its values for the fields neither given explicitly nor set by --preset
+        apply_recipe(cfg, set(explicit) | preset)
         cfg.resolve()
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     return cfg
+
+
+def _apply_preset(ns: argparse.Namespace, argv: Sequence[str]) -> set[str]:
+    """Set the preset's values on `ns`, except for flags given in `argv` (`--flag`, `--flag=…`, `--no-flag`);
+    returns the names the preset set (a recipe leaves them alone)."""
+    given = {a.split("=", 1)[0].removeprefix("--no-").removeprefix("--").replace("-", "_")
+             for a in argv if a.startswith("--")}
+    values = dict(PRESETS[ns.preset])
+    if ns.preset == "smoke":
+        values["N"] = SMOKE_CELLS[SPACES[ns.space].skeleton]
+    for name, value in values.items():
+        if name not in given:
+            setattr(ns, name, value)
+    return set(values) - given
 
 
 def config_dict(cfg: SearchConfig) -> dict[str, Any]:

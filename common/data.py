@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic")
+from common.spaces import DATASETS  # defined there, torch-free, for the argument parser
+
 NUM_CLASSES: dict[str, int] = {
     "cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet16-120": 120, "synthetic": 10,
 }
@@ -130,21 +131,17 @@ def _load_cifar(name: str, data_dir: Path, train: bool, download: bool) -> tuple
     else:
         folder, url, label_key, classes = data_dir / "cifar-100-python", CIFAR100_URL, "fine_labels", 100
         files = ["train" if train else "test"]
-    missing, why = _missing(folder, files), ""
+    missing, why = _missing(folder, files), ""  # the files first: no network when they are there
     if missing and download:
-        try:  # puts the official layout in place
+        def fetch() -> None:  # puts the official layout in place
             import torchvision.datasets as tvd
-
-            dataset_cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-            dataset_cls(root=str(data_dir), train=train, download=True)
-        except Exception as e:  # noqa: BLE001 — any failure (no network, …) ends in the DataError below
-            why = f" (torchvision download failed: {type(e).__name__}: {_one_line(e)[:200]})"
+            (tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100)(root=str(data_dir), train=train, download=True)
+        why = try_download(fetch, url, data_dir)
         missing = _missing(folder, files)
     if missing:
         raise DataError(
             f"{name}: {', '.join(missing)} not found in {folder}/{why} — download {url} and extract it "
-            f"into {data_dir} (giving {folder.name}/), or run once with network access (torchvision downloads it) "
-            "so torchvision fetches it"
+            f"into {data_dir} (giving {folder.name}/), or run once with network access (torchvision fetches it)"
         )
     parts = [_read_batch(folder / f, label_key, 32, "bytes") for f in files]
     images = np.ascontiguousarray(np.concatenate([p[0] for p in parts]))
@@ -152,6 +149,59 @@ def _load_cifar(name: str, data_dir: Path, train: bool, download: bool) -> tuple
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise DataError(f"{folder}: labels outside 0..{classes - 1} (min {labels.min()}, max {labels.max()})")
     return images, labels
+
+
+DNS_TIMEOUT_S = 3.0  # a host that does not resolve by then: offline (the resolver alone can take ~17 s)
+DOWNLOAD_TIMEOUT_S = 30.0  # socket timeout while downloading (a stalled connection fails, a slow one goes on)
+
+
+def _resolve(host: str, timeout: float) -> None:
+    """socket.getaddrinfo(host) within `timeout` s (it takes no timeout itself: run it in a thread)."""
+    import socket
+    import threading
+    outcome: list[BaseException | None] = []
+
+    def look_up() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err)
+    thread = threading.Thread(target=look_up, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError(f"{host} did not resolve within {timeout:g} s (offline?)")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def try_download(fetch: Any, url: str, data_dir: Path) -> str:
+    """Call `fetch()` once, briefly (host resolved first, `DNS_TIMEOUT_S`; socket timeout while it runs).
+
+    Returns:
+        "" on success, else " (download failed: …)" for the caller's message. A folder the attempt
+        created is removed again on failure, so a wrong path is never left behind.
+    """
+    import shutil
+    import socket
+    from urllib.parse import urlparse
+    created = data_dir.absolute()
+    while not created.parent.exists():  # the topmost folder the download would create
+        created = created.parent
+    created = None if created.exists() else created
+    old = socket.getdefaulttimeout()
+    try:
+        _resolve(urlparse(url).hostname or "", DNS_TIMEOUT_S)
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        fetch()
+        return ""
+    except Exception as e:  # noqa: BLE001 — any failure (no network, …) ends in the caller's DataError
+        if created is not None and created.exists():
+            shutil.rmtree(created, ignore_errors=True)
+        return f" (download failed: {type(e).__name__}: {_one_line(e)[:200]})"
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def _load_svhn(data_dir: Path, train: bool, download: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import math
 import pickle
@@ -57,6 +58,11 @@ OFFICIAL_SOURCES: dict[str, tuple[str, str]] = {
     "imagenet16_test": ("ImageNet16-120", "x-test"),
 }
 ARCH_FORM = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+#: The table shipped in the package (`tools/pack_nb201.py`): all 15,625 architectures, five columns;
+#: `imagenet16_valid` is left out (NaN) because the copy it was built from has it reconstructed (±0.03).
+PACKAGED_TABLE = Path(__file__).with_name("nb201_200ep.csv.gz")
+#: Columns a CSV may leave out (read as NaN).
+OPTIONAL_COLUMNS = ("imagenet16_valid",)
 WHERE_TO_GET = (
     "get the official NAS-Bench-201 file (NAS-Bench-201-v1_1-096897.pth or NAS-Bench-201-v1_0-e61699.pth) "
     "from the NAS-Bench-201 authors (github.com/D-X-Y/NAS-Bench-201), or the compact CSV "
@@ -64,6 +70,7 @@ WHERE_TO_GET = (
 )
 
 _EDGE_RE = re.compile(r"([^~|+]*)~([0-9]+)")
+_ARCH_RE = re.compile(r"\|({0})~0\|\+\|({0})~0\|({0})~1\|\+\|({0})~0\|({0})~1\|({0})~2\|".format("|".join(NB201_OPS)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +93,8 @@ def parse_arch_str(arch_str: str) -> list[str]:
     """
     if not isinstance(arch_str, str):
         raise TypeError(f"NB201 arch string must be a str, got {type(arch_str).__name__}")
+    if match := _ARCH_RE.fullmatch(arch_str):  # the common, valid case in one step (tables: 15,625 rows)
+        return list(match.groups())
 
     def fail(why: str) -> ValueError:
         return ValueError(f"invalid NB201 arch string {arch_str!r}: {why} (expected {ARCH_FORM})")
@@ -278,13 +287,15 @@ class NB201Table:
 
     @classmethod
     def load(cls, path: str | Path) -> NB201Table:
-        """Load by suffix: ``.csv`` → `from_csv`, anything else → `from_official`."""
+        """Load by suffix: ``.csv`` / ``.csv.gz`` → `from_csv`, anything else → `from_official`."""
         path = Path(path)
-        return cls.from_csv(path) if path.suffix.lower() == ".csv" else cls.from_official(path)
+        csv_file = path.name.lower().endswith((".csv", ".csv.gz"))
+        return cls.from_csv(path) if csv_file else cls.from_official(path)
 
     @classmethod
     def from_csv(cls, path: str | Path) -> NB201Table:
-        """Read the compact CSV (``index, arch_str`` + `COLUMNS`, rows in official index order).
+        """Read the compact CSV (``index, arch_str`` + `COLUMNS`, rows in official index order), plain or
+        gzip-compressed (``.gz``); a column of `OPTIONAL_COLUMNS` may be absent (read as NaN).
 
         Raises:
             FileNotFoundError: if the file is missing (the message says where to get it).
@@ -294,20 +305,23 @@ class NB201Table:
         path = _existing(path)
         arch_strs: list[str] = []
         rows: list[list[float]] = []
-        with path.open(newline="") as f:
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        with opener(path, "rt", newline="") as f:
             reader = _csv_rows(f, path)
             header = next(reader, None)
             if header is None:
                 raise ValueError(f"{path}:1: empty file, expected header {','.join(CSV_HEADER)}")
-            missing = [c for c in CSV_HEADER if c not in header]
+            missing = [c for c in CSV_HEADER if c not in header and c not in OPTIONAL_COLUMNS]
             if missing:
                 raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)} in header {header}")
-            pos = [header.index(c) for c in CSV_HEADER]
+            absent = [c for c in OPTIONAL_COLUMNS if c not in header]
+            pos = [(header + absent).index(c) for c in CSV_HEADER]
             for line, fields in enumerate(reader, start=2):
                 if not fields:
                     continue
                 if len(fields) != len(header):
                     raise ValueError(f"{path}:{line}: expected {len(header)} fields, got {len(fields)}")
+                fields = fields + ["nan"] * len(absent)  # absent optional columns: NaN
                 index_s, arch, *nums = (fields[p] for p in pos)
                 if index_s.strip() != str(len(arch_strs)):
                     raise ValueError(f"{path}:{line}: index {index_s!r}, expected {len(arch_strs)} "

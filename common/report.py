@@ -5,7 +5,8 @@
 Every folder under RUNS_DIR that holds an `args.json` is a run (written by `common.run.SearchRun`);
 it is finished when it also holds `result.json`. The method label of a run is, in this order, an
 explicit `label` in args.json, the `<label>` of a `RUNS_DIR/.../<label>/<dataset>/seed<k>/` layout
-(directory names of run_all.sh, mapped by `LABEL_DIRS`), or the script name with its key fields.
+(directory names of run_all.sh, mapped by `LABEL_DIRS`), or the method's name from args.json
+(`method_label`; direct runs of one method that differ in a key field get that field appended).
 
 Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
   * a header naming the data (JPEG copy / subset wording), the hardware and the epochs actually run;
@@ -15,14 +16,15 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
   * in the NB201 table, ranking-fidelity columns τ (a)/(b)/(c) from the runs' fidelity.json
     (`python -m common.fidelity`, `fidelity_cells`);
-and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band, one line per
-label; with the `lpcd`/`lts` rows this is EDD's Fig. 4A), `schedule_entropy.png` (EDD Fig. 2B: entropy
-of softmax(a/t) at the α init along each temperature-scheduled run's t, `init_entropy_at`),
-`discrete_acc.png` (discrete_valid_acc), `alpha_evolution.png` (softmax(α) per edge of one run
-over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
-(SA-DARTS's α mean/median/std per epoch). The curve plots are for NB201 / CIFAR-10 runs (or the first
-space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png` etc. A plot
-without data is skipped with a note in results.md.
+and PNGs: `entropy.png` (op_entropy_mean per epoch, mean over seeds, min-max band; up to four labels
+share one axes with the legend outside, more get a panel each with the others in grey behind),
+`discrete_acc.png` (discrete_valid_acc, the same way), `alpha_evolution.png` (softmax(α) per edge of
+one run over epochs, or its final softmax(α) as bars when no per-epoch α was logged), `sa_alpha_stats.png`
+(SA-DARTS's α mean/median/std per epoch). The headline plots are of NB201 / CIFAR-10 runs (or the first
+space/dataset present); other (space, dataset) pairs get `entropy_<space>_<dataset>.png`,
+`alpha_evolution_<space>_<dataset>.png` etc. A plot without data is skipped with a note in results.md.
+Also `schedule_entropy.png` (EDD Fig. 2B: entropy of softmax(a/t) at the α init along each
+temperature-scheduled run's t, `init_entropy_at`); with the `lpcd`/`lts` rows `entropy.png` is EDD's Fig. 4A.
 """
 from __future__ import annotations
 
@@ -75,6 +77,12 @@ SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "darts-nonone": "DARTS 
 SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
              "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
              "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
+QUICK_NOTE = (
+    "**Tiny runs (`--limit-train`, e.g. `run_all.sh --quick`).** They show that search, derivation, NB201 "
+    "lookup and report run end to end, and that each method's mechanism acted (its schedule values in "
+    "metrics.jsonl: temperature, λ, p, α statistics; quick PCD runs without its warm-up, quick EDD-clip "
+    "with a clip the gradients reach). They cannot rank methods: a few steps move α by about 1e-3, so the "
+    "derived cells and their NB201 numbers are close to random draws.")
 _SEED_DIR = re.compile(r"seed\d+")
 
 
@@ -110,8 +118,39 @@ class Run:
         return "finished" if self.finished else f"unfinished ({self.epochs_done}/{self.args.get('epochs', '?')} epochs)"
 
 
-def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
-    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else script + key fields.
+def method_label(args: dict[str, Any]) -> str:
+    """The method's short name (a key of PAPER where one fits) from a run's args.json."""
+    script = str(args.get("script", "run"))
+    pc = (args.get("partial_channels") or 1) > 1
+    if script == "edd_darts":
+        if args.get("backbone") == "gdas":
+            return "ETS-GDAS"
+        if args.get("schedule") in ("pcd", "lts", "lpcd"):
+            return {"pcd": "PCD", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS"}[args["schedule"]]
+        name = "EDD-PC-DARTS" if pc else "EDD-DARTS"
+        return name + (" (clip)" if args.get("clip_alpha") else "")
+    if script == "aer_darts":
+        base = {"darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS"}.get(
+            str(args.get("backbone")), str(args.get("backbone")))
+        base = "PC-" + base if pc else base
+        plain = args.get("lam") == 0 or (args.get("lam") is None and args.get("lam_neg") == 0 == args.get("lam_pos"))
+        return base if plain else f"{base}-AER"
+    if script == "sp_darts":
+        return "SP-DARTS"
+    if script == "sa_darts":
+        reg = args.get("reg")
+        if reg == "beta":
+            return "beta-DARTS"
+        if reg == "none":
+            return "PC-DARTS" if pc else "DARTS"
+        return "SAC-DARTS" if pc else "SA-DARTS"
+    if script == "darts":
+        return "DARTS-V1"
+    return script
+
+
+def _given_label(run_path: str | Path, args: dict[str, Any]) -> str | None:
+    """args["label"], else the `<label>` of a `<label>/<dataset>/seed<k>` layout, else None.
 
     Recipes (issue 17): a `<label>-paper` folder is `<LABEL> [paper recipe]`; a run with `recipe: authors`
     in args.json gets ` [authors' recipe]`; other runs (the paper recipe, the default) get no suffix.
@@ -124,11 +163,24 @@ def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
         if name.endswith("-paper") and name.removesuffix("-paper") in LABEL_DIRS:
             name, suffix = name.removesuffix("-paper"), RECIPE_SUFFIX["paper"]
         return LABEL_DIRS.get(name, name) + suffix
-    keys = [f"{'K' if k == 'partial_channels' else k}={args[k]}" for k in KEY_FIELDS
-            if args.get(k) is not None and not (k == "partial_channels" and args[k] == 1)]
-    keys += ["recipe=authors"] if args.get("recipe") == "authors" else []
-    script = str(args.get("script", "run"))
-    return f"{script}({','.join(keys)})" if keys else script
+    return None
+
+
+def label_of(run_path: str | Path, args: dict[str, Any]) -> str:
+    """The method label: args["label"], else `<label>/<dataset>/seed<k>` layout, else `method_label`
+    (with ` [authors' recipe]` for a run with `recipe: authors`)."""
+    given = _given_label(run_path, args)
+    if given is not None:
+        return given
+    return method_label(args) + (RECIPE_SUFFIX["authors"] if args.get("recipe") == "authors" else "")
+def _split_same_labels(runs: list[Run]) -> None:
+    """Direct runs (no given label) sharing a method label but differing in a key field get the differing
+    fields appended, e.g. `EDD-DARTS (lam=0.12)`, so that they are not averaged as seeds of one setting."""
+    direct = [r for r in runs if _given_label(r.path, r.args) is None]
+    for (label,), group in _groups(direct, lambda r: (r.label,)).items():
+        differ = [k for k in KEY_FIELDS if len({str(r.args.get(k)) for r in group}) > 1]
+        for r in group if differ else []:
+            r.label = f"{label} ({', '.join(f'{k}={r.args.get(k)}' for k in differ)})"
 
 
 def _read_json(path: Path) -> Any:
@@ -165,6 +217,7 @@ def collect_runs(root: str | Path) -> list[Run]:
         result = _read_json(path / "result.json") if (path / "result.json").is_file() else None
         runs.append(Run(path, label_of(path, args), args,
                         _read_metrics(path / "metrics.jsonl"), result, isinstance(result, dict)))
+    _split_same_labels(runs)
     order = {label: i for i, label in enumerate(PAPER)}
     runs.sort(key=lambda r: (order.get(base_label(r.label), len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
     return runs
@@ -222,10 +275,13 @@ def header(runs: Sequence[Run]) -> str:
     done = sum(r.finished for r in runs)
     hardware = _counts([_device(r) for r in runs if r.finished]) or "no finished run"
     epochs = _counts([f"{r.epochs_done} of {r.args.get('epochs', '?')}" for r in runs])
-    return "\n".join([f"Run directories: {len(runs)} ({done} finished, {len(runs) - done} unfinished).", "",
-                      f"- Data: {_counts([data_description(r.args) for r in runs])}",
-                      f"- Hardware (result.json `device`): {hardware}",
-                      f"- Epochs actually run (of those asked for): {epochs}"])
+    lines = [f"Run directories: {len(runs)} ({done} finished, {len(runs) - done} unfinished).", "",
+             f"- Data: {_counts([data_description(r.args) for r in runs])}",
+             f"- Hardware (result.json `device`): {hardware}",
+             f"- Epochs actually run (of those asked for): {epochs}"]
+    if any(r.args.get("limit_train") for r in runs):
+        lines += ["", QUICK_NOTE]
+    return "\n".join(lines)
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -325,6 +381,51 @@ def unfinished_list(runs: Sequence[Run]) -> str:
     return "\n".join(lines) if lines else "None."
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def run_summary(result: dict[str, Any], args: dict[str, Any], run_dir: str | Path, session_s: float) -> str:
+    """The lines a finished search ends with: cell, NB201 numbers beside the paper's, time, where its files are."""
+    label, dataset = method_label(args), str(args.get("dataset"))
+    final = result.get("final") or {}
+    lines = [f"search finished: {label} ({args.get('script')}), {SPACE_NAMES.get(str(args.get('space')), args.get('space'))} "
+             f"on {DATASET_NAMES.get(dataset, dataset)}, seed {args.get('seed')}, {result.get('epochs')} epochs",
+             f"  derived {'cell' if isinstance(result.get('genotype'), str) else 'genotype'}: "
+             f"{short_genotype(result.get('genotype'))}"]
+    if result.get("param_count"):
+        lines.append(f"  parameters at evaluation size: {result['param_count'] / 1e6:.2f} M")
+    nb201 = result.get("nb201")
+    if nb201:
+        paper = PAPER.get(label) if dataset == "cifar10" else None
+        cells = []
+        for column, head in zip(NB201_COLUMNS, NB201_HEADERS):
+            v = _num(nb201.get(column))
+            cells.append(f"{head} {v:.2f}" if math.isfinite(v) else f"{head} — (not in this table)")
+            if column == "cifar10_test" and paper:
+                cells[-1] += f" (paper, {label}: {paper})"
+        lines += ["  NB201 200-epoch accuracy of this cell (%): " + "; ".join(cells[:2]),
+                  "      " + "; ".join(cells[2:])]
+    elif args.get("space") == "nb201":
+        lines.append("  NB201 lookup off (--nb201 none): no accuracies")
+    if final:
+        lines.append(f"  last epoch: supernet train {_num(final.get('train_acc')):.1f}%, valid "
+                     f"{_num(final.get('valid_acc')):.1f}%; discretized net {_num(final.get('discrete_valid_acc')):.1f}%; "
+                     f"H {_num(final.get('op_entropy_mean')):.3f}")
+    lines += [f"  time: {_duration(_num(result.get('wall_time_s')))} of search epochs (all sessions), "
+              f"{_duration(session_s)} this session; device {result.get('device')}",
+              f"  run directory: {run_dir} (result.json, metrics.jsonl, log.txt, checkpoint.pt, args.json)",
+              "  C10/C100 = CIFAR-10/100, IN16 = ImageNet16-120 (NB201's valid/test splits); discretized net =",
+              "  the derived cell, one-hot, with the supernet's weights, on the valid half; H = mean edge entropy",
+              "  of the op weights the method used (nats; uniform over M ops = ln M)"]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------- plots
 def _curve_key(runs: Sequence[Run]) -> Callable[[Run], str]:
     """Legend text: the label, plus space/dataset where the runs differ in them."""
@@ -349,7 +450,7 @@ def _palette(runs: Sequence[Run]) -> dict[str, tuple[Any, str]]:
     """(colour, line style) per legend text, the same for a method in every plot."""
     import matplotlib.pyplot as plt
     names = list(dict.fromkeys(r.label for r in runs))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    cmap = plt.get_cmap("tab10")  # strong colours; past ten, the line style tells methods apart
     styles = ("-", "--", "-.", ":")
     return {n: (cmap(i % cmap.N), styles[(i // cmap.N) % len(styles)]) for i, n in enumerate(names)}
 
@@ -381,23 +482,52 @@ def _style_epoch_axis(ax: Any, xlabel: str = "search epoch") -> None:
     ax.grid(alpha=0.3)
 
 
+#: Up to this many curves share one axes (legend outside); more get a panel each (small multiples).
+MAX_CURVES_PER_AXES = 4
+
+
 def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Path, ymin: float | None,
                 palette: dict[str, tuple[Any, str]]) -> bool:
+    """One curve per label: on one axes with the legend outside when few, else a panel per label (the
+    others drawn thin and grey behind it, same axes everywhere) so that no curve hides another."""
     import matplotlib.pyplot as plt
     series = curves(runs, key)
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name, per_epoch in series.items():
-        _plot_band(ax, per_epoch, name, palette.get(name, ("C0", "-")))
-    ax.set(ylabel=ylabel, title=title)
-    _style_epoch_axis(ax)
+    names = list(series)
+    if len(names) <= MAX_CURVES_PER_AXES:
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        for name in names:
+            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
+        ax.set(ylabel=ylabel, title=title)
+        _style_epoch_axis(ax)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        axes = [ax]
+    else:
+        cols = 4 if len(names) <= 16 else 5
+        rows = math.ceil(len(names) / cols)
+        fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows + 1.0), sharex=True, sharey=True,
+                                 squeeze=False)
+        axes = list(grid.flat)
+        for ax, name in zip(axes, names):
+            for other in names:
+                if other != name:
+                    epochs = sorted(series[other])
+                    ax.plot(epochs, [np.mean(series[other][e]) for e in epochs], color="0.8", lw=0.8, zorder=1)
+            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
+            ax.set_title(name, fontsize=9)
+            _style_epoch_axis(ax, "")
+        for i, ax in enumerate(axes[len(names):], start=len(names)):
+            ax.axis("off")
+            axes[i - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
+        fig.suptitle(title + "\n(each panel one method in colour, the others in grey)", fontsize=11)
+        fig.supxlabel("search epoch", fontsize=9)
+        fig.supylabel(ylabel, fontsize=9)
     if ymin is not None:
-        top = max(ax.get_ylim()[1], ymin + 1e-3)
-        ax.set_ylim(ymin, top + 0.05 * (top - ymin))
-    ax.legend(fontsize=8, loc="best", ncol=2 if len(series) > 7 else 1)
+        top = max(axes[0].get_ylim()[1], ymin + 1e-3)
+        axes[0].set_ylim(ymin, top + 0.05 * (top - ymin))  # shared: sets every panel
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -435,9 +565,9 @@ def _alpha_plot(run: Run, path: Path) -> str:
         title = (f"final softmax(α) per edge — {run.label}, seed {run.args.get('seed', '?')} "
                  "(no per-epoch α recorded)")
     n_edges, n_ops = w.shape[1], w.shape[2]
-    cols = min(n_edges, 7 if n_edges > 8 else 3)
+    cols = min(n_edges, 4 if n_edges > 8 else 3)  # DARTS: 14 edges in 4 × 4 panels of readable size
     rows = math.ceil(n_edges / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 1.0), sharey=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for e, ax in enumerate(axes.flat):
         if e >= n_edges:
@@ -462,9 +592,12 @@ def _alpha_plot(run: Run, path: Path) -> str:
             ax.legend(fontsize=6)
     if per_epoch and space is not None and len(set(space.edge_ops[kind])) == 1:
         handles, names = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
+        if n_edges < axes.size:  # in the first empty panel, beside the curves
+            axes.flat[n_edges].legend(handles, names, loc="center", fontsize=9, title="op")
+        else:
+            fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
     fig.suptitle(title + f" [{kind} cell, {run.space}]", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.06 if n_edges == axes.size else 0, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return title
@@ -579,16 +712,20 @@ def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path |
             group, key, ylabel, f"{title} — {where}\n(mean over seeds, min–max band)", path, ymin, palette)]
         if not any(p in written for p in paths):
             notes.append(f"`{stem}.png` skipped: no run has `{key}` in metrics.jsonl.")
-    chosen = _alpha_run(runs, alpha_run)
-    if chosen is None:
-        notes.append("`alpha_evolution.png` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
-                     if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
-    elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
-        notes.append(f"`alpha_evolution.png` skipped: run {chosen.path} has no α recorded.")
-    else:
-        title = _alpha_plot(chosen, out / "alpha_evolution.png")
-        written.append(out / "alpha_evolution.png")
-        notes.append(f"`alpha_evolution.png`: {title}; run `{chosen.path}`.")
+    # α of one run: the headline from the NB201 / CIFAR-10 group (or --alpha-run), one per other group
+    for suffix, _, group in (groups if alpha_run is None else [("", "", runs)]):
+        name = f"alpha_evolution{suffix}.png"
+        chosen = _alpha_run(group, alpha_run)
+        if chosen is None:
+            if not suffix:
+                notes.append(f"`{name}` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
+                             if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
+        elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
+            notes.append(f"`{name}` skipped: run {chosen.path} has no α recorded.")
+        else:
+            title = _alpha_plot(chosen, out / name)
+            written.append(out / name)
+            notes.append(f"`{name}`: {title}; run `{chosen.path}`.")
     if _schedule_entropy_runs(groups[0][2] if groups else [], out / "schedule_entropy.png"):  # EDD runs only
         written.append(out / "schedule_entropy.png")
     paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -66,6 +67,12 @@ class RunError(Exception):
 
 class NonFiniteLoss(RunError):
     code = 3
+
+
+class RunFinished(RunError):
+    """`--resume` on a finished run: said on stdout, exit 0, nothing written."""
+
+    code = 0
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -143,6 +150,7 @@ class RunDir:
         self.digests = DigestFile(self.checkpoint)  # checkpoint.pt.sha256
         self.metrics = self.path / "metrics.jsonl"
         self.saved_epoch: int | None = None  # epoch of the checkpoint on disk, once known
+        self.log_file = self.path / "log.txt"
         try:  # one writer per run directory, for the run's life (released by release())
             self.lock: RunLock | None = RunLock(self.path)
         except RunLocked:
@@ -171,6 +179,13 @@ class RunDir:
                                                  if k not in RESUMABLE_CHANGES):
                 found.insert(0, "args.json")
         return found
+
+    def log(self, text: str) -> None:
+        """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
+        print(text, flush=True)
+        if not _is_stdout(self.log_file):
+            with self.log_file.open("a") as f:
+                f.write(text + "\n")
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():
@@ -238,6 +253,26 @@ def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
     return [] if bool(ok.all()) else [k for (k, _), good in zip(named, ok.tolist()) if not good]
 
 
+def _is_stdout(path: Path) -> bool:
+    """Whether stdout already writes to `path` (run_all.sh sends a run's output to its log.txt)."""
+    try:
+        return path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), path.stat())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (pytest capture, closed)
+        return False
+
+
+def finished_run(out: str | Path, epochs: int) -> str | None:
+    """The one-line answer for `--resume` on a run whose result.json covers `epochs` epochs, else None."""
+    try:
+        result = json.loads((Path(out) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("epochs") != epochs:
+        return None
+    return (f"{out} holds a finished run ({epochs} of {epochs} epochs, result.json); nothing to resume, "
+            "nothing changed")
+
+
 def _load_table(path: str | None):
     if not path:
         return None
@@ -265,11 +300,15 @@ class SearchRun:
                  script: str | None = None) -> None:
         from common.config import script_name
         self.cfg = cfg
+        self.script = script or script_name()
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
-        out = cfg.out or f"runs/{script or script_name()}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        out = cfg.out or f"runs/{self.script}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        if cfg.resume and (done := finished_run(out, cfg.epochs)):
+            raise RunFinished(done)
+        self._start_time = time.perf_counter()
         self.table = _load_table(cfg.nb201)  # a missing table fails now, not after hours
         if Path(out).exists() and not Path(out).is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
@@ -301,15 +340,25 @@ class SearchRun:
         self.records: list[dict[str, Any]] = []
         if checkpoint is not None:
             self._restore(checkpoint)
+            self.dir.log(f"resuming from epoch {self.start_epoch + 1} of {cfg.epochs} ({self.start_epoch} done; "
+                         f"checkpoint {self.dir.checkpoint})")
         else:
-            write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": script or script_name(),
+            self.dir.log(f"search: {self.script}, {cfg.space} on {cfg.dataset}, {cfg.epochs} epochs, "
+                         f"seed {cfg.seed}, {self.device}; run directory {self.dir.path}")
+            write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
                                                      "argv": sys.argv, "torch": torch.__version__})
         self.epoch = self.start_epoch
+        self._step_clock: float | None = 0.0  # None once the CPU cost has been measured
+        self._step_times: list[float] = []
         self._reset_trackers()
 
     # ------------------------------------------------------------------ set-up
     def _build_data(self) -> None:
         cfg = self.cfg
+        if cfg.dataset != "synthetic" and not Path(cfg.data_dir).is_dir() and cfg.data_dir != SearchConfig.data_dir:
+            raise RunError(f"--data-dir {cfg.data_dir} does not exist (nothing created): it is the folder holding "
+                           "cifar-10-batches-py/, cifar-100-python/ or ImageNet16/ (beside this clone: --data-dir "
+                           f"../shared/data); to download CIFAR there, create it first (mkdir -p {cfg.data_dir})")
         try:
             (x_t, y_t), (x_v, y_v) = search_split(cfg.dataset, cfg.data_dir, cfg.limit_train)
         except DataError as err:
@@ -385,8 +434,9 @@ class SearchRun:
         from tqdm import tqdm
         cfg = self.cfg
         valid_iter = iter(self.valid_loader)
+        self._step_clock = time.perf_counter() if self._step_clock is not None else None
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, dynamic_ncols=True)
+                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for x_t, y_t in bar:
             try:
                 x_v, y_v = next(valid_iter)
@@ -398,10 +448,25 @@ class SearchRun:
             yield x_t, y_t, x_v, y_v
             self.global_step += 1
             self.step_in_epoch += 1
+            self._time_cpu_step()
             if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
                 self.check_finite()
                 if cfg.progress:
                     bar.set_postfix(self.running_means(), refresh=False)
+
+    def _time_cpu_step(self) -> None:
+        """On CPU, time the first steps and say once, up front, what the whole search will cost here."""
+        if self.device.type != "cpu" or self.cfg.preset or self._step_clock is None:
+            return
+        now = time.perf_counter()
+        self._step_times.append(now - self._step_clock)
+        self._step_clock = now
+        if len(self._step_times) == CPU_STEPS_TIMED:
+            step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
+            left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
+            if (note := cpu_cost_note(step_s, left)) is not None:
+                self.dir.log(note)
+            self._step_clock = None
 
     def step(self, bilevel: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]],
              x_t: Tensor, y_t: Tensor, x_v: Tensor, y_v: Tensor, key: Hashable = None,
@@ -491,7 +556,8 @@ class SearchRun:
         cell a partial table lacks (then `nb201_missing` says so; see `nb201_missing`)."""
         if self.table is None or not isinstance(genotype, str) or self.nb201_missing(genotype):
             return None
-        return self.table.query(genotype)
+        # a column the table lacks (the packaged one: imagenet16_valid) → null, not NaN
+        return {k: v if math.isfinite(v) else None for k, v in self.table.query(genotype).items()}
 
     def nb201_missing(self, genotype: str | Genotype) -> bool:
         """True when a table is given but lacks this NB201 cell (a partial table)."""
@@ -534,12 +600,7 @@ class SearchRun:
             "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
             "method_state": self.method_state, "metrics": self.records, "rng": rng_state()})
         self.dir.write_metrics(self.records)
-        if cfg.progress:
-            acc = record["nb201"]["cifar10_test"] if record["nb201"] else None
-            print(f"epoch {record['epoch']}/{cfg.epochs}  train {record['train_acc']:.1f}%  "
-                  f"valid {record['valid_acc']:.1f}%  discrete {record['discrete_valid_acc']:.1f}%  "
-                  f"H {record['op_entropy_mean']:.3f}" + (f"  NB201 C10 test {acc:.2f}" if acc else ""),
-                  file=sys.stderr)
+        self.dir.log(epoch_line(record, cfg.epochs))  # whatever --progress says
         self._reset_trackers()
         return record
 
@@ -557,12 +618,38 @@ class SearchRun:
             "alphas": {k: a.detach().cpu().tolist() for k, a in self.model.alphas.items()},
             "final": self.records[-1] if self.records else None, **(extra or {})}
         write_json(self.dir.path / "result.json", result)
+        from common.report import run_summary
+        self.dir.log(run_summary(result, {**config_dict(self.cfg), "script": self.script}, self.dir.path,
+                                 time.perf_counter() - self._start_time))
         self.dir.release()
         return result
 
 
 def _terminated(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's time limit) ends a run as Ctrl-C does
+
+
+CPU_STEPS_TIMED = 3  # the first is warm-up; the median of the others is the step time
+CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than this
+
+
+def cpu_cost_note(step_s: float, steps_left: int) -> str | None:
+    """"about N h on this CPU" from a measured step time, when the search is long; else None."""
+    total = step_s * steps_left
+    if total < CPU_NOTE_FROM_S:
+        return None
+    size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    return (f"note: a step takes {step_s:.2f} s on this CPU (measured); the {steps_left:,} steps left take about "
+            f"{size} here, without the per-epoch evaluation; use a GPU or --preset smoke")
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
+    """The plain per-epoch log line (H: mean edge entropy of the op weights used, nats)."""
+    nb201 = record.get("nb201") or {}
+    acc = nb201.get("cifar10_test")
+    return (f"epoch {record['epoch']}/{epochs}  train {record['train_acc']:.1f}%  valid {record['valid_acc']:.1f}%  "
+            f"discrete {record['discrete_valid_acc']:.1f}%  H {record['op_entropy_mean']:.3f}"
+            + (f"  NB201 C10 test {acc:.2f}" if acc is not None else "") + f"  ({record['time']:.1f} s)")
 
 
 def main_guard(main: Callable[[], Any]) -> None:
@@ -573,6 +660,9 @@ def main_guard(main: Callable[[], Any]) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
+    except RunFinished as done:  # --resume on a finished run: not an error
+        print(done)
+        sys.exit(0)
     except (RunError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(getattr(err, "code", 2))

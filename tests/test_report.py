@@ -115,10 +115,10 @@ def test_label_precedence() -> None:
     assert label_of(layout, {**args, "label": "mine"}) == "mine"
     assert label_of(layout, args) == "EDD-DARTS (clip)"
     assert label_of(Path("runs/new-idea/cifar10/seed0"), args) == "new-idea"  # unknown dir: kept as is
-    assert label_of(Path("runs/sa-darts/cifar100/seed0"), args) == "sa_darts(reg=sa,K=4)"  # dataset differs
-    assert label_of(Path("runs/x/cifar10/last"), args) == "sa_darts(reg=sa,K=4)"
-    assert label_of(Path("x"), {"script": "sa_darts", "reg": "sa", "partial_channels": 1}) == "sa_darts(reg=sa)"
-    assert label_of(Path("x"), {"script": "darts"}) == "darts"
+    assert label_of(Path("runs/sa-darts/cifar100/seed0"), args) == "SAC-DARTS"  # dataset differs: method name
+    assert label_of(Path("runs/x/cifar10/last"), args) == "SAC-DARTS"
+    assert label_of(Path("x"), {"script": "sa_darts", "reg": "sa", "partial_channels": 1}) == "SA-DARTS"
+    assert label_of(Path("x"), {"script": "darts"}) == "DARTS-V1"
     assert set(LABEL_DIRS.values()) == set(PAPER)
     assert all(" " not in d and "(" not in d for d in LABEL_DIRS)
 
@@ -239,6 +239,7 @@ def test_real_tiny_run(tmp_path: Path, shared_data: Path, nb201_csv: Path, capsy
                       progress=False, device="cpu")
     cfg.resolve()
     result = search(cfg)
+    capsys.readouterr()  # the search's own log lines and summary
     main([str(tmp_path)])
     printed = capsys.readouterr().out
     text = (tmp_path / "report" / "results.md").read_text()
@@ -249,3 +250,65 @@ def test_real_tiny_run(tmp_path: Path, shared_data: Path, nb201_csv: Path, capsy
     assert "CIFAR-10 subset (64 images per half) — NOT a paper reproduction" in text and "2 of 2" in text
     for name in ("entropy.png", "discrete_acc.png", "alpha_evolution.png"):
         assert_png(tmp_path / "report" / name)
+
+
+def test_direct_runs_get_the_method_name_and_only_differing_fields(tmp_path: Path) -> None:
+    for name, lam in (("a", 0.06), ("b", 0.06), ("c", 0.12)):
+        make_run(tmp_path / name, script="edd_darts", backbone="darts", schedule="edd", lam=lam)
+    make_run(tmp_path / "d", script="sp_darts")
+    labels = sorted({r.label for r in collect_runs(tmp_path)})
+    assert labels == ["EDD-DARTS (lam=0.06)", "EDD-DARTS (lam=0.12)", "SP-DARTS"]
+
+
+def test_tiny_runs_say_what_they_can_and_cannot_show(tmp_path: Path) -> None:
+    make_run(tmp_path / "a", limit_train=128)
+    assert "cannot rank methods" in header(collect_runs(tmp_path))
+    make_run(tmp_path / "b" / "c")
+    assert "cannot rank methods" not in header(collect_runs(tmp_path / "b"))
+
+
+def _saved_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Figures make_plots saves, by file name (the PNG is still written)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    saved: dict[str, Any] = {}
+    original = Figure.savefig
+
+    def record(self: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+        saved[Path(path).name] = self
+        original(self, path, *args, **kwargs)
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
+
+
+def test_many_methods_get_a_panel_each_few_share_one_axes_legend_outside(tmp_path: Path, monkeypatch) -> None:
+    saved = _saved_figures(monkeypatch)
+    labels = list(LABEL_DIRS)  # 14 methods
+    for i, d in enumerate(labels):
+        make_run(tmp_path / "many" / d / "cifar10" / "seed0", seed=i)
+    make_plots(collect_runs(tmp_path / "many"), tmp_path / "out")
+    for name in ("entropy.png", "discrete_acc.png"):
+        panels = [ax for ax in saved[name].axes if ax.axison]
+        assert sorted(ax.get_title() for ax in panels) == sorted(LABEL_DIRS[d] for d in labels)
+        for ax in panels:  # its own method in colour (a solid band line), the 13 others grey behind
+            assert sum(line.get_color() == "0.8" for line in ax.get_lines()) == len(labels) - 1
+    for d in labels[:3]:
+        make_run(tmp_path / "few" / d / "cifar10" / "seed0")
+    make_plots(collect_runs(tmp_path / "few"), tmp_path / "out2")
+    (ax,) = saved["entropy.png"].axes
+    legend = ax.get_legend()
+    assert len(legend.get_texts()) == 3 and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1  # outside
+
+
+def test_headline_alpha_plot_is_the_nb201_run_and_darts_gets_its_own(tmp_path: Path, monkeypatch) -> None:
+    saved = _saved_figures(monkeypatch)
+    make_run(tmp_path / "darts" / "sa-darts" / "cifar10" / "seed0", space="darts", per_epoch_alpha=True)
+    make_run(tmp_path / "nb201" / "sa-darts" / "cifar10" / "seed0", per_epoch_alpha=True)
+    notes: list[str] = []
+    make_plots(collect_runs(tmp_path), tmp_path / "out", notes=notes)
+    assert any(n.startswith("`alpha_evolution.png`") and "nb201/sa-darts" in n for n in notes)
+    darts = saved["alpha_evolution_darts_cifar10.png"]
+    panels = [ax for ax in darts.axes if ax.axison]
+    assert len(panels) == 14 and len({round(ax.get_position().width, 3) for ax in panels}) == 1
+    assert darts.get_size_inches()[0] / 4 >= 3.5  # 4 columns of readable width (was 7 squeezed ones)

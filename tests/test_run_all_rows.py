@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"--space (\S+) --dataset (\S+) --seed (\d+) .*--out \S+/([^/\s]+)/[^/\s]+/seed\d+ ")
+# the matrix's space folder, label, dataset and seed, from --out (a row may name its own --space:
+# darts-nonone rows sit in the darts folder)
+LINE = re.compile(r"--out \S+/([^/\s]+)/([^/\s]+)/([^/\s]+)/seed(\d+) ")
 
 
 def dry_run(tmp_path: Path, *argv: str) -> list[str]:
@@ -26,7 +28,7 @@ def matrix(lines: list[str]) -> Counter:
     """(space, label, dataset) → number of seeds, checking the seeds are 0 … n−1."""
     seeds: dict[tuple[str, str, str], list[int]] = {}
     for line in lines:
-        space, dataset, seed, label = LINE.search(line).groups()
+        space, label, dataset, seed = LINE.search(line).groups()
         seeds.setdefault((space, label, dataset), []).append(int(seed))
     for key, s in seeds.items():
         assert sorted(s) == list(range(len(s))), key

@@ -81,7 +81,7 @@ def test_darts_one_hot_equals_discrete_cell(space: str) -> None:
     assert torch.equal(y_super, y_disc)
 
 
-@pytest.mark.parametrize("space,K", itertools.product(SPACES, (1, 4)))
+@pytest.mark.parametrize("space,K", list(itertools.product(SPACES, (1, 4))))  # a Collection (pytest 9.1)
 def test_shapes_every_space(space: str, K: int) -> None:
     nb201 = SPACES[space].skeleton == "nb201"
     model = Supernet(space, C=8, N=1 if nb201 else 3, num_classes=7, partial_channels=K)
