@@ -29,6 +29,7 @@ from common.evalnet import (
     parse_genotype,
 )
 from common.genotypes import DARTS_V2, Genotype, genotype_param_count
+from common.report import collect_runs, darts_table
 from common.train import TrainConfig, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,14 +203,27 @@ def test_presets_fill_only_unset_flags() -> None:
 SMALL = ["--preset", "smoke", "--device", "cpu", "--no-progress"]
 
 
+def _fake_search(run: Path, space: str = "s3", dataset: str = "cifar10", genotype: Genotype = DARTS_V2) -> Path:
+    """A finished search run directory as SearchRun writes it (args.json, metrics.jsonl, result.json)."""
+    run.mkdir(parents=True)
+    (run / "args.json").write_text(json.dumps({"script": "sa_darts", "space": space, "dataset": dataset, "seed": 0,
+                                               "epochs": 50, "data_dir": "./data"}))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 50, "genotype": genotype._asdict()}) + "\n")
+    (run / "result.json").write_text(json.dumps({"genotype": genotype._asdict(), "param_count": 3_349_342,
+                                                 "wall_time_s": 60.0, "device": "cpu"}))
+    return run
+
+
 @pytest.mark.slow
-def test_smoke_epoch_on_cifar10_subset(shared_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "common.train", "DARTS_V2", *SMALL, "--data-dir", str(shared_data),
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_smoke_epoch_on_cifar10_subset_from_a_search_run(shared_data: Path, tmp_path: Path) -> None:
+    search = _fake_search(tmp_path / "runs" / "s3" / "sa-darts" / "cifar10" / "seed0")
+    proc = subprocess.run([sys.executable, "-m", "common.train", str(search), *SMALL, "--data-dir", str(shared_data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    out = search / "eval"  # the default run directory of a search's evaluation
     args = json.loads((out / "args.json").read_text())
     assert (args["epochs"], args["layers"], args["C"], args["limit_train"], args["dataset"]) == (1, 5, 8, 192, "cifar10")
+    assert args["source_info"]["search_space"] == "s3" and args["genotype"] == json.loads(json.dumps(DARTS_V2._asdict()))
     [rec] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"epoch", "step", "lr", "drop_path", "train_loss", "train_acc", "test_loss", "test_acc", "time"} <= set(rec)
     assert rec["step"] == 6 and rec["lr"] == 0.025 and rec["drop_path"] == 0.0  # ceil(192 / 32) steps
@@ -219,6 +233,43 @@ def test_smoke_epoch_on_cifar10_subset(shared_data: Path, tmp_path: Path) -> Non
     assert rec["test_acc"] * 128 / 100 == pytest.approx(round(rec["test_acc"] * 128 / 100))  # whole images of 128
     assert "summary: params 0.04M" in (out / "log.txt").read_text()
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    # the report shows the evaluation beside the search, not as a run of its own
+    runs = collect_runs(tmp_path / "runs")
+    assert [r.path for r in runs] == [search]
+    assert f"| {result['test_error']:.2f} (1 ep, cifar10) | 2.49 |" in darts_table(runs)  # SA paper Table 4, S3
+
+
+def test_report_puts_trained_error_beside_the_papers(tmp_path: Path) -> None:
+    search = _fake_search(tmp_path / "darts" / "sp-darts" / "cifar10" / "seed0", space="darts")
+    (search / "eval").mkdir()
+    (search / "eval" / "args.json").write_text(json.dumps({"script": "train", "dataset": "cifar10"}))
+    (search / "eval" / "result.json").write_text(json.dumps({"test_error": 2.614, "param_count": 3_349_342,
+                                                            "epochs": 600, "dataset": "cifar10"}))
+    unevaluated = _fake_search(tmp_path / "darts" / "sa-darts" / "cifar10" / "seed0", space="darts")
+    runs = collect_runs(tmp_path)
+    assert sorted(r.path for r in runs) == sorted([search, unevaluated])
+    table = darts_table(runs)
+    assert "| 3.35 | 2.61 (600 ep, cifar10) | 2.50±0.07 (3.5M) |" in table  # SP paper Table III
+    assert "| — | — | 2.60±0.06 (4.1M) |" in table  # SA-DARTS: not evaluated yet; SA paper Table 2
+
+
+def test_run_all_eval_queues_finished_darts_and_s1_s4_searches(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for rel in ("darts/sp-darts/cifar10/seed0", "s2/edd-darts/cifar10/seed0", "nb201/sp-darts/cifar10/seed0",
+                "s4/sa-darts/cifar10/seed0"):
+        (runs / rel).mkdir(parents=True)
+        (runs / rel / "result.json").write_text("{}")
+    (runs / "s4/sa-darts/cifar10/seed0/eval").mkdir()
+    (runs / "s4/sa-darts/cifar10/seed0/eval/result.json").write_text("{}")  # already evaluated
+    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--eval", "--dry-run", "--runs", str(runs), "--seeds", "0",
+                           "--data-dir", "D", "--", "--epochs", "7"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines == [f"python3 -m common.train {runs}/{rel} --out {runs}/{rel}/eval --preset {preset} --seed 0 "
+                     "--data-dir D --resume --no-progress --epochs 7"
+                     for rel, preset in (("darts/sp-darts/cifar10/seed0", "darts"),
+                                         ("s2/edd-darts/cifar10/seed0", "robustdarts"))]
+    assert "2 evaluations to do (22 DARTS/S1-S4 searches not finished yet" in proc.stderr
 
 
 @pytest.mark.slow
