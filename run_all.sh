@@ -8,6 +8,8 @@
 #                                         # (checks the pipeline and that each mechanism acts; says nothing
 #                                         #  about accuracy: see quick_flags below)
 #   bash run_all.sh --only 'sa-darts|sp-darts' --spaces nb201 --datasets cifar10 --dry-run
+#   bash run_all.sh --eval [--gpus ..|--slurm|--quick]   # train every finished DARTS/S1-S4 search's genotype
+#                                         # from scratch (python -m common.train, into <run>/eval/)
 #
 # Runs land in RUNS/<space>/<label>/<dataset>/seed<k>/. Re-running skips finished runs (result.json)
 # and resumes interrupted ones from their checkpoints (every command carries --resume).
@@ -28,9 +30,10 @@ PER_GPU=1
 SLURM=0
 QUICK=0
 DRY=0
+EVAL=0
 EXTRA=()
 
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --dry-run -- EXTRA FLAGS"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --eval --dry-run -- EXTRA FLAGS (to the searches, or with --eval to common.train)"; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 q() { printf '%q ' "$@" | sed 's/ $//'; }  # shell-quote (paths with spaces survive `bash -c`)
 out_of() { local -a a; eval "a=($1)"; local i; for ((i = 0; i < ${#a[@]}; i++)); do [ "${a[i]}" = --out ] && echo "${a[i + 1]}"; done; }
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
     --slurm) SLURM=1; shift ;;
     --quick) QUICK=1; shift ;;
     --dry-run) DRY=1; shift ;;
+    --eval) EVAL=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -180,21 +184,46 @@ done
 [ "${#JOBS[@]}" -gt 0 ] || die "no entry matches --only '$ONLY' / --spaces '$SPACES' / --datasets '$DATASETS'"
 
 TODO=()
+# --eval: the evaluation phase of every finished DARTS-skeleton search (DARTS protocol for the DARTS space,
+# RobustDARTS's per-dataset protocol for S1-S4; --quick: one smoke epoch), into <run>/eval/.
+eval_line() {  # $1 = a search's run directory
+  local out=$1 rel space seed preset=darts
+  rel=${out#"$RUNS"/}; space=${rel%%/*}; seed=${out##*/seed}
+  [[ "$space" =~ ^s[1-4]$ ]] && preset=robustdarts
+  [ "$QUICK" = 1 ] && preset=smoke
+  echo "$PY -m common.train $(q "$out") --out $(q "$out/eval") --preset $preset --seed $seed --data-dir $(q "$DATA_DIR") --resume --no-progress${EXTRA[*]:+ $(q "${EXTRA[@]}")}"
+}
+
+waiting=0
 for job in "${JOBS[@]}"; do
   out=${job%%|*}; line=${job#*|}
+  if [ "$EVAL" = 1 ]; then
+    rel=${out#"$RUNS"/}
+    [ "${rel%%/*}" = nb201 ] && continue             # NB201 cells are looked up, not trained
+    [ -f "$out/result.json" ] || { waiting=$((waiting + 1)); continue; }   # search not finished yet
+    line=$(eval_line "$out"); out="$out/eval"
+  fi
   if [ -f "$out/result.json" ]; then continue; fi   # finished: skip
   TODO+=("$line")
 done
 todo=${#TODO[@]}
 if [ "$DRY" = 1 ]; then  # print only: nothing is created or written
-  echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); dry run, nothing written" >&2
+  if [ "$EVAL" = 1 ]; then
+    echo "run_all.sh --eval: $todo evaluations to do ($waiting DARTS/S1-S4 searches not finished yet); dry run, nothing written" >&2
+  else
+    echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); dry run, nothing written" >&2
+  fi
   [ "$todo" = 0 ] || printf '%s\n' "${TODO[@]}"
   exit 0
 fi
 mkdir -p "$RUNS"
 JOBFILE="$RUNS/jobs.txt"
 if [ "$todo" = 0 ]; then : > "$JOBFILE"; else printf '%s\n' "${TODO[@]}" > "$JOBFILE"; fi
-echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); list in $JOBFILE" >&2
+if [ "$EVAL" = 1 ]; then
+  echo "run_all.sh --eval: $todo evaluations to do ($waiting DARTS/S1-S4 searches not finished yet, finished evaluations skipped); list in $JOBFILE" >&2
+else
+  echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); list in $JOBFILE" >&2
+fi
 [ "$todo" = 0 ] && exit 0
 
 run_one() {  # $1 = command line; the run's stdout/stderr go to <out>/log.txt

@@ -18,11 +18,10 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from common.nb201 import NB201_OPS, derive_arch_str
-from common.ops import FactorizedReduce, ReLUConvBN, batch_norm, darts_ops
 from common.spaces import SearchSpace
 
 
@@ -154,56 +153,11 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
     return derive_genotype(rounded, space, later_wins_ties=True)
 
 
-class EvalCell(nn.Module):
-    """A discrete DARTS cell at evaluation size (affine BN; node = op_a(h_a) + op_b(h_b))."""
-
-    def __init__(self, cell: list[tuple[str, int]], concat: list[int], C_pp: int, C_p: int, C: int,
-                 reduction: bool, reduction_prev: bool) -> None:
-        super().__init__()
-        self.pre0 = FactorizedReduce(C_pp, C, affine=True) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, True)
-        self.pre1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=True)
-        factories = darts_ops(bn_after_pool=False)
-        self.ops = nn.ModuleList(factories[name](C, 2 if reduction and src < 2 else 1, True, True)
-                                 for name, src in cell)
-        self.srcs = [src for _, src in cell]
-        self.concat = concat
-
-    def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
-        nodes = [self.pre0(s0), self.pre1(s1)]
-        for i in range(0, len(self.ops), 2):
-            nodes.append(self.ops[i](nodes[self.srcs[i]]) + self.ops[i + 1](nodes[self.srcs[i + 1]]))
-        return torch.cat([nodes[i] for i in self.concat], dim=1)
-
-
-class EvalNetwork(nn.Module):
-    """DARTS's `NetworkCIFAR` for a genotype, without the auxiliary head (not counted in params)."""
-
-    def __init__(self, genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 3 * C, 3, padding=1, bias=False), batch_norm(3 * C, True, True))
-        C_pp, C_p, C_cur = 3 * C, 3 * C, C
-        cells, reduction_prev = [], False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            C_cur *= 2 if reduction else 1
-            cell, concat = (genotype.reduce, genotype.reduce_concat) if reduction else (genotype.normal,
-                                                                                       genotype.normal_concat)
-            cells.append(EvalCell(cell, concat, C_pp, C_p, C_cur, reduction, reduction_prev))
-            reduction_prev = reduction
-            C_pp, C_p = C_p, len(concat) * C_cur
-        self.cells = nn.ModuleList(cells)
-        self.classifier = nn.Linear(C_p, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
-
-
 def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:
-    """Parameters of the derived network at evaluation size (DARTS: 20 cells, C=36, CIFAR-10)."""
-    return sum(p.numel() for p in EvalNetwork(genotype, C, layers, num_classes).parameters())
+    """Parameters of the derived network at evaluation size (DARTS: 20 cells, C=36, CIFAR-10), auxiliary
+    head excluded; the network is `common.evalnet.EvalNetwork`."""
+    from common.evalnet import EvalNetwork  # evalnet imports this module
+    return EvalNetwork(genotype, C, layers, num_classes).param_count()
 
 
 def genotype_weights(genotype: str | Genotype, space: SearchSpace,

@@ -12,7 +12,9 @@ Outputs in OUT (default RUNS_DIR/report), also printed: `results.md` with
   * a header naming the data (JPEG copy / subset wording), the hardware and the epochs actually run;
   * the NB201 table: one row per (label, search dataset), finished seeds n, mean ± sample std (ddof=1)
     of the six NB201 accuracies, the paper's CIFAR-10 test number beside ours, search time, device;
-  * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size;
+  * the DARTS-skeleton table (spaces darts, s1-s4): one row per run with its genotype and size, and,
+    once `python -m common.train RUN` has trained it from scratch into `RUN/eval/` (run_all.sh --eval),
+    the evaluated network's params and final test error beside the paper's (`PAPER_EVAL`);
   * unfinished runs as "unfinished (k/E epochs)" (their metrics feed the curves only);
   * in the NB201 table, ranking-fidelity columns τ (a)/(b)/(c) from the runs' fidelity.json
     (`python -m common.fidelity`, `fidelity_cells`);
@@ -50,6 +52,23 @@ PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.
          "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
          "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
          "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)"}
+#: The papers' test errors (%) of the searched genotype trained from scratch, keyed by (label, space, dataset
+#: searched and evaluated on); params (M) where the paper gives them. EDD: paper 000 Table 4 (DARTS space)
+#: and Table 2 (S1-S4 on C100/SVHN); SP: paper 002 Tables III and V; SA/SAC: paper 003 Table 2 (error =
+#: 100 − accuracy) and Table 4; AER: paper 001 Table 2 ("DARTS-AER", mean of 3).
+PAPER_EVAL: dict[tuple[str, str, str], str] = {
+    ("EDD-DARTS", "darts", "cifar10"): "2.52±0.10 (3.6M)", ("DARTS-V1-AER", "darts", "cifar10"): "2.66±0.05 (3.39M)",
+    ("SP-DARTS", "darts", "cifar10"): "2.50±0.07 (3.5M)", ("SA-DARTS", "darts", "cifar10"): "2.60±0.06 (4.1M)",
+    ("SAC-DARTS", "darts", "cifar10"): "2.51±0.04 (3.8M)",
+    **{("SP-DARTS", f"s{i + 1}", d): e for d, errs in (("cifar10", "2.70 2.66 2.51 2.60"),
+                                                       ("cifar100", "22.30 20.55 21.04 21.49"),
+                                                       ("svhn", "2.33 2.30 2.32 2.42"))
+       for i, e in enumerate(errs.split())},
+    **{("EDD-DARTS", f"s{i + 1}", d): e for d, errs in (("cifar100", "22.27 21.73 21.08 20.66"),
+                                                        ("svhn", "2.23 2.30 2.32 2.45"))
+       for i, e in enumerate(errs.split())},
+    **{("SA-DARTS", f"s{i + 1}", "cifar10"): e for i, e in enumerate("2.78 3.02 2.49 2.87".split())},
+}
 #: run_all.sh's directory names → method labels (the keys of PAPER).
 LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-DARTS",
               "edd-darts": "EDD-DARTS", "edd-darts-clip": "EDD-DARTS (clip)", "pcd": "PCD",
@@ -100,6 +119,7 @@ class Run:
     metrics: list[dict[str, Any]]
     result: dict[str, Any] | None
     finished: bool
+    evaluation: dict[str, Any] | None = None  # RUN/eval/result.json of `python -m common.train`
 
     @property
     def dataset(self) -> str:
@@ -214,9 +234,12 @@ def collect_runs(root: str | Path) -> list[Run]:
         if not isinstance(args, dict):
             continue
         path = args_file.parent
+        if args.get("script") == "train":  # an evaluation run (common.train): shown with its search run
+            continue
         result = _read_json(path / "result.json") if (path / "result.json").is_file() else None
-        runs.append(Run(path, label_of(path, args), args,
-                        _read_metrics(path / "metrics.jsonl"), result, isinstance(result, dict)))
+        evaluation = _read_json(path / "eval" / "result.json") if (path / "eval" / "result.json").is_file() else None
+        runs.append(Run(path, label_of(path, args), args, _read_metrics(path / "metrics.jsonl"), result,
+                        isinstance(result, dict), evaluation if isinstance(evaluation, dict) else None))
     _split_same_labels(runs)
     order = {label: i for i, label in enumerate(PAPER)}
     runs.sort(key=lambda r: (order.get(base_label(r.label), len(order)), r.label, r.dataset, r.args.get("seed", 0), str(r.path)))
@@ -367,12 +390,19 @@ def darts_table(runs: Sequence[Run]) -> str:
         params = _num(res.get("param_count"))
         minutes = _num(res.get("wall_time_s")) / 60
         genotype = res.get("genotype") if r.finished else (r.metrics[-1].get("genotype") if r.metrics else None)
+        ev = r.evaluation or {}
+        error = _num(ev.get("test_error"))
+        trained = (f"{error:.2f} ({ev.get('epochs', '?')} ep, {ev.get('dataset', '?')})"
+                   if math.isfinite(error) else "—")
         rows.append([r.label, r.space, r.dataset, str(r.args.get("seed", "?")), r.status,
                      short_genotype(genotype) if genotype else "—",
                      f"{params / 1e6:.2f}" if math.isfinite(params) else "—",
-                     _minutes(minutes) if math.isfinite(minutes) else "—", _device(r) if r.finished else "—"])
+                     _minutes(minutes) if math.isfinite(minutes) else "—", _device(r) if r.finished else "—",
+                     f"{_num(ev.get('param_count')) / 1e6:.2f}" if ev.get("param_count") else "—", trained,
+                     PAPER_EVAL.get((r.label, r.space, r.dataset), "—")])
     return _md_table(["Method", "space", "dataset", "seed", "status", "genotype", "params (M)",
-                      "search time (min)", "device"], rows)
+                      "search time (min)", "device", "eval params (M)", "test error (%)",
+                      "paper test error (%)"], rows)
 
 
 def unfinished_list(runs: Sequence[Run]) -> str:
@@ -743,7 +773,10 @@ def render(runs: Sequence[Run], plots: Sequence[Path], notes: Sequence[str]) -> 
         "# Search results", header(runs),
         "## NAS-Bench-201\n\nNB201 200-epoch accuracies (%) of the derived architecture; mean ± sample "
         "std over finished seeds (ddof=1). \"paper C10 test\": the paper's number for a CIFAR-10 search.",
-        results_table(runs), "## DARTS skeleton (darts, s1-s4)", darts_table(runs),
+        results_table(runs), "## DARTS skeleton (darts, s1-s4)\n\n\"params (M)\": the derived network at 20 cells, C=36 (CIFAR-10 "
+        "classes). \"eval params\" / \"test error\": the genotype trained from scratch by `python -m common.train` "
+        "(`RUN/eval/`; epochs and dataset in brackets; anything short of 600 epochs is not the papers' protocol).",
+        darts_table(runs),
         "## Unfinished runs\n\nTheir metrics so far are used in the curves only.", unfinished_list(runs),
         "## Plots", "\n".join(f"![{p.stem}]({p.name})" for p in plots) or "No plots.",
         "\n".join(f"- {n}" for n in notes)]) + "\n"
