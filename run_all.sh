@@ -199,7 +199,7 @@ for job in "${JOBS[@]}"; do
   out=${job%%|*}; line=${job#*|}
   if [ "$EVAL" = 1 ]; then
     rel=${out#"$RUNS"/}
-    [ "${rel%%/*}" = nb201 ] && continue             # NB201 cells are looked up, not trained
+    [[ "${rel%%/*}" == nb201* ]] && continue           # NB201 cells (also nb201-3op) are looked up, not trained
     [ -f "$out/result.json" ] || { waiting=$((waiting + 1)); continue; }   # search not finished yet
     line=$(eval_line "$out"); out="$out/eval"
   fi

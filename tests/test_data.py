@@ -160,6 +160,7 @@ def test_failed_download_then_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         raise OSError("no network here")
 
     monkeypatch.setattr(tvd, "CIFAR10", offline)
+    monkeypatch.setattr(D, "_resolve", lambda host, timeout: None)  # the host resolves; the download fails
     with pytest.raises(D.DataError, match="no network here") as info:
         D.load_arrays("cifar10", tmp_path, download=True)
     assert calls == [{"root": str(tmp_path), "train": True, "download": True}]
