@@ -904,8 +904,8 @@ def gpu_table(results: Path) -> str:
         c10 = data.startswith("CIFAR-10")
         paper, ours = _paper(label) if c10 else None, [float((r.result.get("nb201") or {}).get("cifar10_test") or "nan")
                                                       for r in done]
-        verdict = "—"
-        if paper and ours and not any(map(math.isnan, ours)):
+        verdict = "— (not a reproduction)" if "NOT a paper reproduction" in data else "—"
+        if paper and ours and not any(map(math.isnan, ours)) and verdict == "—":
             gap = sum(ours) / len(ours) - paper[0]
             verdict = (f"**misses by {gap:+.2f}** (> paper std {paper[1]:.2f})" if abs(gap) > paper[1]
                        else f"within paper std ({gap:+.2f})")
@@ -914,7 +914,8 @@ def gpu_table(results: Path) -> str:
             return ", ".join(dict.fromkeys(f(x) for x in items)) or "—"
         rows.append([label, uniq(lambda r: str(r.args.get("recipe", "paper"))), data, n, *cells[:2],
                      PAPER.get(label, "—") if c10 else "—", verdict, *cells[2:],
-                     f"{sum(minutes) / len(minutes):.1f}" if minutes and not any(map(math.isnan, minutes)) else "—",
+                     f"{sum(minutes) / len(minutes):.{1 if sum(minutes) >= 10 * len(minutes) else 2}f}"
+                     if minutes and not any(map(math.isnan, minutes)) else "—",
                      uniq(lambda r: str((r.result or {}).get("device", "?"))),
                      uniq(lambda r: ("batched+" if len(r.args.get("seeds") or [0]) > 1 else "")
                           + ("graphs" if r.args.get("cuda_graphs") else "eager")
@@ -1000,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=ROOT / "results")
     p.add_argument("--readme", type=Path, default=ROOT / "README.md")
     ns = parser.parse_args(argv)
+    for name, value in vars(ns).items():  # relative paths are the caller's, whatever the cwd of subprocesses
+        if isinstance(value, Path):
+            setattr(ns, name, value.resolve())
     try:
         if ns.cmd == "prepare":
             call = prepare(ns.shared, exact_pixels=ns.exact_pixels, wheels=not ns.no_wheels)
@@ -1027,7 +1031,8 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd == "ingest":
             folder = ingest(ns.tar, ns.results, ns.readme)
             print(f"unpacked into {ns.results / folder}; README table and results/gpu-report/ regenerated. Commit:")
-            print(f"git add {ns.results / folder} {ns.results / 'gpu-report'} {ns.readme} && "
+            rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", ns.readme)]
+            print(f"git add {' '.join(map(shlex.quote, rel))} && "
                   f"git commit -m 'GPU session {folder}: NB201 runs and calibration (benchmarks/gpu_session.py)'")
             return 0
         update_readme(ns.results, ns.readme)

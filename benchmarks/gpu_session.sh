@@ -11,14 +11,14 @@
 # with any options given here (`python benchmarks/gpu_session.py session --help`): set-up, smoke,
 # calibrate, queue under a --budget (default 540 s) it checks itself; ONE tar lands in $OUT (default .gpu/out).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
-if [[ " $* " != *" --dry-run "* ]] && compgen -G ".whl/*.whl" >/dev/null; then
-  if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; then
+if [[ " $* " != *" --dry-run "* ]] && compgen -G "$here/.whl/*.whl" >/dev/null; then
+  if "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$here"/.whl/*.whl; then
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   else
     echo "gpu_session.sh: installing the carried wheels failed; going on without them" >&2
   fi
 fi
 export PYTHONUNBUFFERED=1 PYTHON="$PY"
-exec "$PY" benchmarks/gpu_session.py session --out "${OUT:-.gpu/out}" "$@"
+exec "$PY" "$here/benchmarks/gpu_session.py" session --out "${OUT:-$here/.gpu/out}" "$@"
