@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's common/, not an installed one
 ORDER = ("sa-darts", "sp-darts", "edd-darts", "darts-v1", "sac-darts", "gdas", "darts-v1-aer", "gdas-aer",
          "pcd", "ets-gdas", "beta-darts", "darts-v2", "darts-v2-aer")
 RUN_FILES = ("args.json", "metrics.jsonl", "result.json")
-SESSION_FILES = ("calibration.json", "session.json", "session.log")
+SESSION_FILES = ("calibration.json", "session.json", "session.log")  # + speed.json on a GPU model's first draw
 #: Flags that do not change what is searched: dropped before a committed run is matched to a matrix line.
 NEUTRAL_VALUE_FLAGS = {"--data-dir", "--out", "--nb201", "--device", "--log-every", "--loader", "--amp",
                        "--seed", "--seeds"}
@@ -580,6 +580,8 @@ class SessionArgs:
     calibration: Path | None = None
     extra: tuple[str, ...] = ()
     max_cells: int | None = None
+    speed: str = "auto"
+    speed_s: float = 90.0
 
 
 def session(a: SessionArgs) -> int:
@@ -608,7 +610,29 @@ def session(a: SessionArgs) -> int:
         calib_file.write_text(json.dumps(calib, indent=1))
         (work / "session.json").write_text(json.dumps(summary, indent=1, default=str))
         a.out.mkdir(parents=True, exist_ok=True)
-        return pack(tar_path, folder, runs_dir, [calib_file, work / "session.json", work / "session.log"])
+        return pack(tar_path, folder, runs_dir, [calib_file, work / "session.json", work / "session.log",
+                                                 work / "speed.json"])
+
+    def speed_stage() -> None:
+        """The README's speed figures (graph-replayed / batched step, fp32 and bf16), in the time the queue left."""
+        s = time.time()
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "search_step.py"), "--device", "cuda", "--paths", "fast",
+               "--methods", "darts-v1", "--amp", "none", "bf16", "--no-reference", "--no-activations",
+               "--json", str(work / "speed.json"), *(["--cuda-graphs"] if summary.get("graphs") else [])]
+        if '"--replicas"' in (ROOT / "benchmarks" / "search_step.py").read_text():  # issue 18's benchmark, once built
+            cmd += ["--replicas", "1", "4", "16"]
+        if not (a.speed == "on" or (a.speed == "auto" and gpu != "cpu"
+                                    and not any(a.results.glob(f"gpu-*-{slug(gpu)}/speed.json")))):
+            return
+        left = min(a.speed_s, end - time.time())
+        if a.dry_run:
+            log(f"== speed: after the queue, in the time it leaves (≤ {a.speed_s:.0f} s): {shlex.join(cmd)}")
+        elif left < 30:
+            log(f"== speed: skipped, {left:.0f} s left (a later draw measures it)")
+        else:
+            rc, text = _sh(cmd, left)
+            log(text.strip())
+            stage_done("speed", s, rc=rc)
 
     try:
         # 1. set-up: data, versions
@@ -650,7 +674,7 @@ def session(a: SessionArgs) -> int:
             rc, text = _sh(smoke_cmd, min(a.smoke_s, end - time.time()), env={"DARTS_SHARED_DATA": str(full)})
             log(text.strip())
             passed = re.search(r"(\d+) passed", text)
-            graphs_ok = rc == 0 and passed is not None
+            graphs_ok = rc == 0 and passed is not None and gpu != "cpu"
             if not graphs_ok:
                 why = "timed out" if rc == 124 else f"rc {rc}" if rc else "no test passed (all skipped?)"
                 log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
@@ -664,8 +688,9 @@ def session(a: SessionArgs) -> int:
         batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)  # issue 18, once built
         log(f"matrix: {len(jobs)} NB201 lines for {', '.join(a.datasets)}, seeds {a.seeds}; "
             f"{len(cells)} unfinished cell(s): {', '.join(c.name for c in cells) or 'none'}")
-        needs = list(dict.fromkeys((bench_method(cfg), int(cfg["batch_size"]))
-                                   for cfg in (resolve_config(j) for c in cells for j in c.jobs)))
+        needs = list(dict.fromkeys([*((bench_method(cfg), int(cfg["batch_size"]))
+                                      for cfg in (resolve_config(j) for c in cells for j in c.jobs)),
+                                    ("darts-v1", 64)]))  # the README's reference step, even with nothing queued
         amps = ["none", "bf16"] if a.amp == "auto" else [a.amp]
         if a.calibration is not None or a.dry_run:
             calib = json.loads(a.calibration.read_text()) if a.calibration else h100_fallback(a.results)
@@ -698,7 +723,7 @@ def session(a: SessionArgs) -> int:
         path = ("batched+" if batched else "") + ("graphs" if graphs_ok else "eager")
         log(f"path: {path}, {'bf16' if amp == 'bf16' else 'fp32'}; {slots} process(es) at once, each step × "
             f"{slowdown:.2f} ({'measured' if str(slots) in calib.get('slowdown', {}) else 'assumed = processes: no gain from sharing'})")
-        summary.update(path=path, amp=amp, slots=slots, slowdown=slowdown, cost=asdict(a.cost))
+        summary.update(path=path, amp=amp, graphs=graphs_ok, slots=slots, slowdown=slowdown, cost=asdict(a.cost))
         stage_done("calibrate", s, rows=len(calib["rows"]))
         if not a.dry_run:
             write_tar()  # the calibration survives even if the queue overruns the call
@@ -710,8 +735,7 @@ def session(a: SessionArgs) -> int:
         cells = unfinished_cells(jobs, committed, a.datasets)
         if not data_ok and not a.dry_run:
             cells = []
-        window = (t0 + a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s - t0 if a.dry_run
-                  else end - time.time())
+        window = (a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s if a.dry_run else end - time.time())
         estimates = estimate_cells(cells, calib, amp, graphs_ok, batched, slowdown, a.cost)
         admitted, skipped = plan_queue(estimates, window, slots)
         if a.max_cells is not None and len(admitted) > a.max_cells:
@@ -731,11 +755,13 @@ def session(a: SessionArgs) -> int:
                 for p in ps:
                     log(f"would run: {p.job.line}")
             stage_done("queue", s, dry_run=True)
+            speed_stage()
             return 0
         order = sorted((p for _, ps in admitted for p in ps), key=lambda p: p.start)
         outcomes = run_queue(order, end, slots, log)
         summary["outcomes"] = [asdict(o) for o in outcomes]
         stage_done("queue", s, done=sum(o.status == "done" for o in outcomes), jobs=len(outcomes))
+        speed_stage()
         return 0 if all(o.status == "done" for o in outcomes) else 1
     except SessionError as err:
         log(f"error: {err}")
@@ -837,7 +863,7 @@ def prepare(shared: Path, gpu_dir: Path = ROOT / ".gpu", whl_dir: Path = ROOT / 
 
 
 TAR_MEMBER = re.compile(r"(gpu-[A-Za-z0-9._-]+)/(runs/([A-Za-z0-9._-]+/)+(args\.json|metrics\.jsonl|result\.json)"
-                        r"|calibration\.json|session\.json|session\.log)")
+                        r"|calibration\.json|session\.json|session\.log|speed\.json)")
 
 
 def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path = ROOT / "README.md") -> str:
@@ -985,6 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=Path, default=None, help="a calibration.json to use instead of measuring")
     p.add_argument("--extra", default="", help="flags appended to every search (tests: tiny configs)")
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells")
+    p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the README's speed figures "
+                   "(search_step.py: graph-replayed step, fp32/bf16, S = 1, 4, 16 once --replicas exists); auto: on "
+                   "a GPU model's first draw (no results/gpu-*-<gpu>/speed.json yet)")
+    p.add_argument("--speed-s", type=float, default=90.0, help="at most this long for the speed figures")
     p = sub.add_parser("calibrate", help="(internal) time the steps; writes JSON after every figure")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--deadline", type=float, required=True, help="epoch seconds")
@@ -1023,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
                 setup_s=ns.setup_s, smoke_s=ns.smoke_s, calib_s=ns.calib_s, reserve_s=ns.reserve_s,
                 cost=Cost(ns.startup_s, ns.epoch_overhead_s, ns.safety), skip_setup=ns.skip_setup,
                 skip_smoke=ns.skip_smoke, calibration=ns.calibration, extra=tuple(shlex.split(ns.extra)),
-                max_cells=ns.max_cells))
+                max_cells=ns.max_cells, speed=ns.speed, speed_s=ns.speed_s))
         if ns.cmd == "calibrate":
             needs = [(n.split(":")[0], int(n.split(":")[1])) for n in ns.need]
             calibrate(needs, ns.amp, ns.graphs, ns.replicas, ns.deadline, ns.json, ns.device)

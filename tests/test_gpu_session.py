@@ -235,6 +235,7 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     assert "540 s budget − 25 s for the tar − 60+60+60 s of stages = 335 s" in out
     assert "RUN  sa-darts" not in out and "RUN  sp-darts/cifar10" in out
     assert "would run:" in out and "--cuda-graphs" in out.split("would run:")[1]
+    assert "== speed: after the queue" in out  # a GPU model's first draw also measures the README's speed figures
     (dry,) = (tmp_path / "out").glob("dryrun-*-h200.tar")
     with tarfile.open(dry) as t:
         assert sorted(n.split("/", 1)[1] for n in t.getnames()) == sorted(G.SESSION_FILES)
