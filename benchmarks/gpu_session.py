@@ -804,7 +804,7 @@ def _commit_info(gpu_dir: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- this machine
-def carry_list(exact_pixels: bool = False) -> list[str]:
+def carry_list() -> list[str]:
     """What the device call carries (never .gpu/session or a rebuilt .gpu/cifar10_full)."""
     return [".gpu/data", ".gpu/tools", ".gpu/commit.json", ".whl"]
 
@@ -855,7 +855,8 @@ def prepare(shared: Path, gpu_dir: Path = ROOT / ".gpu", whl_dir: Path = ROOT / 
     rc, listing = _sh(["git", "ls-files", "-co", "--exclude-standard"], 30)
     tree = [ROOT / n for n in listing.splitlines() if n and (ROOT / n).is_file()] if rc == 0 else []
     carry = carry_list()
-    size = _tree_bytes(tree) + _tree_bytes(ROOT / c for c in carry if (ROOT / c).exists())
+    carried = [gpu_dir / "data", gpu_dir / "tools", gpu_dir / "commit.json", whl_dir]
+    size = _tree_bytes(tree) + _tree_bytes(c for c in carried if c.exists())
     if size > CARRY_LIMIT:
         raise SessionError(f"the working tree and carried paths are {size / 2**20:.1f} MiB, over the call's 64 MiB")
     return {"command": "bash benchmarks/gpu_session.sh", "carry": carry, "timeout_s": 570,
@@ -954,6 +955,36 @@ def gpu_table(results: Path) -> str:
 
 
 BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
+SPEED_BEGIN, SPEED_END = "<!-- gpu-speed:begin -->", "<!-- gpu-speed:end -->"
+
+
+def speed_table(results: Path) -> str:
+    """Markdown: every row of results/gpu-*/speed.json (benchmarks/search_step.py's JSON)."""
+    rows = []
+    for f in sorted(results.glob("gpu-*/speed.json")):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        for r in data.get("rows", []):
+            if "step_s" not in r:
+                continue
+            search = r.get("nb201_search_min")
+            rows.append([str(r.get("device", "?")), str(r.get("method")), str(r.get("path")),
+                         "bf16" if r.get("amp") == "bf16" else "fp32", str(r.get("replicas", 1)), str(r.get("batch")),
+                         f"{1000 * r['step_s']:.1f}", f"{search:.1f}" if isinstance(search, (int, float)) else "—",
+                         f"[{f.parent.name}]({f.relative_to(results.parent).as_posix()})"])
+    if not rows:
+        return "Not measured yet."
+    head = ["GPU", "method", "path", "precision", "S (replicas)", "batch", "ms / step", "50-epoch search (min)",
+            "record"]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    head, rest = text.split(begin, 1)
+    return head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
 
 
 def update_readme(results: Path = ROOT / "results", readme: Path = ROOT / "README.md") -> None:
@@ -972,8 +1003,10 @@ def update_readme(results: Path = ROOT / "results", readme: Path = ROOT / "READM
         (report / "results.md").write_text(render(runs, plots, notes))
         block += ["", "Curves (entropy, discretized accuracy) and the full report: "
                       "[`results/gpu-report/results.md`](results/gpu-report/results.md)."]
-    head, rest = text.split(BEGIN, 1)
-    readme.write_text(head + BEGIN + "\n" + "\n".join(block) + "\n" + END + rest.split(END, 1)[1])
+    text = _replace_block(text, BEGIN, END, "\n".join(block))
+    if SPEED_BEGIN in text and SPEED_END in text:
+        text = _replace_block(text, SPEED_BEGIN, SPEED_END, speed_table(results))
+    readme.write_text(text)
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -186,6 +186,36 @@ def test_run_queue_stops_at_the_deadline_and_skips_what_no_longer_fits(tmp_path:
     assert status["d"].startswith("not started: needs 1000 s")
 
 
+def test_prepare_copies_what_the_call_carries_and_readme_gets_speed_rows(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    files = ["data/cifar10_jpeg.npz", "data/cifar-10-batches-py/batches.meta", "data/cifar-10-batches-py/data_batch_1",
+             "data/nb201/nb201_200ep.csv", "tools/cifar10_full.py"]
+    for rel in files[:-1]:
+        with pytest.raises(G.SessionError, match="prepare needs"):
+            G.prepare(shared, tmp_path / "gpu", tmp_path / "whl", wheels=False)
+        (shared / rel).parent.mkdir(parents=True, exist_ok=True)
+        (shared / rel).write_text(rel)
+    (shared / files[-1]).parent.mkdir(parents=True)
+    (shared / files[-1]).write_text("tool")
+    call = G.prepare(shared, tmp_path / "gpu", tmp_path / "whl", wheels=False)
+    copied = sorted(str(f.relative_to(tmp_path / "gpu")) for f in (tmp_path / "gpu").rglob("*") if f.is_file())
+    assert copied == sorted(["commit.json", *files[:2], *files[3:]])  # the exact-pixel batch only when asked
+    assert call["carry"] == [".gpu/data", ".gpu/tools", ".gpu/commit.json", ".whl"] and call["timeout_s"] <= 570
+    G.prepare(shared, tmp_path / "gpu", tmp_path / "whl", exact_pixels=True, wheels=False)
+    assert (tmp_path / "gpu" / files[2]).read_text() == files[2]
+    results = tmp_path / "results"
+    (results / "gpu-20260101-0000-h200").mkdir(parents=True)
+    (results / "gpu-20260101-0000-h200" / "speed.json").write_text(json.dumps({"rows": [
+        {"device": "NVIDIA H200", "method": "darts-v1", "path": "fast+graph", "amp": "bf16", "batch": 64,
+         "step_s": 0.0123, "nb201_search_min": 4.0}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{G.BEGIN}\n{G.END}\nb\n{G.SPEED_BEGIN}\nold\n{G.SPEED_END}\nc\n")
+    G.update_readme(results, readme)
+    text = readme.read_text()
+    assert "| NVIDIA H200 | darts-v1 | fast+graph | bf16 | 1 | 64 | 12.3 | 4.0 |" in text and "old" not in text
+    assert "No GPU runs committed yet." in text and text.endswith("c\n")
+
+
 def _stub_nvidia_smi(folder: Path) -> None:
     folder.mkdir()
     (folder / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H200, 580.159.04, 143771 MiB'\n")
