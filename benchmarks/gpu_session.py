@@ -393,7 +393,8 @@ def h100_fallback(results: Path) -> dict[str, Any]:
 
 
 def calibrate(needs: Sequence[tuple[str, int]], amps: Sequence[str], graphs: bool, replicas: int,
-              deadline: float, out: Path, device: str = "cuda", iters: int = 10, warmup: int = 3) -> None:
+              deadline: float, out: Path, device: str = "cuda", iters: int = 10, warmup: int = 3, C: int = 16,
+              N: int = 5) -> list[dict[str, Any]]:
     """Time the bilevel step of each (method, batch) × amp with benchmarks/search_step.py's make_step;
     `out` is rewritten after every figure, so a stage cut short keeps what it measured."""
     import inspect
@@ -412,7 +413,7 @@ def calibrate(needs: Sequence[tuple[str, int]], amps: Sequence[str], graphs: boo
                 torch.cuda.reset_peak_memory_stats(dev)
             torch.manual_seed(0)
             kw = {"replicas": replicas} if batched and replicas > 1 else {}
-            step, _ = make_step(method, "nb201", 16, 5, batch, dev, True, amp, False, graphs and method != "gdas", **kw)
+            step, _ = make_step(method, "nb201", C, N, batch, dev, True, amp, False, graphs and method != "gdas", **kw)
             step_s = sorted(time_step(step, dev, warmup, iters))[iters // 2]
             rows.append({"method": method, "batch": batch, "amp": amp, "graphs": graphs and method != "gdas",
                          "replicas": replicas if kw else 1, "step_s": step_s,
@@ -420,6 +421,8 @@ def calibrate(needs: Sequence[tuple[str, int]], amps: Sequence[str], graphs: boo
             out.write_text(json.dumps({"rows": rows}, indent=1))
             print(f"calibrate {method} b={batch} {amp} graphs={rows[-1]['graphs']} S={rows[-1]['replicas']}: "
                   f"{1000 * step_s:.1f} ms/step", flush=True)
+    out.write_text(json.dumps({"rows": rows}, indent=1))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------- the queue
@@ -534,15 +537,18 @@ def _sh(cmd: Sequence[str] | str, timeout: float, cwd: Path = ROOT, env: dict[st
         ) -> tuple[int, str]:
     """Run a command (list, or a string for bash) with a timeout; (rc, stdout+stderr). rc 124 on timeout."""
     try:
-        proc = subprocess.run(cmd if isinstance(cmd, list) else ["bash", "-c", cmd], cwd=cwd, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=max(1.0, timeout),
-                              env={**os.environ, **(env or {})})
-        return proc.returncode, proc.stdout
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
-        return 124, out
+        proc = subprocess.Popen(cmd if isinstance(cmd, list) else ["bash", "-c", cmd], cwd=cwd, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})
     except OSError as err:
         return 127, str(err)
+    try:
+        out, _ = proc.communicate(timeout=max(1.0, timeout))
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)  # the whole group: pytest's and search_step's children too
+        out, _ = proc.communicate()
+        return 124, (out or "") + f"\n(stopped after {timeout:.0f} s)"
 
 
 def gpu_name() -> tuple[str, str]:
@@ -667,16 +673,21 @@ def session(a: SessionArgs) -> int:
         s = time.time()
         smoke_cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
                      "tests/test_data.py", "-k", "cuda or replay"]
+        import importlib.util
+        if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 4 at a time
+            smoke_cmd += ["-n", "4"]
         if a.dry_run or a.skip_smoke:
             log(f"== smoke: would run DARTS_SHARED_DATA={full} {shlex.join(smoke_cmd)}")
             graphs_ok = gpu != "cpu" and not a.skip_smoke
         else:
             rc, text = _sh(smoke_cmd, min(a.smoke_s, end - time.time()), env={"DARTS_SHARED_DATA": str(full)})
+            text = "\n".join(text.strip().splitlines()[-40:])  # the summary and the skip/failure reasons
             log(text.strip())
-            passed = re.search(r"(\d+) passed", text)
-            graphs_ok = rc == 0 and passed is not None and gpu != "cpu"
-            if not graphs_ok:
-                why = "timed out" if rc == 124 else f"rc {rc}" if rc else "no test passed (all skipped?)"
+            passed, skipped = re.search(r"(\d+) passed", text), re.search(r"(\d+) skipped", text)
+            graphs_ok = rc == 0 and passed is not None and skipped is None and gpu != "cpu"
+            if not graphs_ok:  # a skipped replay test is an unverified path: not trusted for the searches
+                why = ("timed out" if rc == 124 else f"rc {rc}" if rc else "tests skipped" if skipped
+                       else "no GPU" if gpu == "cpu" else "no test passed")
                 log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
         stage_done("smoke", s, graphs=graphs_ok)
 
@@ -758,7 +769,8 @@ def session(a: SessionArgs) -> int:
             speed_stage()
             return 0
         order = sorted((p for _, ps in admitted for p in ps), key=lambda p: p.start)
-        outcomes = run_queue(order, end, slots, log)
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, slots)))
+        outcomes = run_queue(order, end, slots, log, env={"OMP_NUM_THREADS": threads})
         summary["outcomes"] = [asdict(o) for o in outcomes]
         stage_done("queue", s, done=sum(o.status == "done" for o in outcomes), jobs=len(outcomes))
         speed_stage()
@@ -767,6 +779,11 @@ def session(a: SessionArgs) -> int:
         log(f"error: {err}")
         summary["error"] = str(err)
         return 2
+    except Exception as err:  # noqa: BLE001 -- whatever breaks, the tar still comes back with the traceback
+        import traceback
+        log(traceback.format_exc())
+        summary["error"] = f"{type(err).__name__}: {err}"
+        return 1
     finally:
         names = write_tar()
         log(f"tar: {tar_path} ({sum(n.endswith('/result.json') for n in names)} finished run(s), "

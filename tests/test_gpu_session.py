@@ -124,6 +124,15 @@ def test_budget_arithmetic_lookup_and_greedy_plan() -> None:
     assert admitted == []
 
 
+def test_calibrate_times_each_step_and_keeps_what_it_measured_by_the_deadline(tmp_path: Path) -> None:
+    out = tmp_path / "calib.json"
+    rows = G.calibrate([("darts-v1", 8), ("gdas", 8)], ["none"], False, 1, time.time() + 120, out, "cpu",
+                       iters=1, warmup=0, C=4, N=1)
+    assert [(r["method"], r["batch"], r["graphs"]) for r in rows] == [("darts-v1", 8, False), ("gdas", 8, False)]
+    assert all(0 < r["step_s"] < 60 for r in rows) and json.loads(out.read_text())["rows"] == rows
+    assert G.calibrate([("darts-v1", 8)], ["none"], False, 1, time.time() - 1, out, "cpu", C=4, N=1) == []
+
+
 def _fake_run(root: Path, rel: str, finished: bool) -> None:
     run = root / rel
     run.mkdir(parents=True)
