@@ -293,6 +293,15 @@ def job_estimate(epochs: int, steps_per_epoch: int, step_s: float, slowdown: flo
     return cost.safety * (cost.startup_s + epochs * (steps_per_epoch * step_s * slowdown + cost.epoch_overhead_s))
 
 
+def fit_slots(slots: int, smi: str, rows: Sequence[dict[str, Any]], margin: float = 0.8) -> int:
+    """Processes at once that the GPU's memory (nvidia-smi's `N MiB`) holds at the largest calibrated peak."""
+    mem = re.search(r"(\d+)\s*MiB", smi)
+    peaks = [float(r["peak_mem_mb"]) for r in rows if r.get("peak_mem_mb")]
+    if not mem or not peaks:
+        return slots
+    return max(1, min(slots, int(margin * int(mem.group(1)) // max(peaks))))
+
+
 @dataclass
 class Planned:
     """A job with its estimate, and (once planned) its slot, start and end in seconds from queue start."""
@@ -726,8 +735,12 @@ def session(a: SessionArgs) -> int:
                     and bool(r["graphs"]) == (graphs_ok and r["method"] != "gdas")]
             amp = min(head, key=lambda r: r["step_s"])["amp"] if head else "none"
         slots = (len(a.seeds) if not batched else 1) if a.parallel == "auto" else int(a.parallel)
+        if fit_slots(slots, smi, calib["rows"]) < slots:
+            slots = fit_slots(slots, smi, calib["rows"])
+            log(f"GPU memory ({smi}) holds only {slots} search process(es) at once")
         left = min(s + a.calib_s, end) - time.time()
-        if slots > 1 and needs and not a.dry_run and a.calibration is None and left > 20:
+        alone = needs and lookup_step(calib["rows"], needs[0][0], needs[0][1], amp, graphs_ok and needs[0][0] != "gdas")
+        if slots > 1 and alone and not a.dry_run and a.calibration is None and left > 20:
             calib.setdefault("slowdown", {}).update(_measure_sharing(needs[0], amp, graphs_ok, slots, calib, left, log,
                                                                        work / "sharing.json"))
         slowdown = float(calib.get("slowdown", {}).get(str(slots), slots))

@@ -122,6 +122,10 @@ def test_budget_arithmetic_lookup_and_greedy_plan() -> None:
     assert "needs until 200 s of a 150 s window" in skipped[0][1] and "no calibration figure" in skipped[1][1]
     admitted, _ = G.plan_queue([cell("a", [100, 100, 100])], 299, 1)  # one at a time: 300 s do not fit 299
     assert admitted == []
+    smi = "NVIDIA H200, 580.159.04, 143771 MiB"
+    assert G.fit_slots(3, smi, [{"peak_mem_mb": 1322.0}]) == 3
+    assert G.fit_slots(9, smi, [{"peak_mem_mb": 30000.0}, {"peak_mem_mb": 100.0}]) == 3  # 0.8 × 143771 // 30000
+    assert G.fit_slots(3, "no nvidia-smi on PATH", [{"peak_mem_mb": 1e9}]) == 3
 
 
 def test_calibrate_times_each_step_and_keeps_what_it_measured_by_the_deadline(tmp_path: Path) -> None:
