@@ -272,9 +272,12 @@ def resolve_config(job: Job) -> dict[str, Any]:
 def lookup_step(rows: Sequence[dict[str, Any]], method: str, batch: int, amp: str, graphs: bool,
                 replicas: int = 1) -> tuple[float, str] | None:
     """(seconds per bilevel step, how it was obtained) from calibration rows; a figure at a smaller batch
-    is scaled up linearly (an over-estimate for a host-bound step); None when nothing applies."""
+    is scaled up linearly (an over-estimate for a host-bound step), one for more replicas stands for fewer;
+    None when nothing applies."""
     same = [r for r in rows if r["method"] == method and r["amp"] == amp and bool(r["graphs"]) == graphs
-            and int(r.get("replicas", 1)) == replicas and r.get("step_s")]
+            and r.get("step_s") and int(r.get("replicas", 1)) >= replicas]
+    fewest = min((int(r.get("replicas", 1)) for r in same), default=replicas)  # S replicas cost at most S' ≥ S
+    same = [r for r in same if int(r.get("replicas", 1)) == fewest]
     exact = [r for r in same if int(r["batch"]) == batch]
     if exact:
         return float(exact[0]["step_s"]), "measured"
@@ -1124,7 +1127,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd == "ingest":
             folder = ingest(ns.tar, ns.results, ns.readme)
             print(f"unpacked into {ns.results / folder}; README table and results/gpu-report/ regenerated. Commit:")
-            rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", ns.readme)]
+            rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", ns.readme) if p.exists()]
             print(f"git add {' '.join(map(shlex.quote, rel))} && "
                   f"git commit -m 'GPU session {folder}: NB201 runs and calibration (benchmarks/gpu_session.py)'")
             return 0

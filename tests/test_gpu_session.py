@@ -95,6 +95,10 @@ def test_budget_arithmetic_lookup_and_greedy_plan() -> None:
     assert G.lookup_step(rows, "darts-v1", 32, "none", True) == (0.03, "batch 64's figure")
     assert G.lookup_step(rows, "darts-v2", 64, "bf16", True) is None
     assert G.lookup_step(rows, "darts-v1", 64, "bf16", True, replicas=3) is None
+    batched = [{"method": "darts-v1", "batch": 64, "amp": "none", "graphs": True, "replicas": s, "step_s": t}
+               for s, t in ((1, 0.03), (3, 0.05), (16, 0.2))]
+    assert G.lookup_step(batched, "darts-v1", 64, "none", True, replicas=2) == (0.05, "measured")  # S=3 for S=2
+    assert G.lookup_step(batched, "darts-v1", 64, "none", True, replicas=3) == (0.05, "measured")
 
     def job(label: str, seed: int) -> G.Job:
         return G.Job(f"python3 x.py --seed {seed}", "x.py", "nb201", label, "cifar10", (seed,), Path("o"), ())
