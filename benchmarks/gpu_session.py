@@ -3,7 +3,6 @@
     python benchmarks/gpu_session.py prepare            # here: .gpu/ (data, tool, commit) + .whl/, prints the run call
     bash benchmarks/gpu_session.sh                      # there, as ONE device `run` call (timeout_s 570)
     bash benchmarks/gpu_session.sh --dry-run            # anywhere: the plan and its budget arithmetic, no search
-    python benchmarks/gpu_session.py plan               # what is unfinished, what would fit (no device)
     python benchmarks/gpu_session.py ingest OUT.tar     # here: unpack into results/, regenerate the README table
     python benchmarks/gpu_session.py table              # regenerate the README table only
 
@@ -13,8 +12,16 @@ versions), smoke (≤ 60 s: the CUDA-graph replay tests; on failure the queue ru
 calibrate (≤ 60 s: the bilevel step of each queued method on the fastest path available: replica-batched
 seeds when the scripts take `--seeds`, CUDA graphs, fp32 or bf16), then the queue: the next unfinished
 NB201 cells in `ORDER`, 3 seeds each, only cells whose estimate fits the time left, `--parallel`
-processes at once. Every run's args.json, metrics.jsonl and result.json (never checkpoints), the
-calibration figures, session.json and the log go into ONE tar under $OUT.
+processes at once (as many as the GPU's memory holds), runs still going at the deadline stopped; on a
+GPU model's first draw, the time the queue leaves goes to the README's speed figures. Every run's
+args.json, metrics.jsonl and result.json (never checkpoints), the calibration figures, session.json and
+the log go into ONE tar under $OUT (even when a stage fails: the log then holds why).
+
+Estimate of one search process (every term printed with each plan; the constants are assumptions, to
+be checked against session.json's elapsed times after a draw):
+    safety × (startup + epochs × (steps/epoch × step × slowdown + per-epoch overhead)),
+step from the calibration (a smaller batch's figure scaled up linearly), slowdown = per-process step
+with `--parallel` processes sharing the GPU / alone (measured; else assumed = the number of processes).
 
 The queue's commands are `run_all.sh --dry-run`'s lines (the matrix lives there only); a cell's seed
 is finished when a folder `results/gpu-*/**/<space>/<label>/<dataset>/seed<k>/` holds a result.json
