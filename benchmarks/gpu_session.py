@@ -918,7 +918,7 @@ def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path = ROOT
                 match = TAR_MEMBER.fullmatch(m.name)
                 if m.isdir() and m.name.startswith("gpu-") and ".." not in m.name.split("/"):
                     continue
-                if not m.isfile() or match is None:
+                if not m.isfile() or match is None or {".", ".."} & set(m.name.split("/")):
                     raise SessionError(f"{tar_path}: unexpected member {m.name!r}: nothing unpacked")
                 tops.add(match.group(1))
             if len(tops) != 1:

@@ -178,6 +178,10 @@ def test_ingest_refuses_unexpected_members_and_existing_folders(tmp_path: Path, 
     assert G.main(["ingest", str(bad), "--results", str(results), "--readme", str(readme)]) == 2
     err = capsys.readouterr().err
     assert "unexpected member" in err and err.count("\n") == 1 and list(results.iterdir()) == []
+    with tarfile.open(bad, "w") as tar:
+        tar.add(readme, arcname="gpu-x/runs/../../../escape/args.json")
+    assert G.main(["ingest", str(bad), "--results", str(results), "--readme", str(readme)]) == 2
+    assert "unexpected member" in capsys.readouterr().err and not (tmp_path / "escape").exists()
     (results / "gpu-x").mkdir()
     ok = tmp_path / "ok.tar"
     with tarfile.open(ok, "w") as tar:
