@@ -950,7 +950,7 @@ def _paper(label: str) -> tuple[float, float] | None:
 def gpu_table(results: Path) -> str:
     """Markdown: one row per (method, search data) of every NB201 run under results/gpu-*/."""
     from common.report import NB201_COLUMNS, NB201_HEADERS, PAPER, collect_runs, data_description, mean_std
-    rows, groups = [], {}
+    rows, groups, misses = [], {}, []
     for folder in sorted(results.glob("gpu-*")):
         if not folder.is_dir():
             continue
@@ -976,6 +976,12 @@ def gpu_table(results: Path) -> str:
             gap = sum(ours) / len(ours) - paper[0]
             verdict = (f"**misses by {gap:+.2f}** (> paper std {paper[1]:.2f})" if abs(gap) > paper[1]
                        else f"within paper std ({gap:+.2f})")
+            if abs(gap) > paper[1]:
+                misses.append(f"- **{label}** misses the paper's {PAPER[label]} (CIFAR-10 test) by {gap:+.2f} over "
+                              f"{len(done)} seed(s). Recorded differences from the paper's setting: data {data}; "
+                              f"{', '.join(sorted({_path(r) for r in done}))}; epochs run "
+                              f"{', '.join(sorted({str(r.epochs_done) for r in done}))}. Curves: "
+                              "`results/gpu-report/entropy.png`, `results/gpu-report/discrete_acc.png`.")
         minutes = [float(r.result.get("wall_time_s") or "nan") / 60 for r in done]
         def uniq(f: Callable[[Any], str], items: Sequence[Any] = done) -> str:
             return ", ".join(dict.fromkeys(f(x) for x in items)) or "—"
@@ -984,14 +990,19 @@ def gpu_table(results: Path) -> str:
                      f"{sum(minutes) / len(minutes):.{1 if sum(minutes) >= 10 * len(minutes) else 2}f}"
                      if minutes and not any(map(math.isnan, minutes)) else "—",
                      uniq(lambda r: str((r.result or {}).get("device", "?"))),
-                     uniq(lambda r: ("batched+" if len(r.args.get("seeds") or [0]) > 1 else "")
-                          + ("graphs" if r.args.get("cuda_graphs") else "eager")
-                          + (" bf16" if r.args.get("amp") == "bf16" else " fp32")),
+                     uniq(_path),
                      uniq(lambda x: x[1], [x for x in group if x[0].finished])])
     head = ["Method", "recipe", "search data", "n seeds", *NB201_HEADERS[:2], "paper C10 test", "vs paper",
             *NB201_HEADERS[2:], "min / search", "GPU", "path", "commit"]
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows])
+    table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                      + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows])
+    return table + ("\n\nRows that miss their paper by more than its std:\n\n" + "\n".join(misses) if misses else "")
+
+
+def _path(run: Any) -> str:
+    """eager / graphs / batched+graphs, fp32 / bf16, from a run's args.json."""
+    return (("batched+" if len(run.args.get("seeds") or [0]) > 1 else "")
+            + ("graphs" if run.args.get("cuda_graphs") else "eager") + (" bf16" if run.args.get("amp") == "bf16" else " fp32"))
 
 
 BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"

@@ -237,6 +237,31 @@ def test_prepare_copies_what_the_call_carries_and_readme_gets_speed_rows(tmp_pat
     assert "No GPU runs committed yet." in text and text.endswith("c\n")
 
 
+def test_gpu_table_rows_against_the_papers(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "gpu-20260101-0000-h200"
+    for label, accs in (("sa-darts", (93.0, 93.2)), ("sp-darts", (93.9, 94.0)), ("gdas", (93.0,))):
+        for seed, acc in enumerate(accs):
+            run = folder / "runs" / "nb201" / label / "cifar10" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "args.json").write_text(json.dumps({
+                "space": "nb201", "dataset": "cifar10", "seed": seed, "epochs": 50, "data_dir": "/x/.gpu/cifar10_full",
+                "amp": "bf16" if label == "sa-darts" else "none", "cuda_graphs": label != "gdas"}))
+            (run / "metrics.jsonl").write_text('{"epoch": 50}\n')
+            (run / "result.json").write_text(json.dumps({"nb201": {"cifar10_test": acc, "cifar10_valid_valid": 90.0},
+                                                         "wall_time_s": 600 + 60 * seed, "device": "NVIDIA H200"}))
+    (folder / "session.json").write_text(json.dumps({"commit": {"commit": "0123456789abcdef", "dirty": False}}))
+    table = G.gpu_table(tmp_path / "results")
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("| ")}
+    sa, sp, gdas = rows["SA-DARTS"], rows["SP-DARTS"], rows["GDAS"]
+    assert sa[2:8] == ["CIFAR-10 (JPEG-q75 copy)", "2", "90.00±0.00", "93.10±0.14", "94.36±0.00",
+                       "**misses by -1.26** (> paper std 0.00)"]
+    assert sa[-4:] == ["10.5", "NVIDIA H200", "graphs bf16", "0123456789 |"]
+    assert sp[5:8] == ["93.95±0.07", "94.01±0.31", "within paper std (-0.06)"] and sp[-2] == "graphs fp32"
+    assert gdas[5] == "93.00 (n=1)" and gdas[7].startswith("**misses by -0.51**") and gdas[-2] == "eager fp32"
+    assert "- **SA-DARTS** misses the paper's 94.36±0.00 (CIFAR-10 test) by -1.26 over 2 seed(s)" in table
+    assert "graphs bf16; epochs run 50" in table and "**SP-DARTS** misses" not in table
+
+
 def _stub_nvidia_smi(folder: Path) -> None:
     folder.mkdir()
     (folder / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA H200, 580.159.04, 143771 MiB'\n")
