@@ -121,7 +121,8 @@ def parse_job(line: str) -> Job:
         seeds = tuple(int(s) for s in flags.get("--seeds", flags.get("--seed", ())))
         script = next(Path(t).name for t in tokens if t.endswith(".py"))
     except (KeyError, IndexError, StopIteration, ValueError):
-        raise SessionError(f"cannot read a run_all.sh line (needs X.py, --dataset, --seed/--seeds, --out): {line}") from None
+        raise SessionError("cannot read a run_all.sh line (needs X.py, --dataset, --seed/--seeds, --out): "
+                           + line) from None
     parts = out.parts
     at = len(parts) - 1 - parts[::-1].index(dataset) if dataset in parts else -1
     if at < 1 or not seeds:
@@ -693,8 +694,8 @@ def session(a: SessionArgs) -> int:
         smoke_cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
                      "tests/test_data.py", "-k", "cuda or replay"]
         import importlib.util
-        if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 4 at a time
-            smoke_cmd += ["-n", "4"]
+        if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 6 at a time
+            smoke_cmd += ["-n", "6"]
         if a.dry_run or a.skip_smoke:
             log(f"== smoke: would run DARTS_SHARED_DATA={full} {shlex.join(smoke_cmd)}")
             graphs_ok = gpu != "cpu" and not a.skip_smoke
@@ -755,8 +756,9 @@ def session(a: SessionArgs) -> int:
                                                                        work / "sharing.json"))
         slowdown = float(calib.get("slowdown", {}).get(str(slots), slots))
         path = ("batched+" if batched else "") + ("graphs" if graphs_ok else "eager")
+        how = "measured" if str(slots) in calib.get("slowdown", {}) else "assumed = processes: no gain from sharing"
         log(f"path: {path}, {'bf16' if amp == 'bf16' else 'fp32'}; {slots} process(es) at once, each step × "
-            f"{slowdown:.2f} ({'measured' if str(slots) in calib.get('slowdown', {}) else 'assumed = processes: no gain from sharing'})")
+            f"{slowdown:.2f} ({how})")
         summary.update(path=path, amp=amp, graphs=graphs_ok, slots=slots, slowdown=slowdown, cost=asdict(a.cost))
         stage_done("calibrate", s, rows=len(calib["rows"]))
         if not a.dry_run:
