@@ -912,6 +912,8 @@ TAR_MEMBER = re.compile(r"(gpu-[A-Za-z0-9._-]+)/(runs/([A-Za-z0-9._-]+/)+(args\.
 def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path = ROOT / "README.md") -> str:
     """Unpack one session tar into results/<gpu-folder>/ (refusing anything unexpected, and an existing
     folder), then regenerate the README table and results/gpu-report/. Returns the folder name."""
+    if not readme.is_file() or BEGIN not in readme.read_text():
+        raise SessionError(f"{readme} lacks the {BEGIN} / {END} markers: nothing unpacked")
     try:
         with tarfile.open(tar_path) as tar:
             members = tar.getmembers()
@@ -1133,6 +1135,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise SessionError(f"--budget must be in [60, 570] s (got {ns.budget:g})")
             if ns.parallel != "auto" and not (ns.parallel.isdigit() and int(ns.parallel) >= 1):
                 raise SessionError(f"--parallel must be auto or a positive integer (got {ns.parallel})")
+            if ns.calibration is not None and not ns.calibration.is_file():
+                raise SessionError(f"--calibration {ns.calibration}: no such file")
+            if ns.out.exists() and not ns.out.is_dir():
+                raise SessionError(f"--out {ns.out} is a file, not a folder")
+            if not ns.seeds or min(ns.seeds) < 0:
+                raise SessionError(f"--seeds must be non-negative integers (got {ns.seeds})")
             return session(SessionArgs(
                 budget=ns.budget, out=ns.out, dry_run=ns.dry_run, results=ns.results, gpu_dir=ns.gpu_dir,
                 seeds=tuple(ns.seeds), datasets=tuple(ns.datasets), amp=ns.amp, parallel=ns.parallel,
@@ -1141,6 +1149,8 @@ def main(argv: list[str] | None = None) -> int:
                 skip_smoke=ns.skip_smoke, calibration=ns.calibration, extra=tuple(shlex.split(ns.extra)),
                 max_cells=ns.max_cells, speed=ns.speed, speed_s=ns.speed_s))
         if ns.cmd == "calibrate":
+            if not all(re.fullmatch(r"[a-z0-9-]+:\d+", n) for n in ns.need):
+                raise SessionError(f"--need takes METHOD:BATCH items (got {' '.join(ns.need)})")
             needs = [(n.split(":")[0], int(n.split(":")[1])) for n in ns.need]
             calibrate(needs, ns.amp, ns.graphs, ns.replicas, ns.deadline, ns.json, ns.device)
             return 0

@@ -190,6 +190,25 @@ def test_ingest_refuses_unexpected_members_and_existing_folders(tmp_path: Path, 
     assert "exists already" in capsys.readouterr().err and "old" in readme.read_text()
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["session", "--budget", "600"], "--budget must be in [60, 570]"),
+    (["session", "--parallel", "two"], "--parallel must be auto or a positive integer"),
+    (["session", "--calibration", "{tmp}/none.json"], "no such file"),
+    (["session", "--out", "{tmp}/file"], "is a file, not a folder"),
+    (["session", "--seeds", "-1"], "--seeds must be non-negative"),
+    (["calibrate", "--json", "{tmp}/c.json", "--deadline", "0", "--need", "darts-v1"], "METHOD:BATCH"),
+    (["ingest", "{tmp}/none.tar", "--results", "{tmp}", "--readme", "{tmp}/file"], "markers: nothing unpacked"),
+    (["ingest", "{tmp}/none.tar", "--results", "{tmp}", "--readme", "{tmp}/README.md"], "cannot read"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "README.md").write_text(f"{G.BEGIN}\n{G.END}\n")
+    assert G.main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("gpu_session: error:")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["README.md", "file"]  # nothing written
+
+
 def test_run_queue_stops_at_the_deadline_and_skips_what_no_longer_fits(tmp_path: Path) -> None:
     def planned(label: str, line: str, estimate: float) -> G.Planned:
         return G.Planned(G.Job(line, "x.py", "nb201", label, "cifar10", (0,), Path(f"r/{label}/cifar10/seed0"), ()),
