@@ -154,10 +154,16 @@ def rank(label: str) -> int:
 
 # ---------------------------------------------------------------------------------------- unfinished
 def committed_runs(results: Path) -> dict[tuple[str, str, str, int], list[tuple[tuple, bool, Path]]]:
-    """(space, label, dataset, seed) → [(method key, finished, run dir)] of every run under results/gpu-*/."""
+    """(space, label, dataset, seed) → [(method key, finished, run dir)] of every run under results/gpu-*/:
+    the files git tracks where `results` is in a git checkout (committed or staged), else all of them (the
+    device's copy of the tree has no .git)."""
     found: dict[tuple[str, str, str, int], list[tuple[tuple, bool, Path]]] = {}
+    rc, listing = _sh(["git", "ls-files", "-z", "--", "."], 30, cwd=results) if results.is_dir() else (1, "")
+    tracked = {(results / n).resolve() for n in listing.split("\0") if n} if rc == 0 else None
     for args_file in sorted(results.glob("gpu-*/**/args.json")):
         run = args_file.parent
+        if tracked is not None and args_file.resolve() not in tracked:
+            continue
         try:
             args = json.loads(args_file.read_text())
             seed = int(_SEED_DIR.fullmatch(run.name).group(1))  # type: ignore[union-attr]
@@ -166,7 +172,7 @@ def committed_runs(results: Path) -> dict[tuple[str, str, str, int], list[tuple[
         if not isinstance(args, dict) or len(run.parts) < 4:
             continue
         finished = False
-        if (run / "result.json").is_file():
+        if (run / "result.json").is_file() and (tracked is None or (run / "result.json").resolve() in tracked):
             try:
                 finished = isinstance(json.loads((run / "result.json").read_text()), dict)
             except (OSError, ValueError):

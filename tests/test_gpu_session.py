@@ -70,6 +70,21 @@ def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     assert names == [f"{lab}/cifar10" for lab in G.ORDER if lab != "sa-darts"] + ["edd-darts-clip/cifar10"]
 
 
+def test_in_a_git_checkout_only_committed_runs_count(tmp_path: Path) -> None:
+    jobs = {(j.label, j.seeds[0]): j for j in _matrix(tmp_path)}
+    repo = tmp_path / "repo"
+    results = repo / "results"
+    _commit_run(results, "gpu-1", jobs["sa-darts", 0], 0)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "results"], check=True)
+    subprocess.run([*git, "commit", "-qm", "run"], check=True)
+    _commit_run(results, "gpu-2", jobs["sa-darts", 1], 1)  # ingested, not yet committed
+    found = G.committed_runs(results)
+    assert [fin for _, fin, _ in found["nb201", "sa-darts", "cifar10", 0]] == [True]
+    assert ("nb201", "sa-darts", "cifar10", 1) not in found
+
+
 def test_queue_order_reads_labels_from_run_all_and_trims_batched_lines(tmp_path: Path) -> None:
     fake = tmp_path / "run_all.sh"
     lines = [f"python3 x_darts.py --space nb201 --dataset cifar10 --seeds 0 1 2 --out R/nb201/{lab}/cifar10 --resume"
