@@ -233,7 +233,7 @@ def test_run_queue_stops_at_the_deadline_and_skips_what_no_longer_fits(tmp_path:
             planned("d", "true", 1000)]
     lines: list[str] = []
     t0 = time.time()
-    out = G.run_queue(jobs, time.time() + 3, 2, lines.append, cwd=tmp_path, grace_s=1)
+    out = G.run_queue(jobs, time.time() + 2, 2, lines.append, cwd=tmp_path, grace_s=0.5)
     assert time.time() - t0 < 10
     status = {o.label: o.status for o in out}
     assert status["a"] == "done" and (tmp_path / "r/a/cifar10/seed0/result.json").is_file()
