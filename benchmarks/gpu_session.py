@@ -373,6 +373,9 @@ def estimate_cells(cells: Sequence[Cell], calib: dict[str, Any], amp: str, graph
             steps = (cfg.get("limit_train") or TRAIN_HALF) // batch
             replicas = len(job.seeds) if batched else 1
             found = lookup_step(calib.get("rows", []), method, batch, amp, graphs and method != "gdas", replicas)
+            alone = lookup_step(calib.get("rows", []), method, batch, amp, graphs and method != "gdas")
+            if found is None and replicas > 1 and alone is not None:  # no batched figure: S lone steps, + 10%
+                found = (1.1 * replicas * alone[0], f"{replicas} × 1.1 × the lone step, {alone[1]}")
             if found is None:
                 planned.append(Planned(job, math.nan, f"{method} b={batch} {amp} graphs={graphs} S={replicas}"))
                 continue

@@ -126,6 +126,9 @@ def test_budget_arithmetic_lookup_and_greedy_plan() -> None:
     assert est[1][1][0].estimate == pytest.approx(G.job_estimate(50, 97, 0.08, 1.5, cost))  # SP: 25000 // 256 steps
     assert est[2][1][0].estimate == pytest.approx(G.job_estimate(250, 390, 0.05, 1.5, cost))  # GDAS stays eager
     assert math.isnan(est[3][1][0].estimate)
+    batched = [G.Cell("sa", "cifar10", [G.Job("x", "x.py", "nb201", "sa", "cifar10", (0, 1, 2), Path("o"), ())], 0)]
+    est = G.estimate_cells(batched, {"rows": rows}, "bf16", True, True, 1.0, cost, configs=lambda j: configs["sa"])
+    assert est[0][1][0].estimate == pytest.approx(G.job_estimate(50, 390, 3 * 1.1 * 0.02, 1.0, cost))  # no S=3 figure
 
     def cell(name: str, estimates: list[float]) -> tuple[G.Cell, list[G.Planned]]:
         c = G.Cell(name, "cifar10", [job(name, i) for i in range(len(estimates))], 0)
