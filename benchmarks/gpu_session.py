@@ -1165,6 +1165,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if ns.cmd == "ingest":
             folder = ingest(ns.tar, ns.results, ns.readme)
+            table = gpu_table(ns.results)
+            if "Rows that miss" in table:  # for the closing note of the issue
+                print(table[table.index("Rows that miss"):] + "\n")
             print(f"unpacked into {ns.results / folder}; README table and results/gpu-report/ regenerated. Commit:")
             rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", ns.readme) if p.exists()]
             print(f"git add {' '.join(map(shlex.quote, rel))} && "
