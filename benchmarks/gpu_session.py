@@ -619,210 +619,244 @@ class SessionArgs:
     speed_s: float = 90.0
 
 
-def session(a: SessionArgs) -> int:
-    """The device call: set-up, smoke, calibrate, queue, one tar under `a.out`. Returns the exit status."""
-    t0 = time.time()
-    end = t0 + a.budget - a.reserve_s
-    gpu, smi = gpu_name()
-    folder = f"{'dryrun' if a.dry_run else 'gpu'}-{time.strftime('%Y%m%d-%H%M', time.gmtime(t0))}-{slug(gpu)}"
-    work = a.gpu_dir / "session"
-    if work.exists():
-        shutil.rmtree(work)
-    runs_dir, full = work / "runs", a.gpu_dir / "cifar10_full"
-    log = Log(work / "session.log")
-    summary: dict[str, Any] = {"folder": folder, "gpu": gpu, "nvidia_smi": smi, "budget_s": a.budget,
-                               "dry_run": a.dry_run, "stages": {}, "commit": _commit_info(a.gpu_dir)}
-    calib_file = work / "calibration.json"
-    calib: dict[str, Any] = {"rows": []}
-    tar_path = a.out / f"{folder}.tar"
+class Session:
+    """The device call, stage by stage: set-up, smoke, calibrate, queue (+ speed), one tar under `a.out`."""
 
-    def stage_done(name: str, started: float, **info: Any) -> None:
-        summary["stages"][name] = {"seconds": round(time.time() - started, 1), **info}
-        log(f"== {name}: {time.time() - started:.1f} s (total {time.time() - t0:.0f} of {a.budget:.0f} s)")
+    def __init__(self, a: SessionArgs) -> None:
+        self.a, self.t0 = a, time.time()
+        self.end = self.t0 + a.budget - a.reserve_s  # the queue's deadline; the reserve stops runs and packs
+        self.gpu, self.smi = gpu_name()
+        stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(self.t0))
+        self.folder = f"{'dryrun' if a.dry_run else 'gpu'}-{stamp}-{slug(self.gpu)}"
+        self.work = a.gpu_dir / "session"
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        self.runs_dir, self.full = self.work / "runs", a.gpu_dir / "cifar10_full"
+        self.nb201 = a.gpu_dir / "data" / "nb201" / "nb201_200ep.csv"
+        self.log = Log(self.work / "session.log")
+        self.summary: dict[str, Any] = {"folder": self.folder, "gpu": self.gpu, "nvidia_smi": self.smi,
+                                        "budget_s": a.budget, "dry_run": a.dry_run, "stages": {},
+                                        "commit": _commit_info(a.gpu_dir)}
+        self.calib: dict[str, Any] = {"rows": []}
+        self.tar_path = a.out / f"{self.folder}.tar"
+        self.data_ok = self.graphs = self.batched = False
+        self.amp, self.slots, self.slowdown = "none", 1, 1.0
+        self.committed: dict = {}
 
-    def write_tar() -> list[str]:
-        summary["wall_s"] = round(time.time() - t0, 1)
-        calib_file.write_text(json.dumps(calib, indent=1))
-        (work / "session.json").write_text(json.dumps(summary, indent=1, default=str))
-        a.out.mkdir(parents=True, exist_ok=True)
-        return pack(tar_path, folder, runs_dir, [calib_file, work / "session.json", work / "session.log",
-                                                 work / "speed.json"])
+    def __call__(self) -> int:
+        """Every stage in order; the tar is written whatever happens (with the traceback in its log)."""
+        try:
+            self.setup()
+            self.smoke()
+            self.calibrate()
+            if not self.a.dry_run:
+                self.write_tar()  # the calibration survives even if the queue overruns the call
+            status = self.queue()
+            self.speed()
+            return status
+        except SessionError as err:
+            self.log(f"error: {err}")
+            self.summary["error"] = str(err)
+            return 2
+        except Exception as err:  # noqa: BLE001 -- whatever breaks, the tar still comes back with the traceback
+            import traceback
+            self.log(traceback.format_exc())
+            self.summary["error"] = f"{type(err).__name__}: {err}"
+            return 1
+        finally:
+            names = self.write_tar()
+            self.log(f"tar: {self.tar_path} ({sum(n.endswith('/result.json') for n in names)} finished run(s), "
+                     f"{sum(n.endswith('/args.json') for n in names)} run(s) in all, {time.time() - self.t0:.0f} s)")
+            self.write_tar()  # again, with that last line in session.log
 
-    def speed_stage() -> None:
-        """The README's speed figures (graph-replayed / batched step, fp32 and bf16), in the time the queue left."""
-        s = time.time()
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "search_step.py"), "--device", "cuda", "--paths", "fast",
-               "--methods", "darts-v1", "--amp", "none", "bf16", "--no-reference", "--no-activations",
-               "--json", str(work / "speed.json"), *(["--cuda-graphs"] if summary.get("graphs") else [])]
-        if '"--replicas"' in (ROOT / "benchmarks" / "search_step.py").read_text():  # issue 18's benchmark, once built
-            cmd += ["--replicas", "1", "4", "16"]
-        if not (a.speed == "on" or (a.speed == "auto" and gpu != "cpu"
-                                    and not any(a.results.glob(f"gpu-*-{slug(gpu)}/speed.json")))):
-            return
-        left = min(a.speed_s, end - time.time())
-        if a.dry_run:
-            log(f"== speed: after the queue, in the time it leaves (≤ {a.speed_s:.0f} s): {shlex.join(cmd)}")
-        elif left < 30:
-            log(f"== speed: skipped, {left:.0f} s left (a later draw measures it)")
-        else:
-            rc, text = _sh(cmd, left)
-            log(text.strip())
-            stage_done("speed", s, rc=rc)
+    def stage_done(self, name: str, started: float, **info: Any) -> None:
+        self.summary["stages"][name] = {"seconds": round(time.time() - started, 1), **info}
+        self.log(f"== {name}: {time.time() - started:.1f} s (total {time.time() - self.t0:.0f} of "
+                 f"{self.a.budget:.0f} s)")
 
-    try:
-        # 1. set-up: data, versions
-        s = time.time()
-        log(f"== set-up ({'dry run' if a.dry_run else f'budget {a.budget:.0f} s'}); GPU: {smi}")
+    def write_tar(self) -> list[str]:
+        self.summary["wall_s"] = round(time.time() - self.t0, 1)
+        (self.work / "calibration.json").write_text(json.dumps(self.calib, indent=1))
+        (self.work / "session.json").write_text(json.dumps(self.summary, indent=1, default=str))
+        self.a.out.mkdir(parents=True, exist_ok=True)
+        return pack(self.tar_path, self.folder, self.runs_dir,
+                    [self.work / n for n in (*SESSION_FILES, "speed.json")])
+
+    def setup(self) -> None:
+        """1. Full CIFAR-10 from the carried JPEG copy (cifar10_full.py), versions."""
+        a, s = self.a, time.time()
+        self.log(f"== set-up ({'dry run' if a.dry_run else f'budget {a.budget:.0f} s'}); GPU: {self.smi}")
         import platform
 
         import torch  # the searches' torch; this process never touches the GPU
         versions = (f"python {platform.python_version()} | torch {torch.__version__} | cuda {torch.version.cuda} | "
-                    f"driver and GPU: {smi}")
-        log(versions.strip())
-        summary["versions"] = versions.strip()
+                    f"driver and GPU: {self.smi}")
+        self.log(versions)
+        self.summary["versions"] = versions
         tool, npz = a.gpu_dir / "tools" / "cifar10_full.py", a.gpu_dir / "data" / "cifar10_jpeg.npz"
-        nb201 = a.gpu_dir / "data" / "nb201" / "nb201_200ep.csv"
-        data_ok = (full / "cifar-10-batches-py" / "test_batch").is_file()
+        self.data_ok = (self.full / "cifar-10-batches-py" / "test_batch").is_file()
         if a.dry_run or a.skip_setup:
-            missing = [str(p) for p in (tool, npz, nb201) if not p.is_file()]
-            log(f"would rebuild: {sys.executable} {tool} {full}" + (f"  (MISSING: {', '.join(missing)}: run "
-                "`python benchmarks/gpu_session.py prepare` first)" if missing else ""))
-        elif not data_ok:
-            rc, text = _sh([sys.executable, str(tool), str(full)], end - time.time())
-            log(text.strip())
-            data_ok = rc == 0
-            if not data_ok:
-                log(f"DATA REBUILD FAILED (rc {rc}): calibration only, no searches")
-        if (full / "cifar-10-batches-py").is_dir() and nb201.is_file() and not (full / "nb201").exists():
-            (full / "nb201").mkdir()
-            shutil.copy(nb201, full / "nb201" / nb201.name)  # the tests read DARTS_SHARED_DATA/nb201/
-        stage_done("set-up", s, data=data_ok)
+            missing = [str(p) for p in (tool, npz, self.nb201) if not p.is_file()]
+            self.log(f"would rebuild: {sys.executable} {tool} {self.full}" + (
+                f"  (MISSING: {', '.join(missing)}: run `python benchmarks/gpu_session.py prepare` first)"
+                if missing else ""))
+        elif not self.data_ok:
+            rc, text = _sh([sys.executable, str(tool), str(self.full)], self.end - time.time())
+            self.log(text.strip())
+            self.data_ok = rc == 0
+            if not self.data_ok:
+                self.log(f"DATA REBUILD FAILED (rc {rc}): calibration only, no searches")
+        if (self.full / "cifar-10-batches-py").is_dir() and self.nb201.is_file() and not (self.full / "nb201").exists():
+            (self.full / "nb201").mkdir()
+            shutil.copy(self.nb201, self.full / "nb201" / self.nb201.name)  # tests read DARTS_SHARED_DATA/nb201/
+        self.stage_done("set-up", s, data=self.data_ok)
 
-        # 2. smoke: the CUDA-graph replay tests (gpu_check.sh's test stage)
-        s = time.time()
-        smoke_cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
-                     "tests/test_data.py", "-k", "cuda or replay"]
+    def smoke(self) -> None:
+        """2. The CUDA-graph replay tests (gpu_check.sh's test stage); any failure or skip → eager."""
         import importlib.util
+        a, s = self.a, time.time()
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
+               "tests/test_data.py", "-k", "cuda or replay"]
         if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 6 at a time
-            smoke_cmd += ["-n", "6"]
+            cmd += ["-n", "6"]
         if a.dry_run or a.skip_smoke:
-            log(f"== smoke: would run DARTS_SHARED_DATA={full} {shlex.join(smoke_cmd)}")
-            graphs_ok = gpu != "cpu" and not a.skip_smoke
+            self.log(f"== smoke: would run DARTS_SHARED_DATA={self.full} {shlex.join(cmd)}")
+            self.graphs = self.gpu != "cpu" and not a.skip_smoke
         else:
-            rc, text = _sh(smoke_cmd, min(a.smoke_s, end - time.time()), env={"DARTS_SHARED_DATA": str(full)})
+            rc, text = _sh(cmd, min(a.smoke_s, self.end - time.time()), env={"DARTS_SHARED_DATA": str(self.full)})
             text = "\n".join(text.strip().splitlines()[-40:])  # the summary and the skip/failure reasons
-            log(text.strip())
+            self.log(text)
             passed, skipped = re.search(r"(\d+) passed", text), re.search(r"(\d+) skipped", text)
-            graphs_ok = rc == 0 and passed is not None and skipped is None and gpu != "cpu"
-            if not graphs_ok:  # a skipped replay test is an unverified path: not trusted for the searches
+            self.graphs = rc == 0 and passed is not None and skipped is None and self.gpu != "cpu"
+            if not self.graphs:  # a skipped replay test is an unverified path: not trusted for the searches
                 why = ("timed out" if rc == 124 else f"rc {rc}" if rc else "tests skipped" if skipped
-                       else "no GPU" if gpu == "cpu" else "no test passed")
-                log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
-        stage_done("smoke", s, graphs=graphs_ok)
+                       else "no GPU" if self.gpu == "cpu" else "no test passed")
+                self.log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
+        self.stage_done("smoke", s, graphs=self.graphs)
 
-        # 3. calibrate: which path, and the step time of every method the queue holds
-        s = time.time()
-        committed = committed_runs(a.results)
-        jobs = read_matrix(runs_dir, str(full), str(nb201), a.seeds, a.datasets, a.extra)
-        cells = unfinished_cells(jobs, committed, a.datasets)
-        batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)  # issue 18, once built
-        log(f"matrix: {len(jobs)} NB201 lines for {', '.join(a.datasets)}, seeds {a.seeds}; "
-            f"{len(cells)} unfinished cell(s): {', '.join(c.name for c in cells) or 'none'}")
+    def matrix(self, extra: Sequence[str] = (), probe: bool = False) -> list[Cell]:
+        """The unfinished cells of run_all.sh's NB201 matrix; `probe`: also whether the scripts take --seeds."""
+        a = self.a
+        jobs = read_matrix(self.runs_dir, str(self.full), str(self.nb201), a.seeds, a.datasets, [*a.extra, *extra])
+        if probe:
+            self.batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)  # issue 18, once built
+            self.log(f"matrix: {len(jobs)} NB201 lines for {', '.join(a.datasets)}, seeds {a.seeds}")
+        return unfinished_cells(jobs, self.committed, a.datasets)
+
+    def calibrate(self) -> None:
+        """3. The path (batched, graphs, fp32/bf16), each queued method's step, the cost of sharing the GPU."""
+        a, s = self.a, time.time()
+        self.committed = committed_runs(a.results)
+        cells = self.matrix(probe=True)
+        self.log(f"{len(cells)} unfinished cell(s): {', '.join(c.name for c in cells) or 'none'}")
         needs = list(dict.fromkeys([*((bench_method(cfg), int(cfg["batch_size"]))
                                       for cfg in (resolve_config(j) for c in cells for j in c.jobs)),
                                     ("darts-v1", 64)]))  # the README's reference step, even with nothing queued
-        amps = ["none", "bf16"] if a.amp == "auto" else [a.amp]
         if a.calibration is not None or a.dry_run:
-            calib = json.loads(a.calibration.read_text()) if a.calibration else h100_fallback(a.results)
-            calib.setdefault("source", str(a.calibration))
-            log(f"== calibrate: using {calib['source']} (not measured)")
+            self.calib = json.loads(a.calibration.read_text()) if a.calibration else h100_fallback(a.results)
+            self.calib.setdefault("source", str(a.calibration))
+            self.log(f"== calibrate: using {self.calib['source']} (not measured)")
         else:
-            part = work / "calibration.part.json"
+            part = self.work / "calibration.part.json"
             rc, text = _sh([sys.executable, str(Path(__file__).resolve()), "calibrate", "--json", str(part),
-                            "--deadline", str(min(time.time() + a.calib_s, end)), "--amp", *amps,
-                            "--replicas", str(len(a.seeds) if batched else 1), *(["--graphs"] if graphs_ok else []),
-                            "--need", *[f"{m}:{b}" for m, b in needs]], min(a.calib_s + 30, end - time.time()))
-            log(text.strip())
-            calib = json.loads(part.read_text()) if part.is_file() else {"rows": []}
-            calib["source"] = f"measured on {gpu} this session (rc {rc})"
-        if graphs_ok and not any(r.get("graphs") for r in calib["rows"]):
-            graphs_ok = False
-            log("no graph-replayed step in the calibration: planning and running EAGER")
-        calib.update(gpu=gpu, graphs=graphs_ok, batched=batched)
-        amp = a.amp
-        if amp == "auto":
-            head = [r for r in calib["rows"] if (r["method"], r["batch"]) == (needs[0] if needs else ("darts-v1", 64))
-                    and bool(r["graphs"]) == (graphs_ok and r["method"] != "gdas")]
-            amp = min(head, key=lambda r: r["step_s"])["amp"] if head else "none"
-        slots = (len(a.seeds) if not batched else 1) if a.parallel == "auto" else int(a.parallel)
-        if fit_slots(slots, smi, calib["rows"]) < slots:
-            slots = fit_slots(slots, smi, calib["rows"])
-            log(f"GPU memory ({smi}) holds only {slots} search process(es) at once")
-        left = min(s + a.calib_s, end) - time.time()
-        alone = needs and lookup_step(calib["rows"], needs[0][0], needs[0][1], amp, graphs_ok and needs[0][0] != "gdas")
-        if slots > 1 and alone and not a.dry_run and a.calibration is None and left > 20:
-            calib.setdefault("slowdown", {}).update(_measure_sharing(needs[0], amp, graphs_ok, slots, calib, left, log,
-                                                                       work / "sharing.json"))
-        slowdown = float(calib.get("slowdown", {}).get(str(slots), slots))
-        path = ("batched+" if batched else "") + ("graphs" if graphs_ok else "eager")
-        how = "measured" if str(slots) in calib.get("slowdown", {}) else "assumed = processes: no gain from sharing"
-        log(f"path: {path}, {'bf16' if amp == 'bf16' else 'fp32'}; {slots} process(es) at once, each step × "
-            f"{slowdown:.2f} ({how})")
-        summary.update(path=path, amp=amp, graphs=graphs_ok, slots=slots, slowdown=slowdown, cost=asdict(a.cost))
-        stage_done("calibrate", s, rows=len(calib["rows"]))
-        if not a.dry_run:
-            write_tar()  # the calibration survives even if the queue overruns the call
+                            "--deadline", str(min(time.time() + a.calib_s, self.end)),
+                            "--amp", *(["none", "bf16"] if a.amp == "auto" else [a.amp]),
+                            "--replicas", str(len(a.seeds) if self.batched else 1),
+                            *(["--graphs"] if self.graphs else []), "--need", *[f"{m}:{b}" for m, b in needs]],
+                           min(a.calib_s + 30, self.end - time.time()))
+            self.log(text.strip())
+            self.calib = json.loads(part.read_text()) if part.is_file() else {"rows": []}
+            self.calib["source"] = f"measured on {self.gpu} this session (rc {rc})"
+        rows = self.calib["rows"]
+        if self.graphs and not any(r.get("graphs") for r in rows):
+            self.graphs = False
+            self.log("no graph-replayed step in the calibration: planning and running EAGER")
+        self.calib.update(gpu=self.gpu, graphs=self.graphs, batched=self.batched)
+        head_method, head_batch = needs[0]
+        head_graphs = self.graphs and head_method != "gdas"
+        self.amp = a.amp
+        if self.amp == "auto":  # the faster of fp32 and bf16 on the first queued method
+            head = [r for r in rows if (r["method"], r["batch"]) == needs[0] and bool(r["graphs"]) == head_graphs]
+            self.amp = min(head, key=lambda r: r["step_s"])["amp"] if head else "none"
+        self.slots = (len(a.seeds) if not self.batched else 1) if a.parallel == "auto" else int(a.parallel)
+        if fit_slots(self.slots, self.smi, rows) < self.slots:
+            self.slots = fit_slots(self.slots, self.smi, rows)
+            self.log(f"GPU memory ({self.smi}) holds only {self.slots} search process(es) at once")
+        left = min(s + a.calib_s, self.end) - time.time()
+        alone = lookup_step(rows, head_method, head_batch, self.amp, head_graphs)
+        if self.slots > 1 and alone and not a.dry_run and a.calibration is None and left > 20:
+            self.calib.setdefault("slowdown", {}).update(_measure_sharing(
+                needs[0], self.amp, self.graphs, self.slots, self.calib, left, self.log, self.work / "sharing.json"))
+        self.slowdown = float(self.calib.get("slowdown", {}).get(str(self.slots), self.slots))
+        path = ("batched+" if self.batched else "") + ("graphs" if self.graphs else "eager")
+        how = ("measured" if str(self.slots) in self.calib.get("slowdown", {})
+               else "assumed = processes: no gain from sharing")
+        self.log(f"path: {path}, {'bf16' if self.amp == 'bf16' else 'fp32'}; {self.slots} process(es) at once, "
+                 f"each step × {self.slowdown:.2f} ({how})")
+        self.summary.update(path=path, amp=self.amp, graphs=self.graphs, slots=self.slots, slowdown=self.slowdown,
+                            cost=asdict(a.cost))
+        self.stage_done("calibrate", s, rows=len(rows))
 
-        # 4. the queue
-        s = time.time()
-        extra = [*a.extra, *(["--cuda-graphs"] if graphs_ok else []), *(["--amp", "bf16"] if amp == "bf16" else [])]
-        jobs = read_matrix(runs_dir, str(full), str(nb201), a.seeds, a.datasets, extra)
-        cells = unfinished_cells(jobs, committed, a.datasets)
-        if not data_ok and not a.dry_run:
+    def queue(self) -> int:
+        """4. Plan the unfinished cells into the time left, run them, stop what is still going at the end."""
+        a, s = self.a, time.time()
+        cells = self.matrix(["--cuda-graphs"] * self.graphs + ["--amp", "bf16"] * (self.amp == "bf16"))
+        if not self.data_ok and not a.dry_run:
             cells = []
-        window = (a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s if a.dry_run else end - time.time())
-        estimates = estimate_cells(cells, calib, amp, graphs_ok, batched, slowdown, a.cost)
-        admitted, skipped = plan_queue(estimates, window, slots)
+        window = a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s if a.dry_run else self.end - time.time()
+        estimates = estimate_cells(cells, self.calib, self.amp, self.graphs, self.batched, self.slowdown, a.cost)
+        admitted, skipped = plan_queue(estimates, window, self.slots)
         if a.max_cells is not None and len(admitted) > a.max_cells:
             skipped = [(c, f"over --max-cells {a.max_cells}") for c, _ in admitted[a.max_cells:]] + skipped
             admitted = admitted[:a.max_cells]
-        log(f"== queue (budget arithmetic: {a.budget:.0f} s budget − {a.reserve_s:.0f} s for the tar − "
-            + (f"{a.setup_s:.0f}+{a.smoke_s:.0f}+{a.calib_s:.0f} s of stages" if a.dry_run
-               else f"{time.time() - t0:.0f} s spent") + f" = {window:.0f} s)")
-        log(format_plan(admitted, skipped, window, slots))
-        summary["plan"] = {"window_s": round(window, 1),
-                           "admitted": [{"cell": c.name, "jobs": [{"seeds": p.job.seeds, "estimate_s": round(p.estimate),
-                                                                   "line": p.job.line} for p in ps]}
-                                        for c, ps in admitted],
-                           "skipped": [{"cell": c.name, "why": why} for c, why in skipped]}
+        spent = (f"{a.setup_s:.0f}+{a.smoke_s:.0f}+{a.calib_s:.0f} s of stages" if a.dry_run
+                 else f"{time.time() - self.t0:.0f} s spent")
+        self.log(f"== queue (budget arithmetic: {a.budget:.0f} s budget − {a.reserve_s:.0f} s for the tar − "
+                 f"{spent} = {window:.0f} s)")
+        self.log(format_plan(admitted, skipped, window, self.slots))
+        self.summary["plan"] = {
+            "window_s": round(window, 1), "skipped": [{"cell": c.name, "why": why} for c, why in skipped],
+            "admitted": [{"cell": c.name, "jobs": [{"seeds": p.job.seeds, "estimate_s": round(p.estimate),
+                                                    "line": p.job.line} for p in ps]} for c, ps in admitted]}
         if a.dry_run:
             for _, ps in admitted:
                 for p in ps:
-                    log(f"would run: {p.job.line}")
-            stage_done("queue", s, dry_run=True)
-            speed_stage()
+                    self.log(f"would run: {p.job.line}")
+            self.stage_done("queue", s, dry_run=True)
             return 0
         order = sorted((p for _, ps in admitted for p in ps), key=lambda p: p.start)
-        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, slots)))
-        outcomes = run_queue(order, end, slots, log, env={"OMP_NUM_THREADS": threads})
-        summary["outcomes"] = [asdict(o) for o in outcomes]
-        stage_done("queue", s, done=sum(o.status == "done" for o in outcomes), jobs=len(outcomes))
-        speed_stage()
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, self.slots)))
+        outcomes = run_queue(order, self.end, self.slots, self.log, env={"OMP_NUM_THREADS": threads})
+        self.summary["outcomes"] = [asdict(o) for o in outcomes]
+        self.stage_done("queue", s, done=sum(o.status == "done" for o in outcomes), jobs=len(outcomes))
         return 0 if all(o.status == "done" for o in outcomes) else 1
-    except SessionError as err:
-        log(f"error: {err}")
-        summary["error"] = str(err)
-        return 2
-    except Exception as err:  # noqa: BLE001 -- whatever breaks, the tar still comes back with the traceback
-        import traceback
-        log(traceback.format_exc())
-        summary["error"] = f"{type(err).__name__}: {err}"
-        return 1
-    finally:
-        names = write_tar()
-        log(f"tar: {tar_path} ({sum(n.endswith('/result.json') for n in names)} finished run(s), "
-            f"{sum(n.endswith('/args.json') for n in names)} run(s) in all, {time.time() - t0:.0f} s)")
-        write_tar()  # again, with that last line in session.log
+
+    def speed(self) -> None:
+        """The README's speed figures (graph-replayed / batched step, fp32 and bf16), in the time the queue left,
+        on a GPU model's first draw (or with --speed on)."""
+        a, s = self.a, time.time()
+        if not (a.speed == "on" or (a.speed == "auto" and self.gpu != "cpu"
+                                    and not any(a.results.glob(f"gpu-*-{slug(self.gpu)}/speed.json")))):
+            return
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "search_step.py"), "--device", "cuda", "--paths", "fast",
+               "--methods", "darts-v1", "--amp", "none", "bf16", "--no-reference", "--no-activations",
+               "--json", str(self.work / "speed.json"), *(["--cuda-graphs"] if self.graphs else [])]
+        if '"--replicas"' in (ROOT / "benchmarks" / "search_step.py").read_text():  # issue 18's benchmark, once built
+            cmd += ["--replicas", "1", "4", "16"]
+        left = min(a.speed_s, self.end - time.time())
+        if a.dry_run:
+            self.log(f"== speed: after the queue, in the time it leaves (≤ {a.speed_s:.0f} s): {shlex.join(cmd)}")
+        elif left < 30:
+            self.log(f"== speed: skipped, {left:.0f} s left (a later draw measures it)")
+        else:
+            rc, text = _sh(cmd, left)
+            self.log(text.strip())
+            self.stage_done("speed", s, rc=rc)
+
+
+def session(a: SessionArgs) -> int:
+    """The device call (see `Session`). Returns the exit status: 0 all queued runs done, 1 not, 2 bad set-up."""
+    return Session(a)()
 
 
 def _measure_sharing(need: tuple[str, int], amp: str, graphs: bool, k: int, calib: dict[str, Any], timeout: float,
