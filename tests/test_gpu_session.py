@@ -48,9 +48,14 @@ def test_method_key_ignores_paths_device_and_precision_only() -> None:
     assert G.method_key(["--reg", "sa"]) == ()
 
 
+def _by_label(jobs: list[G.Job]) -> dict[tuple[str, int], G.Job]:
+    """(issue-order name, seed) → job; a run_all.sh row `<name>-authors` stands for `<name>`."""
+    return {(j.label.removesuffix("-authors"), j.seeds[0]): j for j in jobs}
+
+
 def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     jobs = _matrix(tmp_path)
-    by = {(j.label, j.seeds[0]): j for j in jobs}
+    by = _by_label(jobs)
     results = tmp_path / "results"
     for seed in (0, 1, 2):                                   # SA-DARTS: all three seeds finished
         _commit_run(results, "gpu-20260101-0000-h200", by["sa-darts", seed], seed)
@@ -61,17 +66,21 @@ def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     _commit_run(results, "gpu-20260102-0000-h100", by["edd-darts", 1], 1, result_text="{not json")
     _commit_run(results, "quick-cpu", by["edd-darts", 2], 2)  # not a GPU run set
     cells = G.unfinished_cells(jobs, G.committed_runs(results), ["cifar10"])
-    names = [c.name for c in cells]
-    assert "sa-darts/cifar10" not in names
-    assert names[:3] == ["sp-darts/cifar10", "edd-darts/cifar10", "darts-v1/cifar10"]
+    names = [c.label.removesuffix("-authors") for c in cells]
+    assert "sa-darts" not in names and {c.dataset for c in cells} == {"cifar10"}
+    assert names[:3] == ["sp-darts", "edd-darts", "darts-v1"]
     assert [j.seeds for j in cells[0].jobs] == [(2,)] and cells[0].done == 2
     assert [j.seeds for j in cells[1].jobs] == [(0,), (1,), (2,)] and cells[1].done == 0
-    # the issue's order for the rest; labels of run_all.sh outside ORDER (edd-darts-clip) come last
-    assert names == [f"{lab}/cifar10" for lab in G.ORDER if lab != "sa-darts"] + ["edd-darts-clip/cifar10"]
+    # the issue's order for the labels in ORDER, then every other label of run_all.sh in its matrix order
+    in_order = [n for n in names if n in G.ORDER]
+    assert in_order == [n for n in G.ORDER if n != "sa-darts"] and names[:len(in_order)] == in_order
+    matrix_labels = list(dict.fromkeys(j.label for j in jobs))
+    others = [c.label for c in cells if c.label.removesuffix("-authors") not in G.ORDER]
+    assert others == [lab for lab in matrix_labels if lab in others] and "edd-darts-clip" in others
 
 
 def test_in_a_git_checkout_only_committed_runs_count(tmp_path: Path) -> None:
-    jobs = {(j.label, j.seeds[0]): j for j in _matrix(tmp_path)}
+    jobs = _by_label(_matrix(tmp_path))
     repo = tmp_path / "repo"
     results = repo / "results"
     _commit_run(results, "gpu-1", jobs["sa-darts", 0], 0)
@@ -346,7 +355,7 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     out = capsys.readouterr().out
     assert "GPU: NVIDIA H200, 580.159.04" in out
     assert "540 s budget − 25 s for the tar − 60+60+60 s of stages = 335 s" in out
-    assert "RUN  sa-darts" not in out and "RUN  sp-darts/cifar10" in out
+    assert "RUN  sa-darts" not in out and "RUN  sp-darts" in out
     assert "would run:" in out and "--cuda-graphs" in out.split("would run:")[1]
     assert "== speed: after the queue" in out  # a GPU model's first draw also measures the README's speed figures
     (dry,) = (tmp_path / "out").glob("dryrun-*-h200.tar")
