@@ -49,8 +49,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's common/, not an installed one
-#: The issue-19 queue order (run_all.sh labels). `<label>-authors` ranks as `<label>`; every other NB201
-#: label of the matrix (paper-recipe rows, `-clip`, ...) follows in run_all.sh's order.
+#: The issue-19 queue order (run_all.sh labels). `<label>-authors` ranks as `<label>`; then the paper-recipe
+#: rows (`<label>-paper`), then every other NB201 label of the matrix, each group in run_all.sh's order.
 ORDER = ("sa-darts", "sp-darts", "edd-darts", "darts-v1", "sac-darts", "gdas", "darts-v1-aer", "gdas-aer",
          "pcd", "ets-gdas", "beta-darts", "darts-v2", "darts-v2-aer")
 RUN_FILES = ("args.json", "metrics.jsonl", "result.json")
@@ -145,11 +145,12 @@ def read_matrix(runs_dir: Path, data_dir: str, nb201: str | None, seeds: Sequenc
 
 
 def rank(label: str) -> int:
-    """Position of a label in ORDER (`-authors` rows rank as their base label); len(ORDER) if absent."""
+    """Position of a label in ORDER (`-authors` rows rank as their base label); then the `-paper` rows
+    (len(ORDER)), then every other label (len(ORDER) + 1)."""
     for name in (label, label.removesuffix("-authors")):
         if name in ORDER:
             return ORDER.index(name)
-    return len(ORDER)
+    return len(ORDER) + (not label.endswith("-paper"))
 
 
 # ---------------------------------------------------------------------------------------- unfinished
