@@ -31,7 +31,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,8 @@ class RunDir:
             with self.log_file.open("a") as f:
                 f.write(text + "\n")
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
+    def load_checkpoint(self, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any] | None:
+        """The checkpoint (None if there is none), checked: sha256, version, the entries `keys`, finite."""
         if not self.checkpoint.exists():
             return None
         move = "the file is kept; move it away to start over"
@@ -205,7 +206,7 @@ class RunDir:
                            f"({type(err).__name__}); {move}") from None
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
-        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        missing = [k for k in keys if k not in state]
         if missing:
             raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
                            f"and cannot be resumed; {move}")

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.config import ConfigError, arg, build_parser, config_dict
+from common.config import DEVICE_FORM, RANGES, ConfigError, _in, arg, build_parser, check_ranges, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, load_arrays, make_loader
 from common.evalnet import NAMED_GENOTYPES, EvalNetwork, GenotypeError, eval_loss, parse_genotype
 from common.genotypes import Genotype, genotype_to_json
@@ -56,6 +56,8 @@ from common.run import (
     NonFiniteLoss,
     RunDir,
     RunError,
+    RunFinished,
+    finished_run,
     main_guard,
     resolve_device,
     rng_state,
@@ -76,6 +78,17 @@ PRESETS: dict[str, dict[str, Any]] = {
               "limit_test": 128},
 }
 ROBUSTDARTS_SIZE = {"cifar10": (20, 36), "cifar100": (8, 16), "svhn": (8, 16)}  # (layers, C)
+_AT_LEAST_1 = RANGES["epochs"]
+#: The range of every numeric flag (floats must also be finite; None is not checked).
+TRAIN_RANGES = {**{k: _AT_LEAST_1 for k in ("epochs", "batch_size", "C", "layers", "limit_train", "limit_test",
+                                             "log_every")},
+                "seed": RANGES["seed"], "lr": RANGES["w_lr"], "lr_min": RANGES["w_lr_min"],
+                "momentum": RANGES["w_momentum"], "wd": RANGES["w_wd"], "cutout": RANGES["cutout"],
+                "drop_path": _in(0, 1), "aux_weight": RANGES["w_wd"], "grad_clip": RANGES["grad_clip"],
+                "debug_nan_step": RANGES["debug_nan_step"]}
+#: Entries of an evaluation checkpoint (checked on resume).
+TRAIN_CHECKPOINT_KEYS = ("version", "config", "genotype", "epoch", "step", "wall_time", "model", "optimizer",
+                         "metrics", "rng")
 #: Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir", "debug_nan_step"}
 
@@ -111,7 +124,7 @@ class TrainConfig:
                       choices=("auto", "device", "torch"))
     amp: str = arg("auto", "autocast: auto (bf16 on CUDA, none on CPU), none, bf16", choices=("auto", "none", "bf16"))
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
-    progress: bool = arg(True, "progress bars and per-epoch lines on stderr")
+    progress: bool = arg(True, "tqdm progress bars (the per-epoch lines go to stdout and log.txt either way)")
     log_every: int = arg(50, "steps between NaN checks on CUDA (every step on CPU)")
     debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
 
@@ -126,17 +139,14 @@ class TrainConfig:
         for key, value in values.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        for key in ("epochs", "batch_size", "C", "layers", "limit_train", "limit_test", "log_every"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be >= 1 (got {getattr(self, key)})")
+        check_ranges(self, TRAIN_RANGES)
+        if self.lr_min > self.lr:
+            raise ConfigError(f"--lr-min must be <= --lr {self.lr} (got {self.lr_min})")
         if self.layers < 2 and self.aux_weight > 0:
-            raise ConfigError("the auxiliary head needs --layers >= 2 (two reductions before it)")
-        checks = {"lr": self.lr > 0, "lr_min": 0 <= self.lr_min <= self.lr, "momentum": 0 <= self.momentum < 1,
-                  "wd": self.wd >= 0, "cutout": self.cutout >= 0, "drop_path": 0 <= self.drop_path < 1,
-                  "aux_weight": self.aux_weight >= 0, "grad_clip": self.grad_clip >= 0}
-        for key, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"--{key.replace('_', '-')} {getattr(self, key)} is out of range")
+            raise ConfigError("--layers must be >= 2 with the auxiliary head (it needs two reductions before it; "
+                              "--aux-weight 0 drops the head)")
+        if not DEVICE_FORM.fullmatch(self.device):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device})")
 
 
 # ------------------------------------------------------------------------------------- the genotype
@@ -187,12 +197,13 @@ class Trainer:
         default_out = (Path(info["run_dir"]) / "eval" if info["kind"] == "run"
                        else Path("runs/train") / f"{info['name']}-{cfg.dataset}-seed{cfg.seed}")
         out = Path(cfg.out or default_out)
+        if cfg.resume and (done := finished_run(out, cfg.epochs)):
+            raise RunFinished(done)
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out} exists and is not a directory")
         self._build_data()  # missing data fails before the run directory is created
-        self.dir = RunDir(out)
-        self.log_file = self.dir.path / "log.txt"
-        checkpoint = self.dir.load_checkpoint() if cfg.resume else None
+        self.dir = RunDir(out)  # locked: a second run on this --out stops here
+        checkpoint = self.dir.load_checkpoint(TRAIN_CHECKPOINT_KEYS) if cfg.resume else None
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it or choose another --out")
         seed_everything(cfg.seed, cfg.deterministic)
@@ -247,11 +258,8 @@ class Trainer:
         set_rng_state(ckpt["rng"])
 
     def log(self, line: str) -> None:
-        """Append a line to log.txt (and echo it on stderr with --progress)."""
-        with open(self.log_file, "a") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-        if self.cfg.progress:
-            print(line, file=sys.stderr)
+        """Print a timestamped line on stdout and append it to log.txt (the searches' RunDir.log)."""
+        self.dir.log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -343,6 +351,7 @@ class Trainer:
         self.log(f"summary: params {result['params_M']:.2f}M (auxiliary head excluded), test error "
                  f"{result['test_error']:.2f}% after {final['epoch']} epochs on {self.cfg.dataset}, wall time "
                  f"{self.wall_time / 3600:.2f} h on {device}")
+        self.dir.release()
         return result
 
 

@@ -199,6 +199,22 @@ def test_presets_fill_only_unset_flags() -> None:
     assert (cfg.layers, cfg.C, cfg.drop_path) == (20, 36, 0.2)
 
 
+@pytest.mark.parametrize("flag,value", [
+    ("--epochs", "0"), ("--batch-size", "0"), ("--C", "0"), ("--layers", "0"), ("--limit-train", "0"),
+    ("--limit-test", "0"), ("--log-every", "0"), ("--seed", "-1"), ("--lr", "0"), ("--lr", "nan"),
+    ("--lr-min", "-1"), ("--lr-min", "1"), ("--momentum", "1"), ("--wd", "-1"), ("--cutout", "-1"),
+    ("--drop-path", "1"), ("--aux-weight", "inf"), ("--grad-clip", "-1"), ("--debug-nan-step", "-1"),
+    ("--device", "mps"),
+])
+def test_out_of_range_flag_is_one_line_naming_it(flag: str, value: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["DARTS_V2", flag, value, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and flag in err, err
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------------- end to end
 SMALL = ["--preset", "smoke", "--device", "cpu", "--no-progress"]
 
@@ -256,23 +272,24 @@ def test_report_puts_trained_error_beside_the_papers(tmp_path: Path) -> None:
 def test_run_all_eval_queues_finished_darts_and_s1_s4_searches(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for rel in ("darts/sp-darts/cifar10/seed0", "s2/edd-darts/cifar10/seed0", "nb201/sp-darts/cifar10/seed0",
-                "s4/sa-darts/cifar10/seed0"):
+                "nb201-3op/sa-darts/cifar10/seed0", "s3/pcd/cifar100/seed0"):
         (runs / rel).mkdir(parents=True)
         (runs / rel / "result.json").write_text("{}")
-    (runs / "s4/sa-darts/cifar10/seed0/eval").mkdir()
-    (runs / "s4/sa-darts/cifar10/seed0/eval/result.json").write_text("{}")  # already evaluated
-    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--eval", "--dry-run", "--runs", str(runs), "--seeds", "0",
-                           "--data-dir", "D", "--", "--epochs", "7"], capture_output=True, text=True, timeout=60)
+    (runs / "s3/pcd/cifar100/seed0/eval").mkdir()
+    (runs / "s3/pcd/cifar100/seed0/eval/result.json").write_text("{}")  # already evaluated
+    run_all = ["bash", str(ROOT / "run_all.sh"), "--dry-run", "--seeds", "0", "--data-dir", "D"]
+    proc = subprocess.run([*run_all, "--eval", "--runs", str(runs), "--", "--epochs", "7"], capture_output=True,
+                          text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines == [f"python3 -m common.train {runs}/{rel} --out {runs}/{rel}/eval --preset {preset} --seed 0 "
                      "--data-dir D --resume --no-progress --epochs 7"
                      for rel, preset in (("darts/sp-darts/cifar10/seed0", "darts"),
                                          ("s2/edd-darts/cifar10/seed0", "robustdarts"))]
-    waiting = len(subprocess.run(["bash", str(ROOT / "run_all.sh"), "--dry-run", "--runs", str(tmp_path / "none"),
-                                  "--seeds", "0", "--spaces", "darts s1 s2 s3 s4"], capture_output=True, text=True,
-                                 timeout=60).stdout.splitlines()) - 2  # the matrix's DARTS/S1-S4 searches, less the 2 done
-    assert f"2 evaluations to do ({waiting} DARTS/S1-S4 searches not finished yet" in proc.stderr
+    searches = subprocess.run([*run_all, "--spaces", "darts s1 s2 s3 s4", "--runs", str(tmp_path / "empty")],
+                              capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert f"2 evaluations to do ({len(searches) - 3} DARTS/S1-S4 searches not finished yet" in proc.stderr
+    assert not (runs / "jobs.txt").exists()  # a dry run writes nothing
 
 
 @pytest.mark.slow
@@ -304,6 +321,9 @@ def test_killed_run_resumes_bit_identically(shared_data: Path, tmp_path: Path) -
     b = torch.load(cut / "checkpoint.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert "resumed from" in (cut / "log.txt").read_text()
+    with pytest.raises(SystemExit) as again:  # --resume on a finished run: says so, exit 0, changes nothing
+        main([*common, "--out", str(cut), "--resume"])
+    assert again.value.code == 0 and torch.load(cut / "checkpoint.pt", weights_only=False)["model"].keys() == a.keys()
 
 
 @pytest.mark.slow
