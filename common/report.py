@@ -379,6 +379,15 @@ def short_genotype(genotype: Any) -> str:
     return f"N: {cell(genotype.get('normal', []))} / R: {cell(genotype.get('reduce', []))}"
 
 
+def paper_eval(run: Run) -> str:
+    """The paper's trained-from-scratch test error for the run's method, space and dataset (`PAPER_EVAL`);
+    recipe suffixes are dropped, and SP's per-t_sp S1-S4 rows (`sp-darts-tsp5e-4`) map to SP-DARTS (its
+    Table V reports the best of the four)."""
+    label = base_label(run.label)
+    label = LABEL_DIRS.get(re.sub(r"-tsp[0-9.e+-]+$", "", label), label)
+    return PAPER_EVAL.get((label, run.space, run.dataset), "—")
+
+
 def darts_table(runs: Sequence[Run]) -> str:
     """Markdown table of DARTS-skeleton runs (spaces darts, s1-s4): one row per run."""
     darts = [r for r in runs if not _nb201_skeleton(r)]
@@ -399,7 +408,7 @@ def darts_table(runs: Sequence[Run]) -> str:
                      f"{params / 1e6:.2f}" if math.isfinite(params) else "—",
                      _minutes(minutes) if math.isfinite(minutes) else "—", _device(r) if r.finished else "—",
                      f"{_num(ev.get('param_count')) / 1e6:.2f}" if ev.get("param_count") else "—", trained,
-                     PAPER_EVAL.get((r.label, r.space, r.dataset), "—")])
+                     paper_eval(r)])
     return _md_table(["Method", "space", "dataset", "seed", "status", "genotype", "params (M)",
                       "search time (min)", "device", "eval params (M)", "test error (%)",
                       "paper test error (%)"], rows)

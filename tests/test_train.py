@@ -219,11 +219,12 @@ def test_out_of_range_flag_is_one_line_naming_it(flag: str, value: str, tmp_path
 SMALL = ["--preset", "smoke", "--device", "cpu", "--no-progress"]
 
 
-def _fake_search(run: Path, space: str = "s3", dataset: str = "cifar10", genotype: Genotype = DARTS_V2) -> Path:
+def _fake_search(run: Path, space: str = "s3", dataset: str = "cifar10", genotype: Genotype = DARTS_V2,
+                 **args: object) -> Path:
     """A finished search run directory as SearchRun writes it (args.json, metrics.jsonl, result.json)."""
     run.mkdir(parents=True)
     (run / "args.json").write_text(json.dumps({"script": "sa_darts", "space": space, "dataset": dataset, "seed": 0,
-                                               "epochs": 50, "data_dir": "./data"}))
+                                               "epochs": 50, "data_dir": "./data", **args}))
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 50, "genotype": genotype._asdict()}) + "\n")
     (run / "result.json").write_text(json.dumps({"genotype": genotype._asdict(), "param_count": 3_349_342,
                                                  "wall_time_s": 60.0, "device": "cpu"}))
@@ -256,15 +257,18 @@ def test_smoke_epoch_on_cifar10_subset_from_a_search_run(shared_data: Path, tmp_
 
 
 def test_report_puts_trained_error_beside_the_papers(tmp_path: Path) -> None:
-    search = _fake_search(tmp_path / "darts" / "sp-darts" / "cifar10" / "seed0", space="darts")
+    search = _fake_search(tmp_path / "darts" / "sp-darts" / "cifar10" / "seed0", space="darts", recipe="authors")
     (search / "eval").mkdir()
     (search / "eval" / "args.json").write_text(json.dumps({"script": "train", "dataset": "cifar10"}))
     (search / "eval" / "result.json").write_text(json.dumps({"test_error": 2.614, "param_count": 3_349_342,
                                                             "epochs": 600, "dataset": "cifar10"}))
     unevaluated = _fake_search(tmp_path / "darts" / "sa-darts" / "cifar10" / "seed0", space="darts")
+    s_run = _fake_search(tmp_path / "s1" / "sp-darts-tsp5e-4" / "svhn" / "seed0", space="s1", dataset="svhn")
     runs = collect_runs(tmp_path)
-    assert sorted(r.path for r in runs) == sorted([search, unevaluated])
+    assert sorted(r.path for r in runs) == sorted([search, unevaluated, s_run])
     table = darts_table(runs)
+    assert "SP-DARTS [authors' recipe] | darts" in table
+    assert "| — | — | 2.33 |" in table  # SP Table V, S1 on SVHN (best of its four t_sp runs)
     assert "| 3.35 | 2.61 (600 ep, cifar10) | 2.50±0.07 (3.5M) |" in table  # SP paper Table III
     assert "| — | — | 2.60±0.06 (4.1M) |" in table  # SA-DARTS: not evaluated yet; SA paper Table 2
 
