@@ -8,7 +8,9 @@
 #    subset under $DARTS_SHARED_DATA/cifar-10-batches-py; they skip without it);
 # 2. the bilevel step on NB201 C=16 N=5 batch 64, eager and replayed, fp32 and bf16, with the implied
 #    50-epoch search time;
-# 3. CONCURRENT (default "4 8") replayed searches at once on the GPU: searches per GPU-hour.
+# 3. the evaluation network's training step (common.train, DARTS_V2, C=36, 20 cells, batch 96, bf16) and
+#    the implied 600-epoch time: the README's evaluation cost, measured;
+# 4. CONCURRENT (default "4 8") replayed searches at once on the GPU: searches per GPU-hour.
 # Everything printed is also written under OUTDIR (tests.txt, bench.txt and the benchmark JSON).
 # A failing stage does not stop the later ones (GPU time is scarce); the exit status is 1 if any failed,
 # and failed.txt names them.
@@ -19,7 +21,7 @@ mkdir -p "$out"
 : > "$out/failed.txt"; : > "$out/bench.txt"  # the stages append: start both empty
 stage() { local name=$1; shift; "$@" || echo "$name (exit $?)" | tee -a "$out/failed.txt"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
-tests() { python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py -k "cuda or replay" \
+tests() { python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py tests/test_train.py -k "cuda or replay" \
     2>&1 | tee "$out/tests.txt"; }
 bench() { python benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@" \
     2>&1 | tee -a "$out/bench.txt"; }
@@ -27,6 +29,7 @@ stage "CUDA tests" tests
 stage "eager benchmark" bench --methods darts-v1 pc-k4 gdas --amp none bf16 --json "$out/bench_eager.json"
 stage "graph benchmark" bench --methods darts-v1 darts-v2 pc-k4 --amp none bf16 --cuda-graphs \
     --json "$out/bench_graphs.json"
+stage "evaluation step" bash -c "python benchmarks/train_step.py --device cuda 2>&1 | tee -a $out/bench.txt"
 for n in ${CONCURRENT:-4 8}; do
     stage "concurrent $n" bench --methods darts-v1 --cuda-graphs --concurrent "$n" --json "$out/concurrent$n.json"
 done
