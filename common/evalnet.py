@@ -15,6 +15,9 @@ Drop-path (`drop_path`, model.py:53-57 with utils.py:102-108): in training, each
 zeroed for a whole sample with probability p and otherwise scaled by 1/(1−p); identity (skip at
 stride 1) paths are never dropped; eval mode leaves every path as it is.
 
+S4's `noise` op stays noise in the trained network, in training and in eval mode (RobustDARTS
+`src/operations.py` `NoiseOp`, used by its evaluation model); it has no parameters and is drop-path'd.
+
 Parameter counts exclude the auxiliary head (DARTS `utils.count_parameters_in_MB`, utils.py:82-83).
 """
 from __future__ import annotations
