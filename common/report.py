@@ -53,7 +53,7 @@ PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.
          "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
          "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)"}
 #: The papers' test errors (%) of the searched genotype trained from scratch, keyed by (label, space, dataset
-#: searched and evaluated on); params (M) where the paper gives them. EDD: paper 000 Table 4 (DARTS space)
+#: searched and evaluated on); params (M) where the paper gives them. EDD: paper 000 Table 3 (DARTS space)
 #: and Table 2 (S1-S4 on C100/SVHN); SP: paper 002 Tables III and V; SA/SAC: paper 003 Table 2 (error =
 #: 100 − accuracy) and Table 4; AER: paper 001 Table 2 ("DARTS-AER", mean of 3).
 PAPER_EVAL: dict[tuple[str, str, str], str] = {

@@ -14,16 +14,19 @@ the test set every epoch (train.py:86-105); 600 epochs (train.py:28), batch 96 (
 (train.py:78-83), cosine to 0 (train.py:95); cutout 16 (train.py:34-35 with README's `--cutout`);
 auxiliary head weight 0.4 (train.py:33 with README's `--auxiliary`, train.py:123-126); gradient-norm
 clip 5 over all parameters (train.py:40, 128). Drop-path probability p·epoch/epochs (train.py:100) with
-p = 0.3: the value of the papers this project reproduces (AER paper Sec. 4.2 "drop-path of probability
+p = 0.3: the value of the papers this project reproduces (AER paper Sec. 4.2.2 "drop-path of probability
 0.3", following P-DARTS; PC-DARTS train.py:37); DARTS itself used 0.2 (train.py:36 and its paper),
-one flag away: `--drop-path 0.2`.
+one flag away: `--drop-path 0.2`. EDD and SP evaluated their DARTS-space cells with DrNAS's script
+(paper 000 "Evaluations on DS", paper 002 Sec. IV-B), whose defaults are batch 64 and drop-path 0.3
+(xiangning-chen/DrNAS DARTS-space/train.py:24, 38; cosine stepped after each epoch, as here):
+`--batch-size 64` for their setting.
 
 `--preset robustdarts` (S1–S4, Zela et al., ICLR 2020): the same recipe with drop-path 0.2
 (automl/RobustDARTS src/evaluation/args.py:49), 600 epochs and batch 96 (args.py:32-33), cutout and
 auxiliary head (scripts/DARTS_eval.sh:18); 20 cells / C = 36 on CIFAR-10 and 8 cells / C = 16 on
 CIFAR-100 and SVHN, as the S1–S4 tables the methods compare against were produced (DARTS-PT
-exp_scripts/eval.sh, eval-c100.sh:39, eval-svhn.sh:39; SA paper Sec. 4.2: "20 cells with 36 initial
-channels for CIFAR-10"). RobustDARTS's own code trains every dataset at 8 cells / C = 16
+exp_scripts/eval.sh, eval-c100.sh:39, eval-svhn.sh:39; SA paper, appendix "Reduced Search Space": "20
+cells with 36 initial channels for CIFAR-10"). RobustDARTS's own code trains every dataset at 8 cells / C = 16
 (args.py:40-41): `--layers 8 --C 16`.
 
 Authors' quirk, one flag away: DARTS calls `scheduler.step()` before each epoch (PyTorch 0.3 semantics,
