@@ -224,7 +224,7 @@ class Trainer:
                 **config_dict(cfg), "script": "train", "source": source, "source_info": info,
                 "genotype": genotype_to_json(genotype), "param_count": self.param_count,
                 "argv": sys.argv, "torch": torch.__version__})
-            self.log(f"training {info['name']} ({source}) on {cfg.dataset}: {self.param_count / 1e6:.3f}M params, "
+            self.log(f"training the genotype of {source} on {cfg.dataset}: {self.param_count / 1e6:.3f}M params, "
                      f"{cfg.layers} cells, C={cfg.C}, {cfg.epochs} epochs, preset {cfg.preset}, {self.device}")
 
     def _build_data(self) -> None:
