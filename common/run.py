@@ -40,7 +40,16 @@ import torch
 from torch import Tensor
 
 from common.config import SearchConfig, config_dict
-from common.data import MEAN, NUM_CLASSES, STD, DataError, make_loader, search_split
+from common.data import (
+    CIFAR10_URL,
+    CIFAR100_URL,
+    MEAN,
+    NUM_CLASSES,
+    STD,
+    DataError,
+    make_loader,
+    search_split,
+)
 from common.genotypes import Genotype, derive_from_alphas, genotype_param_count, genotype_to_json
 from common.graphs import StepGraphs
 from common.safeio import DigestFile, RunLock, RunLocked, atomic_write, json_safe
@@ -182,10 +191,10 @@ class RunDir:
 
     def log(self, text: str) -> None:
         """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
-        print(text, flush=True)
-        if not _is_stdout(self.log_file):
+        if not _is_stdout(self.log_file):  # the file first: a run killed right after the print keeps the line
             with self.log_file.open("a") as f:
                 f.write(text + "\n")
+        print(text, flush=True)
 
     def load_checkpoint(self, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any] | None:
         """The checkpoint (None if there is none), checked: sha256, version, the entries `keys`, finite."""
@@ -359,7 +368,8 @@ class SearchRun:
         if cfg.dataset != "synthetic" and not Path(cfg.data_dir).is_dir() and cfg.data_dir != SearchConfig.data_dir:
             raise RunError(f"--data-dir {cfg.data_dir} does not exist (nothing created): it is the folder holding "
                            "cifar-10-batches-py/, cifar-100-python/ or ImageNet16/ (beside this clone: --data-dir "
-                           f"../shared/data); to download CIFAR there, create it first (mkdir -p {cfg.data_dir})")
+                           f"../shared/data); to download CIFAR there, create it first (mkdir -p {cfg.data_dir}) "
+                           f"or extract {CIFAR10_URL.rsplit('/', 1)[1]} / {CIFAR100_URL.rsplit('/', 1)[1]} into it")
         try:
             (x_t, y_t), (x_v, y_v) = search_split(cfg.dataset, cfg.data_dir, cfg.limit_train)
         except DataError as err:

@@ -65,7 +65,8 @@ BAD_VALUES = {
     "epochs": "0", "batch_size": "0", "C": "0", "N": "0", "limit_train": "0", "seed": "-1",
     "w_lr": "0", "w_lr_min": "-1", "w_momentum": "-0.5", "w_wd": "-1", "grad_clip": "-1", "a_lr": "-1",
     "a_wd": "-1", "a_beta1": "1.0", "cutout": "-1", "partial_channels": "0", "eval_images": "-1",
-    "log_every": "0", "debug_nan_step": "-1",
+    "log_every": "0", "debug_nan_step": "-1", "alpha_init": "-1", "alpha_init_mean": "nan",
+    "derive_decimals": "-1",
     # EDD
     "s": "1", "lam": "0", "rho": "1", "e_a": "0", "t0": "0", "t_end": "0", "warmup": "-1",
     "decay_every": "0", "late_from": "-1", "lam_late": "0", "pcd_d": "0", "pcd_period": "0",
@@ -74,6 +75,7 @@ BAD_VALUES = {
     "lam_neg": "nan", "lam_pos": "inf", "tau_max": "0", "tau_min": "0",
     # SP
     "t_sp": "0", "t_sm_ratio": "-1", "t_sm": "0", "p_low": "-0.1", "p_up": "1.5",
+    "t_sp_late": "0", "t_warmup": "-1", "freeze_from": "0",
     # SA
     "nu": "nan", "mu": "-1", "lam_divisor": "0", "beta_slope": "-1", "init_skip_bias": "inf",
     (AERConfig, "lam"): "nan",

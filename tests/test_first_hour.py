@@ -108,7 +108,9 @@ def test_run_all_dry_run_writes_nothing_and_quotes_a_space(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "my runs").exists()  # no folder, no jobs.txt
     lines = proc.stdout.splitlines()
-    assert len(lines) == 14  # the NB201 entries on CIFAR-10, one seed
+    block = (ROOT / "run_all.sh").read_text().split("NB201_ENTRIES=(\n", 1)[1].split("\n)\n", 1)[0]
+    entries = [ln for ln in block.splitlines() if ln.strip().startswith('"')]
+    assert len(lines) == len(entries) > 14  # the NB201 entries on CIFAR-10, one seed each
     import shlex
     for line in lines:
         argv = shlex.split(line)

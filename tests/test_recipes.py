@@ -288,7 +288,7 @@ def test_report_labels_name_the_recipe():
     assert label_of(Path("runs/nb201/sp-darts-paper/cifar10/seed0"), {**authors, "recipe": "paper"}) == \
         "SP-DARTS [paper recipe]"
     assert label_of(Path("runs/nb201/sa-darts/cifar10/seed0"), {"dataset": "cifar10", "recipe": "paper"}) == "SA-DARTS"
-    assert label_of(Path("x"), authors) == "sp_darts(recipe=authors)"
+    assert label_of(Path("x"), authors) == "SP-DARTS [authors' recipe]"  # a direct run: the method's name
     assert PAPER[base_label("PCD [authors' recipe]")] == PAPER[base_label("PCD [paper recipe]")] == "93.78±0.43"
 
 
@@ -304,7 +304,8 @@ def test_run_all_rows_authors_and_paper(tmp_path):
         assert "--recipe authors" in authors and "--recipe" not in paper
     (sp_darts,) = row("darts", "sp-darts")
     assert "--space darts-nonone" in sp_darts and "--space darts " not in sp_darts
-    assert not row("s1", "sp-darts") and row("s1", "sp-darts-paper")  # no authors' recipe on S1-S4
+    s1 = [ln for ln in lines if "/s1/" in ln]  # no authors' recipe on S1-S4: SP's Table V t_sp sweep instead
+    assert s1 and not any("--recipe authors" in ln for ln in s1) and row("s1", "sp-darts-tsp4e-4")
 
 
 def test_sp_cifar100_late_phase_inside_the_search_loop(shared_data, tmp_path):
