@@ -148,13 +148,18 @@ def sample_cells(space: SearchSpace, k: int, seed: int = 0) -> list[str]:
 
 @torch.no_grad()
 def discrete_accuracy(model: Supernet, cells: Sequence[str], loader: Any) -> list[float]:
-    """Valid accuracy (%) of each cell as a discretized sub-network of `model` (one-hot weights)."""
+    """Valid accuracy (%) of each cell as a discretized sub-network of `model` (one-hot weights).
+
+    Only the chosen op of each edge runs (the supernet's hard-index path): with one-hot weights that is
+    the same sum, 1·op(x) plus exact zeros, at a fraction of the cost of mixing every op.
+    """
     model.eval()
     device = next(model.parameters()).device
     accs = []
     for cell in cells:
-        onehot = genotype_weights(cell, model.space, device)  # (E, M) one-hot of the cell
-        accs.append(evaluate(lambda x: model(x, onehot, use_gammas=False), loader)[1])
+        onehot = genotype_weights(cell, model.space, device)  # {"normal": (E, M)} one-hot of the cell
+        index = {k: w.argmax(-1).tolist() for k, w in onehot.items()}
+        accs.append(evaluate(lambda x: model(x, onehot, index, use_gammas=False), loader)[1])
     return accs
 
 

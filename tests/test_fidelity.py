@@ -179,3 +179,24 @@ def test_end_to_end_two_runs_and_report(shared_data, nb201_csv, tmp_path, capsys
             fidelity_main([str(runs[0][0]), *argv, "--device", "cpu"])
         line = capsys.readouterr().err
         assert err.value.code == 2 and line.count("\n") == 1 and why in line
+
+
+@pytest.mark.parametrize("space", ["nb201", "nb201-3op"])
+def test_hard_index_path_equals_one_hot_mixing(space):
+    """discrete_accuracy runs only the chosen op per edge: exactly the reference supernet's one-hot mixing
+    (and, to rounding, the fast path's, whose grouped convolutions sum in another order)."""
+    from common.fast import FastSupernet
+    from common.genotypes import genotype_weights
+    from common.supernet import Supernet
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    ref = Supernet(space, C=4, N=1).double()
+    torch.manual_seed(0)
+    fast = FastSupernet(space, C=4, N=1).double()
+    for cell in sample_cells(SPACES[space], 5, seed=3):
+        w = {k: v.double() for k, v in genotype_weights(cell, ref.space).items()}
+        index = {k: v.argmax(-1).tolist() for k, v in w.items()}
+        mixed = ref(x, w, use_gammas=False)
+        assert torch.equal(ref(x, w, index, use_gammas=False), mixed)
+        assert torch.equal(fast(x, w, index, use_gammas=False), mixed)
+        assert torch.allclose(fast(x, w, use_gammas=False), mixed, rtol=1e-10, atol=1e-12)
