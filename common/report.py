@@ -51,7 +51,10 @@ PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.
          "ETS-GDAS": "93.75±0.22", "DARTS-V1-AER": "76.68±8.15", "DARTS-V2-AER": "70.92±0.00",
          "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
          "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
-         "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)"}
+         "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)",
+         # SA-DARTS Table 8: plain DARTS from α = 1e-3·c (+ 1e-3·N(0, 1)), NB201 C10 test at epoch 50
+         "DARTS (α init -0.5e-3)": "54.30", "DARTS (α init -1e-3)": "54.30", "DARTS (α init -2e-3)": "70.92",
+         "DARTS (α init -5e-3)": "70.92"}
 #: The papers' test errors (%) of the searched genotype trained from scratch, keyed by (label, space, dataset
 #: searched and evaluated on); params (M) where the paper gives them. EDD: paper 000 Table 3 (DARTS space)
 #: and Table 2 (S1-S4 on C100/SVHN); SP: paper 002 Tables III and V; SA/SAC: paper 003 Table 2 (error =
@@ -74,7 +77,9 @@ LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-
               "edd-darts": "EDD-DARTS", "edd-darts-clip": "EDD-DARTS (clip)", "pcd": "PCD",
               "ets-gdas": "ETS-GDAS", "darts-v1-aer": "DARTS-V1-AER", "darts-v2-aer": "DARTS-V2-AER",
               "gdas-aer": "GDAS-AER", "darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS",
-              "beta-darts": "beta-DARTS", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS"}
+              "beta-darts": "beta-DARTS", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS",
+              "darts-init-m0.5": "DARTS (α init -0.5e-3)", "darts-init-m1": "DARTS (α init -1e-3)",
+              "darts-init-m2": "DARTS (α init -2e-3)", "darts-init-m5": "DARTS (α init -5e-3)"}
 #: Label suffixes naming the recipe a run used (`--recipe`; run_all.sh's `<label>-paper` rows).
 RECIPE_SUFFIX = {"paper": " [paper recipe]", "authors": " [authors' recipe]"}
 

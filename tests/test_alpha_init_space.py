@@ -125,3 +125,13 @@ def test_table8_plain_darts_on_three_op_space(shared_data, nb201_csv, tmp_path):
     assert set(parse_arch_str(result["genotype"])) <= set(THREE)
     assert result["nb201"] == NB201Table.load(nb201_csv).query(result["genotype"])
     assert len(result["alphas"]["normal"][0]) == 3
+
+
+def test_table8_rows_carry_the_papers_numbers_in_the_report():
+    from pathlib import Path
+
+    from common.report import PAPER, label_of
+    for suffix, c, acc in (("m0.5", "-0.5e-3", "54.30"), ("m1", "-1e-3", "54.30"), ("m2", "-2e-3", "70.92"),
+                           ("m5", "-5e-3", "70.92")):  # SA-DARTS Table 8
+        label = label_of(Path(f"runs/all/nb201/darts-init-{suffix}/cifar10/seed0"), {"dataset": "cifar10"})
+        assert label == f"DARTS (α init {c})" and PAPER[label] == acc
