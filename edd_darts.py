@@ -222,6 +222,8 @@ class EDDConfig(SearchConfig):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
+        if self.schedule == "lpcd" and self.pcd_shape != "saw":
+            raise ConfigError("--schedule lpcd cycles the paper's saw calendar; --pcd-shape updown is for pcd")
         if "normal" in (self.entropy_cells, self.sn_cells) and "normal" not in SPACES[self.space].cell_kinds:
             raise ConfigError(f"--entropy-cells/--sn-cells normal: space {self.space} has no normal cell")
         checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0, "> 0"),

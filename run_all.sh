@@ -130,7 +130,7 @@ quick_flags() {  # $1 = space, $2 = label. Tiny and 2 epochs, so each method's m
   local f="--limit-train 128 --C 4 --batch-size 32 --eval-images 64 --epochs 2"
   case "$1" in nb201*) f="$f --N 1" ;; *) f="$f --N 3" ;; esac
   case "$2" in
-    pcd) f="$f --warmup 0" ;;              # a warm-up of 20 would leave PCD plain DARTS for both epochs
+    pcd|pcd-paper|lpcd) f="$f --warmup 0" ;;  # a warm-up of 20 would leave PCD plain DARTS for both epochs
     edd-darts-clip) f="$f --clip-alpha 1" ;;  # |grad α| is 0.02-0.04 at t = 1 and 2-5 at epoch 2's t = 0.008
   esac                                     # (measured on this config): clip 5 would act on 1 step of 8
   echo "$f"

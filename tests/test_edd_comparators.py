@@ -78,6 +78,13 @@ def test_lpcd_cycles_pcd_endpoints_linearly():
     assert lpcd_temperature(0.5, 0.1, 7, period=1) == 0.5
 
 
+def test_lpcd_refuses_the_updown_calendar(capsys):
+    from common.config import parse_config
+    with pytest.raises(SystemExit) as err:
+        parse_config(EDDConfig, ["--schedule", "lpcd", "--pcd-shape", "updown"])
+    assert err.value.code == 2 and "--pcd-shape updown is for pcd" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("schedule", ["lts", "lpcd"])
 def test_advance_schedule_dispatch(schedule):
     cfg = EDDConfig(schedule=schedule, epochs=5, pcd_period=3)
