@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -668,7 +669,8 @@ def main_guard(main: Callable[[], Any]) -> None:
 
     SIGTERM is handled as Ctrl-C: the same message and exit code 130.
     """
-    signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
     except RunFinished as done:  # --resume on a finished run: not an error
