@@ -174,7 +174,7 @@ class RunDir:
         if self.lock is not None:
             self.lock.release()
 
-    def earlier_run_files(self, cfg: SearchConfig) -> list[str]:
+    def earlier_run_files(self, cfg: Any) -> list[str]:
         """Files of an earlier run that a fresh start would replace: metrics/result, or an args.json
         of another config (an args.json of this very config is what a kill in epoch 1 leaves)."""
         found = [name for name in RUN_FILES if (self.path / name).exists()]
@@ -196,6 +196,14 @@ class RunDir:
             with self.log_file.open("a") as f:
                 f.write(text + "\n")
         print(text, flush=True)
+
+    def refuse_earlier_run(self, cfg: Any) -> None:
+        """Raise RunError when a fresh start would replace files of an earlier run (`earlier_run_files`),
+        e.g. a copied record without its checkpoint; call it when there is no checkpoint to resume."""
+        earlier = self.earlier_run_files(cfg)
+        if earlier:
+            raise RunError(f"{self.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
+                           f"to resume from; nothing was changed: choose another --out or move them away")
 
     def load_checkpoint(self, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any] | None:
         """The checkpoint (None if there is none), checked: sha256, version, the entries `keys`, finite."""
@@ -329,10 +337,8 @@ class SearchRun:
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
-        earlier = self.dir.earlier_run_files(cfg) if checkpoint is None else []
-        if earlier:  # e.g. a copied record without its checkpoint: starting over would replace it
-            raise RunError(f"{self.dir.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
-                           f"to resume from; nothing was changed: choose another --out or move them away")
+        if checkpoint is None:
+            self.dir.refuse_earlier_run(cfg)
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,

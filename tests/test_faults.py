@@ -138,6 +138,23 @@ def test_partial_nb201_table_is_noted_and_a_missing_cell_is_recorded(shared_data
     assert record["nb201"] is None and record["nb201_missing"] is True
 
 
+# Before: common.train (merged after the issue) also replaced such a record when started over it.
+@pytest.mark.parametrize("resume", [True, False])
+def test_train_over_a_record_without_checkpoint_is_refused(shared_data, tmp_path, capsys, resume) -> None:
+    from common.train import main as train_main
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1, "test_acc": 97.0}\n')  # a copied GPU record
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["DARTS_V2", "--preset", "smoke", "--device", "cpu", "--no-progress", "--data-dir",
+                    str(shared_data), "--limit-train", "64", "--limit-test", "64", "--out", str(out),
+                    *(["--resume"] if resume else [])])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "metrics.jsonl" in err and "no checkpoint.pt" in err, err
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1, "test_acc": 97.0}\n'
+    assert not (out / "args.json").exists()
+
+
 # ----------------------------------------------------------------------------- 7, 8. unreadable data
 
 def _deny(paths: tuple[str, ...]):
