@@ -193,8 +193,12 @@ class RunDir:
     def log(self, text: str) -> None:
         """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
         if not _is_stdout(self.log_file):  # the file first: a run killed right after the print keeps the line
-            with self.log_file.open("a") as f:
-                f.write(text + "\n")
+            try:
+                with self.log_file.open("a") as f:
+                    f.write(text + "\n")
+            except OSError as err:  # a full disk: one line, as for the checkpoint
+                raise RunError(f"cannot write {self.log_file} ({err.strerror or err}); "
+                               f"{self.kept_checkpoint()}") from None
         print(text, flush=True)
 
     def refuse_earlier_run(self, cfg: Any) -> None:

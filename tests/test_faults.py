@@ -248,6 +248,20 @@ def test_full_disk_removes_the_partial_checkpoint_and_keeps_the_last_good_one(sh
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+# Before: OSError traceback from appending to log.txt on a full disk.
+def test_full_disk_while_logging_is_one_line(tmp_path, monkeypatch) -> None:
+    run_dir, real_open = RunDir(tmp_path / "run"), pathlib.Path.open
+
+    def full(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self.name == "log.txt":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_open(self, mode, *args, **kwargs)
+    monkeypatch.setattr(pathlib.Path, "open", full)
+    with pytest.raises(RunError, match=r"cannot write .*log\.txt \(No space left on device\); no checkpoint"):
+        run_dir.log("epoch 1/2")
+    run_dir.release()
+
+
 # Before: NaN α with finite losses reached derive_arch_str (ValueError traceback), or a NaN checkpoint.
 def test_nonfinite_alpha_stops_before_the_checkpoint_and_a_nan_checkpoint_is_not_resumed(
         shared_data, tmp_path, monkeypatch) -> None:
