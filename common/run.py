@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -173,7 +174,7 @@ class RunDir:
         if self.lock is not None:
             self.lock.release()
 
-    def earlier_run_files(self, cfg: SearchConfig) -> list[str]:
+    def earlier_run_files(self, cfg: Any) -> list[str]:
         """Files of an earlier run that a fresh start would replace: metrics/result, or an args.json
         of another config (an args.json of this very config is what a kill in epoch 1 leaves)."""
         found = [name for name in RUN_FILES if (self.path / name).exists()]
@@ -192,9 +193,21 @@ class RunDir:
     def log(self, text: str) -> None:
         """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
         if not _is_stdout(self.log_file):  # the file first: a run killed right after the print keeps the line
-            with self.log_file.open("a") as f:
-                f.write(text + "\n")
+            try:
+                with self.log_file.open("a") as f:
+                    f.write(text + "\n")
+            except OSError as err:  # a full disk: one line, as for the checkpoint
+                raise RunError(f"cannot write {self.log_file} ({err.strerror or err}); "
+                               f"{self.kept_checkpoint()}") from None
         print(text, flush=True)
+
+    def refuse_earlier_run(self, cfg: Any) -> None:
+        """Raise RunError when a fresh start would replace files of an earlier run (`earlier_run_files`),
+        e.g. a copied record without its checkpoint; call it when there is no checkpoint to resume."""
+        earlier = self.earlier_run_files(cfg)
+        if earlier:
+            raise RunError(f"{self.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
+                           f"to resume from; nothing was changed: choose another --out or move them away")
 
     def load_checkpoint(self, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any] | None:
         """The checkpoint (None if there is none), checked: sha256, version, the entries `keys`, finite."""
@@ -328,10 +341,8 @@ class SearchRun:
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
-        earlier = self.dir.earlier_run_files(cfg) if checkpoint is None else []
-        if earlier:  # e.g. a copied record without its checkpoint: starting over would replace it
-            raise RunError(f"{self.dir.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
-                           f"to resume from; nothing was changed: choose another --out or move them away")
+        if checkpoint is None:
+            self.dir.refuse_earlier_run(cfg)
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,
@@ -668,7 +679,8 @@ def main_guard(main: Callable[[], Any]) -> None:
 
     SIGTERM is handled as Ctrl-C: the same message and exit code 130.
     """
-    signal.signal(signal.SIGTERM, _terminated)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         main()
     except RunFinished as done:  # --resume on a finished run: not an error

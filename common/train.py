@@ -209,6 +209,8 @@ class Trainer:
         checkpoint = self.dir.load_checkpoint(TRAIN_CHECKPOINT_KEYS) if cfg.resume else None
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it or choose another --out")
+        if checkpoint is None:
+            self.dir.refuse_earlier_run(cfg)  # metrics/result without a checkpoint are not replaced
         seed_everything(cfg.seed, cfg.deterministic)
         self.model = EvalNetwork(genotype, cfg.C, cfg.layers, NUM_CLASSES[cfg.dataset], auxiliary=cfg.aux_weight > 0)
         self.model = self.model.to(self.device, memory_format=self.layout)

@@ -138,6 +138,23 @@ def test_partial_nb201_table_is_noted_and_a_missing_cell_is_recorded(shared_data
     assert record["nb201"] is None and record["nb201_missing"] is True
 
 
+# Before: common.train (merged after the issue) also replaced such a record when started over it.
+@pytest.mark.parametrize("resume", [True, False])
+def test_train_over_a_record_without_checkpoint_is_refused(shared_data, tmp_path, capsys, resume) -> None:
+    from common.train import main as train_main
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1, "test_acc": 97.0}\n')  # a copied GPU record
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["DARTS_V2", "--preset", "smoke", "--device", "cpu", "--no-progress", "--data-dir",
+                    str(shared_data), "--limit-train", "64", "--limit-test", "64", "--out", str(out),
+                    *(["--resume"] if resume else [])])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "metrics.jsonl" in err and "no checkpoint.pt" in err, err
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1, "test_acc": 97.0}\n'
+    assert not (out / "args.json").exists()
+
+
 # ----------------------------------------------------------------------------- 7, 8. unreadable data
 
 def _deny(paths: tuple[str, ...]):
@@ -229,6 +246,20 @@ def test_full_disk_removes_the_partial_checkpoint_and_keeps_the_last_good_one(sh
     assert DigestFile(out / "checkpoint.pt").matches() is True
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+# Before: OSError traceback from appending to log.txt on a full disk.
+def test_full_disk_while_logging_is_one_line(tmp_path, monkeypatch) -> None:
+    run_dir, real_open = RunDir(tmp_path / "run"), pathlib.Path.open
+
+    def full(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self.name == "log.txt":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_open(self, mode, *args, **kwargs)
+    monkeypatch.setattr(pathlib.Path, "open", full)
+    with pytest.raises(RunError, match=r"cannot write .*log\.txt \(No space left on device\); no checkpoint"):
+        run_dir.log("epoch 1/2")
+    run_dir.release()
 
 
 # Before: NaN α with finite losses reached derive_arch_str (ValueError traceback), or a NaN checkpoint.
