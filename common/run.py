@@ -148,6 +148,9 @@ def write_json(path: Path, obj: Any) -> None:
 class RunDir:
     """The run directory: args.json, metrics.jsonl, checkpoint.pt, result.json."""
 
+    #: The run directory opened last in this process (what an interrupt message speaks of).
+    current: RunDir | None = None
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
@@ -160,6 +163,7 @@ class RunDir:
         self.digests = DigestFile(self.checkpoint)  # checkpoint.pt.sha256
         self.metrics = self.path / "metrics.jsonl"
         self.saved_epoch: int | None = None  # epoch of the checkpoint on disk, once known
+        RunDir.current = self
         self.log_file = self.path / "log.txt"
         try:  # one writer per run directory, for the run's life (released by release())
             self.lock: RunLock | None = RunLock(self.path)
@@ -690,6 +694,7 @@ def main_guard(main: Callable[[], Any]) -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(getattr(err, "code", 2))
     except KeyboardInterrupt:
-        print("interrupted; the last finished epoch is checkpointed: rerun with --resume", file=sys.stderr)
+        kept = RunDir.current.kept_checkpoint() if RunDir.current is not None else "nothing was written yet"
+        print(f"interrupted; {kept}: rerun with --resume", file=sys.stderr)
         sys.exit(130)
 

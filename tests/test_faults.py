@@ -341,6 +341,7 @@ def test_sigterm_is_handled_as_ctrl_c(shared_data, tmp_path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted") and "--resume" in err
+    assert "last good checkpoint (after epoch" in err  # says what is kept, not a blanket claim
     assert not list(out.glob("*.tmp")) and DigestFile(out / "checkpoint.pt").matches() is True
     assert not (out / "result.json").exists()
 
