@@ -167,6 +167,8 @@ class SearchConfig:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
+        if self.nb201 is not None and self.nb201.lower() == "none":  # as the parser reads it
+            self.nb201 = None
         if self.nb201 == "auto":  # the packaged table (common/nb201.PACKAGED_TABLE, tools/pack_nb201.py)
             self.nb201 = str(Path(__file__).with_name("nb201_200ep.csv.gz")) if self.space == "nb201" else None
         check_ranges(self, RANGES)

@@ -665,7 +665,7 @@ def cpu_cost_note(step_s: float, steps_left: int) -> str | None:
     if total < CPU_NOTE_FROM_S:
         return None
     size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
-    return (f"note: a step takes {step_s:.2f} s on this CPU (measured); the {steps_left:,} steps left take about "
+    return (f"note: a step takes {step_s:.3g} s on this CPU (measured); the {steps_left:,} steps left take about "
             f"{size} here, without the per-epoch evaluation; use a GPU or --preset smoke")
 
 
