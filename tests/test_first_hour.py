@@ -251,7 +251,7 @@ def test_wrong_data_dir_is_not_created(tmp_path) -> None:
     from common.run import RunError, SearchRun
     cfg = DartsConfig(data_dir=str(tmp_path / "typo" / "data"), out=str(tmp_path / "o"), device="cpu")
     cfg.resolve()
-    with pytest.raises(RunError, match="does not exist.*../shared/data"):
+    with pytest.raises(RunError, match="does not exist.*cifar-10-batches-py.*../shared/data.*cifar-10-python.tar.gz"):
         SearchRun(cfg)
     assert not (tmp_path / "typo").exists() and not (tmp_path / "o").exists()
 
