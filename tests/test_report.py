@@ -284,14 +284,14 @@ def _saved_figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def test_many_methods_get_a_panel_each_few_share_one_axes_legend_outside(tmp_path: Path, monkeypatch) -> None:
     saved = _saved_figures(monkeypatch)
-    labels = list(LABEL_DIRS)  # 14 methods
+    labels = list(LABEL_DIRS)[:5]  # more than MAX_CURVES_PER_AXES
     for i, d in enumerate(labels):
         make_run(tmp_path / "many" / d / "cifar10" / "seed0", seed=i)
     make_plots(collect_runs(tmp_path / "many"), tmp_path / "out")
     for name in ("entropy.png", "discrete_acc.png"):
         panels = [ax for ax in saved[name].axes if ax.axison]
         assert sorted(ax.get_title() for ax in panels) == sorted(LABEL_DIRS[d] for d in labels)
-        for ax in panels:  # its own method in colour (a solid band line), the 13 others grey behind
+        for ax in panels:  # its own method in colour, the others grey behind
             assert sum(line.get_color() == "0.8" for line in ax.get_lines()) == len(labels) - 1
     for d in labels[:3]:
         make_run(tmp_path / "few" / d / "cifar10" / "seed0")
