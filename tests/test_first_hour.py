@@ -37,19 +37,20 @@ def test_log_lines_summary_and_resume_messages(shared_data, tmp_path, capsys) ->
     assert "it/s" not in first.stderr and "\r" not in first.stderr  # no tqdm bar in a file
     lines = first.stdout.splitlines()
     assert lines[0].startswith("search: darts, nb201 on cifar10, 2 epochs") and str(out) in lines[0]
-    assert lines[1].startswith("epoch 1/2  train ") and " H 1.60" in lines[1] and "NB201 C10 test" in lines[1]
+    assert "H = mean edge entropy" in lines[1]  # the abbreviations, once at the start
+    assert lines[2].startswith("epoch 1/2  train ") and " H 1.60" in lines[2] and "NB201 C10 test" in lines[2]
     assert (out / "log.txt").read_text().splitlines() == lines  # the same lines in the run directory
     # 2. resume speaks; stdout sent to log.txt itself (run_all.sh) does not double the lines
     with (out / "log.txt").open("a") as log:
         second = _run(*common, "--resume", stdout=log)
     assert second.returncode == 0, second.stderr
     log = (out / "log.txt").read_text().splitlines()
-    assert log[:2] == lines  # history kept (appended)
-    assert log[2] == f"resuming from epoch 2 of 2 (1 done; checkpoint {out / 'checkpoint.pt'})"
-    assert log[3].startswith("epoch 2/2  ") and sum(line.startswith("epoch 2/2") for line in log) == 1
-    summary = "\n".join(log[4:])
+    assert log[:3] == lines  # history kept (appended)
+    assert log[3] == f"resuming from epoch 2 of 2 (1 done; checkpoint {out / 'checkpoint.pt'})"
+    assert log[5].startswith("epoch 2/2  ") and sum(line.startswith("epoch 2/2") for line in log) == 1
+    summary = "\n".join(log[6:])
     result = json.loads((out / "result.json").read_text())
-    assert log[4].startswith("search finished: DARTS-V1 (darts), NB201 on CIFAR-10, seed 0, 2 epochs")
+    assert log[6].startswith("search finished: DARTS-V1 (darts), NB201 on CIFAR-10, seed 0, 2 epochs")
     assert f"derived cell: {result['genotype']}" in summary
     assert f"C10 test {result['nb201']['cifar10_test']:.2f} (paper, DARTS-V1: {PAPER['DARTS-V1']})" in summary
     assert f"IN16 test {result['nb201']['imagenet16_test']:.2f}" in summary
