@@ -126,11 +126,13 @@ DARTS_ENTRIES=(
   "sac-darts|sa_darts.py --reg sa --partial-channels 4"
 )
 
-quick_flags() {  # $1 = space, $2 = label. Tiny and 2 epochs, so each method's mechanism must act at once:
+quick_flags() {  # $1 = space, $2 = label, $3 = command. Tiny and 2 epochs, so each mechanism must act at once:
   local f="--limit-train 128 --C 4 --batch-size 32 --eval-images 64 --epochs 2"
   case "$1" in nb201*) f="$f --N 1" ;; *) f="$f --N 3" ;; esac
+  case "$3" in  # EDD/PCD/LPCD warm-ups (5-20 epochs, paper or authors' recipe) and decays every 5 epochs
+    edd_darts.py*) f="$f --warmup 0 --decay-every 1" ;;  # would leave them plain DARTS for both epochs
+  esac
   case "$2" in
-    pcd|pcd-paper|lpcd) f="$f --warmup 0" ;;  # a warm-up of 20 would leave PCD plain DARTS for both epochs
     edd-darts-clip) f="$f --clip-alpha 1" ;;  # |grad α| is 0.02-0.04 at t = 1 and 2-5 at epoch 2's t = 0.008
   esac                                     # (measured on this config): clip 5 would act on 1 step of 8
   echo "$f"
@@ -174,7 +176,7 @@ for space in $SPACES; do
         space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
         line="$PY $cmd${space_flag:+ $space_flag} --dataset $dataset --seed $seed --data-dir $(q "$DATA_DIR") --out $(q "$out") --resume --no-progress"
         [ -n "$NB201" ] && [[ "$space" == nb201* ]] && line="$line --nb201 $(q "$NB201")"
-        [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space" "$label")"
+        [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space" "$label" "$cmd")"
         [ "${#EXTRA[@]}" -gt 0 ] && line="$line $(q "${EXTRA[@]}")"
         JOBS+=("$out|$line")
       done

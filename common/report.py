@@ -104,8 +104,8 @@ SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg
 QUICK_NOTE = (
     "**Tiny runs (`--limit-train`, e.g. `run_all.sh --quick`).** They show that search, derivation, NB201 "
     "lookup and report run end to end, and that each method's mechanism acted (its schedule values in "
-    "metrics.jsonl: temperature, λ, p, α statistics; quick PCD runs without its warm-up, quick EDD-clip "
-    "with a clip the gradients reach). They cannot rank methods: a few steps move α by about 1e-3, so the "
+    "metrics.jsonl: temperature, λ, p, α statistics; quick EDD/PCD/LPCD runs skip their warm-ups and "
+    "decay every epoch, quick EDD-clip has a clip the gradients reach). They cannot rank methods: a few steps move α by about 1e-3, so the "
     "derived cells and their NB201 numbers are close to random draws.")
 _SEED_DIR = re.compile(r"seed\d+")
 

@@ -123,20 +123,24 @@ def test_run_all_dry_run_writes_nothing_and_quotes_a_space(tmp_path) -> None:
 
 
 def test_quick_runs_exercise_each_mechanism() -> None:
-    """PCD decays within the 2 quick epochs; EDD's α clip sits below the measured quick |grad α| (2-5)."""
+    """Every quick EDD-family run decays within its 2 epochs (paper and authors' recipes: warm-ups of 5-20
+    epochs, decays every 5); no quick run warms up through all of it; EDD's α clip sits below the measured
+    quick |grad α| (2-5 at epoch 2)."""
     import shlex
-
-    from common.config import build_parser
-    from edd_darts import EDDConfig, decays_after
-    lines = _run_all("--quick", "--dry-run", "--runs", "/nonexistent/q", "--only", "pcd|edd-darts-clip",
-                     "--datasets", "cifar10", "--spaces", "nb201").stdout.splitlines()
-    assert len(lines) == 2
+    scripts = {"edd_darts.py": "edd_darts", "aer_darts.py": "aer_darts", "sp_darts.py": "sp_darts",
+               "sa_darts.py": "sa_darts"}
+    lines = _run_all("--quick", "--dry-run", "--runs", "/nonexistent/q", "--datasets", "cifar10",
+                     "--spaces", "nb201 darts s1").stdout.splitlines()
+    assert len(lines) > 20
     for line in lines:
-        argv = shlex.split(line)[2:]  # drop "python3 edd_darts.py"
-        cfg = EDDConfig(**vars(build_parser(EDDConfig).parse_args(argv)))
-        cfg.resolve()
-        assert any(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # a decay reaches training
-        if "--clip-alpha" in argv:
+        script, *argv = shlex.split(line)[1:]  # drop "python3"
+        mod = importlib.import_module(scripts[script])
+        config = next(v for k, v in vars(mod).items() if k.endswith("Config") and k != "SearchConfig")
+        cfg = parse_config(config, argv)  # with the recipe, as the run would resolve it
+        assert cfg.epochs == 2 and (getattr(cfg, "warmup", 0) or 0) < cfg.epochs, line
+        if script == "edd_darts.py":
+            assert any(mod.decays_after(e, cfg) for e in range(cfg.epochs - 1)), line  # a decay reaches training
+        if "edd-darts-clip" in line:
             assert cfg.clip_alpha <= 2.0
 
 
