@@ -203,7 +203,10 @@ class RunDir:
             except OSError as err:  # a full disk: one line, as for the checkpoint
                 raise RunError(f"cannot write {self.log_file} ({err.strerror or err}); "
                                f"{self.kept_checkpoint()}") from None
-        print(text, flush=True)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # stdout closed by a reader (`| head`): the run goes on, log.txt has the lines
+            _silence_stdout()
 
     def refuse_earlier_run(self, cfg: Any) -> None:
         """Raise RunError when a fresh start would replace files of an earlier run (`earlier_run_files`),
@@ -278,6 +281,17 @@ def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
         return []
     ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
     return [] if bool(ok.all()) else [k for (k, _), good in zip(named, ok.tolist()) if not good]
+
+
+def _silence_stdout() -> None:
+    """Send stdout to /dev/null (after a broken pipe), so later prints and the exit flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    finally:
+        os.close(devnull)
 
 
 def _is_stdout(path: Path) -> bool:

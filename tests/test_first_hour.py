@@ -291,3 +291,23 @@ def test_missing_dataset_tries_one_brief_download_and_leaves_no_folder(tmp_path,
     with pytest.raises(DataError, match="connection reset"):
         load_arrays("cifar10", tmp_path / "new" / "data")
     assert len(calls) == 1 and (tmp_path / "new").is_dir() and not (tmp_path / "new" / "data").exists()
+
+
+def test_log_survives_a_reader_closing_stdout(tmp_path, monkeypatch) -> None:
+    """`python sa_darts.py … | head -1` must not end the run with a BrokenPipeError traceback."""
+    import io
+
+    from common.run import RunDir
+
+    class ClosedPipe(io.TextIOBase):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            raise io.UnsupportedOperation("no file")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    run_dir = RunDir(tmp_path / "r")
+    run_dir.log("first")
+    run_dir.log("second")  # stdout is /dev/null now
+    run_dir.release()
+    assert (tmp_path / "r" / "log.txt").read_text() == "first\nsecond\n"
