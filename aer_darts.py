@@ -87,7 +87,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
-from common.run import SearchRun, main_guard
+from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights, linear_tau
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
 from common.spaces import SPACES
@@ -157,9 +157,9 @@ def architecture_entropy(alphas: Mapping[str, Tensor] | Tensor, drop: int | None
             i.e. softmax(α) with that op removed and renormalised.
     Returns: a scalar tensor (bits), differentiable in α.
     """
-    a = alphas if isinstance(alphas, Tensor) else torch.cat(list(alphas.values()))  # (E, M)
+    a = alphas if isinstance(alphas, Tensor) else torch.cat(list(alphas.values()), dim=-2)  # (E, M)
     if drop is not None:
-        a = torch.cat([a[:, :drop], a[:, drop + 1:]], dim=1)  # (E, M − 1)
+        a = torch.cat([a[..., :drop], a[..., drop + 1:]], dim=-1)  # (E, M − 1)
     log_p = F.log_softmax(a, dim=-1)  # Eq. 1, in logs
     h = -(log_p.exp() * log_p).sum(-1) / math.log(2)  # Eq. 3: H(α^(i,j)) in bits, (E,)
     return h.mean()  # Eq. 3: H̄(α)
@@ -188,6 +188,9 @@ def lam_at(epoch: int, cfg: AERConfig) -> float:
 # ----------------------------------------------------------------------------- the search
 
 def search(cfg: AERConfig) -> dict:
+    if cfg.seeds and cfg.backbone == "gdas":
+        raise RunError("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS "
+                       "forward; run one --seed per process")
     run = SearchRun(cfg, script="aer_darts")
     model = run.model
     drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
@@ -222,7 +225,8 @@ def search(cfg: AERConfig) -> dict:
             return (*train, *valid)
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
-        schedule = {"lam": lam, "arch_entropy": architecture_entropy(model.alphas, drop).item(),
+        h_bar = run.per_replica(lambda r: architecture_entropy(r.model.alphas, drop).item())  # each replica's
+        schedule = {"lam": lam, "arch_entropy": h_bar,
                     "warmup": warm, **({"tau": tau} if gdas else {})}
         run.end_epoch(softmax_weights(model.alphas), schedule, derive_temperature=1.0)
     return run.finish()

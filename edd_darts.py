@@ -127,15 +127,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
-from common.run import SearchRun, main_guard
+from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights
-from common.search import alpha_step, softmax_weights, w_step
+from common.search import alpha_step, clip_grad_norm, softmax_weights, w_step
 from common.spaces import SPACES
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
@@ -385,7 +385,7 @@ def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Ten
     params = list(params)
 
     def hook(*_: Any) -> None:
-        nn.utils.clip_grad_norm_(params, max_norm)
+        clip_grad_norm(params, max_norm)  # torch's; per replica with --seeds
     return optimizer.register_step_pre_hook(hook)
 
 
@@ -444,17 +444,21 @@ def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
 
 
 def search(cfg: EDDConfig) -> dict:
+    if cfg.seeds and cfg.backbone == "gdas":
+        raise RunError("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS "
+                       "forward; run one --seed per process")
     run = SearchRun(cfg, method_state={"t": cfg.t0, "k": 0, "d_exp": 0.0, "lam": cfg.lam}, script="edd_darts")
-    model, state, gdas = run.model, run.method_state, cfg.backbone == "gdas"
+    model, gdas = run.model, cfg.backbone == "gdas"
     if cfg.clip_alpha:
         clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
     ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
            else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
     if cfg.schedule in ("pcd", "lpcd"):
-        state["d_exp"] = cfg.pcd_d
+        run.set_replica_values("d_exp", [cfg.pcd_d] * len(run.seeds))
     elif cfg.schedule == "ets":
-        state["d_exp"] = ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))
+        run.set_replica_values("d_exp", [ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))]
+                               * len(run.seeds))
 
     def gdas_forward(tau: float) -> Callable[[Tensor], Tensor]:  # a fresh hard sample on every call
         def fwd(x: Tensor) -> Tensor:
@@ -463,13 +467,20 @@ def search(cfg: EDDConfig) -> dict:
         return fwd
 
     if cfg.schedule == "pcd" and cfg.pcd_shape == "updown" and run.start_epoch == 0:
-        state["t"] = pcd_updown_temperature(0, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
-                                            cfg.late_from, 1.0 if cfg.t0_exp_one else None)  # epoch 0
+        t0 = pcd_updown_temperature(0, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
+                                    cfg.late_from, 1.0 if cfg.t0_exp_one else None)  # epoch 0
+        run.set_replica_values("t", [t0] * len(run.seeds))
     sn_kinds = ["normal"] if cfg.sn_cells == "normal" else None
     for epoch in run.epochs():
-        t = state["t"]  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
+        # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch: a float (--seeds: each replica's, (S, 1, 1))
+        temps = run.replica_values("t")
+        t = run.replica_number(temps, next(iter(model.alphas.values())))
         s = 1 / t if cfg.st_const else cfg.s
-        softmax = "normal" if cfg.sn_unit_off and math.isclose(t, 1.0) else cfg.softmax  # authors' PCD: no noise
+        unit = {math.isclose(v, 1.0) for v in temps}  # authors' PCD: no noise at t = 1
+        if cfg.sn_unit_off and len(unit) > 1:
+            raise RunError("--sn-unit-off with --seeds: the replicas' temperatures are 1 for some and not for "
+                           "others this epoch (one softmax kind per batched step); run one --seed per process")
+        softmax = "normal" if cfg.sn_unit_off and unit == {True} else cfg.softmax
         forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, softmax, sn_kinds))
 
         def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
@@ -477,16 +488,20 @@ def search(cfg: EDDConfig) -> dict:
                     *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
-        with torch.no_grad():
-            beta_t = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}  # = sn forward
-        pooled = {"normal": beta_t["normal"]} if cfg.entropy_cells == "normal" else beta_t
-        entropy = mean_entropy(pooled, cfg.entropy)  # Eq. 13 at this epoch's t
-        end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
-        used = softmax_weights(model.alphas) if gdas else beta_t
-        run.end_epoch(used, {"temperature": t, "s": s, "mean_entropy": entropy, "d_exp": state["d_exp"],
-                             "k": state["k"], "lam": state["lam"], "next_temperature": state["t"]},
-                      derive_temperature=1.0 if gdas else t)
-    return run.finish({"temperature": state["t"], "e_a": cfg.e_a})
+
+        def end_of_epoch(r: SearchRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # a replica's (Alg. 2)
+            state, t = r.method_state, r.method_state["t"]
+            with torch.no_grad():
+                beta_t = {k: F.softmax(a / t, dim=-1) for k, a in r.model.alphas.items()}  # = sn forward
+            pooled = {"normal": beta_t["normal"]} if cfg.entropy_cells == "normal" else beta_t
+            entropy = mean_entropy(pooled, cfg.entropy)  # Eq. 13 at this epoch's t
+            end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
+            used = softmax_weights(r.model.alphas) if gdas else beta_t
+            return used, {"temperature": t, "s": 1 / t if cfg.st_const else cfg.s, "mean_entropy": entropy,
+                          "d_exp": state["d_exp"], "k": state["k"], "lam": state["lam"],
+                          "next_temperature": state["t"]}, 1.0 if gdas else t
+        run.end_epoch(*run.per_replica(end_of_epoch))  # (used, schedule, derive_temperature) of each replica
+    return run.finish(run.per_replica(lambda r: {"temperature": r.method_state["t"], "e_a": cfg.e_a}))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -180,13 +180,20 @@ def add_skip_bias(alphas: Mapping[str, Tensor], edge_ops: Mapping[str, tuple[tup
         for kind, a in alphas.items():
             for e, ops in enumerate(edge_ops[kind]):
                 if "skip_connect" in ops:
-                    a[e, ops.index("skip_connect")] += bias
+                    a[..., e, ops.index("skip_connect")] += bias  # (E, M), or (S, E, M) with --seeds
 
 
 def snas_weights(alphas: Mapping[str, Tensor], tau: float, generator: torch.Generator | None = None
                  ) -> dict[str, Tensor]:
     """SNAS relaxation: one soft Gumbel-softmax sample softmax((α + g)/τ) per edge, (E, M) per cell kind."""
     return {k: gumbel_softmax_soft(a, tau, generator) for k, a in alphas.items()}
+
+
+def replica_snas_weights(alphas: Mapping[str, Tensor], tau: float, generators: list[torch.Generator]
+                         ) -> dict[str, Tensor]:
+    """`snas_weights` of stacked replicas (--seeds): replica s's α (E, M) with its own generator → (S, E, M)."""
+    return {k: torch.stack([gumbel_softmax_soft(a_s, tau, g) for a_s, g in zip(a, generators)])
+            for k, a in alphas.items()}
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -238,7 +245,7 @@ def epoch_report(cfg: SAConfig, run: SearchRun, lam: float, reg: Callable[[], Te
     report: dict = {"lam": lam, "reg_value": reg().item() if reg is not None else 0.0, "alpha_frozen": frozen}
     if cfg.backbone == "snas":
         mc = torch.Generator(device=run.device)
-        mc.manual_seed(cfg.seed + run.epoch)  # fixed noise: the estimate does not touch the training streams
+        mc.manual_seed(run.cfg.seed + run.epoch)  # fixed noise: the estimate does not touch the training streams
         used = {k: gumbel_softmax_soft(a.expand(256, *a.shape), tau, mc).mean(0) for k, a in model.alphas.items()}
         report["temperature"] = tau
     report.update(alpha_stats(model.alphas))
@@ -259,16 +266,18 @@ def search(cfg: SAConfig) -> dict:
     model, space = run.model, run.model.space
     if run.start_epoch == 0 and cfg.init_skip_bias:
         add_skip_bias(model.alphas, space.edge_ops, cfg.init_skip_bias)
-    gumbel = torch.Generator(device=run.device)
-    gumbel.manual_seed(cfg.seed)
-    run.register_generator(gumbel)
-    if "gumbel_rng" in run.method_state:  # resumed: continue the Gumbel noise stream
-        gumbel.set_state(run.method_state["gumbel_rng"])
+    gumbels = [torch.Generator(device=run.device).manual_seed(seed) for seed in run.seeds]  # one per replica
+    for gumbel in gumbels:
+        run.register_generator(gumbel)
+    for g, state in zip(gumbels, run.replica_values("gumbel_rng")):
+        if state is not None:  # resumed: continue the Gumbel noise stream
+            g.set_state(state)
     for epoch in run.epochs():
         lam, reg = regulariser(cfg, model.alphas, epoch)
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
         if cfg.backbone == "snas":
-            fwd = run.forward(lambda: snas_weights(model.alphas, tau, gumbel))
+            fwd = run.forward(lambda: snas_weights(model.alphas, tau, gumbels[0]) if len(gumbels) == 1
+                              else replica_snas_weights(model.alphas, tau, gumbels))
         else:
             fwd = run.forward(lambda: softmax_weights(model.alphas))
         frozen = epoch < cfg.warmup  # warm-up: w only, α (and γ) frozen
@@ -282,8 +291,10 @@ def search(cfg: SAConfig) -> dict:
             return (*train, *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg))
         for batch in run.steps():
             run.step(bilevel, *batch)
-        run.method_state["gumbel_rng"] = gumbel.get_state()
-        run.end_epoch(*epoch_report(cfg, run, lam, reg, tau, frozen), derive_temperature=1.0)
+        run.set_replica_values("gumbel_rng", [g.get_state() for g in gumbels])
+        run.end_epoch(*run.per_replica(  # each replica's report from its own α (one report without --seeds)
+            lambda r: epoch_report(cfg, r, lam, regulariser(cfg, r.model.alphas, epoch)[1], tau, frozen)),
+            derive_temperature=1.0)
     return run.finish()
 
 

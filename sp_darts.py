@@ -102,7 +102,7 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
-from common.run import SearchRun, main_guard
+from common.run import RunError, SearchRun, main_guard
 from common.search import alpha_step, entropy_stats, w_step
 from common.spaces import SPACES
 
@@ -272,15 +272,25 @@ def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, 
 # ----------------------------------------------------------------------------- search loop
 
 def search(cfg: SPConfig) -> dict:
-    generator = torch.Generator().manual_seed(cfg.seed + PHI_SEED_OFFSET)  # CPU, never the global RNG
-    run = SearchRun(cfg, method_state={"phi_generator": generator.get_state()}, script="sp_darts")
-    generator.set_state(run.method_state["phi_generator"])  # restored on --resume
+    if cfg.seeds and cfg.objective != "mixed":
+        raise RunError(f"--seeds with --objective {cfg.objective} is not supported yet: it needs a per-replica "
+                       "clip in two_pass_step; run one --seed per process")
+    run = SearchRun(cfg, script="sp_darts")
+    # CPU generators, never the global RNG: one per replica (one without --seeds), restored on --resume
+    generators = [torch.Generator().manual_seed(seed + PHI_SEED_OFFSET) for seed in run.seeds]
+    for generator, state in zip(generators, run.replica_values("phi_generator")):
+        if run.start_epoch > 0:
+            generator.set_state(state)
+    run.set_replica_values("phi_generator", [g.get_state() for g in generators])
     model = run.model
+    phi_now = torch.zeros(len(generators), 1, 1, dtype=torch.bool, device=run.device)  # --seeds: this batch's φ
     for epoch in run.epochs():
         p, t_sp, t_sm = epoch_schedule(epoch, cfg)  # Eq. 20 (and the authors' late phase / warm-up t)
         f_sp = run.forward(lambda: tempered_weights(model.alphas, t_sp))  # a_sp, Eq. 9
         f_sm = run.forward(lambda: tempered_weights(model.alphas, t_sm))  # a_sm, Eq. 14
-        phi = draw_phi(len(run.train_loader), p, generator)  # Algorithm 1: Φ for this epoch
+        f_phi = run.forward(lambda: {k: torch.where(phi_now, tempered_softmax(a, t_sp), tempered_softmax(a, t_sm))
+                                     for k, a in model.alphas.items()})  # Eq. 15, each replica its φ
+        phis = [draw_phi(len(run.train_loader), p, g) for g in generators]  # Algorithm 1: Φ for this epoch
         # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
         c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
         terms = [(c_sm, f_sm), (c_sp, f_sp)]
@@ -293,21 +303,27 @@ def search(cfg: SPConfig) -> dict:
         def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
             return (*two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
                     *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
-        steps = {True: mixed(f_sp), False: mixed(f_sm)}
+        steps = {True: mixed(f_sp), False: mixed(f_sm), None: mixed(f_phi)}
         for n, batch in enumerate(run.steps()):
-            if cfg.objective == "mixed":
-                run.step(steps[phi[n]], *batch, key=phi[n])  # one CUDA graph per branch
-            else:
+            if cfg.objective != "mixed":
                 run.step(two_pass, *batch)
-        run.method_state["phi_generator"] = generator.get_state()
+            elif len(phis) == 1:
+                run.step(steps[phis[0][n]], *batch, key=phis[0][n])  # one CUDA graph per branch
+            else:  # --seeds: each replica's φ through a device buffer (filled outside the step), one graph
+                phi_now.copy_(torch.tensor([phi[n] for phi in phis]).view(-1, 1, 1))
+                run.step(steps[None], *batch)
+        run.set_replica_values("phi_generator", [g.get_state() for g in generators])
         with torch.no_grad():
             a_sp, a_sm = tempered_weights(model.alphas, t_sp), tempered_weights(model.alphas, t_sm)
             q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
             used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
+            ies = {t: run.per_replica(lambda r, t=t: entropy_stats(tempered_weights(r.model.alphas, t))[1])
+                   for t in (t_sp, t_sm)}  # Eq. 21 of each replica's a_sp, a_sm
+        fraction = {seed: sum(phi) / max(len(phi), 1) for seed, phi in zip(run.seeds, phis)}
         run.end_epoch(used, {
             "p": p, "t_sp": t_sp, "t_sm": t_sm,
-            "sparse_fraction": sum(phi) / max(len(phi), 1) if cfg.objective == "mixed" else None,
-            "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]},  # Eq. 21
+            "sparse_fraction": run.per_replica(lambda r: fraction[r.cfg.seed]) if cfg.objective == "mixed" else None,
+            "ies_sparse": ies[t_sp], "ies_smooth": ies[t_sm]},  # Eq. 21
             derive_temperature=t_sp)
     return run.finish()
 

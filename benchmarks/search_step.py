@@ -4,6 +4,7 @@
     python benchmarks/search_step.py --device cuda --amp none bf16 --batch 64 256 --json out.json
     python benchmarks/search_step.py --device cuda --concurrent 8   # 8 processes share one GPU
     python benchmarks/search_step.py --device cuda --paths fast --cuda-graphs --concurrent 4
+    python benchmarks/search_step.py --replicas 1 4 16 32 --methods darts-v1   # --seeds: S searches batched
 
 Prints one row per (space, method, path, amp, batch): median seconds per bilevel step, images/s
 (2 batches per step), the implied 50-epoch NB201 search time (25k/25k split: 19,500 steps at batch
@@ -16,6 +17,10 @@ If the official reference (`pip install --no-deps xautodl`; benchmark-only, neve
 importable, its DARTS-V1 step on `TinyNetworkDarts` is timed in the same process and the ratio printed.
 `--cuda-graphs` replays each step from a CUDA graph (common/graphs.py; GDAS stays eager), as
 `--cuda-graphs` does in the search scripts.
+`--replicas 1 4 16 32` times the batched step of `--seeds` (common/replicas.py) for S replicas: per row the
+time per batched step, aten operators per search-step (ops / S), the implied 50-epoch NB201 searches per
+hour (S searches per batched run) and peak memory; `--compare-sequential` adds S single steps run one
+after the other in the same process and the ratio.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_st
 from common.supernet import build_supernet  # noqa: E402
 
 METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")
+REPLICA_METHODS = ("darts-v1", "darts-v2", "pc-k4")  # what --seeds batches so far (common/replicas.py)
 NB201_STEPS_PER_SEARCH = 50 * (25000 // 64)  # 50 epochs, 25k/25k split, batch 64
 
 
@@ -93,6 +99,86 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
         replay = StepGraphs(enabled=True)
         return (lambda: replay(None, step, capture=method != "gdas")), model
     return step, model
+
+
+def make_replica_step(method: str, space: str, C: int, N: int, batch: int, device: torch.device, amp: str,
+                      S: int, graphs: bool = False) -> Callable[[], None]:
+    """One batched bilevel step of S replicas (common/replicas.py, as `--seeds` runs it): the S supernets'
+    parameters stacked, the vmapped forward, per-replica clip and NaN freeze; S different batches."""
+    from common.replicas import batched_forward, stack_replicas
+    K = 4 if method == "pc-k4" else 1
+    models = []
+    for seed in range(S):
+        torch.manual_seed(seed)
+        models.append(build_supernet(space, C, N, 10, partial_channels=K, fast=True).to(device))
+    w_opt = torch.optim.SGD(models[0].weight_parameters(), 0.025, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    a_opt = torch.optim.Adam(models[0].arch_parameters(), 3e-4, betas=(0.5, 0.999), weight_decay=1e-3,
+                             capturable=graphs)
+    alive = torch.ones(S, dtype=torch.bool, device=device)
+    model, w_opt, a_opt = stack_replicas(models, w_opt, a_opt, alive)  # as SearchRun with --seeds builds them
+    w_params, a_params = model.weight_parameters(), model.arch_parameters()
+    xs = [torch.randn(S, batch, 3, 32, 32, device=device) for _ in range(2)]
+    ys = [torch.randint(10, (S * batch,), device=device) for _ in range(2)]
+    fwd = batched_forward(model, lambda: softmax_weights(model.alphas), amp=amp == "bf16", cache=not graphs)
+
+    def step() -> None:
+        w_step(fwd, xs[0], ys[0], w_params, w_opt, 5.0)
+        if method == "darts-v2":  # dispatches to the per-replica unrolled step
+            unrolled_alpha_step(fwd, xs[0], ys[0], xs[1], ys[1], w_params, a_params, w_opt, a_opt, 0.025)
+        else:
+            alpha_step(fwd, xs[1], ys[1], a_params, a_opt)
+    if graphs:
+        replay = StepGraphs(enabled=True)
+        return lambda: replay(None, step)
+    return step
+
+
+def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """--replicas: per S, the batched step's time, operators per search-step, searches per hour, memory."""
+    rows = []
+    for method in [m for m in args.methods if m in REPLICA_METHODS]:
+        for amp in args.amp:
+            for S in args.replicas:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                if S == 1:  # the single run's own step (`--seeds` with one seed is the plain run)
+                    step, _ = make_step(method, "nb201", args.C, args.N, args.batch[0], device, True, amp,
+                                        graphs=args.cuda_graphs)
+                else:
+                    step = make_replica_step(method, "nb201", args.C, args.N, args.batch[0], device, amp, S,
+                                             args.cuda_graphs)
+                med = statistics.median(time_step(step, device, args.warmup, args.iters))
+                ops, views = ops_per_step(step, views=True) if args.activations and not args.cuda_graphs else (None, None)
+                peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+                row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0],
+                       "C": args.C, "N": args.N, "graphs": args.cuda_graphs, "step_s": med,
+                       "step_s_per_search": med / S, "aten_ops": ops,
+                       "aten_ops_per_search_step": ops / S if ops else None, "aten_views": views,
+                       "kernel_ops_per_search_step": (ops - views) / S if ops else None,
+                       "nb201_searches_per_hour": 3600 * S / (med * NB201_STEPS_PER_SEARCH),
+                       "peak_mem_mb": peak / 2**20,
+                       "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+                       f"cpu x{torch.get_num_threads()} threads"}
+                if args.compare_sequential and S > 1:  # S single steps, one after the other, same process
+                    singles = [make_step(method, "nb201", args.C, args.N, args.batch[0], device, True, amp)[0]
+                               for _ in range(S)]
+                    seq = lambda: [f() for f in singles]
+                    row["sequential_s"] = statistics.median(time_step(seq, device, 1, args.iters))
+                    row["batched_over_sequential"] = med / row["sequential_s"]
+                rows.append(row)
+                print(_fmt_replicas(row), flush=True)
+    return rows
+
+
+def _fmt_replicas(r: dict) -> str:
+    ops = (f"{r['aten_ops']} ops ({r['aten_ops_per_search_step']:.0f}/search; not views "
+           f"{r['kernel_ops_per_search_step']:.0f}/search)" if r.get("aten_ops") else "ops -")
+    seq = (f"  vs {r['sequential_s']:.2f} s sequential: x{r['batched_over_sequential']:.2f}"
+           if "sequential_s" in r else "")
+    return (f"nb201 {r['method']:9} S={r['replicas']:<3} {r['amp']:5} b={r['batch']:<4} {r['step_s']:8.3f} s/step "
+            f"({1000 * r['step_s_per_search']:7.1f} ms/search)  {ops}  "
+            f"{r['nb201_searches_per_hour']:7.2f} searches/h  peak {r['peak_mem_mb']:8.0f} MB{seq}")
 
 
 def reference_step(C: int, N: int, batch: int, device: torch.device) -> Callable[[], None] | None:
@@ -157,18 +243,20 @@ class _OpCounter(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.n = 0
+        self.n = self.views = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.n += 1
+        self.views += func.is_view  # a view: metadata only, no kernel
         return func(*args, **(kwargs or {}))
 
 
-def ops_per_step(step: Callable[[], None]) -> int:
-    """aten operators one eager step dispatches: the host's work per step, the same on every device."""
+def ops_per_step(step: Callable[[], None], views: bool = False) -> int | tuple[int, int]:
+    """aten operators one eager step dispatches: the host's work per step, the same on every device
+    (`views`: also how many of them are views, which launch no kernel)."""
     with _OpCounter() as counter:
         step()
-    return counter.n
+    return (counter.n, counter.views) if views else counter.n
 
 
 def bench(args: argparse.Namespace) -> list[dict]:
@@ -192,7 +280,7 @@ def bench(args: argparse.Namespace) -> list[dict]:
                     times = time_step(step, device, args.warmup, args.iters)
                     med = statistics.median(times)
                     act = saved_activation_bytes(step) if args.activations and not args.cuda_graphs else None
-                    ops = ops_per_step(step) if args.activations and not args.cuda_graphs else None
+                    ops, views = ops_per_step(step, views=True) if args.activations and not args.cuda_graphs else (None, None)
                     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
                     path = fast + ("+graph" if args.cuda_graphs and method != "gdas" else "")
@@ -277,6 +365,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--concurrent", type=int, default=0, help="run N copies at once (first config only)")
+    p.add_argument("--replicas", nargs="+", type=int, default=None,
+                   help="batched replicas S (--seeds): rows per S for darts-v1/v2, pc-k4 on NB201 (first --batch)")
+    p.add_argument("--compare-sequential", action="store_true",
+                   help="with --replicas: also time S single steps one after the other (ratio in the row)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -285,7 +377,10 @@ def main(argv: list[str] | None = None) -> None:
         p.exit(2, "error: --device cuda but torch sees no GPU\n")
     if args.cuda_graphs and not args.device.startswith("cuda"):
         p.exit(2, "error: --cuda-graphs needs --device cuda\n")
-    rows = concurrent(args) if args.concurrent else bench(args)
+    if args.replicas:
+        rows = replica_rows(args, torch.device(args.device))
+    else:
+        rows = concurrent(args) if args.concurrent else bench(args)
     if args.json:
         Path(args.json).write_text(json.dumps({"argv": argv, "torch": torch.__version__,
                                                "cpu_count": os.cpu_count(), "rows": rows}, indent=1))

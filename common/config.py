@@ -117,6 +117,9 @@ class SearchConfig:
     N: int | None = arg(None, "NB201: cells per stage (default 5); DARTS/S1-S4: total cells (default 8)")
     limit_train: int | None = arg(None, "use only the first N images of each half of the split (CPU runs, tests)")
     seed: int = arg(0, "random seed")
+    seeds: list[int] | None = arg(None, "several seeds searched at once as one batched computation (common/replicas.py); "
+                                        "each writes the run directory its --seed run would (--out may hold "
+                                        "{seed}, else <out>/seed<k>); default: none, the one --seed run")
     device: str = arg("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
     out: str | None = arg(None, "run directory (default runs/<script>/<space>-<dataset>-seed<seed>)")
     resume: bool = arg(False, "continue from the run directory's checkpoint if it has one")
@@ -162,6 +165,8 @@ class SearchConfig:
                           choices=("w", "official"))
     preset: str | None = arg(None, "smoke: a one-minute CPU search (C 4, N 1 on NB201 / 3 cells, 256 images per "
                                    "half, batch 32, 2 epochs); flags given explicitly win", choices=tuple(PRESETS))
+    debug_nan_seed: int | None = arg(None, "testing only: with --seeds, --debug-nan-step hits this seed's replica only "
+                                         "(default: every replica)")
 
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
@@ -177,6 +182,11 @@ class SearchConfig:
         if not (0 <= self.alpha_init < math.inf and math.isfinite(self.alpha_init_mean)):
             raise ConfigError(f"--alpha-init must be >= 0 and finite, --alpha-init-mean finite (got {self.alpha_init}, "
                               f"{self.alpha_init_mean}; a negative init is --alpha-init-mean)")
+        if self.seeds is not None:
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                raise ConfigError(f"--seeds needs distinct seeds (got {self.seeds})")
+            if len(self.seeds) == 1:  # one seed is the plain single run, bit for bit
+                self.seed, self.seeds = self.seeds[0], None
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
 
@@ -280,6 +290,9 @@ def _parser(flags: Sequence[_Flag], description: str | None,
         if f.kind is bool:
             action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
             action.help = _help(f)  # set after: BooleanOptionalAction appends its own "(default: …)"
+        elif typing.get_origin(f.kind) is list:  # list[int]: one or more values (--seeds 0 1 2)
+            parser.add_argument(flag, type=typing.get_args(f.kind)[0], nargs="+", default=default,
+                                help=_help(f), dest=f.name)
         else:
             parser.add_argument(flag, type=_parse_optional(f.kind) if f.optional else f.kind, default=default,
                                 choices=f.choices, help=_help(f), dest=f.name)

@@ -66,7 +66,7 @@ RUN_FILES = ("metrics.jsonl", "result.json")
 #: Fields that may change between a run and its resumption (everything else must match). Not --epochs:
 #: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
 RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir",
-                     "nb201", "eval_images", "debug_nan_step", "fast", "deterministic"}
+                     "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic"}
 
 
 class RunError(Exception):
@@ -337,6 +337,12 @@ class SearchRun:
         script: name of the run directory's parent (default: the running script's name).
     """
 
+    def __new__(cls, cfg: SearchConfig, *args: Any, **kwargs: Any) -> SearchRun:
+        if cls is SearchRun and getattr(cfg, "seeds", None):  # --seeds: S searches as one batched computation
+            from common.replicas import ReplicaRun
+            cls = ReplicaRun
+        return super().__new__(cls)
+
     def __init__(self, cfg: SearchConfig, method_state: dict[str, Any] | None = None,
                  script: str | None = None) -> None:
         from common.config import script_name
@@ -460,6 +466,29 @@ class SearchRun:
             self._epoch_start = time.perf_counter()
             yield epoch
 
+    # ------------------------------------------------------------------ per replica (--seeds, common/replicas.py)
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds this run searches: [cfg.seed] (a ReplicaRun: one per replica)."""
+        return [self.cfg.seed]
+
+    def per_replica(self, fn: Callable[[SearchRun], Any]) -> Any:
+        """`fn(run)` for every replica's own single run (here: `fn(self)`); a ReplicaRun combines them."""
+        return fn(self)
+
+    def replica_values(self, key: str) -> list[Any]:
+        """`method_state[key]` of every replica (None where unset): here [method_state.get(key)]."""
+        return [self.method_state.get(key)]
+
+    def set_replica_values(self, key: str, values: list[Any]) -> None:
+        """Sets `method_state[key]` of every replica (values in `seeds` order)."""
+        self.method_state[key] = values[0]
+
+    def replica_number(self, values: list[float], like: Tensor) -> float | Tensor:
+        """One number per replica as a step uses it: here the float itself (a ReplicaRun: an (S, 1, 1)
+        tensor of `like`'s dtype and device, broadcasting against stacked (S, E, M) α)."""
+        return values[0]
+
     @property
     def clip_extra(self) -> list[torch.nn.Parameter] | None:
         """`w_step`'s `norm_extra`: α with `--clip-scope official` (NB201's clip of network.parameters())."""
@@ -537,7 +566,8 @@ class SearchRun:
         def fwd(x: Tensor) -> Tensor:
             x = x.contiguous(memory_format=layout)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=cache):
-                return model(x, weights_fn(), index).float()
+                out = model(x, weights_fn(), index)
+            return out.float() if amp else out  # bf16 logits → fp32; fp32/fp64 as they are
         return fwd
 
     def _reset_trackers(self) -> None:

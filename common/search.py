@@ -53,7 +53,7 @@ def w_step(forward: Forward, x: Tensor, y: Tensor, w_params: list[nn.Parameter],
             else:
                 p.grad.add_(g)
     if grad_clip:
-        nn.utils.clip_grad_norm_(w_params + extra, grad_clip)  # official: the norm counts α.grad too
+        clip_grad_norm(w_params + extra, grad_clip)  # official: the norm counts α.grad too
     w_optimizer.step()
     return loss.detach(), logits.detach()
 
@@ -63,6 +63,15 @@ def clip_norms(w_params: list[nn.Parameter], a_params: list[nn.Parameter]) -> tu
     w = [p.grad for p in w_params if p.grad is not None]
     a = [p.grad for p in a_params if p.grad is not None]
     return (nn.utils.get_total_norm(w).item(), nn.utils.get_total_norm(w + a).item())
+
+
+def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> None:
+    """`nn.utils.clip_grad_norm_`; per replica when `params` are stacked replicas (common.replicas)."""
+    if getattr(params[0], "replicas", 0):
+        from common.replicas import clip_grad_norm_per_replica
+        clip_grad_norm_per_replica(params, max_norm)
+    else:
+        nn.utils.clip_grad_norm_(params, max_norm)
 
 
 def alpha_step(forward: Forward, x: Tensor, y: Tensor, a_params: list[nn.Parameter],
@@ -112,6 +121,10 @@ def unrolled_alpha_step(forward: Forward, x_train: Tensor, y_train: Tensor, x_va
     ε = 0.01 / ‖∇w' L_val‖ (DARTS Eq. 8). `reg(α)` (e.g. AER's λ·H̄) is added to the unrolled valid loss.
     Returns (L_val(w', α), logits), detached.
     """
+    if getattr(w_params[0], "replicas", 0):  # --seeds: each replica its own ε (common/replicas.py)
+        from common.replicas import unrolled_alpha_step_per_replica
+        return unrolled_alpha_step_per_replica(forward, x_train, y_train, x_valid, y_valid, w_params, a_params,
+                                               w_optimizer, a_optimizer, xi, reg, eps_scale)
     w0 = [p.detach().clone() for p in w_params]
     # w' = w − ξ ∇w L_train(w, α)  (plus DARTS's momentum and weight-decay terms)
     loss_train = F.cross_entropy(forward(x_train), y_train)

@@ -174,6 +174,8 @@ CAPTURED = [
     ("sa_darts", ("--reg", "beta", "--warmup", "1")),
     ("sa_darts", ("--partial-channels", "2")),
     ("sa_darts", ("--backbone", "snas")),
+    ("common.baseline", ("--seeds", "0", "1", "--partial-channels", "2")),  # the batched step (common/replicas.py)
+    ("sa_darts", ("--seeds", "0", "1", "--backbone", "snas")),  # a registered Gumbel generator per replica
 ]
 GDAS = [("edd_darts", ("--backbone", "gdas")), ("aer_darts", ("--backbone", "gdas"))]
 

@@ -1,0 +1,685 @@
+"""Many seeds as one search: S replicas of a search batched along a leading replica axis.
+
+    python -m common.baseline --seeds 0 1 2 --space nb201 ...    # 3 searches, one process, one step
+
+`SearchRun(cfg)` with `--seeds` of two or more returns a `ReplicaRun`; the method's loop is unchanged.
+
+Mechanism (measured: README "Many seeds in one process"). Every parameter (w, α, PC-DARTS β) is one
+tensor with a leading replica axis S, and so is every optimiser state; the forward is `torch.vmap` over
+`torch.func.functional_call` of the (fast) supernet, so each operator of a step runs once for all S
+replicas: a conv becomes one grouped conv, a batch norm one BN over S·C channels with every replica's own
+batch statistics, and the aten operators a step dispatches stay about those of one search.
+
+What stays per replica, and how:
+- data: each replica keeps its seed's own loaders, so its order and augmentation are exactly its single
+  run's; a step stacks the S batches: x (S, B, 3, H, W), y (S·B,).
+- the objective: the forward returns logits (S·B, classes), so a method's unchanged
+  `F.cross_entropy(logits, y)` is the mean over replicas of each replica's loss, and so is a regulariser
+  that averages over all α entries or edges (SA's L_SA, β-DARTS, AER's H̄); the optimiser steps S times its
+  gradient (`FlatGroup.gather_grad`): every replica gets exactly its own. (A regulariser that *sums* over
+  α would need a 1/S.)
+- the w gradient-norm clip: `clip_grad_norm_per_replica` (`common.search.clip_grad_norm` dispatches here).
+- optimisers: torch's SGD (momentum, Nesterov, weight decay) and Adam are elementwise, so one optimiser
+  over stacked tensors is S independent ones (Adam's step count is shared: replicas step together). It is
+  built from the single run's optimiser (`type(opt)(groups, **opt.defaults)`), so it follows its settings,
+  and each of its parameter groups is one flat (S, P) tensor (`FlatGroup`): the update, the clip and the
+  NaN freeze cost a few operators, not a few per parameter tensor.
+- the NaN guard: a replica whose gradient is non-finite does not move (optimiser step hooks restore its
+  parameters and state in that same step), its loss marks it stopped, it is reported, and its run
+  directory keeps its last good checkpoint, as its single run's would; the others go on and match their
+  single runs. Replicas never mix (grouped convs, per-channel BN), so its NaNs cannot reach them.
+- run directories: each replica is an ordinary `SearchRun` (args.json with its seed, metrics.jsonl,
+  checkpoint.pt, result.json, RNG state), so report, run_all and --resume cannot tell it from a single
+  run, and it resumes alone. At the end of an epoch the batched state is copied into the replicas' runs,
+  which measure, log and checkpoint with the single-run code; an epoch's checkpoints are committed
+  together (all written as checkpoint.next.pt, then all renamed; --resume completes a cut-off rename).
+
+Capture-safe for --cuda-graphs: per-replica values (norms, clip coefficients, the alive mask) are device
+tensors; nothing in the step reads a value on the host. Supported: common.baseline (DARTS-V1, also with
+--partial-channels), sa_darts (darts and snas backbones), aer_darts (darts-v1, darts-v2), edd_darts (darts
+backbone), sp_darts (mixed objective); the rest (GDAS backbones, SP's two-pass objectives, S4) refuses
+--seeds with a one-line error naming what is missing.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn import functional as F
+
+from common.config import SearchConfig
+from common.run import NonFiniteLoss, RunError, RunFinished, SearchRun, rng_state, set_rng_state
+from common.supernet import Index, Supernet, Weights, edge_normalisation
+
+# vmap runs adaptive_avg_pool2d's in-place as_strided_ slice by slice (one small op per replica, once per
+# forward); torch warns about it on every process's first batched forward
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented "
+                                          "the batching rule for aten::as_strided_")
+STAGED = "checkpoint.next.pt"  # an epoch's replica checkpoints are written here first, then renamed
+#: scripts whose every per-search value is per replica; a script's own unsupported options refuse themselves
+SUPPORTED = ("darts", "sa_darts", "aer_darts", "edd_darts", "sp_darts")
+
+
+class PerReplica(list):
+    """Values, one per replica (seeds order), where a single run has one: `ReplicaRun.end_epoch` /
+    `finish` give replica k its k-th."""
+
+
+# ----------------------------------------------------------------------------- per-replica pieces
+
+def _per(v: Tensor, like: Tensor) -> Tensor:
+    """(S,) → (S, 1, …, 1), broadcastable against `like` (S, …)."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def clip_grad_norm_per_replica(params: list[Tensor], max_norm: float) -> Tensor:
+    """`nn.utils.clip_grad_norm_` of each replica: ‖g_s‖ over all `params`, g_s ·= min(1, c/(‖g_s‖ + 1e-6)).
+
+    `params` are stacked (S, …); where they are exactly whole `FlatGroup`s the norms and the scaling are
+    a few operators on the groups' (S, P) gradients. Returns the (S,) norms before clipping. No host read.
+    """
+    groups = list({id(g): g for g in (getattr(p, "flat_group", None) for p in params) if g is not None}.values())
+    if groups and {id(p) for p in params} == {id(leaf) for g in groups for leaf in g.leaves}:
+        grads = [g.gather_grad() for g in groups]  # (S, P_g) each: the step uses these (clipped) gradients
+    else:
+        grads = [p.grad.flatten(1) for p in params if p.grad is not None]
+    norms = torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads])  # (groups or params, S)
+    total = torch.linalg.vector_norm(norms, dim=0)  # (S,) per-replica total norm
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # torch's formula, per replica
+    for g in grads:
+        g.mul_(coef[:, None])
+    return total
+
+
+class FlatGroup:
+    """Stacked parameters (S, …) stored as views of one (S, P) buffer, the one tensor an optimiser steps.
+
+    The model and the methods see `leaves` (leaf tensors sharing `flat`'s memory; autograd gives each its own
+    gradient). The optimiser steps `flat`, whose gradient `gather_grad()` concatenates from the leaves'
+    (`attach` does it before each step): the update, the per-replica clip and the NaN freeze are then a few
+    operators whatever the number of parameters.
+
+    Args:
+        values: the stacked values (S, …) of the parameters, in order.
+    """
+
+    def __init__(self, values: list[Tensor]) -> None:
+        self.S = values[0].shape[0]
+        self.shapes = [tuple(v.shape[1:]) for v in values]
+        self.sizes = [v[0].numel() for v in values]
+        self.offsets = [sum(self.sizes[:i]) for i in range(len(values))]
+        self.flat = nn.Parameter(torch.cat([v.detach().reshape(self.S, -1) for v in values], 1))  # (S, P)
+        self.flat.flat_group = self  # type: ignore[attr-defined]
+        base = self.flat.detach()
+        self.leaves = [base[:, o: o + n].view(self.S, *shape).requires_grad_()
+                       for o, n, shape in zip(self.offsets, self.sizes, self.shapes)]
+        for leaf in self.leaves:
+            leaf.replicas = self.S  # type: ignore[attr-defined]  # read by common.search.clip_grad_norm
+            leaf.flat_group = self  # type: ignore[attr-defined]
+
+    def gather_grad(self) -> Tensor:
+        """flat.grad = S × the leaves' gradients side by side (S, P), unless already gathered for this step.
+
+        × S: the objective a method builds is the mean over the replicas of theirs (the cross-entropy over
+        S·B samples, a regulariser's mean over S·E entries), so S times its gradient is each replica's own.
+        """
+        if self.flat.grad is None:
+            grads = [leaf.grad.flatten(1) if leaf.grad is not None else leaf.new_zeros(self.S, n)
+                     for leaf, n in zip(self.leaves, self.sizes)]
+            self.flat.grad = torch.cat(grads, 1).mul_(self.S)
+            FlatGroup._gathered.append(self)
+        return self.flat.grad
+
+    #: groups whose flat.grad was gathered since the last optimiser step: every step clears them all, so a
+    #: group gathered for a clip norm only (α with `--clip-scope official`) is gathered afresh for its own step
+    _gathered: list[FlatGroup] = []
+
+    def split(self, t: Tensor, s: int) -> list[Tensor]:
+        """Replica s's slice of an (S, P) tensor, as one tensor per parameter (copies)."""
+        return [t[s, o: o + n].view(shape).clone() for o, n, shape in zip(self.offsets, self.sizes, self.shapes)]
+
+    def join(self, per_replica: list[list[Tensor]]) -> Tensor:
+        """(S, P) from each replica's per-parameter tensors."""
+        return torch.stack([torch.cat([t.reshape(-1) for t in ts]) for ts in per_replica])
+
+    @staticmethod
+    def attach(optimizer: torch.optim.Optimizer) -> None:
+        """Step hooks: gather each flat parameter's gradient before the step, clear it after."""
+        flats = [p for group in optimizer.param_groups for p in group["params"]]
+
+        def gather(*_: Any) -> None:
+            for p in flats:
+                p.flat_group.gather_grad()
+
+        def clear(*_: Any) -> None:
+            for group in FlatGroup._gathered:
+                group.flat.grad = None
+            FlatGroup._gathered.clear()
+        optimizer.register_step_pre_hook(gather)
+        optimizer.register_step_post_hook(clear)
+
+
+def _state_view(optimizer: torch.optim.Optimizer, leaf: Tensor, key: str) -> Tensor | None:
+    """The (S, …) slice of `leaf` in its flat group's optimiser state `key` (None before the first step)."""
+    group = leaf.flat_group  # type: ignore[attr-defined]
+    state = optimizer.state.get(group.flat, {}).get(key)
+    if state is None:
+        return None
+    i = next(i for i, other in enumerate(group.leaves) if other is leaf)
+    return state[:, group.offsets[i]: group.offsets[i] + group.sizes[i]].view(group.S, *group.shapes[i])
+
+
+def unrolled_alpha_step_per_replica(forward: Callable[[Tensor], Tensor], x_train: Tensor, y_train: Tensor,
+                                    x_valid: Tensor, y_valid: Tensor, w_params: list[Tensor],
+                                    a_params: list[Tensor], w_optimizer: torch.optim.SGD,
+                                    a_optimizer: torch.optim.Optimizer, xi: float,
+                                    reg: Callable[[], Tensor] | None = None,
+                                    eps_scale: float = 0.01) -> tuple[Tensor, Tensor]:
+    """`common.search.unrolled_alpha_step` (DARTS Eq. 6–8) for stacked replicas, each with its own ε.
+
+    The losses are means over the S replicas, so each gradient autograd gives is 1/S of the replica's own:
+    the virtual step w' and ε_s = 0.01/‖∇w' L_val,s‖ (Eq. 8) use S× them; the α gradient stays the mean's
+    (`FlatGroup.gather_grad` multiplies it by S). Returns (L_val(w', α) over S·B, logits), detached.
+    """
+    from common.search import _load
+    S = w_params[0].replicas  # type: ignore[attr-defined]
+    group = w_optimizer.param_groups[0]
+    mu, wd = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+    w0 = [p.detach().clone() for p in w_params]
+    # w' = w − ξ(μ·buf + ∇w L_train + wd·w), per replica (DARTS's momentum and weight-decay terms)
+    g_train = torch.autograd.grad(F.cross_entropy(forward(x_train), y_train), w_params)
+    virtual = []
+    for p, g in zip(w_params, g_train):
+        buf = _state_view(w_optimizer, p, "momentum_buffer")
+        moment = mu * buf if buf is not None else torch.zeros_like(p)
+        virtual.append(p.detach() - xi * (moment + S * g + wd * p.detach()))
+    _load(w_params, virtual)
+    logits = forward(x_valid)
+    loss = F.cross_entropy(logits, y_valid)
+    total = loss + reg() if reg is not None else loss
+    grads = torch.autograd.grad(total, a_params + w_params, allow_unused=True)
+    d_alpha = [torch.zeros_like(p) if g is None else g for p, g in zip(a_params, grads[: len(a_params)])]
+    d_w = [S * (torch.zeros_like(p) if g is None else g) for p, g in zip(w_params, grads[len(a_params):])]
+    eps = eps_scale / torch.sqrt(sum((g * g).flatten(1).sum(1) for g in d_w))  # Eq. 8: ε_s, (S,)
+    hvp = []
+    for sign in (1.0, -1.0):  # w± = w ± ε_s ∇w' L_val,s around the original w
+        _load(w_params, [w + sign * _per(eps, w) * g for w, g in zip(w0, d_w)])
+        l_t = F.cross_entropy(forward(x_train), y_train)
+        hvp.append(torch.autograd.grad(l_t, a_params, allow_unused=True))
+    _load(w_params, w0)
+    for p, da, gp, gm in zip(a_params, d_alpha, *hvp):
+        gp = torch.zeros_like(p) if gp is None else gp
+        gm = torch.zeros_like(p) if gm is None else gm
+        p.grad = da - xi * (gp - gm) / (2 * _per(eps, p))  # denominator 2ε_s
+    a_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+class ReplicaSupernet:
+    """S supernets as one: stacked parameters (S, …) and a vmapped functional forward.
+
+    Mirrors the `Supernet` interface the methods use: `space`, `alphas` / `betas` (cell kind → (S, E, M) /
+    (S, E)), `weight_parameters()`, `arch_parameters()`, `edge_gammas()`, and `model(x, weights)`: images
+    x (S, B, 3, H, W) (or (B, 3, H, W), shared) and weights[kind] (S, E, M) → logits (S, B, classes).
+
+    Args:
+        models: the replicas' supernets (same space and shape; their values are copied).
+    """
+
+    def __init__(self, models: list[Supernet], groups: list[list[str]] | None = None) -> None:
+        self.S = len(models)
+        self.template = copy.deepcopy(models[0])  # structure only: functional_call swaps its parameters
+        self.space = self.template.space
+        named = [dict(m.named_parameters()) for m in models]
+        stacked = {name: torch.stack([n[name].detach() for n in named]) for name in named[0]}  # (S, …)
+        self.groups = [FlatGroup([stacked[name] for name in names]) for names in groups or [list(stacked)]]
+        self.params: dict[str, Tensor] = {}
+        for names, group in zip(groups or [list(stacked)], self.groups):
+            self.params.update(zip(names, group.leaves))
+        self.params = {name: self.params[name] for name in stacked}  # the single model's order
+        self.alphas = {k: self.params[f"alphas.{k}"] for k in self.template.alphas}
+        self.betas = {k: self.params[f"betas.{k}"] for k in self.template.betas}
+        arch = {id(p) for p in self.arch_parameters()}
+        self._w = [p for p in self.params.values() if id(p) not in arch]
+
+    def arch_parameters(self) -> list[Tensor]:
+        return list(self.alphas.values()) + list(self.betas.values())
+
+    def weight_parameters(self) -> list[Tensor]:
+        return list(self._w)
+
+    def edge_gammas(self) -> dict[str, Tensor]:
+        """γ per replica and cell kind, (S, E)."""
+        norm = vmap(lambda b: edge_normalisation(b, self.space.edges, self.template.incoming))
+        return {k: norm(b) for k, b in self.betas.items()}
+
+    def __call__(self, x: Tensor, weights: Weights, index: Index | None = None, use_gammas: bool = True) -> Tensor:
+        if index is not None:
+            raise RunError("--seeds with GDAS hard sampling is not supported yet (it needs the all-ops "
+                           "straight-through forward per replica); run one --seed per process")
+
+        def one(params: dict[str, Tensor], x: Tensor, w: dict[str, Tensor]) -> Tensor:
+            return functional_call(self.template, params, (x, w, None, use_gammas))
+        return vmap(one, in_dims=(0, 0 if x.dim() == 5 else None, 0))(self.params, x, dict(weights))
+
+    def train(self, mode: bool = True) -> ReplicaSupernet:  # BN uses batch statistics either way
+        return self
+
+    def eval(self) -> ReplicaSupernet:
+        return self
+
+    @torch.no_grad()
+    def copy_to(self, s: int, model: Supernet) -> None:
+        """Replica s's values into `model` (a single supernet of the same shape)."""
+        for name, p in model.named_parameters():
+            p.copy_(self.params[name][s])
+
+
+def batched_forward(model: ReplicaSupernet, weights_fn: Callable[[], Mapping[str, Tensor]],
+                    index: Mapping[str, list[int]] | None = None, amp: bool = False,
+                    cache: bool = True) -> Callable[[Tensor], Tensor]:
+    """The closure x (S, B, 3, H, W) → logits (S·B, classes) (`SearchRun.forward`'s twin).
+
+    `F.cross_entropy(logits, y)` is then (1/S)·Σ_s L_s; `FlatGroup.gather_grad` multiplies by S. `amp`: bf16 autocast (`cache`: its weight-cast cache, off under CUDA-graph capture).
+    """
+    def fwd(x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=cache):
+            out = model(x, weights_fn(), index)  # (S, B, classes)
+        return (out.float() if amp else out).flatten(0, 1)
+    return fwd
+
+
+def _slice_state(opt: torch.optim.Optimizer, s: int, single: dict[str, Any]) -> dict[str, Any]:
+    """Replica s's optimiser state dict, laid out as `single` (its single run's state dict) lays it out."""
+    state: dict[int, dict[str, Any]] = {}
+    stacked = opt.state_dict()
+    for j, (flat, _) in enumerate(_flats(opt)):
+        indices = single["param_groups"][j]["params"]
+        for k, v in stacked["state"].get(j, {}).items():
+            parts = flat.flat_group.split(v, s) if torch.is_tensor(v) and v.dim() else None
+            for n, i in enumerate(indices):
+                state.setdefault(i, {})[k] = parts[n] if parts is not None else copy.deepcopy(v)
+    groups = [{**copy.deepcopy({k: v for k, v in g.items() if k != "params"}), "params": list(sg["params"])}
+              for g, sg in zip(stacked["param_groups"], single["param_groups"])]
+    return {"state": state, "param_groups": groups}
+
+
+def _stack_states(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stacked optimiser's state dict from its replicas' (shared scalars, e.g. Adam's step, from the first)."""
+    stacked = opt.state_dict()
+    state = {}
+    for j, (flat, _) in enumerate(_flats(opt)):
+        indices = states[0]["param_groups"][j]["params"]
+        if indices[0] not in states[0]["state"]:
+            continue
+        state[j] = {k: flat.flat_group.join([[st["state"][i][k] for i in indices] for st in states])
+                    if torch.is_tensor(v) and v.dim() else v for k, v in states[0]["state"][indices[0]].items()}
+    return {"state": state, "param_groups": stacked["param_groups"]}
+
+
+def _flats(opt: torch.optim.Optimizer) -> list[tuple[Tensor, dict[str, Any]]]:
+    return [(group["params"][0], group) for group in opt.param_groups]
+
+
+def _stacked_like(opt: torch.optim.Optimizer, model: ReplicaSupernet, names: list[list[str]]) -> torch.optim.Optimizer:
+    """An optimiser of `opt`'s class, settings and groups, one flat parameter per group (`names[j]`)."""
+    flats = {tuple(n): g.flat for n, g in zip(model_names(model), model.groups)}
+    groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [flats[tuple(n)]]}
+              for g, n in zip(opt.param_groups, names)]
+    stacked = type(opt)(groups, **opt.defaults)
+    FlatGroup.attach(stacked)
+    return stacked
+
+
+def stack_replicas(models: list[Supernet], w_optimizer: torch.optim.Optimizer, a_optimizer: torch.optim.Optimizer,
+                   alive: Tensor) -> tuple[ReplicaSupernet, torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The batched model and its w and α optimisers, from replica 0's single-run optimisers (their class,
+    settings and parameter groups: one flat parameter per group), with the NaN freeze on `alive`."""
+    name_of = {id(p): name for name, p in models[0].named_parameters()}
+    names = [[[name_of[id(p)] for p in g["params"]] for g in opt.param_groups] for opt in (w_optimizer, a_optimizer)]
+    flat = [n for opt_names in names for group in opt_names for n in group]
+    if sorted(flat) != sorted(name_of.values()):
+        raise RunError("--seeds needs every supernet parameter in exactly one optimiser group")
+    model = ReplicaSupernet(models, names[0] + names[1])
+    w_opt, a_opt = _stacked_like(w_optimizer, model, names[0]), _stacked_like(a_optimizer, model, names[1])
+    FreezeNonFinite(w_opt, alive)
+    FreezeNonFinite(a_opt, alive)
+    return model, w_opt, a_opt
+
+
+def model_names(model: ReplicaSupernet) -> list[list[str]]:
+    """The parameter names of each of the model's flat groups."""
+    where = {id(p): name for name, p in model.params.items()}
+    return [[where[id(leaf)] for leaf in g.leaves] for g in model.groups]
+
+
+class FreezeNonFinite:
+    """Step hooks on a stacked optimiser: a replica not alive, or with a non-finite gradient, does not move.
+
+    Before the step: ok = alive ∧ (every gradient of the replica finite), and a copy of the parameters and
+    their state; after it, replicas that are not ok get their old values back. All on the device.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, alive: Tensor) -> None:
+        self.alive, self.ok = alive, alive
+        self.saved: list[tuple[Tensor, Tensor]] = []
+        optimizer.register_step_pre_hook(self.pre)
+        optimizer.register_step_post_hook(self.post)
+
+    @torch.no_grad()
+    def pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        ok, tensors = self.alive.clone(), []
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:  # a sum is non-finite iff some element is inf/NaN (or it overflows)
+                    ok &= torch.isfinite(p.grad.flatten(1).sum(1))
+                tensors += [p, *(v for v in opt.state.get(p, {}).values() if torch.is_tensor(v) and v.dim())]
+        self.ok = ok
+        self.saved = [(t, t.clone()) for t in tensors]
+
+    @torch.no_grad()
+    def post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        for t, old in self.saved:
+            t.copy_(torch.where(_per(self.ok, t), t, old))
+        self.alive.logical_and_(self.ok)
+        self.saved = []
+
+
+def replica_config(cfg: SearchConfig, seed: int) -> SearchConfig:
+    """The config of seed's single run: --seed seed, its own --out ({seed} filled in, else <out>/seed<k>)."""
+    out = cfg.out
+    if out is not None:
+        out = out.replace("{seed}", str(seed)) if "{seed}" in out else str(Path(out) / f"seed{seed}")
+    nan = cfg.debug_nan_step if cfg.debug_nan_seed in (None, seed) else None
+    return dataclasses.replace(cfg, seed=seed, seeds=None, out=out, debug_nan_step=nan, debug_nan_seed=None)
+
+
+def check_supported(script: str, cfg: SearchConfig) -> None:
+    """RunError (one line) where --seeds cannot yet give every replica its single run."""
+    if script not in SUPPORTED:
+        raise RunError(f"--seeds (several seeds as one batched search) is not supported by {script} yet: it "
+                       "needs its per-search values as per-replica tensors; run one --seed per process")
+    from common.spaces import SPACES
+    if any("noise" in ops for edges in SPACES[cfg.space].edge_ops.values() for ops in edges):
+        raise RunError(f"--seeds on {cfg.space}: its noise op draws from the global RNG inside the step, not "
+                       "per replica; run one --seed per process")
+
+
+# ----------------------------------------------------------------------------- the run
+
+class ReplicaRun(SearchRun):
+    """`SearchRun` for S seeds at once (see the module docstring); `runs[k]` is seed k's own SearchRun."""
+
+    def __init__(self, cfg: SearchConfig, method_state: dict[str, Any] | None = None,
+                 script: str | None = None) -> None:
+        from common.config import script_name
+        from common.graphs import StepGraphs
+        script = script or script_name()
+        check_supported(script, cfg)
+        self.cfg, self._seeds, self.S = cfg, list(cfg.seeds or ()), len(cfg.seeds or ())
+        self.method_state: dict[str, Any] = dict(method_state or {})
+        self.script = script
+        self._make = lambda seed: SearchRun(replica_config(cfg, seed), method_state, script)
+        self.runs: list[SearchRun] = []
+        self._rng: list[dict[str, Any]] = []  # each replica's global RNG state, as its single run has it
+        finished = []
+        for seed in self.seeds:
+            try:
+                self.runs.append(self._make(seed))
+            except RunFinished:
+                finished.append(seed)
+                continue
+            self._rng.append(rng_state())
+        if finished:
+            for run in self.runs:
+                run.dir.release()
+            if len(finished) == self.S:
+                raise RunFinished(f"every replica (seeds {self.seeds}) holds a finished run; nothing to resume, "
+                                  "nothing changed")
+            raise RunError(f"seeds {finished} hold finished runs and the others do not: resume the others "
+                           "with --seeds of them only")
+        if cfg.resume:
+            self._complete_commit()
+        for p in (r.dir.path / STAGED for r in self.runs):
+            p.unlink(missing_ok=True)  # a commit cut off before any rename: the epoch is redone
+        at = {(r.start_epoch, r.global_step) for r in self.runs}
+        if len(at) > 1:
+            where = ", ".join(f"seed {s}: epoch {r.start_epoch}" for s, r in zip(self.seeds, self.runs))
+            raise RunError(f"the replicas' checkpoints are at different epochs ({where}); resume them one "
+                           "--seed at a time")
+        first = self.runs[0]
+        self.device, self.table, self.dir = first.device, first.table, first.dir
+        self.train_loader, self.valid_loader = first.train_loader, first.valid_loader
+        self.channels_last = False  # not inside vmap (NYI); the replicas' own models keep their layout
+        self.alive = torch.ones(self.S, dtype=torch.bool, device=self.device)
+        self.model, self.w_optimizer, self.a_optimizer = stack_replicas(
+            [r.model for r in self.runs], first.w_optimizer, first.a_optimizer, self.alive)
+        self.w_params, self.a_params = self.model.weight_parameters(), self.model.arch_parameters()
+        if first.w_optimizer.state:  # resumed: the replicas' optimiser states, stacked
+            self.w_optimizer.load_state_dict(_stack_states(self.w_optimizer, [r.w_optimizer.state_dict() for r in self.runs]))
+            self.a_optimizer.load_state_dict(_stack_states(self.a_optimizer, [r.a_optimizer.state_dict() for r in self.runs]))
+        self.stopped: dict[int, str] = {}  # replica index → why it stopped
+        self.graphs = StepGraphs(cfg.cuda_graphs)
+        self.start_epoch, self.global_step, self.wall_time = first.start_epoch, first.global_step, 0.0
+        self.records: list[dict[str, Any]] = []
+        self.epoch = self.start_epoch
+        self._reset_trackers()
+
+    @property
+    def seeds(self) -> list[int]:
+        return self._seeds
+
+    def per_replica(self, fn: Callable[[SearchRun], Any]) -> Any:
+        """`fn(run)` on each live replica's own run (its current state loaded): PerReplica results (a tuple
+        of PerReplica where fn returns tuples); a stopped replica gets None."""
+        out: list[Any] = [None] * self.S
+        for k in self._live():
+            self._load_into(k)
+            out[k] = fn(self.runs[k])
+        first = next((o for o in out if o is not None), None)
+        if isinstance(first, tuple):
+            return tuple(PerReplica(None if o is None else o[i] for o in out) for i in range(len(first)))
+        return PerReplica(out)
+
+    def replica_values(self, key: str) -> list[Any]:
+        return [run.method_state.get(key) for run in self.runs]
+
+    def set_replica_values(self, key: str, values: list[Any]) -> None:
+        for run, value in zip(self.runs, values):
+            run.method_state[key] = value
+
+    def replica_number(self, values: list[float], like: Tensor) -> float | Tensor:
+        return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+    def _complete_commit(self) -> None:
+        """--resume after a kill between an epoch's renames: finish them (the staged files are complete)."""
+        top = max(r.start_epoch for r in self.runs)
+        for k, run in enumerate(self.runs):
+            staged = run.dir.path / STAGED
+            if run.start_epoch < top and staged.exists():
+                try:
+                    epoch = torch.load(staged, map_location="cpu", weights_only=False)["epoch"]
+                except Exception:  # noqa: BLE001 - a partial file: not part of a finished commit
+                    continue
+                if epoch == top:
+                    run.dir.digests.replace_target(staged)  # checkpoint.pt and its sha256, as a save does
+                    run.dir.release()
+                    self.runs[k] = self._make(self.seeds[k])
+                    self._rng[k] = rng_state()
+
+    # ------------------------------------------------------------------ the loop
+    def epochs(self) -> Iterator[int]:
+        for epoch in super().epochs():  # lr of the stacked w optimiser, graphs reset, epoch clock
+            for run in self.runs:
+                run.train_loader.set_epoch(epoch)
+                run.valid_loader.set_epoch(epoch)
+            yield epoch
+
+    def steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """The S replicas' batches, stacked: x (S, B, 3, H, W), y (S·B,)."""
+        from tqdm import tqdm
+        cfg = self.cfg
+        valid = [iter(r.valid_loader) for r in self.runs]
+        bar = tqdm(zip(*(r.train_loader for r in self.runs)), total=len(self.train_loader), leave=False,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}", disable=not cfg.progress,
+                   dynamic_ncols=True)
+        for train in bar:
+            batches = []
+            for k, run in enumerate(self.runs):
+                try:
+                    batches.append(next(valid[k]))
+                except StopIteration:
+                    valid[k] = iter(run.valid_loader)
+                    batches.append(next(valid[k]))
+            x_t, x_v = torch.stack([x for x, _ in train]), torch.stack([x for x, _ in batches])
+            y_t, y_v = torch.cat([y for _, y in train]), torch.cat([y for _, y in batches])
+            for k, run in enumerate(self.runs):  # --debug-nan-step: the replicas whose single run it hits
+                if run.cfg.debug_nan_step is not None and self.global_step == run.cfg.debug_nan_step:
+                    x_t[k] = x_t[k] * float("nan")
+            yield x_t, y_t, x_v, y_v
+            self.global_step += 1
+            self.step_in_epoch += 1
+            if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
+                self.check_finite()
+                if cfg.progress:
+                    bar.set_postfix(self.running_means(), refresh=False)
+
+    def forward(self, weights_fn: Callable[[], Mapping[str, Tensor]],
+                index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
+        """x (S, B, 3, H, W) → logits (S·B, classes): a method's F.cross_entropy is the mean over replicas."""
+        return batched_forward(self.model, weights_fn, index, self.cfg.amp == "bf16", not self.cfg.cuda_graphs)
+
+    def _reset_trackers(self) -> None:
+        self._sums = {s: torch.zeros(self.S, 2, device=self.device, dtype=torch.float64) for s in ("train", "valid")}
+        self._counts = {"train": 0, "valid": 0}
+        self._first_bad = torch.full((self.S,), -1, dtype=torch.long, device=self.device)
+        self.step_in_epoch = 0
+
+    def track(self, split: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        """Per replica: its mean cross-entropy and correct count (from the logits), and the NaN watch."""
+        logits, y = logits.view(self.S, -1, logits.shape[-1]), y.view(self.S, -1)
+        per = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (S,) as each single run
+        n = y.shape[1]
+        correct = (logits.argmax(-1) == y).sum(1)
+        self._sums[split] += torch.stack([per.double() * n, correct.double()], dim=1)
+        self._counts[split] += n
+        bad = ~torch.isfinite(per) | ~self.alive  # ~alive: a gradient was non-finite (the replica froze)
+        self.alive.logical_and_(~bad)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self.global_step, self._first_bad)
+
+    def check_finite(self) -> None:
+        """Stop the replicas whose loss became non-finite (one line each); all stopped: NonFiniteLoss."""
+        for k, first in enumerate(self._first_bad.tolist()):
+            if first >= 0 and k not in self.stopped:
+                run = self.runs[k]
+                last = run.records[-1]["epoch"] if run.records else 0
+                kept = (f"its last good checkpoint (after epoch {last}) is kept in {run.dir.checkpoint}"
+                        if run.dir.checkpoint.exists() else "no checkpoint was written yet")
+                self.stopped[k] = (f"seed {self.seeds[k]}: loss became non-finite at global step {first} "
+                                   f"(epoch {self.epoch + 1}); this replica stopped, {kept}")
+                print(self.stopped[k] + "; the other replicas go on", file=sys.stderr)
+        if len(self.stopped) == self.S:
+            raise NonFiniteLoss(f"every replica's loss became non-finite (seeds {self.seeds}); stopped; the "
+                                "last good checkpoints are kept")
+
+    def running_means(self) -> dict[str, str]:
+        out = {}
+        for split, s in self._sums.items():
+            (loss, correct), n = s.sum(0).tolist(), self._counts[split] * self.S
+            if n:
+                out[f"{split}_loss"] = f"{loss / n:.3f}"
+                out[f"{split}_acc"] = f"{100 * correct / n:.1f}"
+        return out
+
+    # ------------------------------------------------------------------ end of epoch
+    def _load_into(self, k: int) -> None:
+        """Replica k's parameters and optimiser states into its own SearchRun."""
+        run = self.runs[k]
+        self.model.copy_to(k, run.model)
+        run.w_optimizer.load_state_dict(_slice_state(self.w_optimizer, k, run.w_optimizer.state_dict()))
+        run.a_optimizer.load_state_dict(_slice_state(self.a_optimizer, k, run.a_optimizer.state_dict()))
+
+    def _live(self) -> list[int]:
+        return [k for k in range(self.S) if k not in self.stopped]
+
+    def end_epoch(self, used_weights: Mapping[str, Tensor] | PerReplica,
+                  schedule: Mapping[str, Any] | PerReplica | None = None,
+                  derive_temperature: float | Tensor | PerReplica = 1.0) -> dict:
+        """Each live replica measures, logs and checkpoints with the single-run code; one commit for all.
+
+        Values may be per replica: PerReplica, or tensors with a leading replica axis."""
+        self.check_finite()
+        staged: list[tuple[SearchRun, Path, int]] = []
+        records = {}
+        for k in self._live():
+            run = self.runs[k]
+            self._load_into(k)
+            run.epoch, run.global_step, run._epoch_start = self.epoch, self.global_step, self._epoch_start
+            run._sums = {split: s[k].clone() for split, s in self._sums.items()}
+            run._counts = dict(self._counts)
+            set_rng_state(self._rng[k])
+            path = run.dir.path / STAGED
+            run.dir.save_checkpoint = lambda state, path=path: _save_staged(state, path)  # written, not renamed
+            try:
+                used = used_weights[k] if isinstance(used_weights, PerReplica) else \
+                    {kind: w[k] for kind, w in used_weights.items()}
+                records[self.seeds[k]] = run.end_epoch(used, _split(schedule, k, self.S),
+                                                       _one(derive_temperature, k))
+            finally:
+                del run.dir.save_checkpoint  # the RunDir's own method again
+            staged.append((run, path, self.epoch + 1))
+        for run, path, epoch in staged:  # the commit: every replica's epoch, or (after a kill) --resume finishes it
+            run.dir.digests.replace_target(path)  # checkpoint.pt and checkpoint.pt.sha256
+            run.dir.saved_epoch = epoch
+        self._reset_trackers()
+        return records
+
+    def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Each live replica writes its result.json; NonFiniteLoss afterwards if any replica stopped."""
+        results = {}
+        for k in self._live():
+            self._load_into(k)
+            set_rng_state(self._rng[k])
+            results[self.seeds[k]] = self.runs[k].finish(_split(extra, k, self.S))
+        if self.stopped:
+            seeds = [self.seeds[k] for k in sorted(self.stopped)]
+            raise NonFiniteLoss(f"{len(seeds)} of {self.S} replicas stopped on a non-finite loss (seeds {seeds}); "
+                                "the others finished and wrote result.json")
+        return {"replicas": results}
+
+
+def _save_staged(state: dict[str, Any], path: Path) -> None:
+    """torch.save to `path` (a replica's checkpoint.next.pt); a failed write removes it, stops with one line."""
+    try:
+        torch.save(state, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError
+        path.unlink(missing_ok=True)
+        raise RunError(f"cannot write {path} ({str(err).splitlines()[0][:120]}); the replicas' last "
+                       "checkpoints are as before") from None
+
+
+def _one(value: float | Tensor | PerReplica, k: int) -> float:
+    """Replica k's number of a float, a PerReplica, or an (S, …) tensor of one value per replica."""
+    if isinstance(value, PerReplica):
+        return value[k]
+    if torch.is_tensor(value):
+        return value.reshape(value.shape[0], -1)[k, 0].item()
+    return value
+
+
+def _split(values: Mapping[str, Any] | PerReplica | None, k: int, S: int) -> dict[str, Any] | None:
+    """Replica k's share of per-epoch values: tensors with a leading replica axis are indexed, others shared."""
+    if isinstance(values, PerReplica):
+        return values[k]
+    if values is None:
+        return None
+    return {name: v[k] if isinstance(v, PerReplica) or (torch.is_tensor(v) and v.dim() and v.shape[0] == S)
+            else v for name, v in values.items()}

@@ -1,0 +1,362 @@
+"""--seeds (common/replicas.py): S seeds as one batched search equal S single runs.
+
+In float64 (the loaders' images cast to float64, every model built in float64) each replica of a 3-seed
+batched run is compared with its seed's single run after several bilevel steps: parameters (w, α),
+optimiser states, RNG state, every metric, genotype, result. A batched run resumes from its replicas'
+checkpoints, and one replica's checkpoint resumes alone as a single run. A replica fed NaN stops alone.
+A kill -9 during a batched run plus --resume equals the uninterrupted batched run bit for bit (CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import common.run
+from common.baseline import DartsConfig, search
+from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_replica, replica_config
+from common.run import NonFiniteLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as conftest.py
+SEEDS = [0, 1, 2]
+# 48 images / batch 16 = 3 bilevel steps per epoch; a small clip so per-replica clipping is active
+TINY = dict(space="nb201", limit_train=48, C=4, N=1, batch_size=16, eval_images=32, device="cpu",
+            progress=False, grad_clip=0.5)
+
+
+class _Float64:
+    """A loader whose images come out as float64."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((x.double(), y) for x, y in self.loader)
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    make_loader, dtype = common.run.make_loader, torch.get_default_dtype()
+    common.run.make_loader = lambda *a, **k: _Float64(make_loader(*a, **k))
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        common.run.make_loader = make_loader
+        torch.set_default_dtype(dtype)
+
+
+def _search(data: Path, out: Path | str, method: tuple = (DartsConfig, search), **kw) -> dict:
+    config, run = method
+    cfg = config(data_dir=str(data), out=str(out), **{**TINY, **kw})
+    cfg.resolve()
+    with float64():
+        return run(cfg)
+
+
+def _close(a, b, path: str = "") -> None:
+    """Equal structure; tensors and floats equal to float64 rounding (the batched convs sum in another order)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _close(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert a.shape == b.shape and a.dtype == b.dtype, path
+        if a.dtype.is_floating_point:
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), f"{path}: max diff {(a - b).abs().max()}"
+        else:
+            assert torch.equal(a, b), path
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), path
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+def _same_run(single: Path, replica: Path, epochs: int) -> None:
+    ck_s = torch.load(single / "checkpoint.pt", weights_only=False)
+    ck_r = torch.load(replica / "checkpoint.pt", weights_only=False)
+    assert ck_s["epoch"] == ck_r["epoch"] == epochs
+    for key in ("model", "w_optimizer", "a_optimizer", "rng", "global_step", "method_state"):
+        _close(ck_s[key], ck_r[key], key)
+    other = ("out", "resume")  # where it was written, and whether it was resumed
+    _close({k: v for k, v in ck_s["config"].items() if k not in other},
+           {k: v for k, v in ck_r["config"].items() if k not in other}, "config")
+    strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                       for line in (p / "metrics.jsonl").read_text().splitlines()]
+    _close(strip(single), strip(replica), "metrics")
+    args_s, args_r = (json.loads((p / "args.json").read_text()) for p in (single, replica))
+    other = ("argv", "out", "debug_nan_step")  # args.json is written at the start (of a run stopped by NaN)
+    assert {k: v for k, v in args_s.items() if k not in other} == {k: v for k, v in args_r.items() if k not in other}
+    res_s, res_r = (json.loads((p / "result.json").read_text()) for p in (single, replica))
+    for k in ("genotype", "nb201", "param_count", "epochs", "steps", "alphas"):
+        _close(res_s[k], res_r[k], k)
+
+
+@pytest.fixture(scope="module")
+def singles(tmp_path_factory) -> Path:
+    if not (SHARED_DATA / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"real CIFAR-10 subset not found in {SHARED_DATA} (place ../shared/data beside the repo)")
+    root = tmp_path_factory.mktemp("singles")
+    torch.set_num_threads(1)
+    for seed in SEEDS:
+        _search(SHARED_DATA, root / f"seed{seed}", seed=seed, epochs=2)
+    return root
+
+
+def test_replica_config_is_the_single_runs_config() -> None:
+    cfg = DartsConfig(seeds=[3, 5], out="runs/x/seed{seed}", debug_nan_step=4, debug_nan_seed=5)
+    cfg.resolve()
+    three, five = replica_config(cfg, 3), replica_config(cfg, 5)
+    assert (three.seed, three.seeds, three.out, three.debug_nan_step) == (3, None, "runs/x/seed3", None)
+    assert (five.seed, five.out, five.debug_nan_step, five.debug_nan_seed) == (5, "runs/x/seed5", 4, None)
+    assert replica_config(DartsConfig(seeds=[1, 2], out="o"), 2).out == "o/seed2"
+    one = DartsConfig(seeds=[7])
+    one.resolve()  # one seed is the plain single run
+    assert (one.seed, one.seeds) == (7, None)
+
+
+def test_per_replica_clip_equals_torch_clip_of_each_replica() -> None:
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 3, 3, 3), (10, 4), (10,)]
+    grads = [[torch.randn(*s, generator=gen, dtype=torch.float64) * scale for s in shapes] for scale in (0.1, 3, 50)]
+    stacked = [nn.Parameter(torch.zeros(3, *s, dtype=torch.float64)) for s in shapes]
+    for i, p in enumerate(stacked):
+        p.grad = torch.stack([g[i] for g in grads])
+    group = FlatGroup([p.detach() for p in stacked])  # the same gradients on the flat (S, P) path
+    for leaf, p in zip(group.leaves, stacked):
+        leaf.grad = p.grad / 3  # the gradient of the mean over the 3 replicas
+    norms = clip_grad_norm_per_replica(stacked, 5.0)
+    assert torch.allclose(clip_grad_norm_per_replica(group.leaves, 5.0), norms, rtol=1e-12, atol=0)
+    assert torch.allclose(group.flat.grad, torch.cat([p.grad.flatten(1) for p in stacked], 1), rtol=1e-12, atol=0)
+    for s, gs in enumerate(grads):
+        ps = [nn.Parameter(torch.zeros_like(g)) for g in gs]
+        for p, g in zip(ps, gs):
+            p.grad = g.clone()
+        assert norms[s].item() == pytest.approx(nn.utils.clip_grad_norm_(ps, 5.0).item(), rel=1e-12)
+        for p, q in zip(ps, stacked):
+            assert torch.allclose(p.grad, q.grad[s], rtol=1e-12, atol=0)
+    assert norms[0] < 5 < norms[1]  # one replica unclipped, the others clipped
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: torch.optim.SGD(ps, 0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
+    lambda ps: torch.optim.Adam(ps, 0.01, betas=(0.5, 0.999), weight_decay=1e-3),
+])
+def test_a_nonfinite_replica_does_not_move_and_the_others_step_as_alone(make) -> None:
+    gen = torch.Generator().manual_seed(1)
+    w0 = torch.randn(3, 4, 5, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(3, 4, 5, generator=gen, dtype=torch.float64) for _ in range(3)]
+    grads[1][1, 2, 3] = float("nan")  # replica 1 diverges at the second step
+    stacked = nn.Parameter(w0.clone())
+    opt, alive = make([stacked]), torch.ones(3, dtype=torch.bool)
+    FreezeNonFinite(opt, alive)
+    alone = [nn.Parameter(w0[s].clone()) for s in range(3)]
+    opts = [make([p]) for p in alone]
+    for step, g in enumerate(grads):
+        stacked.grad = g.clone()
+        opt.step()
+        for s in (0, 2):
+            alone[s].grad = g[s].clone()
+            opts[s].step()
+        if step == 0:
+            after_first = stacked.detach()[1].clone()
+            state_first = {k: v[1].clone() for k, v in opt.state[stacked].items() if v.dim()}
+    assert alive.tolist() == [True, False, True]
+    assert torch.equal(stacked.detach()[1], after_first)  # frozen at its last finite step
+    assert all(torch.equal(v[1], state_first[k]) for k, v in opt.state[stacked].items() if v.dim())
+    for s in (0, 2):
+        assert torch.equal(stacked.detach()[s], alone[s].detach())  # elementwise: bit for bit
+
+
+@pytest.mark.slow
+def test_three_replicas_equal_their_single_runs_and_resume_batched_or_alone(singles, shared_data, tmp_path) -> None:
+    batched = tmp_path / "batched"
+    with pytest.raises(NonFiniteLoss, match="every replica"):  # all stop at the first step of epoch 2
+        _search(shared_data, batched / "seed{seed}", seeds=SEEDS, epochs=2, debug_nan_step=3)
+    alone = tmp_path / "alone"
+    shutil.copytree(batched, alone)
+    out = _search(shared_data, batched / "seed{seed}", seeds=SEEDS, epochs=2, resume=True)  # resumed batched
+    assert sorted(out["replicas"]) == SEEDS
+    for seed in SEEDS:
+        _same_run(singles / f"seed{seed}", batched / f"seed{seed}", epochs=2)
+    _search(shared_data, alone / "seed1", seed=1, epochs=2, resume=True)  # one replica resumed as a single run
+    _same_run(singles / "seed1", alone / "seed1", epochs=2)
+
+
+@pytest.mark.slow
+def test_a_replica_fed_nan_stops_alone_and_the_others_match_their_single_runs(singles, shared_data, tmp_path,
+                                                                              capfd) -> None:
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLoss, match=r"1 of 3 replicas .*seeds \[1\]"):
+        _search(shared_data, out / "seed{seed}", seeds=SEEDS, epochs=2, debug_nan_step=4, debug_nan_seed=1)
+    assert "seed 1: loss became non-finite at global step 4 (epoch 2)" in capfd.readouterr().err
+    for seed in (0, 2):
+        _same_run(singles / f"seed{seed}", out / f"seed{seed}", epochs=2)
+    ckpt = torch.load(out / "seed1" / "checkpoint.pt", weights_only=False)  # its last good epoch, as alone
+    assert ckpt["epoch"] == 1 and not (out / "seed1" / "result.json").exists()
+    first = json.loads((singles / "seed1" / "metrics.jsonl").read_text().splitlines()[0])
+    kept = [json.loads(line) for line in (out / "seed1" / "metrics.jsonl").read_text().splitlines()]
+    assert len(kept) == 1
+    _close({k: v for k, v in first.items() if k != "time"}, {k: v for k, v in kept[0].items() if k != "time"})
+
+
+def _equivalent(data: Path, root: Path, method: tuple, epochs: int = 1, **kw) -> None:
+    """Each seed alone and the 3 seeds batched (1 epoch: 3 bilevel steps): the same runs."""
+    for seed in SEEDS:
+        _search(data, root / "single" / f"seed{seed}", method, seed=seed, epochs=epochs, **kw)
+    out = _search(data, root / "batched" / "seed{seed}", method, seeds=SEEDS, epochs=epochs, **kw)
+    assert sorted(out["replicas"]) == SEEDS
+    for seed in SEEDS:
+        _same_run(root / "single" / f"seed{seed}", root / "batched" / f"seed{seed}", epochs=epochs)
+
+
+@pytest.mark.slow
+def test_pc_darts_k4_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """Partial channels (1/4 of the channels, shuffle) and edge normalisation γ per replica under vmap."""
+    _equivalent(shared_data, tmp_path, (DartsConfig, search), partial_channels=4)
+
+
+@pytest.mark.slow
+def test_sa_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """SA regulariser (a mean over α entries: over replicas too), Fig. 4's skip bias, per-replica report."""
+    import sa_darts
+    _equivalent(shared_data, tmp_path, (sa_darts.SAConfig, sa_darts.search), init_skip_bias=0.1, cutout=8)
+    record = json.loads((tmp_path / "batched" / "seed2" / "metrics.jsonl").read_text())
+    assert record["lam"] == 0.2 and record["reg_value"] != 0  # λ_1 = 1/5, L_SA of replica 2's own α
+
+
+@pytest.mark.slow
+def test_snas_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """SNAS+SA: each replica's soft Gumbel samples from its own generator, checkpointed per replica."""
+    import sa_darts
+    _equivalent(shared_data, tmp_path, (sa_darts.SAConfig, sa_darts.search), backbone="snas")
+
+
+@pytest.mark.slow
+def test_aer_darts_v1_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """AER's λ·H̄ (a mean over edges: over replicas too) on DARTS-V1; each replica logs its own H̄."""
+    import aer_darts
+    _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), lam=0.2)
+
+
+@pytest.mark.slow
+def test_aer_darts_v2_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """DARTS-V2's unrolled step: per-replica virtual step (momentum from the flat state) and ε_s (Eq. 8)."""
+    import aer_darts
+    _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), backbone="darts-v2", lam=0.2)
+
+
+@pytest.mark.slow
+def test_edd_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """EDD: each replica's entropy-driven temperature (Eq. 14-15) after epoch 1 drives its epoch 2 as a
+    (S, 1, 1) tensor through the sn-softmax; α-gradient clipping per replica. 2 epochs × 2 steps."""
+    import edd_darts
+    _equivalent(shared_data, tmp_path, (edd_darts.EDDConfig, edd_darts.search), epochs=2, limit_train=32,
+                clip_alpha=0.5)
+    temps = {json.loads((tmp_path / "batched" / f"seed{s}" / "metrics.jsonl").read_text().splitlines()[1])
+             ["temperature"] for s in SEEDS}
+    assert len(temps) == 3 and 1.0 not in temps  # epoch 2 ran at three different, decayed temperatures
+
+
+@pytest.mark.slow
+def test_float32_two_epoch_search_gives_each_replica_its_single_runs_genotype(shared_data, tmp_path) -> None:
+    kw = dict(TINY, limit_train=32, epochs=2, data_dir=str(shared_data))
+    singles = {}
+    for seed in SEEDS:
+        cfg = DartsConfig(seed=seed, out=str(tmp_path / f"single{seed}"), **kw)
+        cfg.resolve()
+        singles[seed] = search(cfg)
+    cfg = DartsConfig(seeds=SEEDS, out=str(tmp_path / "batched" / "seed{seed}"), **kw)
+    cfg.resolve()
+    batched = search(cfg)["replicas"]
+    for seed in SEEDS:
+        assert batched[seed]["genotype"] == singles[seed]["genotype"]
+        a, b = (torch.tensor(r["alphas"]["normal"]) for r in (batched[seed], singles[seed]))
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # float32: the grouped convs round differently
+
+
+def _baseline(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "common.baseline", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, tmp_path) -> None:
+    common_args = ["--space", "nb201", "--limit-train", "32", "--C", "4", "--N", "1", "--batch-size", "16",
+                   "--eval-images", "32", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
+                   "--epochs", "3", "--seeds", "0", "1"]
+    ref = _baseline(*common_args, "--out", str(tmp_path / "ref" / "seed{seed}"))
+    cut_dir = tmp_path / "cut"
+    cut = _baseline(*common_args, "--out", str(cut_dir / "seed{seed}"))
+    deadline = time.time() + 240
+    while time.time() < deadline and cut.poll() is None:
+        if (cut_dir / "seed1" / "metrics.jsonl").exists():
+            cut.send_signal(signal.SIGKILL)  # somewhere after epoch 1 was committed
+            break
+        time.sleep(0.05)
+    cut.wait()
+    assert ref.wait() == 0, ref.stderr.read()
+    assert not (cut_dir / "seed0" / "result.json").exists(), "the run finished before it could be killed"
+    resumed = _baseline(*common_args, "--out", str(cut_dir / "seed{seed}"), "--resume")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    for seed in (0, 1):
+        a, b = tmp_path / "ref" / f"seed{seed}", cut_dir / f"seed{seed}"
+        strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                           for line in (p / "metrics.jsonl").read_text().splitlines()]
+        assert strip(a) == strip(b) and len(strip(a)) == 3
+        ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
+        assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
+        ca, cb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
+        for key in ("model", "w_optimizer", "a_optimizer"):
+            _close(ca[key], cb[key], key)  # and bit for bit:
+        assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+
+
+@pytest.mark.parametrize("script,extra,needle", [
+    ("sp_darts.py", ["--objective", "eq13"], "--objective eq13"),
+    ("edd_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
+    ("aer_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
+    ("sa_darts.py", ["--space", "s4"], "noise op"),
+])
+def test_unsupported_configurations_refuse_seeds_in_one_line(script, extra, needle, tmp_path) -> None:
+    proc = subprocess.run([sys.executable, script, "--seeds", "0", "1", "--data-dir", str(tmp_path),
+                           "--device", "cpu", "--dataset", "synthetic", "--out", str(tmp_path / "o"), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--seeds" in proc.stderr and needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_sp_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """SP: φ per replica per batch from each replica's own generator (p = 0.5), one batched step."""
+    import sp_darts
+    _equivalent(shared_data, tmp_path, (sp_darts.SPConfig, sp_darts.search), warmup=0, p_low=0.5, p_up=0.5)
+    fractions = [json.loads((tmp_path / "batched" / f"seed{s}" / "metrics.jsonl").read_text())["sparse_fraction"]
+                 for s in SEEDS]
+    assert len(set(fractions)) > 1  # the replicas drew different Φ: both branches ran in one batched step
