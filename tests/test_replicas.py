@@ -294,10 +294,9 @@ def test_float32_two_epoch_search_gives_each_replica_its_single_runs_genotype(sh
     cfg = DartsConfig(seeds=SEEDS, out=str(tmp_path / "batched" / "seed{seed}"), **kw)
     cfg.resolve()
     batched = search(cfg)["replicas"]
-    for seed in SEEDS:
+    for seed in SEEDS:  # only the genotype: in float32 the grouped convs round differently, and Adam turns
+        # rounding-level differences of near-zero α gradients into α differences of order lr
         assert batched[seed]["genotype"] == singles[seed]["genotype"]
-        a, b = (torch.tensor(r["alphas"]["normal"]) for r in (batched[seed], singles[seed]))
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)  # float32: the grouped convs round differently
 
 
 def _baseline(*args: str) -> subprocess.Popen:
