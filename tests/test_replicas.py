@@ -9,6 +9,7 @@ A kill -9 during a batched run plus --resume equals the uninterrupted batched ru
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -243,9 +244,11 @@ def test_pc_darts_k4_replicas_equal_their_single_runs(shared_data, tmp_path) -> 
 
 @pytest.mark.slow
 def test_sa_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
-    """SA regulariser (a mean over α entries: over replicas too), Fig. 4's skip bias, per-replica report."""
+    """SA regulariser (a mean over α entries: over replicas too), Fig. 4's skip bias, per-replica report,
+    and --clip-scope official (w's clip norm counts α.grad) per replica."""
     import sa_darts
-    _equivalent(shared_data, tmp_path, (sa_darts.SAConfig, sa_darts.search), init_skip_bias=0.1, cutout=8)
+    _equivalent(shared_data, tmp_path, (sa_darts.SAConfig, sa_darts.search), init_skip_bias=0.1, cutout=8,
+                clip_scope="official")  # the w clip's norm also counts α.grad, per replica
     record = json.loads((tmp_path / "batched" / "seed2" / "metrics.jsonl").read_text())
     assert record["lam"] == 0.2 and record["reg_value"] != 0  # λ_1 = 1/5, L_SA of replica 2's own α
 
@@ -342,13 +345,19 @@ def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, t
     ("aer_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
     ("sa_darts.py", ["--space", "s4"], "noise op"),
 ])
-def test_unsupported_configurations_refuse_seeds_in_one_line(script, extra, needle, tmp_path) -> None:
-    proc = subprocess.run([sys.executable, script, "--seeds", "0", "1", "--data-dir", str(tmp_path),
-                           "--device", "cpu", "--dataset", "synthetic", "--out", str(tmp_path / "o"), *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "--seeds" in proc.stderr and needle in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+def test_unsupported_configurations_refuse_seeds_in_one_line(script, extra, needle, tmp_path, capsys) -> None:
+    module = importlib.import_module(script.removesuffix(".py"))
+    handler = signal.getsignal(signal.SIGTERM)  # main_guard installs its own
+    try:
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--seeds", "0", "1", "--data-dir", str(tmp_path), "--device", "cpu", "--dataset",
+                         "synthetic", "--out", str(tmp_path / "o"), *extra])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err, err
+    assert "--seeds" in err and needle in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
