@@ -65,6 +65,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "cutout": _NONNEGATIVE, "eval_images": _NONNEGATIVE, "debug_nan_step": _NONNEGATIVE,
     "derive_decimals": _NONNEGATIVE,
 }
+RANGES["debug_nan_seed"] = RANGES["seed"]
 DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 
@@ -185,6 +186,8 @@ class SearchConfig:
         if self.seeds is not None:
             if not self.seeds or len(set(self.seeds)) != len(self.seeds):
                 raise ConfigError(f"--seeds needs distinct seeds (got {self.seeds})")
+            if not all(0 <= seed < 2**32 for seed in self.seeds):
+                raise ConfigError(f"--seeds must be in [0, 2**32) (numpy's seed range; got {self.seeds})")
             if len(self.seeds) == 1:  # one seed is the plain single run, bit for bit
                 self.seed, self.seeds = self.seeds[0], None
         if self.C % self.partial_channels:
