@@ -617,10 +617,12 @@ class ReplicaRun(SearchRun):
 
         Values may be per replica: PerReplica, or tensors with a leading replica axis."""
         self.check_finite()
+        accuracy = self._discrete_accuracies(derive_temperature)
         staged: list[tuple[SearchRun, Path, int]] = []
         records = {}
         for k in self._live():
             run = self.runs[k]
+            run.discrete_accuracy = lambda onehot, acc=accuracy[k]: acc  # measured batched, below
             self._load_into(k)
             run.epoch, run.global_step, run._epoch_start = self.epoch, self.global_step, self._epoch_start
             run._sums = {split: s[k].clone() for split, s in self._sums.items()}
@@ -634,13 +636,31 @@ class ReplicaRun(SearchRun):
                 records[self.seeds[k]] = run.end_epoch(used, _split(schedule, k, self.S),
                                                        _one(derive_temperature, k))
             finally:
-                del run.dir.save_checkpoint  # the RunDir's own method again
+                del run.dir.save_checkpoint, run.discrete_accuracy  # the run's own methods again
             staged.append((run, path, self.epoch + 1))
         for run, path, epoch in staged:  # the commit: every replica's epoch, or (after a kill) --resume finishes it
             run.dir.digests.replace_target(path)  # checkpoint.pt and checkpoint.pt.sha256
             run.dir.saved_epoch = epoch
         self._reset_trackers()
         return records
+
+    @torch.no_grad()
+    def _discrete_accuracies(self, derive_temperature: float | Tensor | PerReplica) -> dict[int, float]:
+        """Each live replica's discretized-net accuracy (`SearchRun.discrete_accuracy`), in one batched pass
+        over the eval split (the same images for every seed): the replicas' one-hot cells stacked."""
+        live = self._live()
+        onehots: list[dict[str, Tensor]] = []
+        for k in range(self.S):
+            run = self.runs[k if k in live else live[0]]  # a stopped replica computes a live one's cell, unused
+            self.model.copy_to(k if k in live else live[0], run.model)
+            onehots.append(run.discrete_weights(run.genotype(_one(derive_temperature, k if k in live else live[0]))))
+        weights = {kind: torch.stack([o[kind] for o in onehots]) for kind in onehots[0]}  # (S, E, M)
+        correct, n = torch.zeros(self.S, dtype=torch.long, device=self.device), 0
+        for x, y in self.runs[live[0]].eval_loader:
+            logits = self.model(x, weights, use_gammas=False)  # (S, B, classes): x shared by the replicas
+            correct += (logits.argmax(-1) == y).sum(1)
+            n += y.numel()
+        return {k: 100.0 * correct[k].item() / max(n, 1) for k in live}
 
     def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Each live replica writes its result.json; NonFiniteLoss afterwards if any replica stopped."""

@@ -622,6 +622,15 @@ class SearchRun:
         from common.genotypes import genotype_weights
         return genotype_weights(genotype, self.model.space, self.device)
 
+    def discrete_accuracy(self, onehot: Mapping[str, Tensor]) -> float:
+        """Accuracy (%) of the discretized net (the supernet with one-hot op weights, no γ) on the eval split
+        (a ReplicaRun evaluates its replicas in one batched pass and hands each its value)."""
+        model = self.model
+        model.eval()  # BN uses batch statistics either way; eval() only matters for user-added layers
+        _, acc = evaluate(lambda x: model(x, onehot, use_gammas=False), self.eval_loader)
+        model.train()
+        return acc
+
     def nb201_lookup(self, genotype: str | Genotype) -> dict[str, float] | None:
         """The six NB201 accuracies of a derived cell; None without a table, for a DARTS genotype, or for a
         cell a partial table lacks (then `nb201_missing` says so; see `nb201_missing`)."""
@@ -650,9 +659,7 @@ class SearchRun:
         genotype = self.genotype(derive_temperature)
         record["derive_temperature"] = derive_temperature
         onehot = self.discrete_weights(genotype)
-        model.eval()  # BN uses batch statistics either way; eval() only matters for user-added layers
-        _, record["discrete_valid_acc"] = evaluate(lambda x: model(x, onehot, use_gammas=False), self.eval_loader)
-        model.train()
+        record["discrete_valid_acc"] = self.discrete_accuracy(onehot)
         record["entropy_mean"], record["entropy_sum"] = entropy_stats(softmax_weights(model.alphas))
         record["op_entropy_mean"], record["op_entropy_sum"] = entropy_stats(used_weights)
         record.update({k: _jsonable(v) for k, v in (schedule or {}).items()})
