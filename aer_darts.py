@@ -187,10 +187,17 @@ def lam_at(epoch: int, cfg: AERConfig) -> float:
 
 # ----------------------------------------------------------------------------- the search
 
+def seeds_refusal(cfg: AERConfig) -> str | None:
+    """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
+    if cfg.backbone == "gdas":
+        return ("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS forward; "
+                "run one --seed per process")
+    return None
+
+
 def search(cfg: AERConfig) -> dict:
-    if cfg.seeds and cfg.backbone == "gdas":
-        raise RunError("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS "
-                       "forward; run one --seed per process")
+    if cfg.seeds and (why := seeds_refusal(cfg)):
+        raise RunError(why)
     run = SearchRun(cfg, script="aer_darts")
     model = run.model
     drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it

@@ -443,10 +443,20 @@ def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
             for k, a in alphas.items()}
 
 
+def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
+    """Why `--seeds` refuses cfg, or None. `planning` (run_all.sh's grouping): also where it may refuse
+    mid-run, --sn-unit-off under Eq. 15's entropy-driven schedule (the replicas' t can disagree about 1)."""
+    if cfg.backbone == "gdas":
+        return ("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS forward; "
+                "run one --seed per process")
+    if planning and cfg.sn_unit_off and cfg.schedule == "edd":
+        return "--sn-unit-off with --schedule edd: the replicas' temperatures may disagree about t = 1"
+    return None
+
+
 def search(cfg: EDDConfig) -> dict:
-    if cfg.seeds and cfg.backbone == "gdas":
-        raise RunError("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS "
-                       "forward; run one --seed per process")
+    if cfg.seeds and (why := seeds_refusal(cfg)):
+        raise RunError(why)
     run = SearchRun(cfg, method_state={"t": cfg.t0, "k": 0, "d_exp": 0.0, "lam": cfg.lam}, script="edd_darts")
     model, gdas = run.model, cfg.backbone == "gdas"
     if cfg.clip_alpha:

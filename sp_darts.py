@@ -271,10 +271,17 @@ def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, 
 
 # ----------------------------------------------------------------------------- search loop
 
+def seeds_refusal(cfg: SPConfig) -> str | None:
+    """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
+    if cfg.objective != "mixed":
+        return (f"--seeds with --objective {cfg.objective} is not supported yet: it needs a per-replica "
+                "clip in two_pass_step; run one --seed per process")
+    return None
+
+
 def search(cfg: SPConfig) -> dict:
-    if cfg.seeds and cfg.objective != "mixed":
-        raise RunError(f"--seeds with --objective {cfg.objective} is not supported yet: it needs a per-replica "
-                       "clip in two_pass_step; run one --seed per process")
+    if cfg.seeds and (why := seeds_refusal(cfg)):
+        raise RunError(why)
     run = SearchRun(cfg, script="sp_darts")
     # CPU generators, never the global RNG: one per replica (one without --seeds), restored on --resume
     generators = [torch.Generator().manual_seed(seed + PHI_SEED_OFFSET) for seed in run.seeds]
