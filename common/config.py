@@ -190,6 +190,8 @@ class SearchConfig:
                 raise ConfigError(f"--seeds must be in [0, 2**32) (numpy's seed range; got {self.seeds})")
             if len(self.seeds) == 1:  # one seed is the plain single run, bit for bit
                 self.seed, self.seeds = self.seeds[0], None
+                if self.out is not None and "{seed}" in self.out:  # its run directory, as with several
+                    self.out = self.out.replace("{seed}", str(self.seed))
         if self.C % self.partial_channels:
             raise ConfigError(f"--C {self.C} is not divisible by --partial-channels {self.partial_channels}")
 
