@@ -4,6 +4,8 @@
 #   bash run_all.sh                       # every entry (authors' and paper recipes), each paper's seed count
 #   bash run_all.sh --gpus 0,1 --per-gpu 4   # fan out: 4 searches at a time on each GPU, from one queue
 #   bash run_all.sh --slurm               # write and submit an sbatch job array instead
+#   bash run_all.sh --no-group-seeds      # one process per seed (default: a cell's seeds as one batched
+#                                         #  `--seeds` process, common/replicas.py, where the row allows it)
 #   bash run_all.sh --quick               # every entry on the CIFAR-10/100 subsets, tiny config (CPU, minutes)
 #                                         # (checks the pipeline and that each mechanism acts; says nothing
 #                                         #  about accuracy: see quick_flags below)
@@ -12,7 +14,10 @@
 #                                         # from scratch (python -m common.train, into <run>/eval/)
 #
 # Runs land in RUNS/<space>/<label>/<dataset>/seed<k>/. Re-running skips finished runs (result.json)
-# and resumes interrupted ones from their checkpoints (every command carries --resume).
+# and resumes interrupted ones from their checkpoints (every command carries --resume). A cell's seeds
+# run as one `--seeds` process (--out .../seed{seed}; its own output in RUNS/<space>/<label>/<dataset>/log.txt)
+# unless the row's configuration refuses --seeds (see groupable) or its interrupted seeds stopped at
+# different epochs (then, as with --no-group-seeds, one process per seed, output in <run>/log.txt).
 # Then: python -m common.report RUNS
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,12 +36,14 @@ SLURM=0
 QUICK=0
 DRY=0
 EVAL=0
+GROUP=1
 EXTRA=()
 
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --eval --dry-run -- EXTRA FLAGS (to the searches, or with --eval to common.train)"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --eval --no-group-seeds --dry-run -- EXTRA FLAGS (to the searches, or with --eval to common.train)"; }
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 q() { printf '%q ' "$@" | sed 's/ $//'; }  # shell-quote (paths with spaces survive `bash -c`)
 out_of() { local -a a; eval "a=($1)"; local i; for ((i = 0; i < ${#a[@]}; i++)); do [ "${a[i]}" = --out ] && echo "${a[i + 1]}"; done; }
+log_dir() { local out; out=$(out_of "$1"); case "$out" in *"{seed}"*) dirname "$out" ;; *) echo "$out" ;; esac; }  # a --seeds group: its cell
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,6 +60,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --dry-run) DRY=1; shift ;;
     --eval) EVAL=1; shift ;;
+    --no-group-seeds) GROUP=0; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -154,9 +162,39 @@ paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for 
     *) echo 3 ;;                                                   # EDD Sec. 3, AER, SP NB201, the rest
   esac
 }
+groupable() {  # $1 = space, $2 = the row's flags: whether --seeds batches the row. The mirror of the
+  # refusals (common/replicas.py check_supported, each script's seeds_refusal(cfg, planning=True));
+  # tests/test_run_all_groups.py checks every row of the matrix against them.
+  [ "$1" = s4 ] && return 1                                       # S4's noise op: global RNG in the step
+  [[ " $2 " == *" --backbone gdas "* ]] && return 1               # GDAS backbones (EDD ETS-GDAS, AER)
+  [[ " $2 " == *" --objective "* && " $2 " != *" --objective mixed "* ]] && return 1  # SP eq13/expected
+  if [[ "$2" == edd_darts.py* ]] && [[ " $2 " == *" --schedule edd "* || " $2 " != *" --schedule "* ]]; then
+    [[ " $2 " == *" --sn-unit-off "* ]] && return 1               # --sn-unit-off under Eq. 15's schedule
+    [[ " $2 " == *" --recipe authors "* && "$1" != nb201* ]] && return 1  # authors' DARTS-space EDD recipe
+  fi
+  return 0
+}
+same_epoch() {  # run directories: whether their checkpoints (none: epoch 0) are at one epoch, so that a
+  # batched --resume takes them (common/replicas.py: replicas at different epochs are refused)
+  local d any=0
+  for d in "$@"; do [ -f "$d/checkpoint.pt" ] && any=1; done
+  [ "$any" = 0 ] && return 0
+  "$PY" - "$@" <<'PYEOF'
+import sys
+from pathlib import Path
+import torch
+def epoch(d: Path) -> int:  # a staged epoch (a commit cut off between renames) is what --resume completes
+    return max([torch.load(p, map_location="cpu", weights_only=False)["epoch"]
+                for p in (d / "checkpoint.pt", d / "checkpoint.next.pt") if p.is_file()] or [0])
+at = {epoch(Path(d)) for d in sys.argv[1:]}
+sys.exit(0 if len(at) == 1 else 1)
+PYEOF
+}
 seeds_for() { if [ -n "$SEEDS" ]; then echo "$SEEDS"; else seq 0 $(($(paper_seeds "$1" "$2") - 1)); fi; }
 
 JOBS=()
+runs=0
+US=$'\x1f'  # field separator of a JOBS entry
 for space in $SPACES; do
   case "$space" in
     nb201) entries=("${NB201_ENTRIES[@]}") ;;
@@ -171,15 +209,18 @@ for space in $SPACES; do
     [[ " $cmd " == *" --recipe authors "* ]] && [ "$space" != nb201 ] && [ "$space" != darts ] && continue
     for dataset in ${row_datasets:-$(space_datasets "$space")}; do
       [[ " $DATASETS " == *" $dataset "* ]] || continue
-      for seed in $(seeds_for "$label" "$space"); do
-        out="$RUNS/$space/$label/$dataset/seed$seed"
-        space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
-        line="$PY $cmd${space_flag:+ $space_flag} --dataset $dataset --seed $seed --data-dir $(q "$DATA_DIR") --out $(q "$out") --resume --no-progress"
-        [ -n "$NB201" ] && [[ "$space" == nb201* ]] && line="$line --nb201 $(q "$NB201")"
-        [ "$QUICK" = 1 ] && line="$line $(quick_flags "$space" "$label" "$cmd")"
-        [ "${#EXTRA[@]}" -gt 0 ] && line="$line $(q "${EXTRA[@]}")"
-        JOBS+=("$out|$line")
-      done
+      cell="$RUNS/$space/$label/$dataset"
+      space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
+      head="$PY $cmd${space_flag:+ $space_flag} --dataset $dataset"  # then --seed k / --seeds …, --out
+      mid="--data-dir $(q "$DATA_DIR")"
+      rest="--resume --no-progress"
+      [ -n "$NB201" ] && [[ "$space" == nb201* ]] && rest="$rest --nb201 $(q "$NB201")"
+      [ "$QUICK" = 1 ] && rest="$rest $(quick_flags "$space" "$label" "$cmd")"
+      [ "${#EXTRA[@]}" -gt 0 ] && rest="$rest $(q "${EXTRA[@]}")"
+      group=$GROUP; groupable "$space" "$cmd${EXTRA[*]:+ ${EXTRA[*]}}" || group=0
+      # cell, grouped?, seeds, the line before the seed flag, between it and --out, after --out (US-separated)
+      JOBS+=("$cell$US$group$US$(seeds_for "$label" "$space" | tr '\n' ' ')$US$head$US$mid$US$rest")
+      runs=$((runs + $(seeds_for "$label" "$space" | wc -w)))
     done
   done
 done
@@ -198,22 +239,33 @@ eval_line() {  # $1 = a search's run directory
 
 waiting=0
 for job in "${JOBS[@]}"; do
-  out=${job%%|*}; line=${job#*|}
-  if [ "$EVAL" = 1 ]; then
-    rel=${out#"$RUNS"/}
-    [[ "${rel%%/*}" == nb201* ]] && continue           # NB201 cells (also nb201-3op) are looked up, not trained
-    [ -f "$out/result.json" ] || { waiting=$((waiting + 1)); continue; }   # search not finished yet
-    line=$(eval_line "$out"); out="$out/eval"
+  IFS=$US read -r cell group seeds head mid rest <<<"$job"
+  left=()  # the cell's unfinished seeds
+  for seed in $seeds; do
+    out="$cell/seed$seed"
+    if [ "$EVAL" = 1 ]; then
+      rel=${out#"$RUNS"/}
+      [[ "${rel%%/*}" == nb201* ]] && continue           # NB201 cells (also nb201-3op) are looked up, not trained
+      [ -f "$out/result.json" ] || { waiting=$((waiting + 1)); continue; }   # search not finished yet
+      [ -f "$out/eval/result.json" ] || TODO+=("$(eval_line "$out")")
+      continue
+    fi
+    [ -f "$out/result.json" ] || left+=("$seed")     # finished: skip
+  done
+  [ "${#left[@]}" = 0 ] && continue
+  dirs=(); for seed in "${left[@]}"; do dirs+=("$cell/seed$seed"); done
+  if [ "$group" = 1 ] && [ "${#left[@]}" -gt 1 ] && same_epoch "${dirs[@]}"; then  # one batched process
+    TODO+=("$head --seeds ${left[*]} $mid --out $(q "$cell")/seed{seed} $rest")
+  else
+    for seed in "${left[@]}"; do TODO+=("$head --seed $seed $mid --out $(q "$cell/seed$seed") $rest"); done
   fi
-  if [ -f "$out/result.json" ]; then continue; fi   # finished: skip
-  TODO+=("$line")
 done
 todo=${#TODO[@]}
 if [ "$DRY" = 1 ]; then  # print only: nothing is created or written
   if [ "$EVAL" = 1 ]; then
     echo "run_all.sh --eval: $todo evaluations to do ($waiting DARTS/S1-S4 searches not finished yet); dry run, nothing written" >&2
   else
-    echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); dry run, nothing written" >&2
+    echo "run_all.sh: $runs runs in the matrix, $todo processes to do (finished ones skipped); dry run, nothing written" >&2
   fi
   [ "$todo" = 0 ] || printf '%s\n' "${TODO[@]}"
   exit 0
@@ -224,13 +276,13 @@ if [ "$todo" = 0 ]; then : > "$JOBFILE"; else printf '%s\n' "${TODO[@]}" > "$JOB
 if [ "$EVAL" = 1 ]; then
   echo "run_all.sh --eval: $todo evaluations to do ($waiting DARTS/S1-S4 searches not finished yet, finished evaluations skipped); list in $JOBFILE" >&2
 else
-  echo "run_all.sh: ${#JOBS[@]} runs in the matrix, $todo to do (finished ones skipped); list in $JOBFILE" >&2
+  echo "run_all.sh: $runs runs in the matrix, $todo processes to do (finished ones skipped); list in $JOBFILE" >&2
 fi
 [ "$todo" = 0 ] && exit 0
 
-run_one() {  # $1 = command line; the run's stdout/stderr go to <out>/log.txt
+run_one() {  # $1 = command line; its stdout/stderr go to <out>/log.txt (a --seeds group: <cell>/log.txt)
   local line=$1 out
-  out=$(out_of "$line")
+  out=$(log_dir "$line")
   mkdir -p "$out"
   if bash -c "$line" >>"$out/log.txt" 2>&1; then echo "done   $out" >&2; else echo "FAILED $out (see $out/log.txt)" >&2; return 1; fi
 }
@@ -249,8 +301,8 @@ ${SLURM_GRES:+#SBATCH --gres=$SLURM_GRES}
 cd "$PWD"
 line=\$(sed -n "\${SLURM_ARRAY_TASK_ID}p" "$TASKFILE")
 export OMP_NUM_THREADS=\${OMP_NUM_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}
-$(declare -f out_of)
-out=\$(out_of "\$line")
+$(declare -f out_of log_dir)
+out=\$(log_dir "\$line")
 mkdir -p "\$out"
 exec bash -c "\$line" >>"\$out/log.txt" 2>&1
 SBATCH

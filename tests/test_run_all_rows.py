@@ -18,7 +18,9 @@ LINE = re.compile(r"--out \S+/([^/\s]+)/([^/\s]+)/([^/\s]+)/seed(\d+) ")
 
 
 def dry_run(tmp_path: Path, *argv: str) -> list[str]:
-    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--dry-run", "--runs", str(tmp_path / "runs"), *argv],
+    """The matrix run by run (--no-group-seeds; the grouping into --seeds processes: test_run_all_groups.py)."""
+    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--dry-run", "--no-group-seeds", "--runs",
+                           str(tmp_path / "runs"), *argv],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
