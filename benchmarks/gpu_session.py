@@ -85,7 +85,16 @@ class Job:
     key: tuple
 
     def run_dir(self, seed: int) -> Path:
+        if "{seed}" in str(self.out):  # run_all.sh's grouped line: --out <cell>/seed{seed} (common/replicas.py)
+            return Path(str(self.out).replace("{seed}", str(seed)))
         return self.out if _SEED_DIR.fullmatch(self.out.name) else self.out / f"seed{seed}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the process's own stdout/stderr go: the run directory, or a --seeds group's cell folder."""
+        if len(self.seeds) == 1:
+            return self.run_dir(self.seeds[0])
+        return self.out.parent if "{seed}" in self.out.name else self.out
 
 
 def _flag_values(tokens: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -480,7 +489,7 @@ def run_queue(planned: Sequence[Planned], deadline: float, slots: int, log: Call
                                         f"not started: needs {p.estimate:.0f} s, {deadline - time.time():.0f} s left",
                                         0.0, p.estimate))
                 continue
-            logdir = p.job.run_dir(p.job.seeds[0]) if len(p.job.seeds) == 1 else p.job.out
+            logdir = p.job.log_dir
             (cwd / logdir).mkdir(parents=True, exist_ok=True)
             with open(cwd / logdir / "log.txt", "ab") as fh:
                 proc = subprocess.Popen(["bash", "-c", p.job.line], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,

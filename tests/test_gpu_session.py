@@ -49,8 +49,9 @@ def test_method_key_ignores_paths_device_and_precision_only() -> None:
 
 
 def _by_label(jobs: list[G.Job]) -> dict[tuple[str, int], G.Job]:
-    """(issue-order name, seed) → job; a run_all.sh row `<name>-authors` stands for `<name>`."""
-    return {(j.label.removesuffix("-authors"), j.seeds[0]): j for j in jobs}
+    """(issue-order name, seed) → job (a grouped --seeds line: for each of its seeds); a run_all.sh row
+    `<name>-authors` stands for `<name>`."""
+    return {(j.label.removesuffix("-authors"), s): j for j in jobs for s in j.seeds}
 
 
 def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
@@ -69,8 +70,12 @@ def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     names = [c.label.removesuffix("-authors") for c in cells]
     assert "sa-darts" not in names and {c.dataset for c in cells} == {"cifar10"}
     assert names[:3] == ["sp-darts", "edd-darts", "darts-v1"]
-    assert [j.seeds for j in cells[0].jobs] == [(2,)] and cells[0].done == 2
-    assert [j.seeds for j in cells[1].jobs] == [(0,), (1,), (2,)] and cells[1].done == 0
+    assert [j.seeds for j in cells[0].jobs] == [(2,)] and cells[0].done == 2  # run_all.sh's group, trimmed
+    assert "--seeds 2 " in cells[0].jobs[0].line and cells[0].jobs[0].run_dir(2).name == "seed2"
+    assert cells[0].jobs[0].log_dir == cells[0].jobs[0].run_dir(2)
+    assert [j.seeds for j in cells[1].jobs] == [(0, 1, 2)] and cells[1].done == 0  # one grouped process
+    assert cells[1].jobs[0].log_dir == tmp_path / "runs" / "nb201" / "edd-darts" / "cifar10"
+    assert [j.seeds for c in cells for j in c.jobs if c.label == "gdas"] == [(0,), (1,), (2,)]  # refuses --seeds
     # the issue's order for the labels in ORDER, then every other label of run_all.sh in its matrix order
     in_order = [n for n in names if n in G.ORDER]
     assert in_order == [n for n in G.ORDER if n != "sa-darts"] and names[:len(in_order)] == in_order
