@@ -5,8 +5,9 @@ the package mirrors needed, bounded in time) and skips with the reason where tha
 a private slurm.conf under tmp_path (this host as the only node, free ports, no cgroups, no systemd,
 auth/none where this SLURM still ships it, else munge on a private socket), starts the daemons in the
 foreground as children of the test, submits the 2-job slice `--only 'sa-darts|sp-darts' --spaces nb201
---datasets cifar10` through `run_all.sh --slurm --quick`, waits for the job array and checks that both
-tasks completed and wrote a result.json with a genotype and its NAS-Bench-201 numbers. The daemons are
+--datasets cifar10 --seeds '0 1'` through `run_all.sh --slurm --quick` (each cell's two seeds one
+replica-batched task), waits for the job array and checks that both tasks completed and wrote, per seed,
+a result.json with a genotype and its NAS-Bench-201 numbers. The daemons are
 always stopped, leaving no processes behind.
 """
 from __future__ import annotations
@@ -221,18 +222,20 @@ def slurm_cluster(tmp_path: Path) -> Iterator[_Cluster]:
 
 
 def test_run_all_slurm_runs_quick_slice(slurm_cluster: _Cluster, tmp_path: Path) -> None:
-    """run_all.sh --slurm submits one array task per run and returns; every task leaves a full result.json."""
+    """run_all.sh --slurm submits one array task per cell (its seeds one --seeds process) and returns; every
+    task leaves a full result.json per seed and its output in the cell's log.txt."""
     runs = tmp_path / "runs"
     env = {**slurm_cluster.env, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     t0 = time.monotonic()
     r = _run(["bash", str(ROOT / "run_all.sh"), "--slurm", "--quick", "--runs", str(runs),
-              "--only", "|".join(LABELS), "--spaces", "nb201", "--datasets", "cifar10"], env, timeout=60)
+              "--only", "|".join(LABELS), "--spaces", "nb201", "--datasets", "cifar10", "--seeds", "0 1"], env, timeout=60)
     assert r.returncode == 0, f"run_all.sh --slurm failed: {r.stdout}{r.stderr}"
     m = re.search(r"(\d+)\s*$", r.stdout)
     assert m, f"no job id in sbatch's output {r.stdout!r}"
     job = m.group(1)
     assert time.monotonic() - t0 < 30, "run_all.sh --slurm should return right after submitting"
-    assert len((runs / "jobs.txt").read_text().splitlines()) == len(LABELS)
+    jobs = (runs / "jobs.txt").read_text().splitlines()
+    assert len(jobs) == len(LABELS) and all("--seeds 0 1 " in x and "/seed{seed} " in x for x in jobs)
     assert f"#SBATCH --array=1-{len(LABELS)}\n" in (runs / "run_all.sbatch").read_text()
 
     deadline = time.monotonic() + JOBS_TIMEOUT_S
@@ -250,8 +253,10 @@ def test_run_all_slurm_runs_quick_slice(slurm_cluster: _Cluster, tmp_path: Path)
     for i in tasks:
         assert (runs / f"slurm-{job}_{i}.out").is_file(), "each array task writes its SLURM output file"
 
-    for label in LABELS:
-        result = json.loads((runs / "nb201" / label / "cifar10" / "seed0" / "result.json").read_text())
+    for label, seed in ((lab, s) for lab in LABELS for s in (0, 1)):
+        assert (runs / "nb201" / label / "cifar10" / "log.txt").is_file()  # the batched process's output
+        assert json.loads((runs / "nb201" / label / "cifar10" / f"seed{seed}" / "args.json").read_text())["seed"] == seed
+        result = json.loads((runs / "nb201" / label / "cifar10" / f"seed{seed}" / "result.json").read_text())
         assert NB201_ARCH.match(result["genotype"]), result["genotype"]
         nb201 = result["nb201"]
         assert isinstance(nb201, dict) and 0 < nb201["cifar10_test"] <= 100, nb201
