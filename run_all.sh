@@ -2,8 +2,9 @@
 # The commands behind the README's results table — nothing is hand-run.
 #
 #   bash run_all.sh                       # every entry (authors' and paper recipes), each paper's seed count
-#   bash run_all.sh --gpus 0,1 --per-gpu 4   # fan out: 4 searches at a time on each GPU, from one queue
-#   bash run_all.sh --slurm               # write and submit an sbatch job array instead
+#   bash run_all.sh --gpus 0,1 --per-gpu 4   # fan out: 4 processes at a time on each GPU (a cell's seeds
+#                                         #  are one process), from one queue
+#   bash run_all.sh --slurm               # write and submit an sbatch job array instead (a task per process)
 #   bash run_all.sh --no-group-seeds      # one process per seed (default: a cell's seeds as one batched
 #                                         #  `--seeds` process, common/replicas.py, where the row allows it)
 #   bash run_all.sh --quick               # every entry on the CIFAR-10/100 subsets, tiny config (CPU, minutes)
