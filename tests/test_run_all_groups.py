@@ -193,3 +193,26 @@ def test_processes_and_logs_follow_the_grouping(tmp_path: Path, mode: str) -> No
         assert text.count("ran ") == 1 and f"--seed {seed} " in text
         if mode == "gpus":
             assert re.search(r"gpu=[01]$", text.strip())
+
+
+@pytest.mark.slow
+def test_quick_group_runs_for_real_then_is_skipped(tmp_path: Path, shared_data: Path) -> None:
+    """One real batched process (--quick's tiny config, 2 seeds): each replica's own run directory and
+    log.txt, the process's output in the cell's log.txt; run again, nothing is left to do."""
+    import json
+    import sys
+    runs = tmp_path / "runs"
+    args = ("--quick", "--runs", str(runs), "--only", "sa-darts", "--spaces", "nb201", "--datasets", "cifar10",
+            "--seeds", "0 1", "--", "--limit-train", "64", "--batch-size", "16", "--eval-images", "32")
+    env = {"PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = run_all(*args, env=env)
+    assert "2 runs in the matrix, 1 processes to do" in proc.stderr
+    cell = runs / "nb201" / "sa-darts" / "cifar10"
+    for seed in (0, 1):
+        run = cell / f"seed{seed}"
+        assert json.loads((run / "args.json").read_text())["seed"] == seed
+        assert json.loads((run / "result.json").read_text())["epochs"] == 2
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 2 and (run / "log.txt").is_file()
+    assert (cell / "log.txt").read_text().strip() and not (cell / "seed{seed}").exists()
+    again = run_all(*args, env=env)
+    assert "2 runs in the matrix, 0 processes to do" in again.stderr
