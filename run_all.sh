@@ -180,7 +180,7 @@ same_epoch() {  # run directories: whether their checkpoints (none: epoch 0) are
   local d any=0
   for d in "$@"; do [ -f "$d/checkpoint.pt" ] && any=1; done
   [ "$any" = 0 ] && return 0
-  "$PY" - "$@" <<'PYEOF'
+  $PY - "$@" 2>/dev/null <<'PYEOF'  # unreadable checkpoint: per seed, each run says why
 import sys
 from pathlib import Path
 import torch
