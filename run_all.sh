@@ -184,11 +184,18 @@ same_epoch() {  # run directories: whether their checkpoints (none: epoch 0) are
 import sys
 from pathlib import Path
 import torch
-def epoch(d: Path) -> int:  # a staged epoch (a commit cut off between renames) is what --resume completes
-    return max([torch.load(p, map_location="cpu", weights_only=False)["epoch"]
-                for p in (d / "checkpoint.pt", d / "checkpoint.next.pt") if p.is_file()] or [0])
-at = {epoch(Path(d)) for d in sys.argv[1:]}
-sys.exit(0 if len(at) == 1 else 1)
+def epoch(p: Path) -> int | None:
+    return torch.load(p, map_location="cpu", weights_only=False)["epoch"] if p.is_file() else None
+dirs = [Path(d) for d in sys.argv[1:]]
+at = [epoch(d / "checkpoint.pt") or 0 for d in dirs]
+top = max(at)  # a commit cut off between renames: --resume lifts a run with a staged `top` to it
+def staged(d: Path) -> int | None:
+    try:
+        return epoch(d / "checkpoint.next.pt")
+    except Exception:  # a partial file: not part of a finished commit (replicas.py skips it too)
+        return None
+at = [top if e < top and staged(d) == top else e for d, e in zip(dirs, at)]
+sys.exit(0 if len(set(at)) == 1 else 1)
 PYEOF
 }
 seeds_for() { if [ -n "$SEEDS" ]; then echo "$SEEDS"; else seq 0 $(($(paper_seeds "$1" "$2") - 1)); fi; }

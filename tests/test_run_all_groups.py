@@ -133,6 +133,7 @@ def _save_epoch(run: Path, epoch: int) -> None:
 
 
 def test_finished_seeds_are_dropped_and_mixed_epochs_fall_back(tmp_path: Path) -> None:
+    import torch
     runs = tmp_path / "r"
     cell = runs / "nb201" / "sa-darts" / "cifar10"
     args = ("--dry-run", "--runs", str(runs), "--only", "sa-darts", "--spaces", "nb201", "--datasets", "cifar10",
@@ -148,7 +149,10 @@ def test_finished_seeds_are_dropped_and_mixed_epochs_fall_back(tmp_path: Path) -
     _save_epoch(cell / "seed2", 4)
     _save_epoch(cell / "seed3", 4)
     assert len(lines()) == 1 and "--seeds 0 2 3 " in lines()[0]
-    _save_epoch(cell / "seed3", 3)  # different epochs: replicas.py refuses them batched, so one per seed
+    _save_epoch(cell / "seed3", 3)  # killed between an epoch's renames: a batched --resume completes it
+    torch.save({"epoch": 4}, cell / "seed3" / "checkpoint.next.pt")
+    assert len(lines()) == 1 and "--seeds 0 2 3 " in lines()[0]
+    (cell / "seed3" / "checkpoint.next.pt").unlink()  # different epochs: replicas.py refuses them, so one per seed
     got = lines()
     assert [parsed(x)[3] for x in got] == [[0], [2], [3]] and all("--seeds" not in x for x in got)
     for seed in (0, 2):
