@@ -171,6 +171,9 @@ class SearchConfig:
 
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
+        if self.recipe != "paper" and not getattr(self, "_recipe_applied", False):
+            raise ConfigError(f"--recipe {self.recipe}: apply it with common.config.apply_recipe(cfg, explicit) "
+                              f"before resolve() (parse_config does)")
         if self.N is None:
             self.N = 5 if SPACES[self.space].skeleton == "nb201" else 8
         if self.nb201 is not None and self.nb201.lower() == "none":  # as the parser reads it
@@ -209,6 +212,7 @@ def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, A
     """Set the recipe's values on `cfg` for the fields not in `explicit`; returns what was set."""
     if cfg.recipe == "paper":
         return {}
+    cfg._recipe_applied = True  # type: ignore[attr-defined]  # not a field: args.json and equality ignore it
     explicit = set(explicit)
     known = {f.name for f in dataclasses.fields(cfg)}
     applied = {}

@@ -253,6 +253,16 @@ def test_explicit_flags_override_the_recipe():
     assert (aer.clip_scope, aer.batch_size, aer.w_lr_min, aer.a_wd) == ("official", 64, 0.001, 1e-3)
 
 
+def test_programmatic_configs_must_apply_the_recipe():
+    from common.config import ConfigError, apply_recipe
+    cfg = SPConfig(recipe="authors", batch_size=32)
+    with pytest.raises(ConfigError, match="apply_recipe"):
+        cfg.resolve()
+    assert apply_recipe(cfg, explicit={"batch_size"})["t_sm_ratio"] == 11.0
+    cfg.resolve()
+    assert (cfg.batch_size, cfg.t_sm, cfg.clip_scope) == (32, pytest.approx(11 * 1.1e-3), "official")
+
+
 def test_authors_recipe_refusals_are_one_line_exit_2(capsys):
     proc = subprocess.run([sys.executable, "sa_darts.py", "--recipe", "authors"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
