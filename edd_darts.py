@@ -105,8 +105,9 @@ cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm
 every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
 (pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
 PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
-uses `--space darts-nonone`. Not reproduced: their α step comes before the w step (pl.py:176-179), and
-their genotype ranks edges by softmax(α/t). S1–S4 (SmoothDARTS/sota/pcdedd) and ETS-GDAS have no authors'
+uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t) (model_search_cyc.py:194-195),
+as ours does. Not reproduced: their α step precedes the w step (pl.py:176-179). S1–S4
+(SmoothDARTS/sota/pcdedd: batch 192, λ or d a swept `--decay_strength`) and ETS-GDAS have no authors'
 recipe here (refused with a one-line reason).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
