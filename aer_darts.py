@@ -61,9 +61,11 @@ Choices where the paper is silent
   τ 10 → 0.1), α Adam 3e-4 wd 1e-3 — the paper recipe's values — and clip 5 of `network.parameters()`
   (exps/algos/DARTS-V1-AER.py:72, DARTS-V2-AER.py:190, GDAS-AER.py:70): `--clip-scope official`.
 - DARTS space, DARTS-V1/V2 (DARTS-AER/config.py:46-63, search_aer.py:148): batch 64, w lr 0.025 → 0.001,
-  w wd 3e-4 (DARTS's; ours 5e-4), α 3e-4 wd 1e-3, clip of `model.weights()` only (`--clip-scope w`).
+  w wd 3e-4 (DARTS's; ours 5e-4), SGD without Nesterov (search_aer.py:52-53: `--no-w-nesterov`), α 3e-4
+  wd 1e-3, clip of `model.weights()` only (`--clip-scope w`).
 - DARTS space, PC-DARTS (`--partial-channels 4`; PCDARTS-AER/V100_python1.0/train_search_aer.py:25-45,
-  116, 167): batch 256, w lr 0.1 → 0.001, w wd 3e-4, α 6e-4 wd 1e-3, 15 warm-up epochs; its clip of
+  82-86, 116, 167): batch 256, w lr 0.1 → 0.001, w wd 3e-4, no Nesterov, α 6e-4 wd 1e-3, 15 warm-up
+  epochs; its clip of
   `model.parameters()` holds no α (α are plain Variables there), so `--clip-scope w`. Not reproduced: their
   PC edge weights start at 1e-3·randn (ours 0). GDAS on the DARTS skeleton and S1–S4: no authors' script.
 
@@ -125,8 +127,9 @@ class AERConfig(SearchConfig):
                               f"{self.space} (theirs: DARTS-AER, PCDARTS-AER on the DARTS space)")
         if self.partial_channels > 1:  # PCDARTS-AER/V100_python1.0/train_search_aer.py
             return {**out, "batch_size": 256, "w_lr": 0.1, "w_wd": 3e-4, "a_lr": 6e-4, "epochs": 50,
-                    "warmup": 15, "clip_scope": "w"}
-        return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 3e-4, "epochs": 50, "clip_scope": "w"}
+                    "w_nesterov": False, "warmup": 15, "clip_scope": "w"}
+        return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 3e-4, "epochs": 50, "clip_scope": "w",
+                "w_nesterov": False}
 
     def resolve(self) -> None:
         if self.epochs is None:  # filled first: the shared checks compare it with 1

@@ -99,7 +99,7 @@ scripts run without sn-softmax, their PCD ones with it.) Not reproduced (no flag
 search trains w on all 50k training images and α on the 5k `xvalid` half of the test set
 (lib/datasets/get_dataset_with_transform.py:205-209); ours splits the training set 50/50.
 DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
-constant, w wd 3e-4, α wd 0, 50 epochs (:27-49); clip 5 of `model.parameters()`, which holds no α there
+constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: `--no-w-nesterov`); clip 5 of `model.parameters()`, which holds no α there
 (model_search_cyc.py:153-154 makes α plain Variables): `--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
 cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm-up 5, every 5 epochs,
 every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
@@ -200,7 +200,7 @@ class EDDConfig(SearchConfig):
                         "softmax": "sn", "st_const": True, "sn_unit_off": True}
             return {**common, "schedule": "edd", "softmax": "normal", "warmup": 10, "decay_every": 5,
                     "late_from": 40, "lam": 0.04, "lam_late": 0.08, "entropy": "sum"}
-        common.update(batch_size=80, w_wd=3e-4, epochs=50, clip_scope="w",  # PCDEDD-DARTS/train_search_*.py
+        common.update(batch_size=80, w_wd=3e-4, w_nesterov=False, epochs=50, clip_scope="w",  # PCDEDD-DARTS/
                       softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal")
         if pcd:
             return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,

@@ -68,7 +68,7 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   CIFAR-100 their split: w on all 50k training images, α on the test set's 5k `xvalid` half
   (lib/datasets/get_dataset_with_transform.py, the NB201 loader); ours halves the training set.
 - DARTS space (SP-DARTS/train_search_mf.py): batch 80, w lr 0.05 constant, w wd 3e-4, α wd 0, 50
-  epochs (:26-48), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
+  epochs (:26-48), SGD without Nesterov (:86-90: `--no-w-nesterov`), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
   t_sp 1e-3, t_sm 1e-2; clip of `model.parameters()`, which holds no α there (model_search.py:129-130
   makes α plain Variables): `--clip-scope w`. Their op list has no `none` (genotypes.py:5-13): run_all
   uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t_sp) rounded to 4 decimals, ties →
@@ -159,6 +159,7 @@ class SPConfig(SearchConfig):
                               f"transcribed here; use --recipe paper on {self.space}")
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
                     warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
+                    w_nesterov=False,
                     derive_decimals=4)
 
     def resolve(self) -> None:

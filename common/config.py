@@ -127,6 +127,7 @@ class SearchConfig:
     w_lr: float = arg(0.025, "SGD learning rate of the network weights w")
     w_lr_min: float | None = arg(0.001, "cosine schedule's final w learning rate (None: constant lr)")
     w_momentum: float = arg(0.9, "SGD momentum")
+    w_nesterov: bool = arg(True, "Nesterov momentum for w (NB201's code: on; the DARTS-space codes: off)")
     w_wd: float = arg(5e-4, "weight decay of w")
     grad_clip: float = arg(5.0, "clip the gradient norm of w at this value (what the norm counts: --clip-scope)")
     a_lr: float = arg(3e-4, "Adam learning rate of α")

@@ -24,6 +24,7 @@ optimisers, RNG states, the method's `method_state`, the metrics so far) with it
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -377,7 +378,7 @@ class SearchRun:
         self.w_params = self.model.weight_parameters()
         self.a_params = self.model.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
-                                           weight_decay=cfg.w_wd, nesterov=cfg.w_momentum > 0)
+                                           weight_decay=cfg.w_wd, nesterov=cfg.w_nesterov and cfg.w_momentum > 0)
         self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
                                             weight_decay=cfg.a_wd, capturable=cfg.cuda_graphs)
         self.graphs = StepGraphs(cfg.cuda_graphs)
@@ -429,10 +430,12 @@ class SearchRun:
                            f"({ckpt['epoch']} done), not --epochs {self.cfg.epochs}: the lr and schedules of "
                            f"its finished epochs depend on the total; resume with --epochs {old.get('epochs')} "
                            f"or start the longer search in another --out")
+        defaults = {f.name: f.default for f in dataclasses.fields(self.cfg)}
         for key, value in config_dict(self.cfg).items():
-            if key not in RESUMABLE_CHANGES and old.get(key) != value:
+            was = old.get(key, defaults.get(key))  # a flag added since the checkpoint: the code ran its default
+            if key not in RESUMABLE_CHANGES and was != value:
                 raise RunError(f"checkpoint {self.dir.checkpoint} was made with --{key.replace('_', '-')} "
-                               f"{old.get(key)}, not {value}: it is incompatible; use another --out")
+                               f"{was}, not {value}: it is incompatible; use another --out")
         try:
             self.model.load_state_dict(ckpt["model"])
             self.w_optimizer.load_state_dict(ckpt["w_optimizer"])

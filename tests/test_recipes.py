@@ -230,7 +230,8 @@ def test_sp_authors_darts_space_warms_up_at_t10():
     cfg = parse_config(SPConfig, ["--recipe", "authors", "--space", "darts"])
     assert epoch_schedule(0, cfg) == (0.0, 10.0, 10.0)
     assert epoch_schedule(1, cfg) == pytest.approx((1 / 49, 1e-3, 1e-2), rel=1e-12)
-    assert (cfg.batch_size, cfg.clip_scope, cfg.w_lr_min) == (80, "w", None)
+    assert (cfg.batch_size, cfg.clip_scope, cfg.w_lr_min, cfg.w_nesterov) == (80, "w", None, False)
+    assert parse_config(SPConfig, ["--recipe", "authors"]).w_nesterov  # NB201's code: Nesterov
 
 
 # ------------------------------------------------------------------------- the recipe mechanism
@@ -281,8 +282,10 @@ def test_args_json_records_recipe_and_resolved_values_pcd_run(shared_data, tmp_p
     cfg = parse_config(EDDConfig, ["--recipe", "authors", "--schedule", "pcd", "--data-dir", str(shared_data),
                                    "--limit-train", "64", "--C", "4", "--N", "1", "--epochs", "2", "--warmup", "0",
                                    "--batch-size", "16", "--eval-images", "32", "--out", str(out),
-                                   "--no-progress", "--device", "cpu"])
+                                   "--no-progress", "--device", "cpu", "--no-w-nesterov"])
     search(cfg)
+    groups = torch.load(out / "checkpoint.pt", weights_only=False)["w_optimizer"]["param_groups"]
+    assert [g["nesterov"] for g in groups] == [False]  # --w-nesterov reaches the optimiser
     args = json.loads((out / "args.json").read_text())
     assert (args["recipe"], args["clip_scope"], args["pcd_shape"], args["e_a"]) == ("authors", "official",
                                                                                     "updown", 3.99e-4)
@@ -331,3 +334,20 @@ def test_sp_cifar100_late_phase_inside_the_search_loop(shared_data, tmp_path):
     got = [(r["p"], r["t_sp"], r["t_sm"]) for r in rec]
     assert got == pytest.approx([(0.0, 1.3e-3, 1.43e-2), (0.45, 1.3e-3, 1.43e-2), (0.45, 6e-4, 6.6e-3)], rel=1e-12)
     assert json.loads((out / "args.json").read_text())["clip_scope"] == "official"
+
+
+def test_checkpoints_from_before_the_new_flags_resume(shared_data, tmp_path):
+    """A checkpoint without recipe / clip_scope / w_nesterov in its config ran their defaults: resumable."""
+    from common.baseline import DartsConfig, search
+    from common.run import RunError
+    argv = ["--data-dir", str(shared_data), "--limit-train", "64", "--C", "4", "--N", "1", "--batch-size", "32",
+            "--eval-images", "32", "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]
+    search(parse_config(DartsConfig, argv + ["--epochs", "1"]))
+    ckpt_path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    for key in ("recipe", "clip_scope", "w_nesterov"):
+        del ckpt["config"][key]
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(RunError, match="--clip-scope w, not official"):
+        search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume", "--clip-scope", "official"]))
+    assert search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume"]))["epochs"] == 2
