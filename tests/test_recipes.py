@@ -340,14 +340,17 @@ def test_checkpoints_from_before_the_new_flags_resume(shared_data, tmp_path):
     """A checkpoint without recipe / clip_scope / w_nesterov in its config ran their defaults: resumable."""
     from common.baseline import DartsConfig, search
     from common.run import RunError
+    from common.safeio import DigestFile, sha256_of
     argv = ["--data-dir", str(shared_data), "--limit-train", "64", "--C", "4", "--N", "1", "--batch-size", "32",
             "--eval-images", "32", "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]
-    search(parse_config(DartsConfig, argv + ["--epochs", "1"]))
+    with pytest.raises(RunError, match="non-finite"):  # stops in epoch 2, the checkpoint of epoch 1 kept
+        search(parse_config(DartsConfig, argv + ["--epochs", "2", "--debug-nan-step", "2"]))
     ckpt_path = tmp_path / "run" / "checkpoint.pt"
     ckpt = torch.load(ckpt_path, weights_only=False)
     for key in ("recipe", "clip_scope", "w_nesterov"):
         del ckpt["config"][key]
     torch.save(ckpt, ckpt_path)
+    DigestFile(ckpt_path).write([sha256_of(ckpt_path)])  # the edited file's checksum sidecar
     with pytest.raises(RunError, match="--clip-scope w, not official"):
         search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume", "--clip-scope", "official"]))
     assert search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume"]))["epochs"] == 2
