@@ -1,0 +1,235 @@
+"""Progressive DARTS (P-DARTS, Chen et al., 2019): the stage logic, method-agnostic.
+
+P-DARTS searches on the DARTS skeleton in three stages of growing depth. Between stages every edge's
+op set is pruned by α (the lowest softmax(α) ops go), each stage builds a fresh supernet over the
+remaining ops with α re-initialised, skip-connect is followed by a scheduled dropout, and the final
+normal cell keeps at most M skip-connects. AER-DARTS (paper 001, Tables 2-3, Fig. 5) adds its
+regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS.
+
+Every number below is the authors' public code, github.com/chenxin061/pdarts at b880e87
+(`train_search.py` = ts, `model_search.py` = ms):
+
+- depth 5 / 11 / 17 cells: `--layers 5` (ts line 31) plus `add_layers = [0, 6, 12]` (ts line 118);
+- width C 16 (ts line 30) plus `add_width = [0, 0, 0]` (ts line 114);
+- ops per edge 8 → 5 → 3 → 1: `num_to_drop = [3, 2, 2]` (ts line 110, `num_to_keep = [5, 3, 1]` line 109);
+  the op dropped is the smallest softmax(α) of the current stage's ops, first one on ties (`get_min_k`,
+  np.argmin, ts line 367); after the last stage `none` goes first (`get_min_k_no_zero`, ts lines 183, 372);
+- 25 epochs per stage (ts line 29), the first 10 train w only (`eps_no_archs = [10, 10, 10]`, ts line 123);
+- skip-connect dropout rates 0.1 / 0.4 / 0.7 per stage on CIFAR-10 (the search command of the README,
+  lines 61-63; the code's own default is 0.0, ts line 122; paper 001 line 281 gives 0.0 / 0.3 / 0.6 with
+  5 / 8 / 11 cells and C 16 / 28 / 40 for its ImageNet-transfer search). The rate decays within a stage:
+  p = p0 · (E − e − 1)/E during the warm-up (ts line 153), p0 · exp(−0.2 (e − warm-up)) after it
+  (ts lines 145, 157). Only stride-1 skip-connects (identity) get it (ms line 23);
+- α ~ 1e-3·N(0, 1) per stage (ms lines 157-158), shape (14, ops left);
+- the final rule: at most M = 2 skip-connects in the normal cell. While there are more, the selected
+  skip-connect of least softmax(α) gets weight 0 and the cell is derived again (ts lines 250-258,
+  `delete_min_sk_prob` line 407, `keep_1_on` line 429, `keep_2_branches` line 441). The code logs the
+  genotypes for M = 8 … 0 (ts lines 250-251); the P-DARTS paper (Sec. 3.3) uses M = 2.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from common.genotypes import Genotype
+from common.spaces import SearchSpace
+
+SKIP = "skip_connect"
+
+
+@dataclass(frozen=True)
+class PdartsSchedule:
+    """The three stages of a P-DARTS search (defaults: the authors' code, module docstring).
+
+    Attributes:
+        add_layers: cells added to the base depth per stage (0, 6, 12).
+        add_width: channels added to the base C per stage (0, 0, 0).
+        num_to_drop: ops dropped per edge after each stage (3, 2, 2).
+        dropout: initial skip-connect dropout rate per stage (0.1, 0.4, 0.7).
+        epochs: epochs per stage (25).
+        warmup: epochs per stage that train w only (10).
+        decay: the exponential decay factor of the dropout rate after the warm-up (0.2).
+        max_skip: the most skip-connects the final normal cell keeps (2).
+    """
+
+    add_layers: tuple[int, ...] = (0, 6, 12)
+    add_width: tuple[int, ...] = (0, 0, 0)
+    num_to_drop: tuple[int, ...] = (3, 2, 2)
+    dropout: tuple[float, ...] = (0.1, 0.4, 0.7)
+    epochs: int = 25
+    warmup: int = 10
+    decay: float = 0.2
+    max_skip: int = 2
+
+    def __post_init__(self) -> None:
+        n = len(self.add_layers)
+        if not (len(self.add_width) == len(self.num_to_drop) == len(self.dropout) == n):
+            raise ValueError("P-DARTS schedule: add_layers, add_width, num_to_drop, dropout need one value per stage")
+        if self.epochs < 1 or not 0 <= self.warmup <= self.epochs:
+            raise ValueError(f"P-DARTS schedule: need 0 <= warmup ({self.warmup}) <= epochs ({self.epochs}), epochs >= 1")
+        if any(not 0.0 <= p < 1.0 for p in self.dropout):
+            raise ValueError(f"P-DARTS schedule: dropout rates must lie in [0, 1), got {self.dropout}")
+
+    @property
+    def stages(self) -> int:
+        return len(self.add_layers)
+
+    def layers(self, stage: int, base: int) -> int:
+        """Cells of the stage's supernet: base + add_layers[stage] (5, 11, 17 for base 5)."""
+        return base + self.add_layers[stage]
+
+    def width(self, stage: int, base: int) -> int:
+        """Initial channels of the stage's supernet: base + add_width[stage]."""
+        return base + self.add_width[stage]
+
+    def stage_of(self, epoch: int) -> tuple[int, int]:
+        """(stage, epoch within the stage) of a global epoch index 0 … stages·epochs − 1."""
+        if not 0 <= epoch < self.stages * self.epochs:
+            raise ValueError(f"epoch {epoch} outside the {self.stages}×{self.epochs}-epoch P-DARTS schedule")
+        return divmod(epoch, self.epochs)
+
+    def trains_alpha(self, epoch_in_stage: int) -> bool:
+        """Whether α is updated in this epoch of a stage (not during the warm-up)."""
+        return epoch_in_stage >= self.warmup
+
+    def dropout_rate(self, stage: int, epoch_in_stage: int) -> float:
+        """The skip-connect dropout rate of an epoch (ts lines 153, 157)."""
+        p0, e, E = self.dropout[stage], epoch_in_stage, self.epochs
+        if e < self.warmup:
+            return p0 * (E - e - 1) / E
+        return p0 * math.exp(-(e - self.warmup) * self.decay)
+
+
+def _drop_min(probs: list[float], k: int, none_first: bool) -> list[int]:
+    """Indices of the k ops dropped: repeatedly the first smallest (`get_min_k`, ts line 367); with
+    `none_first`, op 0 (`none`) is dropped first and counts as one of the k (`get_min_k_no_zero`)."""
+    w = list(probs)
+    dropped: list[int] = []
+    if none_first:
+        dropped.append(0)
+        w[0] = math.inf
+        k -= 1
+    for _ in range(k):
+        i = min(range(len(w)), key=lambda j: (w[j], j))
+        dropped.append(i)
+        w[i] = math.inf
+    return dropped
+
+
+def prune_space(space: SearchSpace, alphas: Mapping[str, Tensor], num_drop: int, last: bool = False,
+                name: str | None = None) -> SearchSpace:
+    """The next stage's space: on every edge the `num_drop` ops of least softmax(α) are removed.
+
+    Args:
+        space: the current stage's space (DARTS skeleton, equal op count on every edge).
+        alphas: (E, M) α per cell kind over the current ops.
+        num_drop: ops removed per edge (3, 2, 2 in P-DARTS).
+        last: after the last stage `none` is removed first wherever present (ts line 183).
+        name: the new space's name (default `<name>-k<ops left>`).
+    """
+    edge_ops: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for kind in space.cell_kinds:
+        ops = space.edge_ops[kind]
+        a = alphas[kind].detach()
+        if tuple(a.shape) != (len(ops), len(ops[0])):
+            raise ValueError(f"α[{kind}] has shape {tuple(a.shape)}, the space needs {(len(ops), len(ops[0]))}")
+        if not 0 < num_drop < len(ops[0]):
+            raise ValueError(f"cannot drop {num_drop} of {len(ops[0])} ops per edge")
+        probs = F.softmax(a.double().cpu(), dim=-1).tolist()
+        kept = []
+        for edge_ops_e, p in zip(ops, probs):
+            drop = set(_drop_min(p, num_drop, last and edge_ops_e[0] == "none"))
+            kept.append(tuple(op for o, op in enumerate(edge_ops_e) if o not in drop))
+        edge_ops[kind] = tuple(kept)
+    left = len(space.edge_ops[space.cell_kinds[0]][0]) - num_drop
+    return SearchSpace(name or f"{space.name}-k{left}", space.skeleton, edge_ops)
+
+
+class SkipDropout(nn.Module):
+    """Identity followed by dropout of rate `p` (P-DARTS's skip-connect dropout, ms line 23).
+
+    `p` is a plain attribute the schedule sets each epoch; p = 0 and eval mode return x unchanged
+    (and draw no random numbers).
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        return F.dropout(x, self.p, training=True)
+
+
+def install_skip_dropout(model: nn.Module) -> list[SkipDropout]:
+    """Replace every stride-1 `skip_connect` op (an `nn.Identity`) of the supernet's mixed ops by a
+    `SkipDropout`; returns them, for `set_skip_dropout`. Stride-2 skip-connects (FactorizedReduce) keep
+    no dropout, as in the authors' code (ms line 23 wraps only `Identity`)."""
+    installed: list[SkipDropout] = []
+    for module in model.modules():
+        names = getattr(module, "op_names", None)
+        if names is None or not isinstance(getattr(module, "ops", None), nn.ModuleList):
+            continue
+        for o, name in enumerate(names):
+            if name == SKIP and isinstance(module.ops[o], nn.Identity):
+                module.ops[o] = SkipDropout()
+                installed.append(module.ops[o])
+    return installed
+
+
+def set_skip_dropout(modules: list[SkipDropout], p: float) -> None:
+    """Set the dropout rate of every installed skip-connect dropout."""
+    for m in modules:
+        m.p = p
+
+
+def _select(probs: list[list[float]], edge_ops: tuple[tuple[str, ...], ...],
+            edges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """(edge, op) kept: per edge the op that survives dropping all but one (`keep_1_on`, `none` first),
+    per node the two edges of largest max prob, later edge first on ties (`keep_2_branches`)."""
+    ops_of = []
+    for ops, p in zip(edge_ops, probs):
+        drop = set(_drop_min(p, len(ops) - 1, ops[0] == "none"))
+        ops_of.append(next(o for o in range(len(ops)) if o not in drop))
+    chosen: list[tuple[int, int]] = []
+    for node in sorted({to for to, _ in edges}):
+        ids = [e for e, (to, _) in enumerate(edges) if to == node]
+        ranked = sorted(ids, key=lambda e: (max(probs[e]), e))
+        chosen += sorted((e, ops_of[e]) for e in ranked[-2:])
+    return chosen
+
+
+def restrict_skips(alpha: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: tuple[tuple[int, int], ...],
+                   max_skip: int | None) -> list[tuple[str, int]]:
+    """A cell derived P-DARTS's way, with at most `max_skip` skip-connects (None: no limit).
+
+    softmax(α) per edge, `none` set to 0 (ts line 214); each edge's best op, each node's two best edges.
+    While more than `max_skip` skip-connects are selected, the selected one of least prob is set to 0
+    and the cell is derived again (ts lines 255-258).
+    """
+    probs = F.softmax(alpha.detach().double().cpu(), dim=-1).tolist()
+    for p, ops in zip(probs, edge_ops):
+        if ops[0] == "none":
+            p[0] = 0.0
+    chosen = _select(probs, edge_ops, edges)
+    while max_skip is not None:
+        skips = [(probs[e][o], e, o) for e, o in chosen if edge_ops[e][o] == SKIP]
+        if len(skips) <= max_skip:
+            break
+        _, e, o = min(skips, key=lambda t: (t[0], t[1]))
+        probs[e][o] = 0.0
+        chosen = _select(probs, edge_ops, edges)
+    return [(edge_ops[e][o], edges[e][1]) for e, o in chosen]
+
+
+def pdarts_genotype(alphas: Mapping[str, Tensor], space: SearchSpace, max_skip: int | None = 2) -> Genotype:
+    """The final P-DARTS genotype: both cells derived by `restrict_skips`, the skip limit on the normal
+    cell only (the authors restrict the normal cell, ts line 247)."""
+    normal = restrict_skips(alphas["normal"], space.edge_ops["normal"], space.edges, max_skip)
+    reduce = restrict_skips(alphas["reduce"], space.edge_ops["reduce"], space.edges, None)
+    return Genotype(normal=normal, normal_concat=[2, 3, 4, 5], reduce=reduce, reduce_concat=[2, 3, 4, 5])
