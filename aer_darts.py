@@ -10,7 +10,8 @@ PCDARTS-AER/, PDARTS-AER/).
     python aer_darts.py --space nb201 --backbone gdas --nb201 ...             # 250 epochs, τ 10 → 0.1
     python aer_darts.py --space darts --partial-channels 4 --batch-size 256 --w-lr 0.1 --a-lr 6e-4 --w-wd 3e-4
                                                       # PC-DARTS-AER with the authors' PC-DARTS settings
-    python aer_darts.py --lam-neg 0 --lam-pos 0 --backbone {darts-v1,darts-v2,gdas}   # plain baselines
+    python aer_darts.py --space darts --backbone pdarts --recipe authors     # PDARTS-AER (Tables 2-3, Fig. 5)
+    python aer_darts.py --lam-neg 0 --lam-pos 0 --backbone {darts-v1,darts-v2,gdas,pdarts}   # plain baselines
 
 Equation map (paper numbering)
     Eq. 1   p^(i,j) = softmax(α^(i,j))                         → softmax_weights (forward), architecture_entropy
@@ -20,6 +21,8 @@ Equation map (paper numbering)
     Eq. 4   λ(t) from λ_neg to λ_pos on a cosine (Fig. 1)      → aer_coefficient
     Alg. 1  α ← α − ∇α[L_val(w − ξ∇w L_train(w, α), α) + λ(t)H̄(α)] (ξ = 0: first order), then the w step
             → search(): alpha_step (darts-v1, gdas) or unrolled_alpha_step (darts-v2, ξ = current w lr)
+    Tables 2-3, Fig. 5  PDARTS-AER: `--backbone pdarts`, the stages in common/pdarts.py (PdartsRun), H̄ in
+            every stage over each edge's remaining ops (remaining_entropy); run_all.sh rows pdarts-aer, pdarts
     Fig. 3, Fig. 6b  search-evaluation Kendall τ over runs   → `python -m common.fidelity RUN_DIR ...` (c);
             per-edge and K-sample τ (a), (b) as well; columns of common.report's NB201 table
 
@@ -41,6 +44,12 @@ Defaults and their sources
 - PC-DARTS (`--partial-channels 4`): 15 warm-up epochs training w only with λ = 0, then the cosine over
   the remaining E − 15 epochs (their PCDARTS-AER train_search_aer.py); the edge weights γ (β) are not
   regularised. Their other PC-DARTS settings (batch 256, w lr 0.1, α lr 6e-4, w wd 3e-4) are flags.
+- P-DARTS (`--backbone pdarts`, DARTS skeleton): 3 stages of `--epochs`/3 epochs, 5 / 11 / 17 cells from
+  `--N 5`, ops 8 → 5 → 3, skip-connect dropout, at most 2 skip-connects in the final normal cell (numbers
+  and sources: common/pdarts.py). In each stage the first `--warmup` (10) epochs train w only and λ follows
+  the cosine over the rest of the stage (their PDARTS-AER/train_search_aer.py:124, 150); α step first-order.
+  H̄ is over each edge's remaining ops, `none` left out where still present (paper §3.3); their code drops
+  column 0 of α in every stage (train_search_aer.py:298-299), `none` only while it is op 0: not reproduced.
 - Everything else: the shared protocol, METHODS.md §1 (NB201's DARTS code).
 
 Choices where the paper is silent
@@ -68,6 +77,10 @@ Choices where the paper is silent
   epochs; its clip of
   `model.parameters()` holds no α (α are plain Variables there), so `--clip-scope w`. Not reproduced: their
   PC edge weights start at 1e-3·randn (ours 0). GDAS on the DARTS skeleton and S1–S4: no authors' script.
+- `--backbone pdarts` (PDARTS-AER/train_search_aer.py: 24-41, 124, 140; = chenxin061/pdarts): batch 96,
+  w lr 0.025 → 0, w wd 3e-4, α lr 6e-4 wd 1e-3 β1 0.5, 3 × 25 epochs, 10 warm-up epochs per stage, 5
+  cells. Not reproduced: their clip of the α gradient at 5 (line 307); the paper recipe keeps the shared
+  hyperparameters (the paper says PDARTS's, §4.2.1: use `--recipe authors`, as run_all.sh does).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc., 3 runs): DARTS-V1-AER 76.68 ± 8.15,
 DARTS-V2-AER 70.92 ± 0.00, GDAS-AER 93.46 ± 0.21 (DARTS-V1/V2 54.30, GDAS 93.57 ± 0.15). Not yet
@@ -89,21 +102,23 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.pdarts import PdartsRun, PdartsSchedule
 from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights, linear_tau
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
-from common.spaces import SPACES
+from common.spaces import SPACES, SearchSpace
 
-BACKBONES = ("darts-v1", "darts-v2", "gdas")
+BACKBONES = ("darts-v1", "darts-v2", "gdas", "pdarts")
 
 
 @dataclass
 class AERConfig(SearchConfig):
     """AER on a DARTS-V1 / DARTS-V2 / GDAS backbone (defaults: paper §4 and the authors' code)."""
 
-    backbone: str = arg("darts-v1", "first-order DARTS, second-order (unrolled) DARTS, or GDAS "
-                                    "(Gumbel hard sampling)", choices=BACKBONES)
-    epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas, NB201's GDAS config)")
+    backbone: str = arg("darts-v1", "first-order DARTS, second-order (unrolled) DARTS, GDAS (Gumbel hard "
+                                    "sampling) or P-DARTS (3 stages, common/pdarts.py)", choices=BACKBONES)
+    epochs: int | None = arg(None, "search epochs (default 50; 250 with --backbone gdas, NB201's GDAS config; "
+                                   "pdarts: all 3 stages, default 75)")
     lam_neg: float = arg(-0.2, "λ_neg: λ at the first epoch of the cosine schedule (Eq. 4; paper §4.2.1)")
     lam_pos: float = arg(0.2, "λ_pos: λ the cosine schedule ends at (Eq. 4; paper §4.2.1)")
     lam: float | None = arg(None, "constant λ instead of the schedule (ablations of Fig. 2–3: 0, -0.2, 0.2; "
@@ -111,13 +126,16 @@ class AERConfig(SearchConfig):
     drop_none: bool | None = arg(None, "drop `none` and renormalise before the entropy (default: on for "
                                        "DARTS-skeleton spaces with `none`, off on NB201 — the authors' code)")
     warmup: int | None = arg(None, "first epochs train w only, λ = 0 (default 0; 15 with --partial-channels "
-                                   "> 1, the authors' PC-DARTS-AER)")
+                                   "> 1, the authors' PC-DARTS-AER; pdarts: per stage, default 10)")
     tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
 
     def authors_recipe(self) -> dict[str, Any]:
         """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
         out = dict(lam_neg=-0.2, lam_pos=0.2, a_lr=3e-4, a_wd=1e-3, w_lr_min=0.001)
+        if self.backbone == "pdarts":  # PDARTS-AER/train_search_aer.py:24-41, 124, 140
+            return {**out, "batch_size": 96, "w_lr": 0.025, "w_lr_min": 0.0, "w_wd": 3e-4, "a_lr": 6e-4,
+                    "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w"}
         if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
             # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
             return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
@@ -132,11 +150,21 @@ class AERConfig(SearchConfig):
                 "w_nesterov": False}
 
     def resolve(self) -> None:
+        pdarts = self.backbone == "pdarts"
         if self.epochs is None:  # filled first: the shared checks compare it with 1
-            self.epochs = 250 if self.backbone == "gdas" else 50
+            self.epochs = {"gdas": 250, "pdarts": 75}.get(self.backbone, 50)
         if self.warmup is None:
-            self.warmup = 15 if self.partial_channels > 1 else 0
+            self.warmup = 10 if pdarts else 15 if self.partial_channels > 1 else 0
+        if pdarts and self.N is None:
+            self.N = 5  # P-DARTS's first stage (chenxin061/pdarts train_search.py:31)
         super().resolve()
+        if pdarts:
+            if SPACES[self.space].skeleton != "darts" or self.partial_channels != 1 or self.seeds:
+                raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
+                                  "or --seeds")
+            if self.epochs % 3 or not 0 <= self.warmup <= self.epochs // 3:
+                raise ConfigError(f"--backbone pdarts: --epochs ({self.epochs}) must be 3 stages of equal length "
+                                  f"and --warmup ({self.warmup}) at most one stage")
         space = SPACES[self.space]
         if self.drop_none is None:
             self.drop_none = space.skeleton == "darts" and all(map(space.has_none, space.cell_kinds))
@@ -180,12 +208,26 @@ def aer_coefficient(epoch: float, epochs: int, lam_neg: float = -0.2, lam_pos: f
     return lam_neg + (lam_pos - lam_neg) * (1 - math.cos(math.pi * e / E)) / 2  # Eq. 4 / Fig. 1
 
 
-def lam_at(epoch: int, cfg: AERConfig) -> float:
-    """λ of this epoch: the constant --lam or the cosine schedule; 0 during the warm-up."""
+def lam_at(epoch: int, cfg: AERConfig, epochs: int | None = None) -> float:
+    """λ of this epoch: the constant --lam or the cosine schedule; 0 during the warm-up. `epochs`: the
+    schedule's length (default --epochs; P-DARTS: one stage, `epoch` counted within it)."""
     if epoch < cfg.warmup:
         return 0.0
-    return cfg.lam if cfg.lam is not None else aer_coefficient(epoch, cfg.epochs, cfg.lam_neg, cfg.lam_pos,
-                                                               cfg.warmup)
+    return cfg.lam if cfg.lam is not None else aer_coefficient(epoch, epochs or cfg.epochs, cfg.lam_neg,
+                                                               cfg.lam_pos, cfg.warmup)
+
+
+def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tensor:
+    """H̄ of Eq. 3 over each edge's remaining ops (P-DARTS stages: op sets differ per edge), `none` left
+    out where an edge still has it; the mean over all edges of both cells."""
+    total, n = 0.0, 0
+    for kind, a in alphas.items():
+        has_none = torch.tensor([ops[0] == "none" for ops in space.edge_ops[kind]], device=a.device)
+        for rows, drop in ((a[has_none], 0), (a[~has_none], None)):
+            if len(rows):
+                total = total + architecture_entropy(rows, drop) * len(rows)  # Eq. 3, summed over edges
+                n += len(rows)
+    return total / n  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- the search
@@ -195,17 +237,20 @@ def seeds_refusal(cfg: AERConfig) -> str | None:
     if cfg.backbone == "gdas":
         return ("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS forward; "
                 "run one --seed per process")
+    if cfg.backbone == "pdarts":
+        return ("--seeds with --backbone pdarts is not supported yet: each stage builds a new supernet; "
+                "run one --seed per process")
     return None
 
 
 def search(cfg: AERConfig) -> dict:
     if cfg.seeds and (why := seeds_refusal(cfg)):
         raise RunError(why)
-    run = SearchRun(cfg, script="aer_darts")
-    model = run.model
+    pdarts = cfg.backbone == "pdarts"
+    run = (PdartsRun(cfg, PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup), script="aer_darts")
+           if pdarts else SearchRun(cfg, script="aer_darts"))
     drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
     gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"
-    softmax_forward = run.forward(lambda: softmax_weights(model.alphas))  # Eq. 1
 
     def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
         if not gdas:
@@ -214,11 +259,17 @@ def search(cfg: AERConfig) -> dict:
         return run.forward(lambda: weights, index)
 
     for epoch in run.epochs():
-        warm = epoch < cfg.warmup
-        lam = lam_at(epoch, cfg)  # Eq. 4
+        model = run.model  # P-DARTS: a new supernet each stage
+        softmax_forward = run.forward(lambda: softmax_weights(model.alphas))  # Eq. 1
+        e, E = run.stage_epoch()[1] if pdarts else epoch, cfg.epochs // 3 if pdarts else cfg.epochs
+        warm = e < cfg.warmup
+        lam = lam_at(e, cfg, E)  # Eq. 4
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
-        # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS)
-        reg = None if lam == 0 else (lambda: lam * architecture_entropy(model.alphas, drop))
+
+        def entropy(m=model):
+            return remaining_entropy(m.alphas, m.space) if pdarts else architecture_entropy(m.alphas, drop)
+        # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS / P-DARTS)
+        reg = None if lam == 0 else (lambda: lam * entropy())
 
         def bilevel(x_t, y_t, x_v, y_v):
             if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
@@ -235,7 +286,7 @@ def search(cfg: AERConfig) -> dict:
             return (*train, *valid)
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
-        h_bar = run.per_replica(lambda r: architecture_entropy(r.model.alphas, drop).item())  # each replica's
+        h_bar = run.per_replica(lambda r: entropy(r.model).item())  # each replica's
         schedule = {"lam": lam, "arch_entropy": h_bar,
                     "warmup": warm, **({"tau": tau} if gdas else {})}
         run.end_epoch(softmax_weights(model.alphas), schedule, derive_temperature=1.0)

@@ -29,14 +29,20 @@ Every number below is the authors' public code, github.com/chenxin061/pdarts at 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from common.config import SearchConfig
 from common.genotypes import Genotype
-from common.spaces import SearchSpace
+from common.run import RunError, SearchRun
+from common.search import cosine_lr
+from common.spaces import SearchSpace, get_space
+from common.supernet import Supernet
 
 SKIP = "skip_connect"
 
@@ -233,3 +239,103 @@ def pdarts_genotype(alphas: Mapping[str, Tensor], space: SearchSpace, max_skip: 
     normal = restrict_skips(alphas["normal"], space.edge_ops["normal"], space.edges, max_skip)
     reduce = restrict_skips(alphas["reduce"], space.edge_ops["reduce"], space.edges, None)
     return Genotype(normal=normal, normal_concat=[2, 3, 4, 5], reduce=reduce, reduce_concat=[2, 3, 4, 5])
+
+
+class PdartsRun(SearchRun):
+    """A `SearchRun` whose supernet changes between stages (one run directory, one checkpoint per epoch).
+
+    `cfg.epochs` = stages × `schedule.epochs`; `cfg.N` and `cfg.C` are the first stage's depth and width.
+    At the first epoch of each later stage the current α prune the op sets (`prune_space`), a fresh
+    supernet with fresh α and fresh optimizers is built for the next depth, and the cosine lr of w
+    restarts (each stage has its own scheduler in the authors' code, ts line 141). The stage and its op
+    sets are method state: a checkpoint restores the stage's supernet before its weights, so a resume at
+    any epoch, a stage boundary included, continues bit-identically.
+
+    Args:
+        cfg: the resolved config (DARTS skeleton, no partial channels, a single seed).
+        schedule: the stages (`PdartsSchedule`); its `epochs` must divide `cfg.epochs` into its stages.
+        method_state, script: as for `SearchRun`.
+    """
+
+    def __init__(self, cfg: SearchConfig, schedule: PdartsSchedule, method_state: dict[str, Any] | None = None,
+                 script: str | None = None) -> None:
+        if cfg.epochs != schedule.stages * schedule.epochs:
+            raise RunError(f"P-DARTS: --epochs {cfg.epochs} is not {schedule.stages} stages × {schedule.epochs}")
+        if get_space(cfg.space).skeleton != "darts" or cfg.partial_channels != 1:
+            raise RunError("P-DARTS runs on the DARTS skeleton without partial channels")
+        self.schedule, self.stage = schedule, 0
+        self.skip_dropouts: list[SkipDropout] = []
+        method_state = {k: v for k, v in (method_state or {}).items() if k != "pdarts"}
+        super().__init__(cfg, method_state, script)
+        if "pdarts" not in self.method_state:  # a fresh run: SearchRun built stage 0's supernet
+            self.skip_dropouts = install_skip_dropout(self.model)
+            self._remember_stage()
+
+    def _remember_stage(self) -> None:
+        self.method_state["pdarts"] = {"stage": self.stage, "edge_ops": {
+            k: [list(ops) for ops in v] for k, v in self.model.space.edge_ops.items()}}
+
+    def _build_stage(self, stage: int, space: SearchSpace) -> None:
+        """Stage `stage`'s supernet over `space` (fresh weights and α from the current RNG), its optimizers."""
+        cfg, sch = self.cfg, self.schedule
+        cls = Supernet
+        if cfg.fast:
+            from common.fast import FastSupernet
+            cls = FastSupernet
+        model = cls(space, C=sch.width(stage, cfg.C), N=sch.layers(stage, cfg.N), num_classes=self.model.classifier.out_features,
+                    alpha_init_std=cfg.alpha_init, alpha_init_mean=cfg.alpha_init_mean).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model, self.stage = model, stage
+        self.skip_dropouts = install_skip_dropout(model)
+        self.w_params, self.a_params = model.weight_parameters(), model.arch_parameters()
+        self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
+                                           weight_decay=cfg.w_wd, nesterov=cfg.w_momentum > 0)
+        self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
+                                            weight_decay=cfg.a_wd, capturable=cfg.cuda_graphs)
+        self._remember_stage()
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        saved = (ckpt.get("method_state") or {}).get("pdarts")
+        if not isinstance(saved, dict) or "stage" not in saved or "edge_ops" not in saved:
+            raise RunError(f"checkpoint {self.dir.checkpoint} holds no P-DARTS stage: it is not a --backbone pdarts run")
+        space = get_space(self.cfg.space)
+        space = SearchSpace(f"{space.name}-stage{saved['stage'] + 1}", "darts",
+                            {k: tuple(tuple(ops) for ops in v) for k, v in saved["edge_ops"].items()})
+        self._build_stage(int(saved["stage"]), space)  # the RNG it draws from is restored below
+        super()._restore(ckpt)
+
+    def epochs(self) -> Iterator[int]:
+        """As `SearchRun.epochs`, with the stage change at a stage's first epoch, the cosine lr per stage
+        and the skip-connect dropout rate of the epoch."""
+        cfg, sch = self.cfg, self.schedule
+        for epoch in super().epochs():
+            stage, e = sch.stage_of(epoch)
+            if stage != self.stage:
+                pruned = prune_space(self.model.space, self.model.alphas, sch.num_to_drop[self.stage],
+                                     name=f"{cfg.space}-stage{stage + 1}")
+                self._build_stage(stage, pruned)
+                self.dir.log(f"P-DARTS stage {stage + 1}: {sch.layers(stage, cfg.N)} cells, "
+                             f"{pruned.alpha_shape('normal')[1]} ops per edge")
+            lr = cfg.w_lr if cfg.w_lr_min is None else cosine_lr(e, sch.epochs, cfg.w_lr, cfg.w_lr_min)
+            for group in self.w_optimizer.param_groups:
+                group["lr"] = lr
+            set_skip_dropout(self.skip_dropouts, sch.dropout_rate(stage, e))
+            yield epoch
+
+    def stage_epoch(self) -> tuple[int, int]:
+        """(stage, epoch within it) of the current epoch."""
+        return self.schedule.stage_of(self.epoch)
+
+    def genotype(self, temperature: float = 1.0) -> str | Genotype:
+        """P-DARTS's derivation (`pdarts_genotype`); the skip-connect limit in the last stage only."""
+        last = self.stage == self.schedule.stages - 1
+        return pdarts_genotype(self.model.alphas, self.model.space, self.schedule.max_skip if last else None)
+
+    def end_epoch(self, used_weights: Mapping[str, Tensor], schedule: Mapping[str, Any] | None = None,
+                  derive_temperature: float = 1.0) -> dict:
+        stage, e = self.stage_epoch()
+        extra = {"stage": stage + 1, "stage_epoch": e + 1, "cells": len(self.model.cells),
+                 "ops_per_edge": self.model.space.alpha_shape("normal")[1],
+                 "skip_dropout": self.schedule.dropout_rate(stage, e)}
+        return super().end_epoch(used_weights, {**extra, **(schedule or {})}, derive_temperature)
