@@ -174,3 +174,68 @@ def test_restrict_skips_ties_prefer_later_edge() -> None:
     # keep_1_on drops the first minimum (skip) → sep; keep_2_branches keeps the last two edges per node
     assert restrict_skips(alpha, ops, DARTS_EDGES, 2) == [
         (SEP3, 0), (SEP3, 1), (SEP3, 1), (SEP3, 2), (SEP3, 2), (SEP3, 3), (SEP3, 3), (SEP3, 4)]
+
+
+# ----------------------------------------------------------------------------- end to end (aer_darts.py)
+
+class _Killed(Exception):
+    """Stands in for a kill right after an epoch's checkpoint (in-process, cheaper than a subprocess)."""
+
+
+def _tiny(data: str, out: str) -> list[str]:
+    return ["--backbone", "pdarts", "--space", "darts", "--data-dir", data, "--limit-train", "32", "--C", "4",
+            "--N", "1", "--epochs", "3", "--warmup", "0", "--batch-size", "16", "--eval-images", "16",
+            "--out", out, "--no-progress"]
+
+
+def _records(run_dir) -> list[dict]:
+    import json
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time"} for r in rows]
+
+
+@pytest.mark.slow
+def test_pdarts_aer_three_stages_resume_across_stage_boundary(shared_data, tmp_path, monkeypatch) -> None:
+    import json
+
+    import aer_darts
+    from common.config import parse_config
+    from common.pdarts import PdartsRun
+
+    full = tmp_path / "full"
+    aer_darts.search(parse_config(aer_darts.AERConfig, _tiny(str(shared_data), str(full))))
+    recs = _records(full)
+    assert [(r["stage"], r["cells"], r["ops_per_edge"]) for r in recs] == [(1, 1, 8), (2, 7, 5), (3, 13, 3)]
+    assert [r["skip_dropout"] for r in recs] == pytest.approx([0.1, 0.4, 0.7])
+    assert all(r["lam"] == pytest.approx(-0.2) for r in recs)  # cosine start of each 1-epoch stage
+    # stage 2's op sets are stage 1's final α pruned (the recorded α, an independent path)
+    stage1 = {k: torch.tensor(v) for k, v in recs[0]["alphas"].items()}
+    pruned = prune_space(get_space("darts"), stage1, 3)
+    last_ckpt = torch.load(full / "checkpoint.pt", weights_only=False)  # the last checkpoint: stage 3
+    assert last_ckpt["method_state"]["pdarts"]["stage"] == 2
+    stage3_ops = prune_space(pruned, {k: torch.tensor(v) for k, v in recs[1]["alphas"].items()}, 2)
+    assert last_ckpt["method_state"]["pdarts"]["edge_ops"] == {
+        k: [list(ops) for ops in v] for k, v in stage3_ops.edge_ops.items()}
+    result = json.loads((full / "result.json").read_text())
+    skips = [op for op, _ in result["genotype"]["normal"]].count("skip_connect")
+    assert skips <= 2
+
+    end_epoch = PdartsRun.end_epoch
+
+    def end_epoch_then_stop(self, *args, **kwargs):
+        out = end_epoch(self, *args, **kwargs)
+        if self.epoch == 0:  # the last epoch of stage 1: the next starts stage 2
+            self.dir.release()
+            raise _Killed
+        return out
+
+    cut = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        patch.setattr(PdartsRun, "end_epoch", end_epoch_then_stop)
+        with pytest.raises(_Killed):
+            aer_darts.search(parse_config(aer_darts.AERConfig, _tiny(str(shared_data), str(cut))))
+    assert len(_records(cut)) == 1
+    aer_darts.search(parse_config(aer_darts.AERConfig, [*_tiny(str(shared_data), str(cut)), "--resume"]))
+    assert _records(cut) == recs  # every metric, α of all stages included, bit for bit
+    resumed = json.loads((cut / "result.json").read_text())
+    assert resumed["alphas"] == result["alphas"] and resumed["genotype"] == result["genotype"]
