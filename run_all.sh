@@ -129,6 +129,8 @@ DARTS_ENTRIES=(
   "edd-darts-paper|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd"
   "darts-v1-aer|aer_darts.py --recipe authors --backbone darts-v1"
   "darts-v1-aer-paper|aer_darts.py --backbone darts-v1"
+  "pdarts-aer|aer_darts.py --recipe authors --backbone pdarts"   # AER Tables 2-3, Fig. 5: PDARTS-AER
+  "pdarts|aer_darts.py --recipe authors --backbone pdarts --lam-neg 0 --lam-pos 0"   # plain P-DARTS
   "sp-darts|sp_darts.py --recipe authors --space darts-nonone"
   "sp-darts-paper|sp_darts.py"
   "sa-darts|sa_darts.py --reg sa"
@@ -140,6 +142,7 @@ quick_flags() {  # $1 = space, $2 = label, $3 = command. Tiny and 2 epochs, so e
   case "$1" in nb201*) f="$f --N 1" ;; *) f="$f --N 3" ;; esac
   case "$3" in  # EDD/PCD/LPCD warm-ups (5-20 epochs, paper or authors' recipe) and decays every 5 epochs
     edd_darts.py*) f="$f --warmup 0 --decay-every 1" ;;  # would leave them plain DARTS for both epochs
+    *"--backbone pdarts"*) f="$f --epochs 3 --warmup 0 --N 1" ;;  # P-DARTS: one epoch per stage, 1/7/13 cells
   esac
   case "$2" in
     edd-darts-clip) f="$f --clip-alpha 1" ;;  # |grad α| is 0.02-0.04 at t = 1 and 2-5 at epoch 2's t = 0.008

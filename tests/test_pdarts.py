@@ -239,3 +239,31 @@ def test_pdarts_aer_three_stages_resume_across_stage_boundary(shared_data, tmp_p
     assert _records(cut) == recs  # every metric, α of all stages included, bit for bit
     resumed = json.loads((cut / "result.json").read_text())
     assert resumed["alphas"] == result["alphas"] and resumed["genotype"] == result["genotype"]
+
+
+def test_run_all_rows_pdarts(tmp_path) -> None:
+    """run_all.sh: `pdarts-aer` and plain `pdarts` (λ = 0) on the DARTS space, CIFAR-10, 3 seeds; the quick
+    lines are valid P-DARTS configs (3 stages of 1 epoch)."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    import aer_darts
+    from common.config import parse_config
+    root = Path(__file__).resolve().parents[1]
+
+    def dry(*argv: str) -> list[str]:
+        proc = subprocess.run(["bash", str(root / "run_all.sh"), "--dry-run", "--runs", str(tmp_path / "runs"),
+                               "--spaces", "darts", "--only", "pdarts-aer|pdarts", *argv],
+                              cwd=root, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+    lines = dry()
+    for label in ("pdarts-aer", "pdarts"):
+        rows = [x for x in lines if f"/darts/{label}/cifar10/seed" in x]
+        assert len(rows) == 3 and all("--backbone pdarts" in x for x in rows)
+        assert all(("--lam-neg 0 --lam-pos 0" in x) == (label == "pdarts") for x in rows)
+    for line in dry("--quick", "--seeds", "0"):
+        cfg = parse_config(aer_darts.AERConfig, shlex.split(line)[2:])
+        assert (cfg.backbone, cfg.epochs, cfg.warmup, cfg.N) == ("pdarts", 3, 0, 1)
+        assert (cfg.lam_neg, cfg.lam_pos) in ((-0.2, 0.2), (0.0, 0.0))
