@@ -127,15 +127,25 @@ class AERConfig(SearchConfig):
                                        "DARTS-skeleton spaces with `none`, off on NB201 — the authors' code)")
     warmup: int | None = arg(None, "first epochs train w only, λ = 0 (default 0; 15 with --partial-channels "
                                    "> 1, the authors' PC-DARTS-AER; pdarts: per stage, default 10)")
+    skip_dropout: str | None = arg(None, "pdarts: initial skip-connect dropout of the 3 stages, comma-separated "
+                                         "(default: P-DARTS paper 0,0.4,0.7; CIFAR-100 0.1,0.2,0.3)")
     tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
+
+    def dropout_rates(self) -> tuple[float, ...]:
+        """--skip-dropout as floats (ConfigError naming the value otherwise)."""
+        try:
+            return tuple(float(p) for p in str(self.skip_dropout).split(","))
+        except ValueError:
+            raise ConfigError(f"--skip-dropout {self.skip_dropout}: need 3 comma-separated rates") from None
 
     def authors_recipe(self) -> dict[str, Any]:
         """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
         out = dict(lam_neg=-0.2, lam_pos=0.2, a_lr=3e-4, a_wd=1e-3, w_lr_min=0.001)
         if self.backbone == "pdarts":  # PDARTS-AER/train_search_aer.py:24-41, 124, 140
             return {**out, "batch_size": 96, "w_lr": 0.025, "w_lr_min": 0.0, "w_wd": 3e-4, "a_lr": 6e-4,
-                    "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w"}
+                    "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w",
+                    "skip_dropout": "0.1,0.4,0.7"}  # chenxin061/pdarts README.md:61-63
         if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
             # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
             return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
@@ -162,6 +172,13 @@ class AERConfig(SearchConfig):
             if SPACES[self.space].skeleton != "darts" or self.partial_channels != 1 or self.seeds:
                 raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
                                   "or --seeds")
+            if self.skip_dropout is None:
+                self.skip_dropout = "0.1,0.2,0.3" if self.dataset == "cifar100" else "0.0,0.4,0.7"
+            rates = self.dropout_rates()
+            try:
+                PdartsSchedule(dropout=rates)
+            except ValueError as err:
+                raise ConfigError(f"--skip-dropout {self.skip_dropout}: {err}") from None
             if self.epochs % 3 or not 0 <= self.warmup <= self.epochs // 3:
                 raise ConfigError(f"--backbone pdarts: --epochs ({self.epochs}) must be 3 stages of equal length "
                                   f"and --warmup ({self.warmup}) at most one stage")
@@ -247,7 +264,8 @@ def search(cfg: AERConfig) -> dict:
     if cfg.seeds and (why := seeds_refusal(cfg)):
         raise RunError(why)
     pdarts = cfg.backbone == "pdarts"
-    run = (PdartsRun(cfg, PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup), script="aer_darts")
+    run = (PdartsRun(cfg, PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup, dropout=cfg.dropout_rates()),
+                     script="aer_darts")
            if pdarts else SearchRun(cfg, script="aer_darts"))
     drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
     gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"

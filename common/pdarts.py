@@ -15,9 +15,11 @@ Every number below is the authors' public code, github.com/chenxin061/pdarts at 
   the op dropped is the smallest softmax(α) of the current stage's ops, first one on ties (`get_min_k`,
   np.argmin, ts line 367); after the last stage `none` goes first (`get_min_k_no_zero`, ts lines 183, 372);
 - 25 epochs per stage (ts line 29), the first 10 train w only (`eps_no_archs = [10, 10, 10]`, ts line 123);
-- skip-connect dropout rates 0.1 / 0.4 / 0.7 per stage on CIFAR-10 (the search command of the README,
-  lines 61-63; the code's own default is 0.0, ts line 122; paper 001 line 281 gives 0.0 / 0.3 / 0.6 with
-  5 / 8 / 11 cells and C 16 / 28 / 40 for its ImageNet-transfer search). The rate decays within a stage:
+- initial skip-connect dropout rates per stage: 0.0 / 0.4 / 0.7 on CIFAR-10 and 0.1 / 0.2 / 0.3 on
+  CIFAR-100 in the P-DARTS paper (§4.1, arXiv 1904.12760; not among ../shared/papers, read from its
+  summaries); 0.1 / 0.4 / 0.7 in the search command of the authors' README (lines 61-63; the code's own
+  default is 0.0, ts line 122); paper 001 line 281 gives 0.0 / 0.3 / 0.6 with 5 / 8 / 11 cells and
+  C 16 / 28 / 40 for its ImageNet-transfer search. The rate decays within a stage:
   p = p0 · (E − e − 1)/E during the warm-up (ts line 153), p0 · exp(−0.2 (e − warm-up)) after it
   (ts lines 145, 157). Only stride-1 skip-connects (identity) get it (ms line 23);
 - α ~ 1e-3·N(0, 1) per stage (ms lines 157-158), shape (14, ops left);
@@ -55,7 +57,7 @@ class PdartsSchedule:
         add_layers: cells added to the base depth per stage (0, 6, 12).
         add_width: channels added to the base C per stage (0, 0, 0).
         num_to_drop: ops dropped per edge after each stage (3, 2, 2).
-        dropout: initial skip-connect dropout rate per stage (0.1, 0.4, 0.7).
+        dropout: initial skip-connect dropout rate per stage (0.0, 0.4, 0.7: the paper, CIFAR-10).
         epochs: epochs per stage (25).
         warmup: epochs per stage that train w only (10).
         decay: the exponential decay factor of the dropout rate after the warm-up (0.2).
@@ -65,7 +67,7 @@ class PdartsSchedule:
     add_layers: tuple[int, ...] = (0, 6, 12)
     add_width: tuple[int, ...] = (0, 0, 0)
     num_to_drop: tuple[int, ...] = (3, 2, 2)
-    dropout: tuple[float, ...] = (0.1, 0.4, 0.7)
+    dropout: tuple[float, ...] = (0.0, 0.4, 0.7)
     epochs: int = 25
     warmup: int = 10
     decay: float = 0.2

@@ -92,7 +92,7 @@ def test_stages_depth_and_op_sets() -> None:
 
 def test_schedule_dropout_rates() -> None:
     s = PdartsSchedule()
-    assert s.dropout == (0.1, 0.4, 0.7) and s.epochs == 25 and s.warmup == 10
+    assert s.dropout == (0.0, 0.4, 0.7) and s.epochs == 25 and s.warmup == 10
     assert s.dropout_rate(2, 0) == pytest.approx(0.7 * 24 / 25)  # warm-up: linear (ts line 153)
     assert s.dropout_rate(2, 9) == pytest.approx(0.7 * 15 / 25)
     assert s.dropout_rate(2, 10) == pytest.approx(0.7)  # α starts: exp decay from p0 (ts line 157)
@@ -206,7 +206,7 @@ def test_pdarts_aer_three_stages_resume_across_stage_boundary(shared_data, tmp_p
     aer_darts.search(parse_config(aer_darts.AERConfig, _tiny(str(shared_data), str(full))))
     recs = _records(full)
     assert [(r["stage"], r["cells"], r["ops_per_edge"]) for r in recs] == [(1, 1, 8), (2, 7, 5), (3, 13, 3)]
-    assert [r["skip_dropout"] for r in recs] == pytest.approx([0.1, 0.4, 0.7])
+    assert [r["skip_dropout"] for r in recs] == pytest.approx([0.0, 0.4, 0.7])  # the paper's, CIFAR-10
     assert all(r["lam"] == pytest.approx(-0.2) for r in recs)  # cosine start of each 1-epoch stage
     # stage 2's op sets are stage 1's final α pruned (the recorded α, an independent path)
     stage1 = {k: torch.tensor(v) for k, v in recs[0]["alphas"].items()}
@@ -267,3 +267,47 @@ def test_run_all_rows_pdarts(tmp_path) -> None:
         cfg = parse_config(aer_darts.AERConfig, shlex.split(line)[2:])
         assert (cfg.backbone, cfg.epochs, cfg.warmup, cfg.N) == ("pdarts", 3, 0, 1)
         assert (cfg.lam_neg, cfg.lam_pos) in ((-0.2, 0.2), (0.0, 0.0))
+
+
+def test_remaining_entropy_closed_form() -> None:
+    """H̄ over each edge's remaining ops: uniform α on an edge of k non-`none` ops gives log₂ k bits."""
+    from aer_darts import remaining_entropy
+    ops = ((NONE, SKIP, SEP3),) * 7 + ((SKIP, SEP3, DIL3),) * 7  # `none` left out on the first 7 edges
+    space = SearchSpace("t", "darts", {"normal": ops, "reduce": ops})
+    a = torch.zeros(14, 3, dtype=torch.float64, requires_grad=True)
+    h = remaining_entropy({"normal": a, "reduce": a}, space)
+    assert h.item() == pytest.approx((7 * 1.0 + 7 * math.log2(3)) / 14, abs=1e-12)
+    b = torch.zeros(14, 3, dtype=torch.float64)
+    b[:7, 0] = 50.0  # `none` huge: no effect where it is left out
+    b[7:, 0] = 50.0  # a real op huge: that edge is one-hot, H = 0
+    assert remaining_entropy({"normal": b, "reduce": b}, space).item() == pytest.approx(0.5, abs=1e-12)
+    h.backward()
+    assert torch.isfinite(a.grad).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "nb201"], "DARTS-skeleton"),
+    (["--space", "darts", "--partial-channels", "4"], "partial-channels"),
+    (["--space", "darts", "--epochs", "10"], "3 stages"),
+    (["--space", "darts", "--epochs", "6", "--warmup", "3"], "at most one stage"),
+    (["--space", "darts", "--skip-dropout", "0.1,0.2"], "one value per stage"),
+    (["--space", "darts", "--skip-dropout", "0.1,x,0.2"], "comma-separated"),
+])
+def test_pdarts_config_refusals(argv, message, capsys) -> None:
+    import aer_darts
+    from common.config import parse_config
+    with pytest.raises(SystemExit) as err:
+        parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", *argv])
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_pdarts_config_defaults() -> None:
+    import aer_darts
+    from common.config import parse_config
+    paper = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts"])
+    assert (paper.epochs, paper.warmup, paper.N, paper.dropout_rates()) == (75, 10, 5, (0.0, 0.4, 0.7))
+    c100 = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts", "--dataset", "cifar100"])
+    assert c100.dropout_rates() == (0.1, 0.2, 0.3)
+    authors = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
+    assert (authors.batch_size, authors.a_lr, authors.w_lr_min, authors.w_wd) == (96, 6e-4, 0.0, 3e-4)
+    assert authors.dropout_rates() == (0.1, 0.4, 0.7)
