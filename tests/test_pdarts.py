@@ -311,3 +311,32 @@ def test_pdarts_config_defaults() -> None:
     authors = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
     assert (authors.batch_size, authors.a_lr, authors.w_lr_min, authors.w_wd) == (96, 6e-4, 0.0, 3e-4)
     assert authors.dropout_rates() == (0.1, 0.4, 0.7)
+
+
+def _slow_rule(probs: list[list[float]], ops, max_skip: int) -> list[tuple[str, int]]:
+    """An independent formulation of the authors' rule: each edge's op is its last-maximal non-`none` op
+    (what dropping the first minimum repeatedly leaves), each node keeps its last-maximal two edges."""
+    p = [[0.0 if ops[e][o] == NONE else v for o, v in enumerate(row)] for e, row in enumerate(probs)]
+    while True:
+        best = [max((o for o in range(len(ops[e])) if ops[e][o] != NONE), key=lambda o, e=e: (p[e][o], o))
+                for e in range(14)]
+        keep = []
+        for node in range(2, 6):
+            ids = [e for e, (to, _) in enumerate(DARTS_EDGES) if to == node]
+            keep += sorted(sorted(ids, key=lambda e: (max(p[e]), e))[-2:])
+        skips = [e for e in keep if ops[e][best[e]] == SKIP]
+        if len(skips) <= max_skip:
+            return [(ops[e][best[e]], DARTS_EDGES[e][1]) for e in keep]
+        worst = min(skips, key=lambda e: (p[e][best[e]], e))
+        p[worst][best[worst]] = 0.0
+
+
+def test_restrict_skips_matches_slow_rule() -> None:
+    gen = torch.Generator().manual_seed(1)
+    opsets = [(NONE, SKIP, SEP3), (SKIP, SEP3, DIL3), (NONE, MAX, SKIP), (AVG, SKIP, SEP5)]
+    for trial in range(200):
+        ops = tuple(opsets[int(i)] for i in torch.randint(0, 4, (14,), generator=gen))
+        logits = torch.randint(-3, 4, (14, 3), generator=gen).double() * (2.0 if trial % 2 else 0.7)  # ties
+        probs = torch.softmax(logits, -1).tolist()  # what restrict_skips computes of α = logits, bit for bit
+        for m in (0, 1, 2, 8):
+            assert restrict_skips(logits, ops, DARTS_EDGES, m) == _slow_rule(probs, ops, m)
