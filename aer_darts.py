@@ -49,7 +49,8 @@ Defaults and their sources
   and sources: common/pdarts.py). In each stage the first `--warmup` (10) epochs train w only and λ follows
   the cosine over the rest of the stage (their PDARTS-AER/train_search_aer.py:124, 150); α step first-order.
   H̄ is over each edge's remaining ops, `none` left out where still present (paper §3.3); their code drops
-  column 0 of α in every stage (train_search_aer.py:298-299), `none` only while it is op 0: not reproduced.
+  column 0 of α in every stage (train_search_aer.py:298-299), `none` only while it is op 0 of the edge:
+  `--entropy-ops column0` (set by `--recipe authors`).
 - Everything else: the shared protocol, METHODS.md §1 (NB201's DARTS code).
 
 Choices where the paper is silent
@@ -129,6 +130,10 @@ class AERConfig(SearchConfig):
                                    "> 1, the authors' PC-DARTS-AER; pdarts: per stage, default 10)")
     skip_dropout: str | None = arg(None, "pdarts: initial skip-connect dropout of the 3 stages, comma-separated "
                                          "(default: P-DARTS paper 0,0.4,0.7; CIFAR-100 0.1,0.2,0.3)")
+    entropy_ops: str = arg("remaining", "pdarts: H̄ over each edge's remaining ops without `none` (paper §3.3), "
+                                        "or column0: α without its first column on every edge, whatever op it "
+                                        "is now (their PDARTS-AER train_search_aer.py:298-299)",
+                           choices=("remaining", "column0"))
     tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
 
@@ -145,7 +150,7 @@ class AERConfig(SearchConfig):
         if self.backbone == "pdarts":  # PDARTS-AER/train_search_aer.py:24-41, 124, 140
             return {**out, "batch_size": 96, "w_lr": 0.025, "w_lr_min": 0.0, "w_wd": 3e-4, "a_lr": 6e-4,
                     "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w",
-                    "skip_dropout": "0.1,0.4,0.7"}  # chenxin061/pdarts README.md:61-63
+                    "skip_dropout": "0.1,0.4,0.7", "entropy_ops": "column0"}  # pdarts README.md:61-63
         if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
             # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
             return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
@@ -234,9 +239,12 @@ def lam_at(epoch: int, cfg: AERConfig, epochs: int | None = None) -> float:
                                                                cfg.lam_pos, cfg.warmup)
 
 
-def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tensor:
+def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace, column0: bool = False) -> Tensor:
     """H̄ of Eq. 3 over each edge's remaining ops (P-DARTS stages: op sets differ per edge), `none` left
-    out where an edge still has it; the mean over all edges of both cells."""
+    out where an edge still has it; the mean over all edges of both cells. `column0`: the authors' code,
+    α's first column left out on every edge, whichever op it holds after pruning."""
+    if column0:
+        return architecture_entropy(alphas, drop=0)
     total, n = 0.0, 0
     for kind, a in alphas.items():
         has_none = torch.tensor([ops[0] == "none" for ops in space.edge_ops[kind]], device=a.device)
@@ -285,7 +293,9 @@ def search(cfg: AERConfig) -> dict:
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
 
         def entropy(m=model):
-            return remaining_entropy(m.alphas, m.space) if pdarts else architecture_entropy(m.alphas, drop)
+            if pdarts:
+                return remaining_entropy(m.alphas, m.space, cfg.entropy_ops == "column0")
+            return architecture_entropy(m.alphas, drop)
         # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS / P-DARTS)
         reg = None if lam == 0 else (lambda: lam * entropy())
 

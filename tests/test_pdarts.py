@@ -283,6 +283,9 @@ def test_remaining_entropy_closed_form() -> None:
     assert remaining_entropy({"normal": b, "reduce": b}, space).item() == pytest.approx(0.5, abs=1e-12)
     h.backward()
     assert torch.isfinite(a.grad).all()
+    # the authors' column 0 on every edge: the first 7 leave out `none` (1 bit), the last 7 leave out the
+    # huge skip: the remaining sep3, dil3 are uniform (1 bit)
+    assert remaining_entropy({"normal": b, "reduce": b}, space, column0=True).item() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -310,7 +313,8 @@ def test_pdarts_config_defaults() -> None:
     assert c100.dropout_rates() == (0.1, 0.2, 0.3)
     authors = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
     assert (authors.batch_size, authors.a_lr, authors.w_lr_min, authors.w_wd) == (96, 6e-4, 0.0, 3e-4)
-    assert authors.dropout_rates() == (0.1, 0.4, 0.7)
+    assert authors.dropout_rates() == (0.1, 0.4, 0.7) and authors.entropy_ops == "column0"
+    assert paper.entropy_ops == "remaining"
 
 
 def _slow_rule(probs: list[list[float]], ops, max_skip: int) -> list[tuple[str, int]]:
