@@ -249,7 +249,9 @@ class PdartsRun(SearchRun):
     `cfg.epochs` = stages × `schedule.epochs`; `cfg.N` and `cfg.C` are the first stage's depth and width.
     At the first epoch of each later stage the current α prune the op sets (`prune_space`), a fresh
     supernet with fresh α and fresh optimizers is built for the next depth, and the cosine lr of w
-    restarts (each stage has its own scheduler in the authors' code, ts line 141). The stage and its op
+    restarts (each stage has its own scheduler in the authors' code, ts line 141; they step it before each
+    epoch, ts line 147, so their epoch e trains at the cosine's value for e + 1 — ours at e, the usual
+    order, as in the other searches). The stage and its op
     sets are method state: a checkpoint restores the stage's supernet before its weights, so a resume at
     any epoch, a stage boundary included, continues bit-identically.
 
