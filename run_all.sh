@@ -171,6 +171,7 @@ groupable() {  # $1 = space, $2 = the row's flags: whether --seeds batches the r
   # tests/test_run_all_groups.py checks every row of the matrix against them.
   [ "$1" = s4 ] && return 1                                       # S4's noise op: global RNG in the step
   [[ " $2 " == *" --backbone gdas "* ]] && return 1               # GDAS backbones (EDD ETS-GDAS, AER)
+  [[ " $2 " == *" --backbone pdarts "* ]] && return 1             # AER's P-DARTS: a new supernet per stage
   [[ " $2 " == *" --objective "* && " $2 " != *" --objective mixed "* ]] && return 1  # SP eq13/expected
   if [[ "$2" == edd_darts.py* ]] && [[ " $2 " == *" --schedule edd "* || " $2 " != *" --schedule "* ]]; then
     [[ " $2 " == *" --sn-unit-off "* ]] && return 1               # --sn-unit-off under Eq. 15's schedule
