@@ -600,10 +600,14 @@ def _alpha_plot(run: Run, path: Path) -> str:
     per_epoch = [(int(m.get("epoch", i + 1)), m["alphas"]) for i, m in enumerate(run.metrics)
                  if isinstance(m.get("alphas"), dict)]
     kind = "normal"
+    staged = per_epoch and any(np.shape(a[kind]) != np.shape(per_epoch[0][1][kind]) for _, a in per_epoch)
+    if staged:  # P-DARTS: later stages prune the op sets (the names below are the first stage's)
+        per_epoch = [(e, a) for e, a in per_epoch if np.shape(a[kind]) == np.shape(per_epoch[0][1][kind])]
     if per_epoch:
         epochs = [e for e, _ in per_epoch]
         w = _softmax(np.asarray([a[kind] for _, a in per_epoch], dtype=np.float64))  # (T, E, M)
-        title = f"softmax(α) per edge over epochs — {run.label}, seed {run.args.get('seed', '?')}"
+        title = (f"softmax(α) per edge over epochs — {run.label}, seed {run.args.get('seed', '?')}"
+                 + (" (first P-DARTS stage)" if staged else ""))
     else:
         w = _softmax(np.asarray(run.result["alphas"][kind], dtype=np.float64))[None]  # (1, E, M)
         title = (f"final softmax(α) per edge — {run.label}, seed {run.args.get('seed', '?')} "

@@ -239,6 +239,11 @@ def test_pdarts_aer_three_stages_resume_across_stage_boundary(shared_data, tmp_p
     assert _records(cut) == recs  # every metric, α of all stages included, bit for bit
     resumed = json.loads((cut / "result.json").read_text())
     assert resumed["alphas"] == result["alphas"] and resumed["genotype"] == result["genotype"]
+    from common.report import collect_runs, make_plots
+    notes: list[str] = []
+    written = make_plots(collect_runs(full), tmp_path / "report", alpha_run=full, notes=notes)
+    assert any("alpha_evolution" in str(p) for p in written)  # α of changing shape: the first stage's
+    assert any("first P-DARTS stage" in n for n in notes), notes
 
 
 def test_run_all_rows_pdarts(tmp_path) -> None:
