@@ -6,8 +6,8 @@ remaining ops with α re-initialised, skip-connect is followed by a scheduled dr
 normal cell keeps at most M skip-connects. AER-DARTS (paper 001, Tables 2-3, Fig. 5) adds its
 regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS.
 
-Every number below is the authors' public code, github.com/chenxin061/pdarts at b880e87
-(`train_search.py` = ts, `model_search.py` = ms):
+The numbers and their sources: the authors' public code, github.com/chenxin061/pdarts at b880e87
+(`train_search.py` = ts, `model_search.py` = ms), and the P-DARTS paper where it says otherwise:
 
 - depth 5 / 11 / 17 cells: `--layers 5` (ts line 31) plus `add_layers = [0, 6, 12]` (ts line 118);
 - width C 16 (ts line 30) plus `add_width = [0, 0, 0]` (ts line 114);
@@ -16,8 +16,8 @@ Every number below is the authors' public code, github.com/chenxin061/pdarts at 
   np.argmin, ts line 367); after the last stage `none` goes first (`get_min_k_no_zero`, ts lines 183, 372);
 - 25 epochs per stage (ts line 29), the first 10 train w only (`eps_no_archs = [10, 10, 10]`, ts line 123);
 - initial skip-connect dropout rates per stage: 0.0 / 0.4 / 0.7 on CIFAR-10 and 0.1 / 0.2 / 0.3 on
-  CIFAR-100 in the P-DARTS paper (§4.1, arXiv 1904.12760; not among ../shared/papers, read from its
-  summaries); 0.1 / 0.4 / 0.7 in the search command of the authors' README (lines 61-63; the code's own
+  CIFAR-100 in the P-DARTS paper (its search settings, arXiv 1904.12760; not among ../shared/papers:
+  read from public summaries of it, e.g. alexhex7.github.io's notes, "3.1 Details"); the default here; 0.1 / 0.4 / 0.7 in the search command of the authors' README (lines 61-63; the code's own
   default is 0.0, ts line 122); paper 001 line 281 gives 0.0 / 0.3 / 0.6 with 5 / 8 / 11 cells and
   C 16 / 28 / 40 for its ImageNet-transfer search. The rate decays within a stage:
   p = p0 · (E − e − 1)/E during the warm-up (ts line 153), p0 · exp(−0.2 (e − warm-up)) after it
@@ -26,7 +26,7 @@ Every number below is the authors' public code, github.com/chenxin061/pdarts at 
 - the final rule: at most M = 2 skip-connects in the normal cell. While there are more, the selected
   skip-connect of least softmax(α) gets weight 0 and the cell is derived again (ts lines 250-258,
   `delete_min_sk_prob` line 407, `keep_1_on` line 429, `keep_2_branches` line 441). The code logs the
-  genotypes for M = 8 … 0 (ts lines 250-251); the P-DARTS paper (Sec. 3.3) uses M = 2.
+  genotypes for M = 8 … 0 (ts lines 250-251); the P-DARTS paper uses M = 2.
 """
 from __future__ import annotations
 
