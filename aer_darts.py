@@ -79,9 +79,10 @@ Choices where the paper is silent
   `model.parameters()` holds no α (α are plain Variables there), so `--clip-scope w`. Not reproduced: their
   PC edge weights start at 1e-3·randn (ours 0). GDAS on the DARTS skeleton and S1–S4: no authors' script.
 - `--backbone pdarts` (PDARTS-AER/train_search_aer.py: 24-41, 124, 140; = chenxin061/pdarts): batch 96,
-  w lr 0.025 → 0, w wd 3e-4, α lr 6e-4 wd 1e-3 β1 0.5, 3 × 25 epochs, 10 warm-up epochs per stage, 5
-  cells. Not reproduced: their clip of the α gradient at 5 (line 307); the paper recipe keeps the shared
-  hyperparameters (the paper says PDARTS's, §4.2.1: use `--recipe authors`, as run_all.sh does).
+  w lr 0.025 → 0, w wd 3e-4, SGD without Nesterov (134-138), α lr 6e-4 wd 1e-3 β1 0.5, 3 × 25 epochs,
+  10 warm-up epochs per stage, 5 cells. Not reproduced: their clip of the α gradient at 5 (line 307).
+  The paper recipe keeps the shared hyperparameters (the paper says PDARTS's, §4.2.1: use `--recipe
+  authors`, as run_all.sh does).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc., 3 runs): DARTS-V1-AER 76.68 ± 8.15,
 DARTS-V2-AER 70.92 ± 0.00, GDAS-AER 93.46 ± 0.21 (DARTS-V1/V2 54.30, GDAS 93.57 ± 0.15). Not yet
@@ -150,7 +151,8 @@ class AERConfig(SearchConfig):
         if self.backbone == "pdarts":  # PDARTS-AER/train_search_aer.py:24-41, 124, 140
             return {**out, "batch_size": 96, "w_lr": 0.025, "w_lr_min": 0.0, "w_wd": 3e-4, "a_lr": 6e-4,
                     "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w",
-                    "skip_dropout": "0.1,0.4,0.7", "entropy_ops": "column0"}  # pdarts README.md:61-63
+                    "skip_dropout": "0.1,0.4,0.7", "entropy_ops": "column0",  # pdarts README.md:61-63
+                    "w_nesterov": False}  # their SGD (train_search_aer.py:134-138) has no Nesterov
         if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
             # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
             return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",

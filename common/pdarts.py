@@ -294,7 +294,7 @@ class PdartsRun(SearchRun):
         self.skip_dropouts = install_skip_dropout(model)
         self.w_params, self.a_params = model.weight_parameters(), model.arch_parameters()
         self.w_optimizer = torch.optim.SGD(self.w_params, cfg.w_lr, momentum=cfg.w_momentum,
-                                           weight_decay=cfg.w_wd, nesterov=cfg.w_momentum > 0)
+                                           weight_decay=cfg.w_wd, nesterov=cfg.w_nesterov and cfg.w_momentum > 0)
         self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
                                             weight_decay=cfg.a_wd, capturable=cfg.cuda_graphs)
         self._remember_stage()

@@ -319,6 +319,7 @@ def test_pdarts_config_defaults() -> None:
     authors = parse_config(aer_darts.AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
     assert (authors.batch_size, authors.a_lr, authors.w_lr_min, authors.w_wd) == (96, 6e-4, 0.0, 3e-4)
     assert authors.dropout_rates() == (0.1, 0.4, 0.7) and authors.entropy_ops == "column0"
+    assert not authors.w_nesterov and paper.w_nesterov
     assert paper.entropy_ops == "remaining"
 
 
