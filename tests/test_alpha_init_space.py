@@ -7,13 +7,14 @@ import json
 
 import pytest
 import torch
+from helpers import discrete_nb201
 from torch.nn import functional as F
 
 from common.config import SearchConfig, parse_config
 from common.genotypes import derive_genotype, genotype_weights
 from common.nb201 import NB201Table, parse_arch_str
 from common.spaces import SPACES
-from common.supernet import NB201Cell, Supernet
+from common.supernet import Supernet
 
 THREE = ("skip_connect", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -84,21 +85,6 @@ def test_three_op_cells_are_answered_by_the_nb201_table(nb201_csv):
     assert all(0 < table.query(a)["cifar10_test"] < 100 for a in list(derived)[:20])
 
 
-def _discrete(model: Supernet, x: torch.Tensor, choice: tuple[int, ...]) -> torch.Tensor:
-    """An independent discrete network: per edge only the chosen op of the space's list runs."""
-    h = model.stem(x)
-    for cell in model.cells:
-        if not isinstance(cell, NB201Cell):
-            h = cell(h)
-            continue
-        nodes = [h]
-        for node in range(1, 4):
-            terms = [cell.mixed[e].ops[choice[e]](nodes[src]) for e, (to, src) in enumerate(cell.edges) if to == node]
-            nodes.append(sum(terms[1:], terms[0]))
-        h = nodes[-1]
-    return model.classifier(F.adaptive_avg_pool2d(model.lastact(h), 1).flatten(1))
-
-
 @pytest.mark.parametrize("fast", [False, True])
 def test_three_op_one_hot_supernet_equals_discrete_net(fast):
     from common.fast import FastSupernet
@@ -110,7 +96,7 @@ def test_three_op_one_hot_supernet_equals_discrete_net(fast):
     for _ in range(4):
         choice = tuple(torch.randint(3, (6,), generator=gen).tolist())
         w = F.one_hot(torch.tensor(choice), 3).double()
-        assert torch.equal(model(x, {"normal": w}), _discrete(model, x, choice))
+        assert torch.equal(model(x, {"normal": w}), discrete_nb201(model, x, [THREE[c] for c in choice]))
 
 
 @pytest.mark.slow

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_and_kill_after_epoch_1
 
 from common.baseline import DartsConfig, search
 from common.config import build_parser
@@ -55,15 +54,7 @@ def test_killed_after_epoch_one_resumes_to_identical_alphas(shared_data, tmp_pat
     ref = tmp_path / "ref"
     assert _baseline(*common, "--out", str(ref)).returncode == 0
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "common.baseline", *common, "--out", str(cut)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if (cut / "metrics.jsonl").exists() and (cut / "metrics.jsonl").read_text().count("\n") >= 1:
-            proc.send_signal(signal.SIGKILL)  # a hard kill somewhere after epoch 1's checkpoint
-            break
-        time.sleep(0.05)
-    proc.wait()
+    run_and_kill_after_epoch_1([sys.executable, "-m", "common.baseline", *common, "--out", str(cut)], cut, ROOT)
     assert not (cut / "result.json").exists(), "the run finished before it could be killed"
     rerun = _baseline(*common, "--out", str(cut))  # without --resume: refuses, loses nothing
     assert rerun.returncode == 2 and "--resume" in rerun.stderr

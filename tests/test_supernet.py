@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+from helpers import discrete_nb201
 from hypothesis import given
 from hypothesis import strategies as st
 from torch.nn import functional as F
@@ -14,24 +15,7 @@ from common.fast import FastSupernet
 from common.nb201 import NB201_OPS, arch_str_to_onehot, format_arch_str
 from common.ops import channel_shuffle
 from common.spaces import SPACES
-from common.supernet import NB201Cell, Supernet, edge_normalisation
-
-
-def _discrete_nb201(model: Supernet, x: torch.Tensor, ops: list[str]) -> torch.Tensor:
-    """An independent discrete NB201 network: per edge only the chosen op, `none` edges left out."""
-    h = model.stem(x)
-    for cell in model.cells:
-        if not isinstance(cell, NB201Cell):
-            h = cell(h)
-            continue
-        nodes = [h]
-        for node in range(1, 4):
-            terms = [cell.mixed[e].ops[NB201_OPS.index(ops[e])](nodes[src])
-                     for e, (to, src) in enumerate(cell.edges) if to == node and ops[e] != "none"]
-            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(h))
-        h = nodes[-1]
-    h = model.lastact(h)
-    return model.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
+from common.supernet import Supernet, edge_normalisation
 
 
 @given(st.lists(st.sampled_from(NB201_OPS), min_size=6, max_size=6))
@@ -41,7 +25,7 @@ def test_nb201_one_hot_equals_discrete_cell(ops: list[str]) -> None:
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     arch = format_arch_str(ops)
     y_super = model(x, {"normal": arch_str_to_onehot(arch, dtype=torch.float64)})
-    y_disc = _discrete_nb201(model, x, ops)
+    y_disc = discrete_nb201(model, x, ops)
     assert torch.equal(y_super, y_disc)
 
 

@@ -4,14 +4,13 @@ kill + resume bit-identity, the NaN guard, and one-line errors for bad genotypes
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_and_kill_after_epoch_1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
@@ -305,15 +304,8 @@ def test_killed_run_resumes_bit_identically(shared_data: Path, tmp_path: Path) -
     ref = tmp_path / "ref"
     main([*common, "--out", str(ref)])  # uninterrupted, in this process
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "common.train", *common, "--out", str(cut)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if (cut / "metrics.jsonl").exists() and (cut / "metrics.jsonl").read_text().count("\n") >= 1:
-            proc.send_signal(signal.SIGKILL)  # a hard kill after epoch 1's checkpoint
-            break
-        time.sleep(0.02)
-    proc.wait()
+    run_and_kill_after_epoch_1([sys.executable, "-m", "common.train", *common, "--out", str(cut)], cut, ROOT,
+                               poll_s=0.02)
     assert not (cut / "result.json").exists(), "the run finished before it could be killed"
     with pytest.raises(SystemExit) as refused:  # without --resume: refuses, loses nothing
         main([*common, "--out", str(cut)])
