@@ -122,13 +122,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def _jsonable(x: Any) -> Any:
-    if isinstance(x, Tensor):
-        return x.item() if x.numel() == 1 else x.tolist()
-    if isinstance(x, Genotype):
-        return x._asdict()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None  # as json_safe writes it: NaN/inf are not JSON
-    return x
+    """A schedule value as plain JSON (`json_safe`), a one-element tensor as its number."""
+    return json_safe(x.item() if isinstance(x, Tensor) and x.numel() == 1 else x)
 
 
 def _write_fault(path: Path, err: Exception, kept: str) -> RunError:
