@@ -519,7 +519,7 @@ class SearchRun:
             self._time_cpu_step()
             if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
                 self.check_finite()
-                if cfg.progress:
+                if not bar.disable:  # a shown bar only: running_means reads the sums on the host
                     bar.set_postfix(self.running_means(), refresh=False)
 
     def _time_cpu_step(self) -> None:
