@@ -143,6 +143,12 @@ class SearchConfig:
     derive_decimals: int | None = arg(None, "DARTS-skeleton derivation: rank the weights softmax(α/T) rounded "
                                             "to this many decimals, ties to the later input (the SP authors' "
                                             "genotype(): 4); default None: exact")
+    derive_ties: str = arg("later-input", "with --derive-decimals, which of equal rounded weights wins: later-input "
+                                          "(the SP authors' DARTS-space genotype(): of equal edges the later input, "
+                                          "of equal ops the first) or earlier-input (the S1-S4 genotype() of the "
+                                          "SmoothDARTS forks: of equal edges the earlier input, of equal ops the last; "
+                                          "chaoji90/SP-DARTS SmoothDARTS/sota/cnnmul/model_search.py:192-211)",
+                           choices=("later-input", "earlier-input"))
     loader: str = arg("auto", "data path: auto (device-resident on CUDA, else torch), device (the split "
                               "kept on the device), torch (a DataLoader)",
                       choices=("auto", "device", "torch"))
@@ -203,8 +209,9 @@ class SearchConfig:
     def authors_recipe(self) -> dict[str, Any]:
         """The authors' published search settings for this space/dataset: field → value.
 
-        Called before `resolve()` (fields still hold the parsed values). A script without public code
-        raises ConfigError with its one-line reason.
+        Called before `resolve()` (fields still hold the parsed values; `self._explicit`, the names of the
+        flags given explicitly, lets a recipe require one, e.g. a value the authors swept). A script
+        without public code raises ConfigError with its one-line reason.
         """
         raise ConfigError(f"--recipe authors: {type(self).__name__} defines no authors' recipe")
 
@@ -215,6 +222,7 @@ def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, A
         return {}
     cfg._recipe_applied = True  # type: ignore[attr-defined]  # not a field: args.json and equality ignore it
     explicit = set(explicit)
+    cfg._explicit = frozenset(explicit)  # type: ignore[attr-defined]  # a recipe may require a flag be given
     known = {f.name for f in dataclasses.fields(cfg)}
     applied = {}
     for name, value in cfg.authors_recipe().items():

@@ -45,7 +45,8 @@ DARTS_V2 = Genotype(  # Liu et al. 2019, as published; used to check `genotype_p
 
 
 def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: tuple[tuple[int, int], ...],
-                gamma: Tensor | None = None, later_wins_ties: bool = False) -> list[tuple[str, int]]:
+                gamma: Tensor | None = None, later_wins_ties: bool = False,
+                later_op_wins_ties: bool = False) -> list[tuple[str, int]]:
     """Top-2 incoming edges per node by their best non-`none` weight; the argmax non-`none` op of each.
 
     Args:
@@ -55,7 +56,7 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
         edges: (to, from) per edge.
         gamma: optional (E,) PC-DARTS edge weights; the ranking uses weights·γ (not for log weights).
         later_wins_ties: edges of equal weight rank the later input first (default: the earlier one).
-            Within an edge the first of equal ops wins either way.
+        later_op_wins_ties: within an edge the last of equal ops wins (default: the first).
     """
     w = weights.detach().double().cpu()
     if gamma is not None:
@@ -67,7 +68,7 @@ def derive_cell(weights: Tensor, edge_ops: tuple[tuple[str, ...], ...], edges: t
             if to != node:
                 continue
             allowed = [o for o, name in enumerate(edge_ops[e]) if name != "none"]
-            best = max(allowed, key=lambda o: w[e, o].item())
+            best = max(allowed[::-1] if later_op_wins_ties else allowed, key=lambda o: w[e, o].item())
             cands.append((w[e, best].item(), src, edge_ops[e][best]))
         cands.sort(key=lambda c: (-c[0], -c[1] if later_wins_ties else c[1]))
         cell += [(op, src) for _, src, op in sorted(cands[:2], key=lambda c: c[1])]
@@ -81,7 +82,7 @@ def nb201_columns(space: SearchSpace) -> list[int]:
 
 def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
                     gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
-                    later_wins_ties: bool = False) -> str | Genotype:
+                    later_wins_ties: bool = False, later_op_wins_ties: bool = False) -> str | Genotype:
     """The discrete architecture of given weights: an NB201 arch string, or a `Genotype` on the DARTS skeleton.
 
     The weights are compared as given (float64). A search derives through `derive_from_alphas`.
@@ -96,8 +97,8 @@ def derive_genotype(weights: Mapping[str, Tensor], space: SearchSpace,
             w = w.new_full((w.shape[0], len(NB201_OPS)), float("-inf")).index_copy(
                 1, torch.tensor(cols, device=w.device), w)
         return derive_arch_str(w, exclude_none=exclude_none)
-    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k), later_wins_ties)
-             for k in ("normal", "reduce")}
+    cells = {k: derive_cell(weights[k], space.edge_ops[k], space.edges, gammas.get(k), later_wins_ties,
+                            later_op_wins_ties) for k in ("normal", "reduce")}
     return Genotype(cells["normal"], [2, 3, 4, 5], cells["reduce"], [2, 3, 4, 5])
 
 
@@ -122,7 +123,7 @@ def ranking_weights(alphas: Mapping[str, Tensor], temperature: float = 1.0,
 
 def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, temperature: float = 1.0,
                        gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
-                       decimals: int | None = None) -> str | Genotype:
+                       decimals: int | None = None, ties: str = "later-input") -> str | Genotype:
     """The derived architecture of α, ranked by the weights softmax(α/T)·γ a method trained with.
 
     Args:
@@ -134,6 +135,11 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         decimals: DARTS skeleton: rank float32 softmax(α/T)·γ rounded to this many decimals, equal edges
             → the later input (the SP authors' `genotype(temp)`, chaoji90/SP-DARTS SP-DARTS/model_search.py
             lines 139-165: 4 decimals). Default None: exact ranking.
+        ties: with `decimals`, `later-input` (equal edges → the later input, equal ops → the first; the SP
+            authors' DARTS-space genotype) or `earlier-input` (equal edges → the earlier input, equal ops →
+            the last: `sorted` on −max, then `>=`, in the S1-S4 genotype() of the SmoothDARTS forks,
+            chaoji90/SP-DARTS SmoothDARTS/sota/cnnmul/model_search.py lines 192-211 and chaoji90/PCDEDD
+            SmoothDARTS/sota/pcdedd/model_search_cyc.py lines 194-213, 3 decimals).
 
     Returns:
         NB201: the arch string of argmax α per edge (exact: α itself, not a rounded softmax; γ > 0 and
@@ -150,7 +156,10 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         if kind in gammas:
             w = w * gammas[kind].detach().float().cpu()[:, None]
         rounded[kind] = torch.round(w, decimals=decimals)
-    return derive_genotype(rounded, space, later_wins_ties=True)
+    if ties not in ("later-input", "earlier-input"):
+        raise ValueError(f"ties must be later-input or earlier-input (got {ties!r})")
+    later = ties == "later-input"
+    return derive_genotype(rounded, space, later_wins_ties=later, later_op_wins_ties=not later)
 
 
 def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:

@@ -613,7 +613,7 @@ class SearchRun:
         """The derived architecture, edges ranked by softmax(α/T) (× γ with edge normalisation), T =
         `temperature`, the method's training temperature; on NB201 the argmax of α itself."""
         return derive_from_alphas(self.model.alphas, self.model.space, temperature, self.model.edge_gammas(),
-                                  self.cfg.exclude_none, self.cfg.derive_decimals)
+                                  self.cfg.exclude_none, self.cfg.derive_decimals, self.cfg.derive_ties)
 
     def discrete_weights(self, genotype: str | Genotype) -> dict[str, Tensor]:
         """One-hot op weights of the derived cell (dropped DARTS edges get all-zero rows)."""
