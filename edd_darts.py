@@ -181,17 +181,20 @@ class EDDConfig(SearchConfig):
     pcd_shape: str = arg("saw", "PCD calendar: saw (t0…t_{P-1} by decay step, restarting) or updown (authors: "
                                 "by epoch %% P, t0, t1…t_{P/2}, …, t1; t1…tP from --late-from)",
                          choices=("saw", "updown"))
+    w_double_softmax: bool = arg(False, "the w step's forward weighs the ops by softmax(softmax(α)/t), the α step "
+                                        "by softmax(α/t) (authors' S1-S4 scripts: model.softmax_arch_parameters() "
+                                        "before model(input, temp), SmoothDARTS/sota/pcdedd/train_search_pl.py:255-266, "
+                                        "model_search_cyc.py:124-125, 163-166; off)")
 
     def authors_recipe(self) -> dict[str, Any]:
-        """The authors' NB201 / DARTS-space search scripts (module docstring, "--recipe authors")."""
+        """The authors' NB201 / DARTS-space / S1-S4 search scripts (module docstring, "--recipe authors")."""
         pcd = self.schedule == "pcd"
         if self.backbone == "gdas" or self.schedule in ("ets", "none"):
             raise ConfigError("--recipe authors: the authors published EDD and PCD scripts only (no ETS-GDAS/ETS)")
         skeleton = SPACES[self.space].skeleton
-        if skeleton == "darts" and self.space not in ("darts", "darts-nonone"):
-            raise ConfigError(f"--recipe authors: their S1-S4 scripts (SmoothDARTS/sota/pcdedd) are not "
-                              f"transcribed here; use --recipe paper on {self.space}")
         common = dict(w_lr=0.025, w_lr_min=None, a_wd=0.0, clip_scope="official", e_a=3.99e-4, t0_exp_one=True)
+        if self.space in S_SWEPT:  # chaoji90/PCDEDD SmoothDARTS/sota/pcdedd/train_search_{pl,cyc}.py
+            return {**common, **s_space_recipe(self, pcd)}
         if skeleton == "nb201":  # AutoDL-Projects_{edd,pcd}: DARTS.config, DARTS-V1-10/-100.sh, -.py
             common.update(batch_size=256, w_wd=5e-4, epochs=50)
             if pcd:  # warm-up 5 in DARTS-V1-10.py (CIFAR-10), 10 in DARTS-V1-100.py (CIFAR-100)
@@ -210,6 +213,9 @@ class EDDConfig(SearchConfig):
 
     def resolve(self) -> None:
         gdas = self.backbone == "gdas"
+        if self.w_double_softmax and (gdas or self.clip_scope == "official"):
+            raise ConfigError("--w-double-softmax applies to --backbone darts with --clip-scope w (the authors' "
+                              "S1-S4 scripts clip model.parameters(), which holds no α)")
         if self.epochs is None:  # filled first: the shared checks compare it with 1
             self.epochs = 250 if gdas else 50
         super().resolve()
@@ -238,6 +244,32 @@ class EDDConfig(SearchConfig):
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
+
+
+#: S1-S4: the authors' `--decay_strength` per script, swept in chaoji90/PCDEDD README.md (S1-S4 section), no
+#: value per space or dataset: (our flag, the values, their script).
+S_SWEPT = {"s1", "s2", "s3", "s4"}
+S_DECAY_SWEEP = {False: ("lam", "0.12, 0.24, 0.48, 0.96", "train_search_pl.py"),
+                 True: ("pcd_d", "0.1, 0.11, 0.12, 0.13", "train_search_cyc.py")}
+
+
+def s_space_recipe(cfg: EDDConfig, pcd: bool) -> dict[str, Any]:
+    """The authors' S1-S4 EDD (`pcd` False) or PCD script, SmoothDARTS/sota/pcdedd/train_search_{pl,cyc}.py
+    (lines in the module docstring); their swept `--decay_strength` must be given (ConfigError)."""
+    flag, values, script = S_DECAY_SWEEP[pcd]
+    if flag not in getattr(cfg, "_explicit", ()):
+        raise ConfigError(f"--recipe authors on {cfg.space}: give --{flag.replace('_', '-')} (their {script} "
+                          f"--decay_strength; the README sweeps {values}, with no value per space or dataset)")
+    if cfg.dataset not in ("cifar10", "cifar100", "svhn"):
+        raise ConfigError(f"--recipe authors on {cfg.space}: their {script} searches cifar10, cifar100 or svhn "
+                          f"(not {cfg.dataset})")
+    out = dict(batch_size=192, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, epochs=50, clip_scope="w",
+               softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", w_double_softmax=True,
+               derive_decimals=3, derive_ties="earlier-input")
+    if pcd:
+        return {**out, "schedule": "pcd", "pcd_shape": "updown", "pcd_period": 10, "late_from": 40, "warmup": 0}
+    return {**out, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam_late": 2 * cfg.lam,
+            "rho": 0.5, "entropy": "mean", "entropy_cells": "normal"}
 
 
 # ----------------------------------------------------------------------------- sn-softmax (Alg. 1)
@@ -444,6 +476,16 @@ def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
             for k, a in alphas.items()}
 
 
+def step_forwards(run: SearchRun, t: float | Tensor, s: float | Tensor, softmax: str, sn_kinds: Iterable[str] | None,
+                  double: bool = False) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """(α step's, w step's) forward at temperature t: op_weights of α (Alg. 1 / Eq. 3); with `double`
+    (--w-double-softmax, the authors' S1-S4 scripts) the w step's weights are softmax(softmax(α)/t)."""
+    forward = run.forward(lambda: op_weights(run.model.alphas, t, s, softmax, sn_kinds))
+    if not double:
+        return forward, forward
+    return forward, run.forward(lambda: op_weights(softmax_weights(run.model.alphas), t, s, "normal"))
+
+
 def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
     """Why `--seeds` refuses cfg, or None. `planning` (run_all.sh's grouping): also where it may refuse
     mid-run, --sn-unit-off under Eq. 15's entropy-driven schedule (the replicas' t can disagree about 1)."""
@@ -492,10 +534,11 @@ def search(cfg: EDDConfig) -> dict:
             raise RunError("--sn-unit-off with --seeds: the replicas' temperatures are 1 for some and not for "
                            "others this epoch (one softmax kind per batched step); run one --seed per process")
         softmax = "normal" if cfg.sn_unit_off and unit == {True} else cfg.softmax
-        forward = gdas_forward(t) if gdas else run.forward(lambda: op_weights(model.alphas, t, s, softmax, sn_kinds))
+        forward, forward_w = ((gdas_forward(t),) * 2 if gdas
+                              else step_forwards(run, t, s, softmax, sn_kinds, cfg.w_double_softmax))
 
         def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
-            return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
+            return (*w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
                     *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
