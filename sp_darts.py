@@ -103,7 +103,7 @@ from torch.nn import functional as F
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
 from common.run import RunError, SearchRun, main_guard
-from common.search import alpha_step, entropy_stats, w_step
+from common.search import alpha_step, entropy_stats, softmax_weights, w_step
 from common.spaces import SPACES
 
 # Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
@@ -132,7 +132,9 @@ class SPConfig(SearchConfig):
                                    "softmax(α)); default ratio * t_sp")
     p_low: float = arg(0.0, "p_low of Eq. 20 (Tables II/IV: 0)")
     p_up: float | None = arg(None, "p_up of Eq. 20; default NB201: 1 on cifar10, 0.9 on "
-                                   "cifar100/imagenet16-120 (Table II); DARTS/S1-S4: 1 (Table IV)")
+                                   "cifar100/imagenet16-120 (Table II); DARTS/S1-S4: 1 (Table IV); above 1, p "
+                                   "reaches 1 before the last epoch and stays (authors' S1-S4 script: 1.1, "
+                                   "SmoothDARTS/sota/cnnmul/train_search.py:166-172)")
     warmup: int = arg(1, "i_wp of Eq. 20 (Tables II/IV: 1): p = 0 while epoch + 1 < i_wp, p_low at "
                          "epoch + 1 = i_wp (epoch 0-based)")
     objective: str = arg("mixed", "mixed: Algorithm 1, one temperature per batch; eq13: L(a_sm) + L(a_sp) "
@@ -144,6 +146,10 @@ class SPConfig(SearchConfig):
                                         "its ratio to t_sp (default: t_sp)")
     t_warmup: float | None = arg(None, "temperature of both branches in the warm-up epochs (epoch < --warmup; "
                                        "authors' DARTS-space script: 10; default t_sm)")
+    w_double_softmax: bool = arg(False, "the w step's forward weighs the ops by softmax(softmax(α)/t), the α step "
+                                        "by softmax(α/t) (authors' S1-S4 script: model.softmax_arch_parameters() "
+                                        "before model(input, temp), SmoothDARTS/sota/cnnmul/train_search.py:238-249, "
+                                        "model_search.py:129-134, 161-164; off)")
 
     def authors_recipe(self) -> dict[str, Any]:
         """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
@@ -154,9 +160,16 @@ class SPConfig(SearchConfig):
             if NUM_CLASSES[self.dataset] <= 10:
                 return {**out, "t_sp": 1.1e-3, "p_up": 1.0}
             return {**out, "t_sp": 1.3e-3, "p_up": 0.9, "freeze_from": 45, "t_sp_late": 6e-4}
-        if self.space not in ("darts", "darts-nonone"):
-            raise ConfigError(f"--recipe authors: their S1-S4 script (SmoothDARTS/sota/cnnmul) is not "
-                              f"transcribed here; use --recipe paper on {self.space}")
+        if self.space in ("s1", "s2", "s3", "s4"):  # SmoothDARTS/sota/cnnmul/train_search.py (module docstring)
+            if "t_sp" not in getattr(self, "_explicit", ()):
+                raise ConfigError(f"--recipe authors on {self.space}: give --t-sp (the paper and README sweep 4e-4, "
+                                  f"5e-4, 6e-4, 7e-4 per space and dataset; their train_search.py:171 hard-codes 3e-4)")
+            if self.dataset not in ("cifar10", "cifar100", "svhn"):
+                raise ConfigError(f"--recipe authors on {self.space}: their train_search.py searches cifar10, "
+                                  f"cifar100 or svhn (not {self.dataset})")
+            return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_wd=0.0,
+                        epochs=50, warmup=0, p_low=0.8, p_up=1.1, t_sm_ratio=10.0, clip_scope="w",
+                        w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input")
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
                     warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
                     w_nesterov=False,
@@ -177,9 +190,10 @@ class SPConfig(SearchConfig):
         self.t_sm = self.t_sm_ratio * self.t_sp if self.t_sm is None else self.t_sm
         if not 0 < self.t_sm < math.inf:
             raise ConfigError(f"--t-sm must be > 0 (got {self.t_sm})")
-        for name in ("p_low", "p_up"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1] (got {getattr(self, name)})")
+        if not 0.0 <= self.p_low <= 1.0:
+            raise ConfigError(f"--p-low must be in [0, 1] (got {self.p_low})")
+        if not self.p_up >= 0.0:
+            raise ConfigError(f"--p-up must be >= 0 (got {self.p_up}; p is capped at 1)")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0 (got {self.warmup})")
         self.t_sp_late = self.t_sp if self.t_sp_late is None else self.t_sp_late
@@ -190,6 +204,9 @@ class SPConfig(SearchConfig):
             raise ConfigError(f"--freeze-from must be >= 1 (got {self.freeze_from})")
         if self.clip_scope == "official" and self.objective != "mixed":
             raise ConfigError("--clip-scope official applies to --objective mixed (the authors' scheme) only")
+        if self.w_double_softmax and (self.objective != "mixed" or self.clip_scope == "official"):
+            raise ConfigError("--w-double-softmax applies to --objective mixed with --clip-scope w (the authors' "
+                              "S1-S4 script clips model.parameters(), which holds no α)")
 
 
 # ----------------------------------------------------------------------------- the method's pieces
@@ -212,13 +229,14 @@ def mixing_probability(epoch: int, epochs: int, p_low: float, p_up: float, warmu
     """Eq. 20 with the paper's 1-based epoch i = epoch + 1 (epoch 0-based), I = epochs, i_wp = warmup.
 
     p = 0 for i < i_wp; else p_low + (p_up − p_low)·(i − i_wp)/(I − i_wp): p_low at i = i_wp, p_up on
-    the last epoch. Clamped to the schedule's range, so p stays in [min, max](p_low, p_up) ⊂ [0, 1].
+    the last epoch. Clamped to the schedule's range, so p stays in [min, max](p_low, p_up), and at most 1
+    (p_up > 1: the authors' S1-S4 C, which passes 1 and then draws the sparse branch every batch).
     """
     i, I = epoch + 1, epochs
     if i < warmup:
         return 0.0
     frac = 0.0 if I <= warmup else min(max((i - warmup) / (I - warmup), 0.0), 1.0)  # I = i_wp: p_low
-    return p_low + (p_up - p_low) * frac  # Eq. 20
+    return min(p_low + (p_up - p_low) * frac, 1.0)  # Eq. 20
 
 
 def epoch_schedule(epoch: int, cfg: SPConfig) -> tuple[float, float, float]:
@@ -272,6 +290,16 @@ def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, 
 
 # ----------------------------------------------------------------------------- search loop
 
+def branch_forwards(run: SearchRun, t_sp: float, t_sm: float, phi_now: Tensor,
+                    double: bool = False) -> tuple[Forward, Forward, Forward]:
+    """The run's forwards at a_sp (Eq. 9), a_sm (Eq. 14) and each replica's a(φ) (Eq. 15, φ from `phi_now`,
+    (S, 1, 1)); `double` (--w-double-softmax, the authors' S1-S4 w step): of softmax(α) in place of α."""
+    logits = (lambda: softmax_weights(run.model.alphas)) if double else (lambda: run.model.alphas)
+    return (run.forward(lambda: tempered_weights(logits(), t_sp)), run.forward(lambda: tempered_weights(logits(), t_sm)),
+            run.forward(lambda: {k: torch.where(phi_now, tempered_softmax(a, t_sp), tempered_softmax(a, t_sm))
+                                 for k, a in logits().items()}))
+
+
 def seeds_refusal(cfg: SPConfig) -> str | None:
     """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
     if cfg.objective != "mixed":
@@ -294,24 +322,23 @@ def search(cfg: SPConfig) -> dict:
     phi_now = torch.zeros(len(generators), 1, 1, dtype=torch.bool, device=run.device)  # --seeds: this batch's φ
     for epoch in run.epochs():
         p, t_sp, t_sm = epoch_schedule(epoch, cfg)  # Eq. 20 (and the authors' late phase / warm-up t)
-        f_sp = run.forward(lambda: tempered_weights(model.alphas, t_sp))  # a_sp, Eq. 9
-        f_sm = run.forward(lambda: tempered_weights(model.alphas, t_sm))  # a_sm, Eq. 14
-        f_phi = run.forward(lambda: {k: torch.where(phi_now, tempered_softmax(a, t_sp), tempered_softmax(a, t_sm))
-                                     for k, a in model.alphas.items()})  # Eq. 15, each replica its φ
+        f_sp, f_sm, f_phi = branch_forwards(run, t_sp, t_sm, phi_now)  # Eq. 9, Eq. 14, Eq. 15 (α step)
+        f_sp_w, f_sm_w, f_phi_w = (branch_forwards(run, t_sp, t_sm, phi_now, double=True) if cfg.w_double_softmax
+                                   else (f_sp, f_sm, f_phi))  # the w step's (authors' S1-S4: of softmax(α))
         phis = [draw_phi(len(run.train_loader), p, g) for g in generators]  # Algorithm 1: Φ for this epoch
         # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
         c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
         terms = [(c_sm, f_sm), (c_sp, f_sp)]
 
-        def mixed(fwd):  # Eq. 15: the same a(φⁿ) for the w step and the α step
+        def mixed(fwd, fwd_w):  # Eq. 15: the same a(φⁿ) for the w step and the α step
             return lambda x_t, y_t, x_v, y_v: (
-                *w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
+                *w_step(fwd_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
                 *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
 
         def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
             return (*two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
                     *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
-        steps = {True: mixed(f_sp), False: mixed(f_sm), None: mixed(f_phi)}
+        steps = {True: mixed(f_sp, f_sp_w), False: mixed(f_sm, f_sm_w), None: mixed(f_phi, f_phi_w)}
         for n, batch in enumerate(run.steps()):
             if cfg.objective != "mixed":
                 run.step(two_pass, *batch)
