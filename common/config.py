@@ -143,12 +143,14 @@ class SearchConfig:
     derive_decimals: int | None = arg(None, "DARTS-skeleton derivation: rank the weights softmax(α/T) rounded "
                                             "to this many decimals, ties to the later input (the SP authors' "
                                             "genotype(): 4); default None: exact")
-    derive_ties: str = arg("later-input", "with --derive-decimals, which of equal rounded weights wins: later-input "
-                                          "(the SP authors' DARTS-space genotype(): of equal edges the later input, "
-                                          "of equal ops the first) or earlier-input (the S1-S4 genotype() of the "
-                                          "SmoothDARTS forks: of equal edges the earlier input, of equal ops the last; "
-                                          "chaoji90/SP-DARTS SmoothDARTS/sota/cnnmul/model_search.py:192-211)",
-                           choices=("later-input", "earlier-input"))
+    derive_ties: str = arg("later-input-first-op", "with --derive-decimals, which of equal rounded weights wins: "
+                                                   "later-input-first-op (of equal edges the later input, of equal "
+                                                   "ops the first: the SP authors' DARTS-space genotype()), "
+                                                   "earlier-input-first-op (the EDD/PCD authors' DARTS-space one, "
+                                                   "PCDEDD-DARTS/model_search_cyc.py:171-187) or earlier-input-last-op "
+                                                   "(the S1-S4 genotype() of the SmoothDARTS forks, chaoji90/SP-DARTS "
+                                                   "SmoothDARTS/sota/cnnmul/model_search.py:192-211)",
+                           choices=("later-input-first-op", "earlier-input-first-op", "earlier-input-last-op"))
     loader: str = arg("auto", "data path: auto (device-resident on CUDA, else torch), device (the split "
                               "kept on the device), torch (a DataLoader)",
                       choices=("auto", "device", "torch"))

@@ -123,7 +123,7 @@ def ranking_weights(alphas: Mapping[str, Tensor], temperature: float = 1.0,
 
 def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, temperature: float = 1.0,
                        gammas: Mapping[str, Tensor] | None = None, exclude_none: bool = False,
-                       decimals: int | None = None, ties: str = "later-input") -> str | Genotype:
+                       decimals: int | None = None, ties: str = "later-input-first-op") -> str | Genotype:
     """The derived architecture of α, ranked by the weights softmax(α/T)·γ a method trained with.
 
     Args:
@@ -135,11 +135,12 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         decimals: DARTS skeleton: rank float32 softmax(α/T)·γ rounded to this many decimals, equal edges
             → the later input (the SP authors' `genotype(temp)`, chaoji90/SP-DARTS SP-DARTS/model_search.py
             lines 139-165: 4 decimals). Default None: exact ranking.
-        ties: with `decimals`, `later-input` (equal edges → the later input, equal ops → the first; the SP
-            authors' DARTS-space genotype) or `earlier-input` (equal edges → the earlier input, equal ops →
-            the last: `sorted` on −max, then `>=`, in the S1-S4 genotype() of the SmoothDARTS forks,
+        ties: with `decimals`, which of equal rounded weights wins: `later-input-first-op` (the SP authors'
+            DARTS-space genotype), `earlier-input-first-op` (the EDD/PCD authors' DARTS-space genotype,
+            chaoji90/PCDEDD PCDEDD-DARTS/model_search_cyc.py lines 171-187: `sorted` on −max, then `>`) or
+            `earlier-input-last-op` (the S1-S4 genotype() of the SmoothDARTS forks: `sorted`, then `>=`,
             chaoji90/SP-DARTS SmoothDARTS/sota/cnnmul/model_search.py lines 192-211 and chaoji90/PCDEDD
-            SmoothDARTS/sota/pcdedd/model_search_cyc.py lines 194-213, 3 decimals).
+            SmoothDARTS/sota/pcdedd/model_search_cyc.py lines 194-213). All three round to 3 or 4 decimals.
 
     Returns:
         NB201: the arch string of argmax α per edge (exact: α itself, not a rounded softmax; γ > 0 and
@@ -156,10 +157,12 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         if kind in gammas:
             w = w * gammas[kind].detach().float().cpu()[:, None]
         rounded[kind] = torch.round(w, decimals=decimals)
-    if ties not in ("later-input", "earlier-input"):
-        raise ValueError(f"ties must be later-input or earlier-input (got {ties!r})")
-    later = ties == "later-input"
-    return derive_genotype(rounded, space, later_wins_ties=later, later_op_wins_ties=not later)
+    rules = {"later-input-first-op": (True, False), "earlier-input-first-op": (False, False),
+             "earlier-input-last-op": (False, True)}
+    if ties not in rules:
+        raise ValueError(f"ties must be one of {', '.join(rules)} (got {ties!r})")
+    later_input, last_op = rules[ties]
+    return derive_genotype(rounded, space, later_wins_ties=later_input, later_op_wins_ties=last_op)
 
 
 def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:
