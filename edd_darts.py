@@ -15,6 +15,8 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
     python edd_darts.py --space nb201 --recipe authors                  # the authors' NB201 EDD script
     python edd_darts.py --space nb201 --recipe authors --schedule pcd   # the authors' NB201 PCD script
+    python edd_darts.py --space s3 --dataset svhn --recipe authors --lam 0.24   # their S1-S4 EDD script
+    python edd_darts.py --space s3 --recipe authors --schedule pcd --pcd-d 0.11  # their S1-S4 PCD script
 
 Equation map (paper numbering)
     Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
@@ -36,7 +38,8 @@ Equation map (paper numbering)
     Fig. 2B    LTS: t_n = t0 + n(t_N − t0)/N (linear in t)    → lts_temperatures; curves: common.report
     Fig. 4A    LPCD: PCD's cycle over a list linear in t      → lpcd_temperature; run_all.sh row `lpcd`
     Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
-    Tables 2, 7  S1–S4 on C10/C100/SVHN, EDD and PCD with the NB201 recipe → run_all.sh (S_ENTRIES)
+    Tables 2, 7  S1–S4 on C10/C100/SVHN, EDD and PCD: the NB201 recipe transferred (paper; run_all.sh
+               `-paper` rows) or the authors' S1–S4 scripts with their swept λ / d (`--recipe authors`)
 
 Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
 temperature; s scale of the noise term's temperature st; 𝒜_x = diag(β_x) − β_xβ_xᵀ; g = ∂l/∂β_t;
@@ -105,10 +108,33 @@ cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm
 every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
 (pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
 PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
-uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t) (model_search_cyc.py:194-195),
-as ours does. Not reproduced: their α step precedes the w step (pl.py:176-179). S1–S4
-(SmoothDARTS/sota/pcdedd: batch 192, λ or d a swept `--decay_strength`) and ETS-GDAS have no authors'
-recipe here (refused with a one-line reason).
+uses `--space darts-nonone`. Their genotype(t) at the epoch's t (pl.py and cyc.py: `model.genotype(new_temp)`)
+ranks edges by softmax(α/t) rounded to 3 decimals, the earlier of equal edges and the first of equal ops
+(model_search_cyc.py:163-194): `--derive-decimals 3 --derive-ties earlier-input-first-op` (saturated edges
+round to 1.000 and tie). Not reproduced: their α step precedes the w step (pl.py:176-179).
+S1–S4 (SmoothDARTS/sota/pcdedd/train_search_pl.py = EDD, train_search_cyc.py = PCD, run as the README's
+S1-S4 section; both import `sota.cnnspp.model_search_cyc` / `sota.cnnspp.spaces` (:23-25), a folder the
+repository lacks: we read sota/pcdedd/model_search_cyc.py and spaces.py, whose op lists are RobustDARTS's,
+as ours): batch 192, w lr 0.025 constant (:42-43, cosine with eta_min = lr, :162-163), SGD momentum 0.9
+without Nesterov (:129-133), w wd 3e-4 (:45), 50 epochs, C 16, 8 cells (:48-50), α Adam 3e-4 (0.5, 0.999)
+wd 0 (:60-61; SmoothDARTS/optimizers/darts/architect_cyc.py:18-20), clip 5 of `model.parameters()`,
+which holds no α (model_search_cyc.py:150-151): `--clip-scope w`; 50/50 split of the training set of
+cifar10, cifar100 or svhn (:135-160), as ours; sn-softmax st ≡ 1 on the normal cell while t ≠ 1
+(architect_cyc.py:48-60): `--softmax sn --st-const --sn-unit-off --sn-cells normal`; E(a) 3.99e-4,
+t0^exp = 1. EDD (pl.py:167-190): warm-up 5, a decay at the start of every 5th epoch, of every epoch from
+40, λ = --decay_strength before epoch 40 and 2λ from it (:183-188: `--lam-late` = 2·--lam), ρ 0.5, E[H]
+the mean over the normal cell's edges (:181-182). PCD (cyc.py:167-183): warm-up 0, the NB201 lists with
+d = --decay_strength. λ and d are swept by the README (pl: 0.12, 0.24, 0.48, 0.96; cyc: 0.1, 0.11, 0.12,
+0.13; we read the brackets as alternatives: no value per space or dataset is published), so `--recipe
+authors` on S1–S4 requires `--lam` (EDD) or `--pcd-d` (PCD) and refuses otherwise (one line); run_all.sh
+runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.softmax_arch_parameters()`
+(pl.py:255, cyc.py:248; model_search_cyc.py:163-166) overwrites α with softmax(α) before `model(input,
+temp)` (pl.py:266; model_search_cyc.py:124-125): `--w-double-softmax` (their α step: softmax(α/t)).
+Their genotype(t) at the epoch's t (pl.py:221) rounds softmax(α/t) to 3 decimals, keeps the earlier of
+equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-decimals 3 --derive-ties
+earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid batch each step
+(pl.py:246-250, cyc.py:239-243); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their
+seed is random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
 0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,
@@ -204,7 +230,8 @@ class EDDConfig(SearchConfig):
             return {**common, "schedule": "edd", "softmax": "normal", "warmup": 10, "decay_every": 5,
                     "late_from": 40, "lam": 0.04, "lam_late": 0.08, "entropy": "sum"}
         common.update(batch_size=80, w_wd=3e-4, w_nesterov=False, epochs=50, clip_scope="w",  # PCDEDD-DARTS/
-                      softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal")
+                      softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", derive_decimals=3,
+                      derive_ties="earlier-input-first-op")
         if pcd:
             return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
                     "late_from": 40, "warmup": 0}
@@ -265,7 +292,7 @@ def s_space_recipe(cfg: EDDConfig, pcd: bool) -> dict[str, Any]:
                           f"(not {cfg.dataset})")
     out = dict(batch_size=192, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, epochs=50, clip_scope="w",
                softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", w_double_softmax=True,
-               derive_decimals=3, derive_ties="earlier-input")
+               derive_decimals=3, derive_ties="earlier-input-last-op")
     if pcd:
         return {**out, "schedule": "pcd", "pcd_shape": "updown", "pcd_period": 10, "late_from": 40, "warmup": 0}
     return {**out, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam_late": 2 * cfg.lam,
