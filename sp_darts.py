@@ -7,6 +7,7 @@ Explicit Sparse Regularization" (paper 002). Authors' code: https://github.com/c
     python sp_darts.py --space nb201 --dataset cifar10 --nb201 ../shared/data/nb201/nb201_200ep.csv
     python sp_darts.py --space darts            # Table IV settings; also --space s1 … s4
     python sp_darts.py --space nb201 --recipe authors   # the authors' NB201 script for --dataset
+    python sp_darts.py --space s2 --dataset svhn --recipe authors --t-sp 5e-4   # their S1-S4 script
 
 Each batch uses one of two tempered softmaxes of the same α: the sparse a_sp = softmax(A/t_sp)
 (t_sp ≈ 1e-3, nearly one-hot: the supernet sees almost the discrete net, no "information bypass")
@@ -24,7 +25,8 @@ Equation map (paper numbering)
     Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
-    Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`)
+    Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`;
+              the authors' recipe, and `-paper`: Table IV)
 
 Glossary: A/α architecture logits (E, M) per cell kind; t_sp/t_sm sparse/smooth temperature;
 φ ∈ {0, 1} the per-batch indicator, Φ an epoch's indicators; p mixing probability; i epoch (1-based
@@ -48,7 +50,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
 - Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
   Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy:
-  Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4`, one run each.
+  Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4` (the authors'
+  recipe) and `sp-darts-tsp{4,5,6,7}e-4-paper` (Table IV), one run each.
 - Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
   converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
@@ -75,8 +78,24 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   later input (model_search.py:139-165): `--derive-decimals 4` (we rank at t_sp unrounded by default).
   Not reproduced: the α step before the w step with a fresh random valid batch (:162-165), the supernet
   evaluated at t_sp/10.
-- S1–S4 (SmoothDARTS/sota/cnnmul, which applies softmax twice in the w step): no authors' recipe here
-  (refused with a one-line reason); the README's per-space t_sp 7, 6, 5, 4e-4 is `--t-sp`.
+- S1–S4 (SmoothDARTS/sota/cnnmul/train_search.py, run as the README's S1-S4 section; lines of that file
+  unless named): batch 128, w lr 0.025 constant (:39-41, cosine with eta_min = lr, :160-161), SGD momentum
+  0.9 without Nesterov (:127-131), w wd 3e-4 (:43), 50 epochs, C 16, 8 cells (:46-48), α Adam 3e-4 (0.5,
+  0.999) wd 0 (:58-59; SmoothDARTS/optimizers/darts/architect.py:17-19), clip 5 of `model.parameters()`, which
+  holds no α (:253; model_search.py:148-149): `--clip-scope w`; 50/50 split of the training set of
+  cifar10, cifar100 or svhn (:133-158), as ours; no warm-up (:167): `--warmup 0`; p = C = 0.8 + 0.3/50
+  per epoch from epoch 0, the sparse branch when rand < C, so p = 1 from epoch 33 (:166, :172, :219):
+  `--p-low 0.8 --p-up 1.1` (Eq. 20's line, capped at 1); t_sm = 10·t_sp (:218). t_sp: the script
+  hard-codes 3e-4 (:171) and has no `--temp_start` option, which the README passes with 7, 6, 5, 4e-4;
+  the paper (Sec. IV-C) runs t_sp ∈ {4, 5, 6, 7}e-4 on each space and dataset and keeps the best
+  validation accuracy: `--recipe authors` on S1–S4 requires `--t-sp` (one-line refusal otherwise);
+  run_all.sh runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.
+  softmax_arch_parameters()` (:238; model_search.py:161-164) overwrites α with softmax(α) before
+  `model(input, t)` (:249; model_search.py:129-134): `--w-double-softmax`; the α step takes softmax(α/t)
+  (:233). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
+  edges and the last of equal ops (model_search.py:180-214): `--derive-decimals 3 --derive-ties
+  earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid batch each
+  step (:229-233); their "valid" accuracy is the supernet at t/10 (:197); their seed is random (:104).
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
@@ -169,7 +188,7 @@ class SPConfig(SearchConfig):
                                   f"cifar100 or svhn (not {self.dataset})")
             return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_wd=0.0,
                         epochs=50, warmup=0, p_low=0.8, p_up=1.1, t_sm_ratio=10.0, clip_scope="w",
-                        w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input")
+                        w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op")
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
                     warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
                     w_nesterov=False,

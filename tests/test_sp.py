@@ -241,7 +241,7 @@ def test_table_defaults_resolve_and_show_in_help():
 
 
 @pytest.mark.parametrize("flag", ["--t-sp=-1e-3", "--t-sp=0", "--t-sp=inf", "--t-sm=0", "--t-sm-ratio=-2",
-                                  "--p-up=1.5", "--p-low=-0.1", "--warmup=-1"])
+                                  "--p-up=-0.5", "--p-low=-0.1", "--warmup=-1"])
 def test_bad_values_exit_2(flag, capsys):
     with pytest.raises(SystemExit) as err:
         parse_config(SPConfig, [flag])
