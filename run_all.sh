@@ -80,8 +80,8 @@ fi
 # ---------------------------------------------------------------- the matrix
 # label | script and method flags. EDD, PCD, SP and AER run the authors' recipe (`--recipe authors`: the
 # settings of their published search scripts, which produced the papers' numbers); where the paper's
-# settings differ, a second row `<label>-paper` runs those. The authors' recipes cover NB201 and the
-# DARTS space only (S1-S4 get the paper rows). A row naming its own --space runs in that space (the
+# settings differ, a second row `<label>-paper` runs those (on S1-S4, where the authors sweep a value,
+# `<label><value>` and `<label><value>-paper`). A row naming its own --space runs in that space (the
 # SP and EDD authors' DARTS-space op lists have no `none`: darts-nonone) under the matrix's space folder.
 NB201_ENTRIES=(
   "edd-darts|edd_darts.py --recipe authors"
@@ -116,13 +116,28 @@ THREE_OP_ENTRIES=(  # SA-DARTS Sec. 2.2 / Fig. 5: NB201 with conv 3x3, skip, avg
   "sa-darts|sa_darts.py --reg sa|cifar10"
   "darts-v1|sa_darts.py --reg none|cifar10"
 )
-S_ENTRIES=(  # S1-S4 on CIFAR-10/100 and SVHN: EDD Tables 2/7 (NB201 recipe transferred), SP Table V
-  "edd-darts|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd"
-  "pcd|edd_darts.py --softmax normal --schedule pcd --warmup 20"
-  "sp-darts-tsp4e-4|sp_darts.py --t-sp 4e-4"   # Table V: one run per t_sp in {4,5,6,7}e-4, Table IV
-  "sp-darts-tsp5e-4|sp_darts.py --t-sp 5e-4"   # settings otherwise; the paper keeps the finalnet
-  "sp-darts-tsp6e-4|sp_darts.py --t-sp 6e-4"   # with the best validation accuracy
-  "sp-darts-tsp7e-4|sp_darts.py --t-sp 7e-4"
+S_ENTRIES=(  # S1-S4 on CIFAR-10/100 and SVHN: EDD Tables 2/7, SP Table V. The authors' S1-S4 scripts take
+  # a swept value (EDD λ, PCD d: the PCDEDD README; SP t_sp: Table V, README) with none given per space or
+  # dataset: one authors' row per value, one seed each (SP Table V: keep the finalnet with the best
+  # validation accuracy); -paper rows: the papers' settings (EDD/PCD: the NB201 recipe transferred, Table IV)
+  "edd-darts-lam0.12|edd_darts.py --recipe authors --lam 0.12"
+  "edd-darts-lam0.24|edd_darts.py --recipe authors --lam 0.24"
+  "edd-darts-lam0.48|edd_darts.py --recipe authors --lam 0.48"
+  "edd-darts-lam0.96|edd_darts.py --recipe authors --lam 0.96"
+  "edd-darts-paper|edd_darts.py --softmax sn --s 100 --lam 0.06 --schedule edd"
+  "pcd-d0.1|edd_darts.py --recipe authors --schedule pcd --pcd-d 0.1"
+  "pcd-d0.11|edd_darts.py --recipe authors --schedule pcd --pcd-d 0.11"
+  "pcd-d0.12|edd_darts.py --recipe authors --schedule pcd --pcd-d 0.12"
+  "pcd-d0.13|edd_darts.py --recipe authors --schedule pcd --pcd-d 0.13"
+  "pcd-paper|edd_darts.py --softmax normal --schedule pcd --warmup 20"
+  "sp-darts-tsp4e-4|sp_darts.py --recipe authors --t-sp 4e-4"
+  "sp-darts-tsp5e-4|sp_darts.py --recipe authors --t-sp 5e-4"
+  "sp-darts-tsp6e-4|sp_darts.py --recipe authors --t-sp 6e-4"
+  "sp-darts-tsp7e-4|sp_darts.py --recipe authors --t-sp 7e-4"
+  "sp-darts-tsp4e-4-paper|sp_darts.py --t-sp 4e-4"
+  "sp-darts-tsp5e-4-paper|sp_darts.py --t-sp 5e-4"
+  "sp-darts-tsp6e-4-paper|sp_darts.py --t-sp 6e-4"
+  "sp-darts-tsp7e-4-paper|sp_darts.py --t-sp 7e-4"
 )
 DARTS_ENTRIES=(
   "edd-darts|edd_darts.py --recipe authors --space darts-nonone"
@@ -163,6 +178,7 @@ paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for 
     nb201:sa-darts|nb201:sac-darts|nb201:beta-darts) echo 10 ;;  # SA-DARTS Table 6: 10 seeds
     darts:sp-darts|darts:sp-darts-paper) echo 5 ;;                 # SP-DARTS Sec. IV-B: five seeds
     s[1-4]:sp-darts-tsp*) echo 1 ;;                                # SP-DARTS Table V: one run per t_sp
+    s[1-4]:edd-darts-lam*|s[1-4]:pcd-d*) echo 1 ;;                 # the authors' swept λ / d: one run each
     *) echo 3 ;;                                                   # EDD Sec. 3, AER, SP NB201, the rest
   esac
 }
@@ -218,7 +234,7 @@ for space in $SPACES; do
     label=${entry%%|*}; cmd=${entry#*|}; row_datasets=""
     [[ "$cmd" == *"|"* ]] && { row_datasets=${cmd#*|}; cmd=${cmd%%|*}; }
     if [ -n "$ONLY" ] && ! [[ "$label" =~ ^($ONLY)$ ]]; then continue; fi
-    [[ " $cmd " == *" --recipe authors "* ]] && [ "$space" != nb201 ] && [ "$space" != darts ] && continue
+    [[ " $cmd " == *" --recipe authors "* ]] && ! [[ "$space" =~ ^(nb201|darts|s[1-4])$ ]] && continue
     for dataset in ${row_datasets:-$(space_datasets "$space")}; do
       [[ " $DATASETS " == *" $dataset "* ]] || continue
       cell="$RUNS/$space/$label/$dataset"

@@ -82,6 +82,9 @@ LABEL_DIRS = {"sa-darts": "SA-DARTS", "sac-darts": "SAC-DARTS", "sp-darts": "SP-
               "darts-init-m2": "DARTS (α init -2e-3)", "darts-init-m5": "DARTS (α init -5e-3)"}
 #: Label suffixes naming the recipe a run used (`--recipe`; run_all.sh's `<label>-paper` rows).
 RECIPE_SUFFIX = {"paper": " [paper recipe]", "authors": " [authors' recipe]"}
+#: run_all.sh's S1-S4 rows per swept value (`sp-darts-tsp5e-4`, `edd-darts-lam0.24`, `pcd-d0.11`): the method's
+#: folder name is what this leaves.
+SWEEP_SUFFIX = re.compile(r"-(tsp|lam|d)[0-9.e+-]+$")
 
 
 def base_label(label: str) -> str:
@@ -185,7 +188,7 @@ def _given_label(run_path: str | Path, args: dict[str, Any]) -> str | None:
     parts = Path(run_path).parts
     if len(parts) >= 3 and _SEED_DIR.fullmatch(parts[-1]) and parts[-2] == args.get("dataset", parts[-2]):
         name, suffix = parts[-3], RECIPE_SUFFIX["authors"] if args.get("recipe") == "authors" else ""
-        if name.endswith("-paper") and name.removesuffix("-paper") in LABEL_DIRS:
+        if name.endswith("-paper") and SWEEP_SUFFIX.sub("", name.removesuffix("-paper")) in LABEL_DIRS:
             name, suffix = name.removesuffix("-paper"), RECIPE_SUFFIX["paper"]
         return LABEL_DIRS.get(name, name) + suffix
     return None
@@ -386,10 +389,10 @@ def short_genotype(genotype: Any) -> str:
 
 def paper_eval(run: Run) -> str:
     """The paper's trained-from-scratch test error for the run's method, space and dataset (`PAPER_EVAL`);
-    recipe suffixes are dropped, and SP's per-t_sp S1-S4 rows (`sp-darts-tsp5e-4`) map to SP-DARTS (its
-    Table V reports the best of the four)."""
+    recipe suffixes are dropped, and the S1-S4 rows per swept value (`sp-darts-tsp5e-4`, `edd-darts-lam0.24`,
+    `pcd-d0.11`) map to their method (SP's Table V reports the best of the four)."""
     label = base_label(run.label)
-    label = LABEL_DIRS.get(re.sub(r"-tsp[0-9.e+-]+$", "", label), label)
+    label = LABEL_DIRS.get(SWEEP_SUFFIX.sub("", label), label)
     return PAPER_EVAL.get((label, run.space, run.dataset), "—")
 
 

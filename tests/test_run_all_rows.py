@@ -47,15 +47,25 @@ def test_paper_seed_counts_and_datasets(tmp_path):
         assert m["nb201", label, "cifar10"] == 3
     assert m["darts", "edd-darts", "cifar10"] == 3 and m["darts", "sa-darts", "cifar10"] == 3
     assert not any(space == "darts" and d != "cifar10" for space, _, d in m)  # DARTS space: CIFAR-10 only
+    swept = {"edd-darts-lam": ("--lam", ("0.12", "0.24", "0.48", "0.96")),  # the authors' S1-S4 sweeps, one run
+             "pcd-d": ("--pcd-d", ("0.1", "0.11", "0.12", "0.13")),      # each (their READMEs; SP Table V)
+             "sp-darts-tsp": ("--t-sp", ("4e-4", "5e-4", "6e-4", "7e-4"))}
+    authors = {prefix + v for prefix, (_, values) in swept.items() for v in values}
     for space in ("s1", "s2", "s3", "s4"):
         for dataset in ("cifar10", "cifar100", "svhn"):  # SP Table V, EDD Tables 2/7
-            assert m[space, "edd-darts", dataset] == 3 and m[space, "pcd", dataset] == 3
+            assert m[space, "edd-darts-paper", dataset] == 3 and m[space, "pcd-paper", dataset] == 3
+            for label in authors:
+                assert m[space, label, dataset] == 1
             for t in (4, 5, 6, 7):
-                assert m[space, f"sp-darts-tsp{t}e-4", dataset] == 1
-        assert {label for s, label, _ in m if s == space} == {"edd-darts", "pcd"} | {
-            f"sp-darts-tsp{t}e-4" for t in (4, 5, 6, 7)}
-    for t in (4, 5, 6, 7):
-        assert all(f"--t-sp {t}e-4 " in x for x in lines if f"/sp-darts-tsp{t}e-4/" in x)
+                assert m[space, f"sp-darts-tsp{t}e-4-paper", dataset] == 1
+        assert {label for s, label, _ in m if s == space} == {"edd-darts-paper", "pcd-paper"} | authors | {
+            f"sp-darts-tsp{t}e-4-paper" for t in (4, 5, 6, 7)}
+    for prefix, (flag, values) in swept.items():
+        for v in values:
+            rows = [x for x in lines if f"/{prefix}{v}/" in x]
+            assert rows and all("--recipe authors " in x and f" {flag} {v} " in x for x in rows)
+            paper = [x for x in lines if f"/{prefix}{v}-paper/" in x]
+            assert all(f" {flag} {v} " in x and "--recipe" not in x for x in paper)
     init = {"m0.5": "-5e-4", "m1": "-1e-3", "m2": "-2e-3", "m5": "-5e-3"}  # SA Table 8
     for suffix, mean in init.items():
         rows = [x for x in lines if f"/darts-init-{suffix}/" in x]
