@@ -169,6 +169,8 @@ def test_edd_authors_darts_space_uses_normal_cell_mean_entropy():
     assert (cfg.warmup, cfg.decay_every, cfg.late_from, cfg.lam, cfg.lam_late) == (5, 5, 40, 0.06, 0.12)
     assert (cfg.entropy, cfg.entropy_cells, cfg.sn_cells, cfg.st_const, cfg.batch_size) == (
         "mean", "normal", "normal", True, 80)
+    # PCDEDD-DARTS/model_search_cyc.py:163-194: 3 decimals, equal edges → the earlier input, equal ops → the first
+    assert (cfg.derive_decimals, cfg.derive_ties, cfg.w_double_softmax) == (3, "earlier-input-first-op", False)
     alphas = {"normal": torch.randn(14, 8, dtype=torch.float64, requires_grad=True),
               "reduce": torch.randn(14, 8, dtype=torch.float64, requires_grad=True)}
     t = 0.3
@@ -269,7 +271,7 @@ def test_authors_recipe_refusals_are_one_line_exit_2(capsys):
                           text=True, timeout=120)
     assert proc.returncode == 2 and "no public code" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     for cls, extra, needle in [(EDDConfig, ["--backbone", "gdas"], "EDD and PCD scripts only"),
-                               (SPConfig, ["--space", "s2"], "S1-S4"), (AERConfig, ["--space", "s3"], "no authors'")]:
+                               (SPConfig, ["--space", "s2"], "give --t-sp"), (AERConfig, ["--space", "s3"], "no authors'")]:
         with pytest.raises(SystemExit) as err:
             parse_config(cls, ["--recipe", "authors", *extra])
         assert err.value.code == 2 and needle in capsys.readouterr().err
@@ -317,8 +319,12 @@ def test_run_all_rows_authors_and_paper(tmp_path):
         assert "--recipe authors" in authors and "--recipe" not in paper
     (sp_darts,) = row("darts", "sp-darts")
     assert "--space darts-nonone" in sp_darts and "--space darts " not in sp_darts
-    s1 = [ln for ln in lines if "/s1/" in ln]  # no authors' recipe on S1-S4: SP's Table V t_sp sweep instead
-    assert s1 and not any("--recipe authors" in ln for ln in s1) and row("s1", "sp-darts-tsp4e-4")
+    s1 = [ln for ln in lines if "/s1/" in ln]  # S1-S4: the authors' recipe with the value they sweep given
+    (sp_s1,), (sp_s1_paper,) = row("s1", "sp-darts-tsp4e-4"), row("s1", "sp-darts-tsp4e-4-paper")
+    assert "--recipe authors --t-sp 4e-4 " in sp_s1 and "--recipe" not in sp_s1_paper
+    assert "--recipe authors --lam 0.12 " in row("s1", "edd-darts-lam0.12")[0]
+    assert "--recipe authors --schedule pcd --pcd-d 0.1 " in row("s1", "pcd-d0.1")[0]
+    assert not any("--recipe" in ln for ln in s1 if "-paper/" in ln)
 
 
 def test_sp_cifar100_late_phase_inside_the_search_loop(shared_data, tmp_path):
@@ -354,3 +360,259 @@ def test_checkpoints_from_before_the_new_flags_resume(shared_data, tmp_path):
     with pytest.raises(RunError, match="--clip-scope w, not official"):
         search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume", "--clip-scope", "official"]))
     assert search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume"]))["epochs"] == 2
+
+
+# ------------------------------------------------------------------------- S1-S4 (issue 17): the authors' scripts
+# Recorded facts, read from the authors' public S1-S4 search scripts (numbers copied, no code):
+# - EDD: github.com/chaoji90/PCDEDD SmoothDARTS/sota/pcdedd/train_search_pl.py: batch 192, lr 0.025 = lr_min,
+#   momentum 0.9 (SGD, no Nesterov), wd 3e-4, 50 epochs, C 16, 8 layers, clip 5 of model.parameters() (α are
+#   Variables, not parameters: model_search_cyc.py:150-151), α Adam 3e-4 (0.5, 0.999) wd 0 (:41-65, :129-133,
+#   architect_cyc.py:18-20); warm-up 5, a decay at the start of epochs 5, 10, …, 35 with λ = --decay_strength
+#   and of every epoch from 40 with 2λ (:167-190), entropy = mean over the normal cell's edges (:181-182),
+#   t = 0.000399/ln(1 + d·count), count from 1; README sweeps --decay_strength 0.12, 0.24, 0.48, 0.96.
+# - PCD: same folder, train_search_cyc.py: the same optimiser settings; warm-up 0, d = --decay_strength,
+#   [1, t1…t5, t4…t1][epoch % 10] before epoch 40, [t1…t10][epoch % 10] after (:167-183); README sweeps
+#   0.1, 0.11, 0.12, 0.13. Both: sn noise term 𝒜_1·g on the normal cell while t ≠ 1 (SmoothDARTS/optimizers/
+#   darts/architect_cyc.py:48-60); the w step runs on softmax(softmax(α)/t) (softmax_arch_parameters, :255).
+# - SP: github.com/chaoji90/SP-DARTS SmoothDARTS/sota/cnnmul/train_search.py: batch 128, lr 0.025 = lr_min,
+#   wd 3e-4, 50 epochs, α Adam 3e-4 wd 0, clip 5 of model.parameters() (:39-63); temp 3e-4 hard-coded from
+#   epoch 0, C = 0.8 + 0.3/50 per epoch from epoch 0, sparse branch (temp) when rand < C, smooth temp·10
+#   (:165-172, :218-219); paper Sec. IV-C and README sweep t_sp 4e-4, 5e-4, 6e-4, 7e-4.
+# - Genotype (both forks' S1-S4 model_search): softmax(α/t) rounded to 3 decimals; edges sorted by −max over
+#   non-`none` ops (stable: equal edges keep the earlier input), op = the last of the maxima (`>=`).
+
+S_EDD = dict(batch_size=192, w_lr=0.025, w_lr_min=None, w_momentum=0.9, w_nesterov=False, w_wd=3e-4, a_lr=3e-4,
+             a_wd=0.0, a_beta1=0.5, epochs=50, C=16, N=8, grad_clip=5.0, clip_scope="w", softmax="sn", st_const=True,
+             sn_unit_off=True, sn_cells="normal", e_a=3.99e-4, t0=1.0, t0_exp_one=True, w_double_softmax=True,
+             derive_decimals=3, derive_ties="earlier-input-last-op", alpha_init=1e-3)
+
+
+def _s_cfg(method: str, space: str, dataset: str, value: float, *extra: str):
+    if method == "sp":
+        return parse_config(SPConfig, ["--recipe", "authors", "--space", space, "--dataset", dataset,
+                                       "--t-sp", str(value), *extra])
+    flag = ["--schedule", "pcd", "--pcd-d", str(value)] if method == "pcd" else ["--lam", str(value)]
+    return parse_config(EDDConfig, ["--recipe", "authors", "--space", space, "--dataset", dataset, *flag, *extra])
+
+
+@pytest.mark.parametrize("space", ["s1", "s2", "s3", "s4"])
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn"])
+def test_s_space_authors_recipes_resolve_to_their_scripts(space, dataset):
+    edd = _s_cfg("edd", space, dataset, 0.24)
+    assert {k: getattr(edd, k) for k in S_EDD} == S_EDD
+    assert (edd.schedule, edd.warmup, edd.decay_every, edd.late_from, edd.lam, edd.lam_late, edd.rho, edd.entropy,
+            edd.entropy_cells) == ("edd", 5, 5, 40, 0.24, 0.48, 0.5, "mean", "normal")
+    pcd = _s_cfg("pcd", space, dataset, 0.12)
+    assert {k: getattr(pcd, k) for k in S_EDD} == S_EDD
+    assert (pcd.schedule, pcd.pcd_shape, pcd.pcd_d, pcd.pcd_period, pcd.warmup, pcd.late_from) == (
+        "pcd", "updown", 0.12, 10, 0, 40)
+    sp = _s_cfg("sp", space, dataset, 5e-4)
+    assert (sp.batch_size, sp.w_lr, sp.w_lr_min, sp.w_momentum, sp.w_nesterov, sp.w_wd, sp.a_lr, sp.a_wd, sp.epochs,
+            sp.C, sp.N, sp.grad_clip, sp.clip_scope) == (128, 0.025, None, 0.9, False, 3e-4, 3e-4, 0.0, 50, 16, 8,
+                                                        5.0, "w")
+    assert (sp.t_sp, sp.t_sm, sp.warmup, sp.t_warmup, sp.freeze_from, sp.w_double_softmax, sp.derive_decimals,
+            sp.derive_ties) == (5e-4, pytest.approx(5e-3, rel=1e-12), 0, None, None, True, 3, "earlier-input-last-op")
+
+
+@pytest.mark.parametrize("lam", [0.12, 0.96])
+def test_edd_authors_s_space_calendar(lam):
+    cfg = _s_cfg("edd", "s2", "cifar10", lam)
+    entropies = [0.69 - 0.012 * e + 0.01 * math.cos(e) for e in range(50)]
+    temps, _ = _run_calendar(cfg, entropies)
+    expected, t, d, count = [], 1.0, 0.0, 1
+    for epoch in range(50):  # the recorded calendar (above): decays at the start of these epochs
+        if epoch in [5, 10, 15, 20, 25, 30, 35] + list(range(40, 50)):
+            d = (lam if epoch <= 39 else 2 * lam) * entropies[epoch - 1] * 0.5 + 0.5 * d
+            t = E_A_CODE / math.log(1 + d * count)
+            count += 1
+        expected.append(t)
+    assert temps == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("d", [0.1, 0.13])
+def test_pcd_authors_s_space_calendar(d):
+    temps, _ = _run_calendar(_s_cfg("pcd", "s4", "svhn", d), [1.0] * 50)
+    expected = [1.0 if n == 0 else E_A_CODE / math.log(1 + d * n) for n in PCD_N[0]]
+    assert temps == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_sp_authors_s_space_p_and_temperatures_per_epoch():
+    cfg = _s_cfg("sp", "s3", "cifar100", 7e-4)
+    C = 0.8
+    for epoch in range(50):  # the recorded calendar: C grows from epoch 0; rand < C ≥ 1 always holds
+        C += (1 - 0.8 + 0.1) / 50
+        assert epoch_schedule(epoch, cfg) == pytest.approx((min(C, 1.0), 7e-4, 7e-3), rel=1e-12)
+    assert [epoch_schedule(e, cfg)[0] for e in (32, 33)] == [pytest.approx(0.998), 1.0]
+
+
+@pytest.mark.parametrize("method,flag,values", [("edd", "--lam", "0.12, 0.24, 0.48, 0.96"),
+                                                ("pcd", "--pcd-d", "0.1, 0.11, 0.12, 0.13"),
+                                                ("sp", "--t-sp", "4e-4, 5e-4, 6e-4, 7e-4")])
+def test_s_space_authors_recipe_requires_the_swept_flag(method, flag, values, capsys):
+    cls, argv = (SPConfig, []) if method == "sp" else (EDDConfig, ["--schedule", "pcd"] if method == "pcd" else [])
+    for space in ("s1", "s4"):
+        with pytest.raises(SystemExit) as err:
+            parse_config(cls, ["--recipe", "authors", "--space", space, *argv])
+        msg = capsys.readouterr().err
+        assert err.value.code == 2 and len(msg.strip().splitlines()) == 1
+        assert f"on {space}: give {flag} " in msg and values in msg
+    with pytest.raises(SystemExit):  # their scripts search CIFAR-10/100 and SVHN only
+        _s_cfg(method, "s2", "imagenet16-120", 0.12)
+    assert "cifar10, cifar100 or svhn" in capsys.readouterr().err
+    # the paper recipe needs nothing
+    assert parse_config(cls, ["--space", "s1", *argv]).recipe == "paper"
+
+
+def test_s_space_explicit_flags_win():
+    edd = _s_cfg("edd", "s3", "cifar10", 0.24, "--lam-late", "0.3", "--batch-size", "64", "--no-w-double-softmax",
+                 "--derive-decimals", "none")
+    assert (edd.lam, edd.lam_late, edd.batch_size, edd.w_double_softmax, edd.derive_decimals, edd.warmup) == (
+        0.24, 0.3, 64, False, None, 5)
+    sp = _s_cfg("sp", "s1", "svhn", 4e-4, "--p-up", "1.0", "--t-sm-ratio", "11", "--warmup", "1")
+    assert (sp.p_up, sp.t_sm, sp.warmup, sp.p_low) == (1.0, pytest.approx(4.4e-3), 1, 0.8)
+    with pytest.raises(SystemExit):  # their S1-S4 clip holds no α: the double softmax refuses the official scope
+        _s_cfg("sp", "s1", "svhn", 4e-4, "--clip-scope", "official")
+
+
+class _Run:
+    """What step_forwards / branch_forwards use of a SearchRun: .model and .forward(weights_fn)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, weights_fn):
+        return lambda x: self.model(x, weights_fn())
+
+
+def _authors_s_step(net, batch, t: float, sn_normal: bool, w_opt, a_opt) -> None:
+    """The authors' S1-S4 step, transcribed: α step on softmax(α/t) (+ 𝒜_1·g on the normal cell), then
+    α ← softmax(α) in place, the w step on softmax(α/t) of that, clip w (5), step, α restored."""
+    x, y, xv, yv = batch
+    a_opt.zero_grad()
+    weights = {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}
+    weights["normal"].retain_grad()
+    F.cross_entropy(net(xv, weights), yv).backward()
+    if sn_normal:
+        F.softmax(net.alphas["normal"], dim=-1).backward(weights["normal"].grad)
+    a_opt.step()
+    saved = [a.detach().clone() for a in net.alphas.values()]
+    with torch.no_grad():
+        for a in net.alphas.values():
+            a.copy_(F.softmax(a, dim=-1))
+    for p in net.weight_parameters():
+        p.grad = None
+    F.cross_entropy(net(x, {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}), y).backward()
+    nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
+    w_opt.step()
+    with torch.no_grad():
+        for a, s in zip(net.alphas.values(), saved):
+            a.copy_(s)
+
+
+def _s_optimisers(model):
+    return (torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4),
+            torch.optim.Adam(model.arch_parameters(), 3e-4, betas=(0.5, 0.999), weight_decay=0.0))
+
+
+@pytest.mark.parametrize("method", ["edd", "sp"])
+def test_w_double_softmax_equals_the_transcribed_authors_s_step(method):
+    from edd_darts import step_forwards
+    from sp_darts import branch_forwards
+    torch.manual_seed(0)
+    model = build_supernet("s2", 4, 3, 10).double()
+    for a in model.alphas.values():  # a spread α, so that softmax(α) and α weigh the ops visibly apart
+        a.data.normal_(0, 0.02)
+    theirs, ours, single = (copy.deepcopy(model) for _ in range(3))
+    batches = [tuple(b.double() if b.is_floating_point() else b for b in batch) for batch in _batches(2, hw=8)]
+    t = 0.02
+    opts = {id(m): _s_optimisers(m) for m in (theirs, ours, single)}
+    for batch in batches:
+        _authors_s_step(theirs, batch, t, method == "edd", *opts[id(theirs)])
+    for net, double in ((ours, True), (single, False)):
+        if method == "edd":
+            f_a, f_w = step_forwards(_Run(net), t, 1 / t, "sn", ["normal"], double)
+        else:
+            f_a, _, _ = branch_forwards(_Run(net), t, 10 * t, torch.ones(1, 1, 1, dtype=torch.bool))
+            f_w, _, _ = branch_forwards(_Run(net), t, 10 * t, torch.ones(1, 1, 1, dtype=torch.bool), double)
+        w_opt, a_opt = opts[id(net)]
+        for x, y, xv, yv in batches:  # their order: the α step first
+            alpha_step(f_a, xv, yv, net.arch_parameters(), a_opt)
+            w_step(f_w, x, y, net.weight_parameters(), w_opt, 5.0)
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    assert not all(torch.allclose(p, q) for p, q in zip(single.weight_parameters(), theirs.weight_parameters()))
+
+
+def _authors_s_parse(w, ops: tuple[tuple[str, ...], ...], last_op: bool = True) -> list[tuple[str, int]]:
+    """The S1-S4 genotype rule (recorded above), written out: w rounded (E, M) numpy weights of one cell;
+    `last_op` False: the first of equal ops (`>`, the EDD/PCD authors' DARTS-space genotype)."""
+    gene, start = [], 0
+    for node in range(4):
+        n = node + 2
+        rows = w[start:start + n]
+        score = [max(v for k, v in enumerate(rows[j]) if ops[start + j][k] != "none") for j in range(n)]
+        for j in sorted(sorted(range(n), key=lambda j: -score[j])[:2]):  # stable: equal → the earlier input
+            best = (max if last_op else min)(
+                k for k in range(len(rows[j])) if ops[start + j][k] != "none"
+                and rows[j][k] == max(v for i, v in enumerate(rows[j]) if ops[start + j][i] != "none"))
+            gene.append((ops[start + j][best], j))
+        start += n
+    return gene
+
+
+@pytest.mark.parametrize("space,ties", [("s1", "earlier-input-last-op"), ("s2", "earlier-input-last-op"),
+                                        ("s3", "earlier-input-last-op"), ("darts-nonone", "earlier-input-first-op")])
+def test_earlier_input_ties_match_the_authors_s_genotype(space, ties):
+    from common.genotypes import derive_from_alphas
+    from common.spaces import SPACES
+    g = torch.Generator().manual_seed(5)
+    differs = 0
+    for trial in range(40):
+        alphas = {k: torch.randn(14, SPACES[space].alpha_shape(k)[1], generator=g) * 1e-2 for k in ("normal", "reduce")}
+        t = [1e-3, 3e-3, 1.0][trial % 3]  # saturated (ties at 1.000), partly, and near-uniform (ties at 0.5)
+        got = derive_from_alphas(alphas, SPACES[space], t, decimals=3, ties=ties)
+        for kind in ("normal", "reduce"):
+            w = torch.round(F.softmax(alphas[kind] / t, dim=-1), decimals=3).numpy()
+            assert getattr(got, kind) == _authors_s_parse(w, SPACES[space].edge_ops[kind], ties.endswith("last-op"))
+        differs += got != derive_from_alphas(alphas, SPACES[space], t, decimals=3, ties="later-input-first-op")
+    assert differs > 10  # the tie rule decides many of these genotypes
+
+
+def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path):
+    """A tiny SP search with the authors' S2 recipe: args.json, p per epoch, and the 3-decimal genotype."""
+    from common.genotypes import derive_from_alphas
+    from common.spaces import SPACES
+    from sp_darts import search
+    out = tmp_path / "sp"
+    cfg = parse_config(SPConfig, ["--recipe", "authors", "--space", "s2", "--t-sp", "6e-4", "--data-dir",
+                                  str(shared_data), "--limit-train", "32", "--C", "4", "--N", "3", "--epochs", "2",
+                                  "--batch-size", "16", "--eval-images", "32", "--out", str(out), "--no-progress",
+                                  "--device", "cpu"])
+    result = search(cfg)
+    args = json.loads((out / "args.json").read_text())
+    assert (args["recipe"], args["w_double_softmax"], args["p_low"], args["p_up"], args["derive_decimals"],
+            args["derive_ties"], args["clip_scope"], args["w_nesterov"]) == (
+        "authors", True, 0.8, 1.1, 3, "earlier-input-last-op", "w", False)
+    rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    got = [v for r in rec for v in (r["p"], r["t_sp"], r["t_sm"])]
+    assert got == pytest.approx([0.95, 6e-4, 6e-3, 1.0, 6e-4, 6e-3], rel=1e-12)  # 0.8 + 0.3·i/2, capped at 1
+    assert rec[1]["sparse_fraction"] == 1.0
+    alphas = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    alphas = {k: alphas[f"alphas.{k}"] for k in ("normal", "reduce")}
+    expected = derive_from_alphas(alphas, SPACES["s2"], 6e-4, decimals=3, ties="earlier-input-last-op")
+    assert json.loads(json.dumps(result["genotype"])) == json.loads(json.dumps(expected._asdict()))
+
+
+def test_report_labels_of_the_s_space_sweep_rows():
+    """run_all.sh's S1-S4 rows per swept value: recipe suffix, and the paper's error of their method."""
+    from common.report import Run, label_of, paper_eval
+    cases = [("edd-darts-lam0.24", "authors", "cifar100", "edd-darts-lam0.24 [authors' recipe]", "22.27"),
+             ("pcd-d0.11", "authors", "svhn", "pcd-d0.11 [authors' recipe]", "—"),  # Table 2 lists EDD only
+             ("sp-darts-tsp5e-4", "authors", "svhn", "sp-darts-tsp5e-4 [authors' recipe]", "2.33"),
+             ("sp-darts-tsp5e-4-paper", "paper", "svhn", "sp-darts-tsp5e-4 [paper recipe]", "2.33"),
+             ("edd-darts-paper", "paper", "svhn", "EDD-DARTS [paper recipe]", "2.23")]
+    for folder, recipe, dataset, label, error in cases:
+        path = Path(f"runs/s1/{folder}/{dataset}/seed0")
+        args = {"dataset": dataset, "recipe": recipe, "space": "s1"}
+        assert label_of(path, args) == label
+        assert paper_eval(Run(path, label_of(path, args), args, [], None, True)) == error
