@@ -616,3 +616,15 @@ def test_report_labels_of_the_s_space_sweep_rows():
         args = {"dataset": dataset, "recipe": recipe, "space": "s1"}
         assert label_of(path, args) == label
         assert paper_eval(Run(path, label_of(path, args), args, [], None, True)) == error
+
+
+@pytest.mark.slow
+def test_w_double_softmax_replicas_equal_their_single_runs(shared_data, tmp_path):
+    """--seeds with the authors' S1-S4 SP w step (softmax(softmax(α)/t) of each replica's φ branch, p = ½):
+    each replica is its single run (float64; test_replicas' harness, 3 seeds, 1 step)."""
+    from test_replicas import _equivalent
+
+    import sp_darts
+    _equivalent(shared_data, tmp_path, (sp_darts.SPConfig, sp_darts.search), space="s2", N=3, limit_train=16,
+                eval_images=16, w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op",
+                w_nesterov=False, t_sp=4e-4, warmup=0, p_low=0.5, p_up=0.5)
