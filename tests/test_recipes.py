@@ -1,5 +1,7 @@
 """Issue 17: `--clip-scope official` against a literal transcription of the official NB201 loop, the
-authors' temperature / p calendars as recorded facts read from their public scripts, and `--recipe`.
+authors' temperature / p calendars as recorded facts read from their public scripts, and `--recipe`;
+S1-S4 (the second half of the file): the authors' S1-S4 scripts' settings per method, space and dataset,
+their swept values required, their w step (softmax applied twice) and genotype tie rules.
 
 Sources of the recorded facts (read with the project's search tools; numbers copied, no code):
 - EDD, NB201: github.com/chaoji90/PCDEDD, AutoDL-Projects_edd/exps/algos/DARTS-V1-10.py lines 187-214
