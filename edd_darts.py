@@ -132,9 +132,10 @@ runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.soft
 temp)` (pl.py:266; model_search_cyc.py:124-125): `--w-double-softmax` (their α step: softmax(α/t)).
 Their genotype(t) at the epoch's t (pl.py:221) rounds softmax(α/t) to 3 decimals, keeps the earlier of
 equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-decimals 3 --derive-ties
-earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid batch each step
-(pl.py:246-250, cyc.py:239-243); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their
-seed is random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
+earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid
+batch each step (pl.py:246-250, cyc.py:239-243); their last, partial batch of an epoch (no drop_last,
+:152-160; ours drops it); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their seed is
+random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
 0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,

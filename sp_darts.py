@@ -94,8 +94,9 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   `model(input, t)` (:249; model_search.py:129-134): `--w-double-softmax`; the α step takes softmax(α/t)
   (:233). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
   edges and the last of equal ops (model_search.py:180-214): `--derive-decimals 3 --derive-ties
-  earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid batch each
-  step (:229-233); their "valid" accuracy is the supernet at t/10 (:197); their seed is random (:104).
+  earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid
+  batch each step (:229-233); their last, partial batch of an epoch (no drop_last, :150-158; ours drops
+  it); their "valid" accuracy is the supernet at t/10 (:197); their seed is random (:104).
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
