@@ -92,7 +92,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   run_all.sh runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.
   softmax_arch_parameters()` (:238; model_search.py:161-164) overwrites α with softmax(α) before
   `model(input, t)` (:249; model_search.py:129-134): `--w-double-softmax`; the α step takes softmax(α/t)
-  (:233). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
+  (:233). Near α's init softmax(α) ≈ (1 + α − ᾱ)/M, so their w step trains at about M·t (S2, t = 4e-4:
+  mean edge entropy 0.49 nats against 0.32 at t). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
   edges and the last of equal ops (model_search.py:180-214): `--derive-decimals 3 --derive-ties
   earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid
   batch each step (:229-233); their last, partial batch of an epoch (no drop_last, :150-158; ours drops
