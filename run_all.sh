@@ -191,7 +191,7 @@ groupable() {  # $1 = space, $2 = the row's flags: whether --seeds batches the r
   [[ " $2 " == *" --objective "* && " $2 " != *" --objective mixed "* ]] && return 1  # SP eq13/expected
   if [[ "$2" == edd_darts.py* ]] && [[ " $2 " == *" --schedule edd "* || " $2 " != *" --schedule "* ]]; then
     [[ " $2 " == *" --sn-unit-off "* ]] && return 1               # --sn-unit-off under Eq. 15's schedule
-    [[ " $2 " == *" --recipe authors "* && "$1" != nb201* ]] && return 1  # authors' DARTS-space EDD recipe
+    [[ " $2 " == *" --recipe authors "* && "$1" != nb201* ]] && return 1  # authors' DARTS/S1-S4 EDD recipes
   fi
   return 0
 }
