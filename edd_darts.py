@@ -276,9 +276,10 @@ class EDDConfig(SearchConfig):
                 raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
 
 
-#: S1-S4: the authors' `--decay_strength` per script, swept in chaoji90/PCDEDD README.md (S1-S4 section), no
-#: value per space or dataset: (our flag, the values, their script).
+#: The spaces of the authors' SmoothDARTS/sota/pcdedd scripts.
 S_SWEPT = {"s1", "s2", "s3", "s4"}
+#: Their `--decay_strength` per script (EDD: False, PCD: True), swept in chaoji90/PCDEDD README.md (S1-S4
+#: section) with no value per space or dataset: (our flag, the values, their script).
 S_DECAY_SWEEP = {False: ("lam", "0.12, 0.24, 0.48, 0.96", "train_search_pl.py"),
                  True: ("pcd_d", "0.1, 0.11, 0.12, 0.13", "train_search_cyc.py")}
 
@@ -293,9 +294,9 @@ def s_space_recipe(cfg: EDDConfig, pcd: bool) -> dict[str, Any]:
     if cfg.dataset not in ("cifar10", "cifar100", "svhn"):
         raise ConfigError(f"--recipe authors on {cfg.space}: their {script} searches cifar10, cifar100 or svhn "
                           f"(not {cfg.dataset})")
-    out = dict(batch_size=192, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, epochs=50, clip_scope="w",
-               softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", w_double_softmax=True,
-               derive_decimals=3, derive_ties="earlier-input-last-op")
+    out = dict(batch_size=192, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_beta1=0.5,
+               epochs=50, C=16, N=8, grad_clip=5.0, clip_scope="w", softmax="sn", st_const=True, sn_unit_off=True,
+               sn_cells="normal", w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op")
     if pcd:
         return {**out, "schedule": "pcd", "pcd_shape": "updown", "pcd_period": 10, "late_from": 40, "warmup": 0}
     return {**out, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam_late": 2 * cfg.lam,

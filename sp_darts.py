@@ -188,9 +188,10 @@ class SPConfig(SearchConfig):
             if self.dataset not in ("cifar10", "cifar100", "svhn"):
                 raise ConfigError(f"--recipe authors on {self.space}: their train_search.py searches cifar10, "
                                   f"cifar100 or svhn (not {self.dataset})")
-            return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_wd=0.0,
-                        epochs=50, warmup=0, p_low=0.8, p_up=1.1, t_sm_ratio=10.0, clip_scope="w",
-                        w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op")
+            return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False,
+                        a_lr=3e-4, a_wd=0.0, a_beta1=0.5, epochs=50, C=16, N=8, grad_clip=5.0, warmup=0, p_low=0.8,
+                        p_up=1.1, t_sm_ratio=10.0, clip_scope="w", w_double_softmax=True, derive_decimals=3,
+                        derive_ties="earlier-input-last-op")
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
                     warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
                     w_nesterov=False,
