@@ -580,11 +580,49 @@ def test_earlier_input_ties_match_the_authors_s_genotype(space, ties):
     assert differs > 10  # the tie rule decides many of these genotypes
 
 
-def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path):
-    """A tiny SP search with the authors' S2 recipe: args.json, p per epoch, and the 3-decimal genotype."""
+def _count_double_forward_calls(monkeypatch, module, name: str, double_at: int, used: list[int]) -> None:
+    """Wrap module.name (step_forwards / branch_forwards): every call of a forward it builds with `double`
+    (keyword, or positional argument `double_at`) adds 1 to used[0]; only the w step uses those."""
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if not kwargs.get("double", len(args) > double_at and args[double_at]):
+            return out
+
+        def counted(f):
+            def g(x):
+                used[0] += 1
+                return f(x)
+            return g
+        return tuple(counted(f) if i >= len(out) - (1 if name == "step_forwards" else 3) else f
+                     for i, f in enumerate(out))
+    monkeypatch.setattr(module, name, spy)
+
+
+def test_edd_s_space_run_trains_w_on_the_double_softmax(shared_data, tmp_path, monkeypatch):
+    """The authors' S2 PCD recipe in the real loop: its w steps go through the double-softmax forward."""
+    import edd_darts
+    used = [0]
+    _count_double_forward_calls(monkeypatch, edd_darts, "step_forwards", 5, used)
+    cfg = parse_config(EDDConfig, ["--recipe", "authors", "--space", "s2", "--schedule", "pcd", "--pcd-d", "0.11",
+                                   "--data-dir", str(shared_data), "--limit-train", "32", "--C", "4", "--N", "3",
+                                   "--epochs", "1", "--batch-size", "16", "--eval-images", "16", "--out",
+                                   str(tmp_path / "pcd"), "--no-progress", "--device", "cpu"])
+    edd_darts.search(cfg)
+    assert used[0] == 2  # 32 images / batch 16: two w steps, each one forward
+    assert json.loads((tmp_path / "pcd" / "args.json").read_text())["w_double_softmax"] is True
+
+
+def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path, monkeypatch):
+    """A tiny SP search with the authors' S2 recipe: args.json, p per epoch, the 3-decimal genotype, and
+    its w steps through the double-softmax forwards."""
+    import sp_darts
     from common.genotypes import derive_from_alphas
     from common.spaces import SPACES
     from sp_darts import search
+    used = [0]
+    _count_double_forward_calls(monkeypatch, sp_darts, "branch_forwards", 4, used)
     out = tmp_path / "sp"
     cfg = parse_config(SPConfig, ["--recipe", "authors", "--space", "s2", "--t-sp", "6e-4", "--data-dir",
                                   str(shared_data), "--limit-train", "32", "--C", "4", "--N", "3", "--epochs", "2",
@@ -603,6 +641,7 @@ def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path):
     alphas = {k: alphas[f"alphas.{k}"] for k in ("normal", "reduce")}
     expected = derive_from_alphas(alphas, SPACES["s2"], 6e-4, decimals=3, ties="earlier-input-last-op")
     assert json.loads(json.dumps(result["genotype"])) == json.loads(json.dumps(expected._asdict()))
+    assert used[0] == 4  # 2 epochs × 2 w steps
 
 
 def test_report_labels_of_the_s_space_sweep_rows():
