@@ -624,7 +624,7 @@ def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path, monkeypatch):
     used = [0]
     _count_double_forward_calls(monkeypatch, sp_darts, "branch_forwards", 4, used)
     out = tmp_path / "sp"
-    cfg = parse_config(SPConfig, ["--recipe", "authors", "--space", "s2", "--t-sp", "6e-4", "--data-dir",
+    cfg = parse_config(SPConfig, ["--recipe", "authors", "--space", "s2", "--t-sp", "1e-5", "--data-dir",
                                   str(shared_data), "--limit-train", "32", "--C", "4", "--N", "3", "--epochs", "2",
                                   "--batch-size", "16", "--eval-images", "32", "--out", str(out), "--no-progress",
                                   "--device", "cpu"])
@@ -635,11 +635,13 @@ def test_sp_s_space_run_records_the_recipe(shared_data, tmp_path, monkeypatch):
         "authors", True, 0.8, 1.1, 3, "earlier-input-last-op", "w", False)
     rec = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     got = [v for r in rec for v in (r["p"], r["t_sp"], r["t_sm"])]
-    assert got == pytest.approx([0.95, 6e-4, 6e-3, 1.0, 6e-4, 6e-3], rel=1e-12)  # 0.8 + 0.3·i/2, capped at 1
+    assert got == pytest.approx([0.95, 1e-5, 1e-4, 1.0, 1e-5, 1e-4], rel=1e-12)  # 0.8 + 0.3·i/2, capped at 1
     assert rec[1]["sparse_fraction"] == 1.0
     alphas = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
     alphas = {k: alphas[f"alphas.{k}"] for k in ("normal", "reduce")}
-    expected = derive_from_alphas(alphas, SPACES["s2"], 6e-4, decimals=3, ties="earlier-input-last-op")
+    expected = derive_from_alphas(alphas, SPACES["s2"], 1e-5, decimals=3, ties="earlier-input-last-op")
+    # t_sp 1e-5: the rows round to 1.000 and tie, so the tie rule decides (run.py passes --derive-ties)
+    assert expected != derive_from_alphas(alphas, SPACES["s2"], 1e-5, decimals=3, ties="later-input-first-op")
     assert json.loads(json.dumps(result["genotype"])) == json.loads(json.dumps(expected._asdict()))
     assert used[0] == 4  # 2 epochs × 2 w steps
 
