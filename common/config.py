@@ -141,8 +141,9 @@ class SearchConfig:
                                    "normalisation (1: off)")
     exclude_none: bool = arg(False, "NB201 derivation: skip `none` in the per-edge argmax")
     derive_decimals: int | None = arg(None, "DARTS-skeleton derivation: rank the weights softmax(α/T) rounded "
-                                            "to this many decimals, ties to the later input (the SP authors' "
-                                            "genotype(): 4); default None: exact")
+                                            "to this many decimals, ties broken by --derive-ties (the SP authors' "
+                                            "DARTS-space genotype(): 4; their and the EDD/PCD authors' S1-S4 and "
+                                            "DARTS-space ones: 3); default None: exact")
     derive_ties: str = arg("later-input-first-op", "with --derive-decimals, which of equal rounded weights wins: "
                                                    "later-input-first-op (of equal edges the later input, of equal "
                                                    "ops the first: the SP authors' DARTS-space genotype()), "
