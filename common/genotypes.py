@@ -10,7 +10,9 @@ argmax does not depend on T; the ranking *across* edges does, so on the DARTS sk
 ranking is computed as log softmax(α/T) (+ log γ) in float64: the same order as softmax(α/T)·γ, without
 float32 softmax's underflow to 0 at T ≈ 1e-3. On NB201 the argmax is taken of α itself, as the official
 code does (`TinyNetworkDarts.genotype`): a float32 softmax rounds α entries within ~1e-8 of each other
-to the same weight, and the first op wins. `--derive-decimals` reproduces the SP authors' rounded ranking.
+to the same weight, and the first op wins. `--derive-decimals` with `--derive-ties` reproduces the
+authors' rounded rankings (SP DARTS space: 4 decimals; EDD/PCD DARTS space and both forks' S1–S4: 3), in
+which saturated edges round to 1.000 and the tie rule picks the inputs.
 """
 from __future__ import annotations
 
