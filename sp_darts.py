@@ -123,8 +123,9 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
-from common.run import RunError, SearchRun, main_guard
-from common.search import alpha_step, entropy_stats, softmax_weights, w_step
+from common.replicas import replica_losses
+from common.run import SearchRun, main_guard
+from common.search import alpha_step, clip_grad_norm, entropy_stats, softmax_weights, w_step
 from common.spaces import SPACES
 
 # Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
@@ -286,26 +287,28 @@ def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, 
 
     Gradients are accumulated term by term (peak memory of one pass); zero-weight terms are skipped;
     `grad_clip` clips the total gradient norm of `params`. Returns (Σ c_k·CE, logits of the first
-    term with c_k ≠ 0).
+    term with c_k ≠ 0). With --seeds (stacked replicas) the clip is each replica's and Σ c_k·CE is
+    each replica's own, (S,) (common/replicas.py).
     """
+    S = getattr(params[0], "replicas", 0)  # --seeds: S stacked replicas, logits (S·B, classes)
     grads: list[Tensor] = [torch.zeros_like(p) for p in params]
     total, first = torch.zeros((), device=x.device), None
     for c, forward in terms:
         if c == 0:
             continue
         logits = forward(x)
-        loss = c * F.cross_entropy(logits, y)
+        loss = c * F.cross_entropy(logits, y)  # --seeds: the mean over replicas (1/S of each gradient)
         for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
             if d is not None:
                 g += d
-        total = total + loss.detach()
+        total = total + (c * replica_losses(logits.detach(), y, S) if S else loss.detach())
         first = logits.detach() if first is None else first
     if first is None:
         raise ValueError("two_pass_step needs a term with a non-zero weight")
     for p, g in zip(params, grads):
         p.grad = g
     if grad_clip:
-        nn.utils.clip_grad_norm_(params, grad_clip)
+        clip_grad_norm(params, grad_clip)  # torch's; per replica with --seeds
     optimizer.step()
     return total, first
 
@@ -322,17 +325,7 @@ def branch_forwards(run: SearchRun, t_sp: float, t_sm: float, phi_now: Tensor,
                                  for k, a in logits().items()}))
 
 
-def seeds_refusal(cfg: SPConfig) -> str | None:
-    """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
-    if cfg.objective != "mixed":
-        return (f"--seeds with --objective {cfg.objective} is not supported yet: it needs a per-replica "
-                "clip in two_pass_step; run one --seed per process")
-    return None
-
-
 def search(cfg: SPConfig) -> dict:
-    if cfg.seeds and (why := seeds_refusal(cfg)):
-        raise RunError(why)
     run = SearchRun(cfg, script="sp_darts")
     # CPU generators, never the global RNG: one per replica (one without --seeds), restored on --resume
     generators = [torch.Generator().manual_seed(seed + PHI_SEED_OFFSET) for seed in run.seeds]

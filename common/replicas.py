@@ -80,6 +80,12 @@ def _per(v: Tensor, like: Tensor) -> Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
+def replica_losses(logits: Tensor, y: Tensor, S: int) -> Tensor:
+    """Each replica's mean cross-entropy, (S,), from stacked logits (S·B, classes) and labels (S·B,)."""
+    return F.cross_entropy(logits.view(S, -1, logits.shape[-1]).transpose(1, 2), y.view(S, -1),
+                           reduction="none").mean(1)
+
+
 def clip_grad_norm_per_replica(params: list[Tensor], max_norm: float) -> Tensor:
     """`nn.utils.clip_grad_norm_` of each replica: ‖g_s‖ over all `params`, g_s ·= min(1, c/(‖g_s‖ + 1e-6)).
 
@@ -223,6 +229,64 @@ def unrolled_alpha_step_per_replica(forward: Callable[[Tensor], Tensor], x_train
     return loss.detach(), logits.detach()
 
 
+class NoiseSource:
+    """S4's `noise` op for stacked replicas: replica s draws from its own generator exactly what its single
+    run's `torch.randn_like` draws from the global RNG (same state, call order, shape, dtype and layout).
+
+    `ReplicaSupernet.draw_noise_from` puts a `ReplicaNoise` in place of every `common.ops.Noise` of the
+    vmapped template; its batching rule (`_ReplicaNoise.vmap`) runs outside the vmap, once per noise op and
+    forward, in the order the single forward calls them, and fills slice s of one (S, …) buffer from
+    generator s: no host read, so a CUDA graph captures it (the generators are registered with it).
+
+    Args:
+        generators: one per replica, each holding its replica's global RNG state (CPU, or the device's CUDA).
+        memory_format: the single run's layout of the op's input (`torch.channels_last` where `SearchRun`
+            runs channels_last): `randn_like` keeps it, and CPU `normal_` fills a channels_last tensor
+            element by element in memory order, other values than a contiguous one's.
+    """
+
+    def __init__(self, generators: list[torch.Generator], memory_format: torch.memory_format) -> None:
+        self.generators, self.memory_format = generators, memory_format
+
+    def draw(self, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """N(0, 1) of (S, *shape): slice s from generator s."""
+        S = len(self.generators)
+        out = torch.empty(S * shape[0], *shape[1:], dtype=dtype, device=device, memory_format=self.memory_format)
+        out = out.view(S, *shape)  # slice s has the single run's strides
+        for s, generator in enumerate(self.generators):
+            out[s].normal_(generator=generator)  # = randn_like of the single run's input
+        return out
+
+
+class _ReplicaNoise(torch.autograd.Function):
+    """`randn_like(x)` of each replica under vmap, from `NoiseSource` (no gradient: noise does not depend on x)."""
+
+    @staticmethod
+    def forward(x: Tensor, source: NoiseSource) -> Tensor:  # noqa: ARG004 - only its vmap rule runs
+        raise RuntimeError("ReplicaNoise runs under vmap only (the replicas' stacked forward)")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        pass
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, None], x: Tensor, source: NoiseSource) -> tuple[Tensor, int]:
+        shape = x.shape if in_dims[0] is None else x.movedim(in_dims[0], 0).shape[1:]
+        return source.draw(shape, x.dtype, x.device), 0
+
+
+class ReplicaNoise(nn.Module):
+    """`common.ops.Noise` (N(0, 1) of the strided input's shape) with each replica's draws from `source`."""
+
+    def __init__(self, stride: int, source: NoiseSource) -> None:
+        super().__init__()
+        self.stride, self.source = stride, source
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return _ReplicaNoise.apply(x.detach(), self.source)
+
+
 class ReplicaSupernet:
     """S supernets as one: stacked parameters (S, …) and a vmapped functional forward.
 
@@ -275,6 +339,17 @@ class ReplicaSupernet:
 
     def eval(self) -> ReplicaSupernet:
         return self
+
+    def draw_noise_from(self, source: NoiseSource) -> bool:
+        """S4: every `noise` op of the template draws each replica's noise from `source`. False: no noise op."""
+        from common.ops import Noise
+        found = False
+        for module in list(self.template.modules()):
+            for name, child in module.named_children():
+                if isinstance(child, Noise):
+                    setattr(module, name, ReplicaNoise(child.stride, source))  # ModuleList: by index name
+                    found = True
+        return found
 
     @torch.no_grad()
     def copy_to(self, s: int, model: Supernet) -> None:
@@ -407,10 +482,6 @@ def check_supported(script: str, cfg: SearchConfig) -> None:
     if script not in SUPPORTED:
         raise RunError(f"--seeds (several seeds as one batched search) is not supported by {script} yet: it "
                        "needs its per-search values as per-replica tensors; run one --seed per process")
-    from common.spaces import SPACES
-    if any("noise" in ops for edges in SPACES[cfg.space].edge_ops.values() for ops in edges):
-        raise RunError(f"--seeds on {cfg.space}: its noise op draws from the global RNG inside the step, not "
-                       "per replica; run one --seed per process")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -468,10 +539,38 @@ class ReplicaRun(SearchRun):
             self.a_optimizer.load_state_dict(_stack_states(self.a_optimizer, [r.a_optimizer.state_dict() for r in self.runs]))
         self.stopped: dict[int, str] = {}  # replica index → why it stopped
         self.graphs = StepGraphs(cfg.cuda_graphs)
+        self.noise_generators = self._noise_generators()  # S4: each replica's global RNG stream, [] elsewhere
         self.start_epoch, self.global_step, self.wall_time = first.start_epoch, first.global_step, 0.0
         self.records: list[dict[str, Any]] = []
         self.epoch = self.start_epoch
         self._reset_trackers()
+
+    def _noise_generators(self) -> list[torch.Generator]:
+        """One generator per replica holding its global RNG state (CPU, or this device's CUDA one), which its
+        single run's S4 `noise` op draws from; the supernet's noise ops draw from them (`NoiseSource`)."""
+        cuda = self.device.type == "cuda"
+        index = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
+        generators = []
+        for state in self._rng:
+            generator = torch.Generator(device=self.device)
+            generator.set_state(state["cuda"][index] if cuda else state["torch"])
+            generators.append(generator)
+        layout = torch.channels_last if self.runs[0].channels_last else torch.contiguous_format
+        if not self.model.draw_noise_from(NoiseSource(generators, layout)):
+            return []
+        for generator in generators:
+            self.register_generator(generator)  # CUDA: registered with every captured graph
+        return generators
+
+    def _sync_noise_rng(self) -> None:
+        """The noise generators' positions into the replicas' RNG states (checkpointed, as a single run's)."""
+        for state, generator in zip(self._rng, self.noise_generators):
+            if generator.device.type == "cuda":
+                index = generator.device.index if generator.device.index is not None else torch.cuda.current_device()
+                state["cuda"] = [g.clone() for g in state["cuda"]]
+                state["cuda"][index] = generator.get_state()
+            else:
+                state["torch"] = generator.get_state()
 
     @property
     def seeds(self) -> list[int]:
@@ -564,9 +663,10 @@ class ReplicaRun(SearchRun):
         self.step_in_epoch = 0
 
     def track(self, split: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        """Per replica: its mean cross-entropy and correct count (from the logits), and the NaN watch."""
+        """Per replica: its loss (`loss` if it is per replica, (S,), as SP's two-pass objectives give it;
+        else its mean cross-entropy, from the logits), correct count, and the NaN watch."""
+        per = loss if loss.dim() == 1 else replica_losses(logits, y, self.S)  # (S,) as each single run's
         logits, y = logits.view(self.S, -1, logits.shape[-1]), y.view(self.S, -1)
-        per = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)  # (S,) as each single run
         n = y.shape[1]
         correct = (logits.argmax(-1) == y).sum(1)
         self._sums[split] += torch.stack([per.double() * n, correct.double()], dim=1)
@@ -618,6 +718,7 @@ class ReplicaRun(SearchRun):
         Values may be per replica: PerReplica, or tensors with a leading replica axis."""
         self.check_finite()
         accuracy = self._discrete_accuracies(derive_temperature)
+        self._sync_noise_rng()  # after the evaluation's draws, as the single run's checkpoint has it
         staged: list[tuple[SearchRun, Path, int]] = []
         records = {}
         for k in self._live():

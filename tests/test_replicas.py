@@ -340,10 +340,8 @@ def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, t
 
 
 @pytest.mark.parametrize("script,extra,needle", [
-    ("sp_darts.py", ["--objective", "eq13"], "--objective eq13"),
     ("edd_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
     ("aer_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
-    ("sa_darts.py", ["--space", "s4"], "noise op"),
 ])
 def test_unsupported_configurations_refuse_seeds_in_one_line(script, extra, needle, tmp_path, capsys) -> None:
     module = importlib.import_module(script.removesuffix(".py"))

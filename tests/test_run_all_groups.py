@@ -97,11 +97,11 @@ def test_matrix_groups_each_cell_and_refused_rows_stay_per_seed(tmp_path: Path) 
             assert ("--seeds" in argv) == (why is None), f"run_all.sh's groupable disagrees with {script}: {why}; {line}"
     assert set(runs) == set(runs_per_seed)
     assert len(grouped) < len(per_seed) and len(checked) > 30
-    # the rows the scripts refuse (S4's noise op, GDAS backbones, the authors' DARTS-space EDD recipe) stay
+    # the rows the scripts refuse (GDAS backbones, the authors' DARTS-space EDD recipe) stay
     # one process per seed; the rest is one process per cell
     for cell, lines in lines_of.items():
         space, label, _ = cell
-        refused = (space == "s4" or "gdas" in label or (space == "darts" and label == "edd-darts")
+        refused = ("gdas" in label or (space == "darts" and label == "edd-darts")
                    or label.startswith("pdarts"))  # AER's P-DARTS backbone: a new supernet per stage
         n = sum(1 for c, _ in runs if c == cell)
         assert len(lines) == (n if refused else 1), (cell, lines)
@@ -111,10 +111,10 @@ def test_matrix_groups_each_cell_and_refused_rows_stay_per_seed(tmp_path: Path) 
 
 
 def test_a_refusing_option_after_double_dash_keeps_seeds_apart(tmp_path: Path) -> None:
-    lines = run_all("--dry-run", "--runs", str(tmp_path), "--only", "sp-darts-paper", "--spaces", "nb201",
-                    "--datasets", "cifar10", "--", "--objective", "eq13").stdout.splitlines()
-    assert len(lines) == 3 and all("--seeds" not in x and "--objective eq13" in x for x in lines)
-    assert refusal("sp_darts.py", ["--objective", "eq13", "--seeds", "0", "1"]) is not None
+    lines = run_all("--dry-run", "--runs", str(tmp_path), "--only", "edd-darts-paper", "--spaces", "nb201",
+                    "--datasets", "cifar10", "--", "--sn-unit-off").stdout.splitlines()
+    assert len(lines) == 3 and all("--seeds" not in x and "--sn-unit-off" in x for x in lines)
+    assert refusal("edd_darts.py", ["--softmax", "sn", "--schedule", "edd", "--sn-unit-off", "--seeds", "0", "1"])
 
 
 def test_one_seed_of_a_group_is_the_single_run_in_its_own_folder() -> None:
