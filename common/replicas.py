@@ -18,7 +18,10 @@ What stays per replica, and how:
   that averages over all α entries or edges (SA's L_SA, β-DARTS, AER's H̄); the optimiser steps S times its
   gradient (`FlatGroup.gather_grad`): every replica gets exactly its own. (A regulariser that *sums* over
   α would need a 1/S.)
-- the w gradient-norm clip: `clip_grad_norm_per_replica` (`common.search.clip_grad_norm` dispatches here).
+- the w gradient-norm clip: `clip_grad_norm_per_replica` (`common.search.clip_grad_norm` dispatches here; SP's
+  two-pass step too, whose per-replica Σ c_k·CE_k reaches the metrics as an (S,) loss).
+- S4's noise op: replica s draws from a generator holding its single run's global RNG state, outside the vmap,
+  in the single forward's call order and layout (`NoiseSource`); its position is checkpointed as that RNG state.
 - optimisers: torch's SGD (momentum, Nesterov, weight decay) and Adam are elementwise, so one optimiser
   over stacked tensors is S independent ones (Adam's step count is shared: replicas step together). It is
   built from the single run's optimiser (`type(opt)(groups, **opt.defaults)`), so it follows its settings,
@@ -37,8 +40,8 @@ What stays per replica, and how:
 Capture-safe for --cuda-graphs: per-replica values (norms, clip coefficients, the alive mask) are device
 tensors; nothing in the step reads a value on the host. Supported: common.baseline (DARTS-V1, also with
 --partial-channels), sa_darts (darts and snas backbones), aer_darts (darts-v1, darts-v2), edd_darts (darts
-backbone), sp_darts (mixed objective); the rest (GDAS backbones, SP's two-pass objectives, S4) refuses
---seeds with a one-line error naming what is missing.
+backbone), sp_darts (all objectives), every space (S4 included); the rest (GDAS backbones, AER's P-DARTS)
+refuses --seeds with a one-line error naming what is missing.
 """
 from __future__ import annotations
 
