@@ -18,26 +18,38 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_replicas import SEEDS, TINY, _close, _equivalent
+from test_replicas import SEEDS, TINY, _close, _equivalent, _same_run, _search
 from torch import nn
 
 import common.replicas
+from common.run import NonFiniteLoss
 
 # 24 images / batch 8 = 3 bilevel steps; a 16-image evaluation batch
 SMALL = dict(limit_train=24, batch_size=8, eval_images=16)
 
 
 @pytest.mark.slow
-def test_s4_noise_replicas_equal_their_single_runs_under_darts_v2(shared_data: Path, tmp_path: Path) -> None:
+def test_s4_noise_replicas_equal_their_single_runs_under_darts_v2_and_resume(shared_data: Path,
+                                                                            tmp_path: Path) -> None:
     """S4 (every edge [noise, sep_conv_3x3]) with AER's DARTS-V2 backbone: per step the noise ops draw in the
     w step's forward and the unrolled α step's four (train, valid, train at w+, train at w−), then in the
-    evaluation; N=2 gives reduction cells, so strided (stride-2) and plain noise inputs both occur."""
+    evaluation; N=2 gives reduction cells, so strided (stride-2) and plain noise inputs both occur. 2 epochs
+    × 2 steps; the batched run stops after epoch 1 (every replica fed NaN) and resumes from its replicas'
+    checkpoints: the noise generators restart from the checkpointed RNG states."""
     import aer_darts
-    _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), space="s4", N=2, C=2,
-                backbone="darts-v2", lam=0.2, **SMALL)
+    method, kw = (aer_darts.AERConfig, aer_darts.search), dict(space="s4", N=2, C=2, backbone="darts-v2", lam=0.2,
+                                                              epochs=2, **{**SMALL, "limit_train": 16})
+    for seed in SEEDS:
+        _search(shared_data, tmp_path / "single" / f"seed{seed}", method, seed=seed, **kw)
+    batched = tmp_path / "batched" / "seed{seed}"
+    with pytest.raises(NonFiniteLoss, match="every replica"):  # at the first step of epoch 2
+        _search(shared_data, batched, method, seeds=SEEDS, debug_nan_step=2, **kw)
+    _search(shared_data, batched, method, seeds=SEEDS, resume=True, **kw)
+    for seed in SEEDS:
+        _same_run(tmp_path / "single" / f"seed{seed}", tmp_path / "batched" / f"seed{seed}", epochs=2)
     rng = [torch.load(tmp_path / "batched" / f"seed{s}" / "checkpoint.pt", weights_only=False)["rng"]["torch"]
            for s in SEEDS]
-    assert not torch.equal(rng[0], rng[1])  # three streams (compared with their single runs' in _equivalent)
+    assert not torch.equal(rng[0], rng[1])  # three streams, each where its single run's is (_same_run)
 
 
 @contextlib.contextmanager
