@@ -5,7 +5,8 @@ As tests/test_replicas.py: in float64 every replica of a 3-seed batched run equa
 - S4: each replica's `noise` op draws from its own generator exactly what its single run's `randn_like` draws
   from the global RNG (channels_last as the single run: `SearchRun` runs the fast supernet so), in every
   forward of a step (the w step, DARTS-V2's four unrolled forwards) and of the end-of-epoch evaluation;
-  the checkpointed RNG state is where the single run's is.
+  the checkpointed RNG state is where the single run's is. Unit level: `ReplicaNoise` under vmap against
+  `common.ops.Noise` on the global RNG, bit for bit, over dtypes, layouts, strides and sizes.
 - SP `--objective eq13` / `expected`: `two_pass_step` clips each replica's w gradient by its own norm (the
   norms are recorded and equal each single run's; the clip acts) and logs each replica's Σ c_k·CE_k.
 """
@@ -140,3 +141,34 @@ def test_bf16_batched_run_stays_near_the_single_bf16_runs(shared_data: Path, tmp
         single, batched = (w(torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"])
                            for d in (f"single{seed}", f"batched/seed{seed}"))
         assert (batched - single).norm() < 0.25 * (single - w0).norm(), seed
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape,stride", [((2, 3, 5, 5), 1), ((2, 3, 5, 5), 2), ((1, 2, 2, 3), 1), ((4, 8, 6, 6), 2)])
+def test_replica_noise_is_each_single_runs_randn_like(dtype, layout, shape, stride) -> None:
+    """`ReplicaNoise` under vmap gives replica s what `common.ops.Noise` gives its single run from the global RNG
+    (at the same state), bit for bit: CPU `normal_` takes a vectorised path for contiguous tensors of ≥ 16
+    elements and an element-wise one otherwise (channels_last, small), whose numbers differ; the generators
+    end where the global RNG does."""
+    from torch.func import vmap
+
+    from common.ops import Noise
+    S = 3
+    states = []
+    for s in range(S):
+        torch.manual_seed(100 + s)
+        torch.randn(7, dtype=torch.float64)  # a normal sample cached in the generator state, as mid-run
+        states.append(torch.get_rng_state())
+    generators = [torch.Generator() for _ in range(S)]
+    for g, state in zip(generators, states):
+        g.set_state(state)
+    op = common.replicas.ReplicaNoise(stride, common.replicas.NoiseSource(generators, layout))
+    x = torch.randn(S, *shape).to(dtype)
+    batched = vmap(lambda x: op(x) + op(x).sum())(x)  # two draws per forward, in order
+    for s in range(S):
+        torch.set_rng_state(states[s])
+        xs = x[s].contiguous(memory_format=layout)
+        single = Noise(stride)(xs) + Noise(stride)(xs).sum()
+        assert single.dtype == batched.dtype and torch.equal(single, batched[s])
+        assert torch.equal(torch.get_rng_state(), generators[s].get_state())
