@@ -1,7 +1,7 @@
 """--seeds (common/replicas.py) for S4's noise op and SP's two-pass objectives (issue 18).
 
 As tests/test_replicas.py: in float64 every replica of a 3-seed batched run equals its seed's single run after
-3 bilevel steps (w, α, optimiser states, RNG state, metrics, genotype, result).
+≥ 3 bilevel steps (w, α, optimiser states, RNG state, metrics, genotype, result).
 - S4: each replica's `noise` op draws from its own generator exactly what its single run's `randn_like` draws
   from the global RNG (channels_last as the single run: `SearchRun` runs the fast supernet so), in every
   forward of a step (the w step, DARTS-V2's four unrolled forwards) and of the end-of-epoch evaluation;
