@@ -657,6 +657,10 @@ class ReplicaRun(SearchRun):
     def forward(self, weights_fn: Callable[[], Mapping[str, Tensor]],
                 index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
         """x (S, B, 3, H, W) → logits (S·B, classes): a method's F.cross_entropy is the mean over replicas."""
+        if index is not None and self.noise_generators:  # GDAS hard sampling on a space with the noise op
+            raise RunError(f"--seeds with GDAS sampling on {self.cfg.space}: a single run draws its noise op's "
+                           "numbers only where its sample picks it, a batched forward for every replica; run "
+                           "one --seed per process")
         return batched_forward(self.model, weights_fn, index, self.cfg.amp == "bf16", not self.cfg.cuda_graphs)
 
     def _reset_trackers(self) -> None:

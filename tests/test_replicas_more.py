@@ -172,3 +172,22 @@ def test_replica_noise_is_each_single_runs_randn_like(dtype, layout, shape, stri
         single = Noise(stride)(xs) + Noise(stride)(xs).sum()
         assert single.dtype == batched.dtype and torch.equal(single, batched[s])
         assert torch.equal(torch.get_rng_state(), generators[s].get_state())
+
+
+def test_gdas_sampling_on_s4_refuses_seeds_in_one_line(tmp_path: Path) -> None:
+    """A GDAS forward (an op index per edge) on S4: a single run draws the noise op's numbers only where its
+    sample picks noise, the batched all-ops forward would draw them for every replica: refused, not wrong."""
+    from common.baseline import DartsConfig
+    from common.run import RunError, SearchRun
+    cfg = DartsConfig(seeds=[0, 1], space="s4", dataset="synthetic", data_dir=str(tmp_path), C=2, N=1,
+                      limit_train=16, batch_size=8, device="cpu", progress=False, out=str(tmp_path / "seed{seed}"))
+    cfg.resolve()
+    run = SearchRun(cfg, script="darts")
+    try:
+        assert len(run.noise_generators) == 2
+        with pytest.raises(RunError, match="GDAS sampling on s4") as err:
+            run.forward(lambda: {}, {"normal": [0] * 14, "reduce": [0] * 14})
+        assert "\n" not in str(err.value)
+    finally:
+        for r in run.runs:
+            r.dir.release()
