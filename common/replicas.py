@@ -727,6 +727,7 @@ class ReplicaRun(SearchRun):
         accuracy = self._discrete_accuracies(derive_temperature)
         self._sync_noise_rng()  # after the evaluation's draws, as the single run's checkpoint has it
         staged: list[tuple[SearchRun, Path, int]] = []
+        written: list[tuple[SearchRun, list[dict]]] = []
         records = {}
         for k in self._live():
             run = self.runs[k]
@@ -738,17 +739,22 @@ class ReplicaRun(SearchRun):
             set_rng_state(self._rng[k])
             path = run.dir.path / STAGED
             run.dir.save_checkpoint = lambda state, path=path: _save_staged(state, path)  # written, not renamed
+            # metrics.jsonl after the commit, as a single run writes it after its checkpoint: a kill before
+            # the renames leaves no record that a checkpoint does not hold (a fresh start would refuse it)
+            run.dir.write_metrics = lambda records, run=run: written.append((run, list(records)))
             try:
                 used = used_weights[k] if isinstance(used_weights, PerReplica) else \
                     {kind: w[k] for kind, w in used_weights.items()}
                 records[self.seeds[k]] = run.end_epoch(used, _split(schedule, k, self.S),
                                                        _one(derive_temperature, k))
             finally:
-                del run.dir.save_checkpoint, run.discrete_accuracy  # the run's own methods again
+                del run.dir.save_checkpoint, run.dir.write_metrics, run.discrete_accuracy  # the run's own again
             staged.append((run, path, self.epoch + 1))
         for run, path, epoch in staged:  # the commit: every replica's epoch, or (after a kill) --resume finishes it
             run.dir.digests.replace_target(path)  # checkpoint.pt and checkpoint.pt.sha256
             run.dir.saved_epoch = epoch
+        for run, lines in written:
+            run.dir.write_metrics(lines)
         self._reset_trackers()
         return records
 

@@ -191,3 +191,55 @@ def test_gdas_sampling_on_s4_refuses_seeds_in_one_line(tmp_path: Path) -> None:
     finally:
         for r in run.runs:
             r.dir.release()
+
+
+_DIE_AT_RENAME = """
+import os, sys, runpy
+from common.safeio import DigestFile
+calls, die_at, real = [0], int(sys.argv.pop(1)), DigestFile.replace_target
+def replace_target(self, new):
+    calls[0] += 1
+    if calls[0] == die_at:
+        os._exit(9)  # a kill -9 here: nothing after this line runs, no handler, no cleanup
+    real(self, new)
+DigestFile.replace_target = replace_target
+sys.argv[0] = "common.baseline"
+runpy.run_module("common.baseline", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("die_at", [1, 2], ids=["before-any-rename", "between-the-renames"])
+def test_a_kill_inside_the_batched_commit_resumes_to_the_uninterrupted_run(shared_data: Path, tmp_path: Path,
+                                                                          die_at: int) -> None:
+    """The batched epoch commit (every replica's staged checkpoint renamed in turn, then each metrics.jsonl)
+    killed at its worst moments in epoch 0: before any rename (no replica has a checkpoint yet; a
+    metrics.jsonl written before the renames made --resume refuse the run as "an earlier run") and between
+    the two renames (one replica a epoch ahead: --resume finishes the commit). Then --resume equals the
+    uninterrupted batched run."""
+    import subprocess
+    import sys
+    args = ["--space", "nb201", "--limit-train", "32", "--C", "4", "--N", "1", "--batch-size", "16",
+            "--eval-images", "32", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
+            "--epochs", "2", "--seeds", "0", "1"]
+    root = Path(__file__).resolve().parents[1]
+    run = lambda *extra, pre=(): subprocess.run([sys.executable, *pre, *args, *extra], cwd=root,
+                                                capture_output=True, text=True)
+    ref = run("--out", str(tmp_path / "ref" / "seed{seed}"), pre=("-m", "common.baseline"))
+    assert ref.returncode == 0, ref.stderr
+    cut = tmp_path / "cut"
+    killed = run("--out", str(cut / "seed{seed}"), pre=("-c", _DIE_AT_RENAME, str(die_at)))
+    assert killed.returncode == 9, killed.stderr
+    assert [(cut / f"seed{s}" / "checkpoint.pt").exists() for s in (0, 1)] == [die_at == 2, False]
+    assert not any((cut / f"seed{s}" / "metrics.jsonl").exists() for s in (0, 1))
+    resumed = run("--out", str(cut / "seed{seed}"), "--resume", pre=("-m", "common.baseline"))
+    assert resumed.returncode == 0, resumed.stderr
+    for seed in (0, 1):
+        a, b = tmp_path / "ref" / f"seed{seed}", cut / f"seed{seed}"
+        strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                           for line in (p / "metrics.jsonl").read_text().splitlines()]
+        assert strip(a) == strip(b) and len(strip(a)) == 2
+        ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
+        assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
+        ca, cb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
+        assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
