@@ -16,20 +16,21 @@
 # and failed.txt names them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}  # the lent GPU's image has python3 (KINDS.md); a plain `python` may be absent there
 out=${1:-results/gpu-check}
 mkdir -p "$out"
 : > "$out/failed.txt"; : > "$out/bench.txt"  # the stages append: start both empty
 stage() { local name=$1; shift; "$@" || echo "$name (exit $?)" | tee -a "$out/failed.txt"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
-tests() { python -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py tests/test_train.py -k "cuda or replay" \
+tests() { "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_graphs.py tests/test_data.py tests/test_train.py -k "cuda or replay" \
     2>&1 | tee "$out/tests.txt"; }
-bench() { python benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@" \
+bench() { "$PY" benchmarks/search_step.py --device cuda --paths fast --no-activations --no-reference "$@" \
     2>&1 | tee -a "$out/bench.txt"; }
 stage "CUDA tests" tests
 stage "eager benchmark" bench --methods darts-v1 pc-k4 gdas --amp none bf16 --json "$out/bench_eager.json"
 stage "graph benchmark" bench --methods darts-v1 darts-v2 pc-k4 --amp none bf16 --cuda-graphs \
     --json "$out/bench_graphs.json"
-stage "evaluation step" bash -c "python benchmarks/train_step.py --device cuda 2>&1 | tee -a $out/bench.txt"
+stage "evaluation step" bash -c "\"$PY\" benchmarks/train_step.py --device cuda 2>&1 | tee -a $out/bench.txt"
 for n in ${CONCURRENT:-4 8}; do
     stage "concurrent $n" bench --methods darts-v1 --cuda-graphs --concurrent "$n" --json "$out/concurrent$n.json"
 done
