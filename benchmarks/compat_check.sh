@@ -55,6 +55,7 @@ pyver=$("$py312" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/n
 [ "$pyver" = 3.12 ] || die "$py312 is Python $pyver; the lent GPU runs 3.12"
 [[ $budget =~ ^[0-9]+$ ]] && [ "$budget" -ge 60 ] && [ "$budget" -le 570 ] || die "--budget must be 60..570 s (got $budget)"
 [[ $cells =~ ^[0-9]+$ ]] && [ "$cells" -ge 1 ] || die "--cells must be a positive integer (got $cells)"
+eval "suite_args=($suite)" 2>/dev/null || die "--suite: cannot split '$suite' into arguments (shell quoting)"
 git -C "$here" rev-parse --git-dir >/dev/null 2>&1 || die "$here is not a git checkout"
 venv=$(realpath -m "$venv") logs=$(realpath -m "$logs")
 case "$venv/" in "$here"/*) die "--venv $venv is inside the checkout (it would travel to the device)" ;; esac
@@ -149,12 +150,14 @@ rehearse() {
         > "$tmp/dry.txt" 2>&1 || { cat "$tmp/dry.txt"; echo "stub-GPU dry run failed"; return 1; }
     { grep "^== queue\|RUN  \|GPU:" "$tmp/dry.txt" || true; } | head -4
     echo "copy kept in $tmp"
-    [ "$rc" -eq 0 ] && [ "$ndone" -ge 1 ] && [ "$nfailed" -eq 0 ]
+    [ "$rc" -eq 0 ] && [ "$ndone" -ge 1 ] && [ "$nfailed" -eq 0 ] \
+        || { echo "session exit status $rc, $ndone search(es) done, $nfailed failed or stopped"; return 1; }
 }
 t0=$SECONDS
 (rehearse) > "$logs/rehearsal.log" 2>&1  # not in an `if`: there set -e would be off inside
 if [ $? = 0 ]; then
     summary rehearsal "ok ($((SECONDS - t0)) s): $(grep '^travels:' "$logs/rehearsal.log"); $(grep '^runs:' "$logs/rehearsal.log")"
+    grep "^carried wheels\|^warnings in\|^== set-up:\|^== smoke:" "$logs/rehearsal.log" | sed 's/^/           /' >> "$logs/summary.txt"
 else
     summary rehearsal "FAILED ($((SECONDS - t0)) s): $(grep -v '^ *$' "$logs/rehearsal.log" | tail -1) (see rehearsal.log)"
 fi
@@ -164,15 +167,17 @@ if [ "$run_suite" = 1 ]; then
     t0=$SECONDS
     "$vpy" -m pip install -q --no-deps nas-bench-201 xautodl==1.0.0 > "$logs/suite.log" 2>&1
     "$vpy" -m pip install -q --no-deps -e "$here" >> "$logs/suite.log" 2>&1
-    # shellcheck disable=SC2086
     (cd "$here" && PATH="$venv/bin:$PATH" OMP_NUM_THREADS=1 HYPOTHESIS_PROFILE=ci \
-        "$vpy" -m pytest -q -p no:cacheprovider -rs ${suite:-}) >> "$logs/suite.log" 2>&1
+        "$vpy" -m pytest -q -p no:cacheprovider -rs "${suite_args[@]}") >> "$logs/suite.log" 2>&1
     rc=$?
     last=$(grep -E "(passed|failed|error)" "$logs/suite.log" | tail -1)
-    if [ "$rc" = 0 ]; then summary suite "ok ($((SECONDS - t0)) s): $last"
-    else summary suite "FAILED ($((SECONDS - t0)) s, rc $rc): $last; $(grep -c '^FAILED\|^ERROR' "$logs/suite.log") failing (see suite.log)"
+    what="pytest ${suite:-(everything)}"
+    if [ "$rc" = 0 ]; then summary suite "ok ($((SECONDS - t0)) s, $what): $last"
+    else summary suite "FAILED ($((SECONDS - t0)) s, rc $rc, $what): $last; $(grep -c '^FAILED\|^ERROR' "$logs/suite.log") failing (see suite.log)"
     fi
     grep '^FAILED\|^ERROR' "$logs/suite.log" | head -8 | sed 's/^/           /' >> "$logs/summary.txt"
+    sed -n '/warnings summary/,$p' "$logs/suite.log" | grep -o "[A-Za-z]*Warning: .*" | cut -c1-100 | sort | uniq -c | head -3 | sed 's/^ */           /' \
+        >> "$logs/summary.txt"
 else
     summary suite "not run (--no-suite)"
 fi
