@@ -19,7 +19,8 @@
 #               to reach any index or local wheel store (only the carried .whl/): `bash
 #               benchmarks/gpu_session.sh` (real set-up: the full CIFAR-10 rebuilt from the JPEG copy; smoke;
 #               a stub calibration; the first --cells queued cells, 2 replica-batched seeds, tiny searches on
-#               the CPU) under a --budget, `ingest` of its tar, and a dry run on a stub nvidia-smi "H200".
+#               the CPU) under a --budget, `ingest` of its tar, the speed and sharing stages' benchmark
+#               commands at a tiny size, and a dry run on a stub nvidia-smi "H200".
 # 4. suite:     the test suite under the venv (nas-bench-201, xautodl and this checkout installed for it),
 #               `OMP_NUM_THREADS=1 HYPOTHESIS_PROFILE=ci python -m pytest -q` from the checkout (~10-20 min on a
 #               shared 2-core machine; --no-suite skips it, --suite "ARGS" runs those pytest arguments).
@@ -102,6 +103,7 @@ rehearse() {
     local tmp dest
     tmp=$(mktemp -d /tmp/compat-device.XXXXXX)
     dest=$tmp/repo
+    echo "copy in $tmp (removed if the rehearsal passes)"
     mkdir -p "$dest" "$tmp/home" "$tmp/out"
     git ls-files -co --exclude-standard -z | xargs -0 -r sh -c 'for f; do [ -f "$f" ] || [ -L "$f" ] && printf "%s\0" "$f"; done' sh \
         | xargs -0 -r cp -P --parents -t "$dest"
@@ -143,13 +145,18 @@ rehearse() {
     nfailed=$(grep -c "^failed \|^killed " "$log" || true)
     echo "runs: $ndone done, $nfailed failed or killed; tar $(tar -tf "$tar" | wc -l) members"
     "${clean[@]}" python3 benchmarks/gpu_session.py ingest "$tar"
+    # the speed and sharing stages' benchmark commands (GPU only in a session), on the CPU at a tiny size
+    "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none bf16 \
+        --no-reference --no-activations --replicas 1 4 --C 4 --N 1 --batch 8 --iters 1 --warmup 0 --json "$tmp/speed.json"
+    "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none --batch 8 \
+        --C 4 --N 1 --concurrent 2 --iters 1 --warmup 0 --no-reference --no-activations --json "$tmp/sharing.json"
+    echo "speed-stage benchmark: $(grep -c '"step_s"' "$tmp/speed.json") rows; sharing: $(grep -c median_step_s_each "$tmp/sharing.json") row"
     mkdir -p "$tmp/bin"
     printf '#!/bin/sh\necho "NVIDIA H200, 580.159.04, 143771 MiB"\n' > "$tmp/bin/nvidia-smi"
     chmod +x "$tmp/bin/nvidia-smi"
     "${clean[@]}" PATH="$tmp/bin:$venv/bin:$PATH" OUT="$tmp/out" bash benchmarks/gpu_session.sh --dry-run --seeds 0 1 \
         > "$tmp/dry.txt" 2>&1 || { cat "$tmp/dry.txt"; echo "stub-GPU dry run failed"; return 1; }
     { grep "^== queue\|RUN  \|GPU:" "$tmp/dry.txt" || true; } | head -4
-    echo "copy kept in $tmp"
     [ "$rc" -eq 0 ] && [ "$ndone" -ge 1 ] && [ "$nfailed" -eq 0 ] \
         || { echo "session exit status $rc, $ndone search(es) done, $nfailed failed or stopped"; return 1; }
 }
@@ -157,7 +164,8 @@ t0=$SECONDS
 (rehearse) > "$logs/rehearsal.log" 2>&1  # not in an `if`: there set -e would be off inside
 if [ $? = 0 ]; then
     summary rehearsal "ok ($((SECONDS - t0)) s): $(grep '^travels:' "$logs/rehearsal.log"); $(grep '^runs:' "$logs/rehearsal.log")"
-    grep "^carried wheels\|^warnings in\|^== set-up:\|^== smoke:" "$logs/rehearsal.log" | sed 's/^/           /' >> "$logs/summary.txt"
+    rm -rf "$(sed -n 's/^copy in \(.*\) (removed.*/\1/p' "$logs/rehearsal.log")"
+    grep "^carried wheels\|^warnings in\|^== set-up:\|^== smoke:\|^speed-stage" "$logs/rehearsal.log" | sed 's/^/           /' >> "$logs/summary.txt"
 else
     summary rehearsal "FAILED ($((SECONDS - t0)) s): $(grep -v '^ *$' "$logs/rehearsal.log" | tail -1) (see rehearsal.log)"
 fi
