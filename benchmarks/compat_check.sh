@@ -15,9 +15,9 @@
 # 3. rehearsal: the GPU session as the device runs it, on CPU: `gpu_session.py prepare` (what it says to
 #               carry), a copy of the checkout as the device gets it (git's tracked and untracked-not-ignored
 #               files + the carried paths, no .git; ≤ 64 MiB checked), the venv made like the device image
-#               (no nas-bench-201, no xautodl, this project not installed), then in the copy, with pip unable
-#               to reach any index or local wheel store (only the carried .whl/): `bash
-#               benchmarks/gpu_session.sh` (real set-up: the full CIFAR-10 rebuilt from the JPEG copy; smoke;
+#               (no nas-bench-201, no xautodl, this project not installed: uninstalled, and put back by
+#               the suite stage), then in the copy, with pip unable to reach any index or local wheel store
+#               (only the carried .whl/): `bash benchmarks/gpu_session.sh` (real set-up: the full CIFAR-10 rebuilt from the JPEG copy; smoke;
 #               a stub calibration; the first --cells queued cells, 2 replica-batched seeds, tiny searches on
 #               the CPU) under a --budget, `ingest` of its tar, the speed and sharing stages' benchmark
 #               commands at a tiny size, and a dry run on a stub nvidia-smi "H200".
@@ -40,14 +40,15 @@ py312=$1; shift
 venv=$(dirname "$here")/venv-py312-torch${TORCH%.*}
 logs=/tmp/compat-$(date -u +%Y%m%d-%H%M%S)
 suite="" run_suite=1 budget=420 cells=3
+value() { [ "$1" -ge 2 ] || die "$2 needs a value"; }
 while [ $# -gt 0 ]; do
     case $1 in
-        --venv) venv=${2:?--venv needs a folder}; shift 2 ;;
-        --logs) logs=${2:?--logs needs a folder}; shift 2 ;;
+        --venv) value $# "$1"; venv=$2; shift 2 ;;
+        --logs) value $# "$1"; logs=$2; shift 2 ;;
         --no-suite) run_suite=0; shift ;;
-        --suite) suite=${2?--suite needs pytest arguments}; shift 2 ;;
-        --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
-        --cells) cells=${2:?--cells needs a number}; shift 2 ;;
+        --suite) value $# "$1"; suite=$2; shift 2 ;;
+        --budget) value $# "$1"; budget=$2; shift 2 ;;
+        --cells) value $# "$1"; cells=$2; shift 2 ;;
         *) die "unknown option $1" ;;
     esac
 done
