@@ -9,8 +9,9 @@ torchvision (`from torch.nn import functional as F`, `import torch.nn as nn`, ..
 name rooted there (`torch.cuda.graph`, `F.cross_entropy`, `torch.func.vmap`) checks that it resolves in
 the installed packages; for a call of such a name it also checks that every keyword given
 (`capture_error_mode=`, `capturable=`, `weights_only=`) is a parameter of the callee's signature.
-Names reached only through an object (`tensor.foo()`, `opt.param_groups`) are out of its reach: the
-test suite covers those on CPU. `benchmarks/compat_check.sh` runs it under the lent GPU's torch.
+A method of an object is checked where the file makes that object in one place from one torch class
+(`graph = torch.cuda.CUDAGraph()` or `self.x = ...`, then `graph.register_generator_state(g)`); other
+objects (`tensor.foo()`, `opt.param_groups`) are out of its reach: the test suite covers those on CPU. `benchmarks/compat_check.sh` runs it under the lent GPU's torch.
 """
 from __future__ import annotations
 
@@ -98,6 +99,27 @@ def _keywords_missing(obj: object, keywords: Iterable[str]) -> list[str]:
     return [k for k in keywords if k not in params]
 
 
+def _instances(tree: ast.Module, aliases: dict[str, str]) -> dict[str, str]:
+    """`name` or `self.name` → the torch class it holds, where every assignment to it in the file is a call
+    of that one class (`graph = torch.cuda.CUDAGraph()`), so that `graph.replay()` can be checked too."""
+    made: dict[str, set[str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        parts = _dotted(value.func) if isinstance(value, ast.Call) else None
+        path = ".".join([aliases[parts[0]], *parts[1:]]) if parts and parts[0] in aliases else None
+        for target in targets:
+            name = _dotted(target)
+            if name and len(name) <= 2 and (len(name) == 1 or name[0] == "self"):
+                made.setdefault(".".join(name), set()).add(path)
+    return {k: v for k, (v,) in ((k, tuple(paths)) for k, paths in made.items() if len(paths) == 1)
+            if v is not None and inspect.isclass(resolve(v))}
+
+
 def check_source(text: str, file: str) -> list[Problem]:
     """Every torch/torchvision name and call keyword in one file's source that the installed packages lack."""
     tree = ast.parse(text, file)
@@ -119,11 +141,27 @@ def check_source(text: str, file: str) -> list[Problem]:
             seen.add((node.lineno, what))
             problems.append(Problem(file, node.lineno, what))
 
+    def check_method(node: ast.Attribute, keywords: list[str]) -> None:
+        owner = _dotted(node.value)
+        cls_path = instances.get(".".join(owner)) if owner else None
+        if cls_path is None:
+            return
+        method = getattr(resolve(cls_path), node.attr, _MISSING)
+        what = f"{cls_path} has no method {node.attr}" if method is _MISSING else ""
+        if method is not _MISSING and keywords:
+            bad = _keywords_missing(method, keywords)
+            what = f"{cls_path}.{node.attr}() takes no keyword {', '.join(bad)}" if bad else ""
+        if what:
+            problems.append(Problem(file, node.lineno, what))
+
+    instances = _instances(tree, aliases)
     called = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             called.add(id(node.func))
             check(node.func, [k.arg for k in node.keywords if k.arg])
+            if isinstance(node.func, ast.Attribute):
+                check_method(node.func, [k.arg for k in node.keywords if k.arg])
     for node in ast.walk(tree):  # names used without a call (decorators, isinstance, defaults)
         if isinstance(node, ast.Attribute) and id(node) not in called and not isinstance(node.ctx, ast.Store):
             check(node, [])
