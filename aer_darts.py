@@ -105,6 +105,7 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.pdarts import PdartsRun, PdartsSchedule
+from common.replicas import gdas_refusal
 from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights, linear_tau
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
@@ -261,9 +262,8 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace, column0:
 
 def seeds_refusal(cfg: AERConfig) -> str | None:
     """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
-    if cfg.backbone == "gdas":
-        return ("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS forward; "
-                "run one --seed per process")
+    if cfg.backbone == "gdas" and (why := gdas_refusal(cfg.space)):
+        return why
     if cfg.backbone == "pdarts":
         return ("--seeds with --backbone pdarts is not supported yet: each stage builds a new supernet; "
                 "run one --seed per process")
@@ -283,7 +283,7 @@ def search(cfg: AERConfig) -> dict:
     def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
         if not gdas:
             return softmax_forward
-        weights, index = gdas_weights(model.alphas, tau)
+        weights, index = gdas_weights(model.alphas, tau, run.global_generators())  # --seeds: each replica's
         return run.forward(lambda: weights, index)
 
     for epoch in run.epochs():

@@ -163,6 +163,7 @@ from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
+from common.replicas import gdas_refusal
 from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights
 from common.search import alpha_step, clip_grad_norm, softmax_weights, w_step
@@ -520,9 +521,8 @@ def step_forwards(run: SearchRun, t: float | Tensor, s: float | Tensor, softmax:
 def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
     """Why `--seeds` refuses cfg, or None. `planning` (run_all.sh's grouping): also where it may refuse
     mid-run, --sn-unit-off under Eq. 15's entropy-driven schedule (the replicas' t can disagree about 1)."""
-    if cfg.backbone == "gdas":
-        return ("--seeds with --backbone gdas is not supported yet: it needs the per-replica GDAS forward; "
-                "run one --seed per process")
+    if cfg.backbone == "gdas" and (why := gdas_refusal(cfg.space)):
+        return why
     if planning and cfg.sn_unit_off and cfg.schedule == "edd":
         return "--sn-unit-off with --schedule edd: the replicas' temperatures may disagree about t = 1"
     return None
@@ -546,7 +546,7 @@ def search(cfg: EDDConfig) -> dict:
 
     def gdas_forward(tau: float) -> Callable[[Tensor], Tensor]:  # a fresh hard sample on every call
         def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(model.alphas, tau)
+            weights, index = gdas_weights(model.alphas, tau, run.global_generators())  # --seeds: per replica
             return run.forward(lambda: weights, index)(x)
         return fwd
 

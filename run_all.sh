@@ -185,7 +185,7 @@ paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for 
 groupable() {  # $1 = space, $2 = the row's flags: whether --seeds batches the row. The mirror of the
   # refusals (common/replicas.py check_supported, each script's seeds_refusal(cfg, planning=True));
   # tests/test_run_all_groups.py checks every row of the matrix against them.
-  [[ " $2 " == *" --backbone gdas "* ]] && return 1               # GDAS backbones (EDD ETS-GDAS, AER)
+  [[ "$1" = s4 && " $2 " == *" --backbone gdas "* ]] && return 1  # GDAS on S4: noise drawn where sampled only
   [[ " $2 " == *" --backbone pdarts "* ]] && return 1             # AER's P-DARTS: a new supernet per stage
   if [[ "$2" == edd_darts.py* ]] && [[ " $2 " == *" --schedule edd "* || " $2 " != *" --schedule "* ]]; then
     [[ " $2 " == *" --sn-unit-off "* ]] && return 1               # --sn-unit-off under Eq. 15's schedule

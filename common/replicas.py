@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -60,7 +61,7 @@ from torch.nn import functional as F
 
 from common.config import SearchConfig
 from common.run import NonFiniteLoss, RunError, RunFinished, SearchRun, rng_state, set_rng_state
-from common.supernet import Index, Supernet, Weights, edge_normalisation
+from common.supernet import DartsCell, Index, MixedOp, NB201Cell, Supernet, Weights, edge_normalisation
 
 # vmap runs adaptive_avg_pool2d's in-place as_strided_ slice by slice (one small op per replica, once per
 # forward); torch warns about it on every process's first batched forward
@@ -290,6 +291,34 @@ class ReplicaNoise(nn.Module):
         return _ReplicaNoise.apply(x.detach(), self.source)
 
 
+def masked_mix(mix: Callable[[Tensor, Tensor, Any], Tensor], x: Tensor, w: Tensor, index: Any) -> Tensor:
+    """`MixedOp.mix` (`mix`, the op's own) of one replica under vmap, whose GDAS sample is the one-hot m (M,).
+
+    The single run runs the sampled op only: Σ_o [o = o*]·w_o·o(x) + [o ≠ o*]·w_o (`MixedOp.mix`; the
+    unselected w_o have value 0 and take ∂L/∂w_o = Σ ∂L/∂out, xautodl's GDAS forward). Under vmap the
+    replicas sample different ops, so every op runs: Σ_o m_o·w_o·o(x) + (1 − m_o)·w_o, the same value and
+    the same gradients (∂L/∂w_o, and exactly 0 for an unselected op's parameters). A non-tensor index
+    (None: all ops, softmax weights) is the op's own mix.
+    """
+    if not torch.is_tensor(index):
+        return mix(x, w, index)
+    return mix(x, index * w, None) + ((1 - index) * w).sum()  # Σ m_o w_o o(x) + Σ (1 − m_o) w_o
+
+
+def sampled_op_of_parameters(model: Supernet) -> dict[str, tuple[str, int, int]]:
+    """The parameters that live in a candidate op: name → (cell kind, edge, op), the entry of a GDAS sample
+    (E, M) that decides whether the op runs (and gets a gradient) in a step."""
+    out = {}
+    for i, cell in enumerate(model.cells):
+        if isinstance(cell, (NB201Cell, DartsCell)):
+            kind = cell.kind if isinstance(cell, DartsCell) else "normal"
+            for e, mixed in enumerate(cell.mixed):
+                for o, op in enumerate(mixed.ops):
+                    for name, _ in op.named_parameters():
+                        out[f"cells.{i}.mixed.{e}.ops.{o}.{name}"] = (kind, e, o)
+    return out
+
+
 class ReplicaSupernet:
     """S supernets as one: stacked parameters (S, …) and a vmapped functional forward.
 
@@ -316,6 +345,11 @@ class ReplicaSupernet:
         self.betas = {k: self.params[f"betas.{k}"] for k in self.template.betas}
         arch = {id(p) for p in self.arch_parameters()}
         self._w = [p for p in self.params.values() if id(p) not in arch]
+        self.op_of = sampled_op_of_parameters(self.template)  # parameter name → (kind, edge, op)
+        self.ran: dict[str, Tensor] | None = None  # the last forward's GDAS one-hots (S, E, M); None: all ops
+        for module in self.template.modules():
+            if isinstance(module, MixedOp):  # a tensor index (one replica's one-hot): the masked mix
+                module.mix = functools.partial(masked_mix, module.mix)  # type: ignore[method-assign]
 
     def arch_parameters(self) -> list[Tensor]:
         return list(self.alphas.values()) + list(self.betas.values())
@@ -329,13 +363,17 @@ class ReplicaSupernet:
         return {k: norm(b) for k, b in self.betas.items()}
 
     def __call__(self, x: Tensor, weights: Weights, index: Index | None = None, use_gammas: bool = True) -> Tensor:
-        if index is not None:
-            raise RunError("--seeds with GDAS hard sampling is not supported yet (it needs the all-ops "
-                           "straight-through forward per replica); run one --seed per process")
+        """`index[kind]`: GDAS's sample as each replica's one-hot (S, E, M) (`common.sampling.gdas_weights`
+        with `run.global_generators()`): every op runs, masked (`masked_mix`); `ran` keeps it for the w step."""
+        if index is not None and not all(torch.is_tensor(m) for m in index.values()):
+            raise RunError("--seeds: a GDAS sample must come as (S, E, M) one-hots, drawn with "
+                           "generator=run.global_generators(); run one --seed per process")
+        self.ran = None if index is None else dict(index)
 
-        def one(params: dict[str, Tensor], x: Tensor, w: dict[str, Tensor]) -> Tensor:
-            return functional_call(self.template, params, (x, w, None, use_gammas))
-        return vmap(one, in_dims=(0, 0 if x.dim() == 5 else None, 0))(self.params, x, dict(weights))
+        def one(params: dict[str, Tensor], x: Tensor, w: dict[str, Tensor], m: dict[str, Tensor] | None) -> Tensor:
+            return functional_call(self.template, params, (x, w, m, use_gammas))
+        dims = (0, 0 if x.dim() == 5 else None, 0, None if index is None else 0)
+        return vmap(one, in_dims=dims)(self.params, x, dict(weights), self.ran)
 
     def train(self, mode: bool = True) -> ReplicaSupernet:  # BN uses batch statistics either way
         return self
@@ -381,9 +419,14 @@ def _slice_state(opt: torch.optim.Optimizer, s: int, single: dict[str, Any]) -> 
     stacked = opt.state_dict()
     for j, (flat, _) in enumerate(_flats(opt)):
         indices = single["param_groups"][j]["params"]
+        exists = stacked["state"].get(j, {}).get(MOMENTUM_EXISTS)  # GDAS: buffers of sampled ops only
         for k, v in stacked["state"].get(j, {}).items():
+            if k == MOMENTUM_EXISTS:
+                continue
             parts = flat.flat_group.split(v, s) if torch.is_tensor(v) and v.dim() else None
             for n, i in enumerate(indices):
+                if k == "momentum_buffer" and exists is not None and not exists[s, n]:
+                    continue  # never sampled by replica s: its single run has no state for it
                 state.setdefault(i, {})[k] = parts[n] if parts is not None else copy.deepcopy(v)
     groups = [{**copy.deepcopy({k: v for k, v in g.items() if k != "params"}), "params": list(sg["params"])}
               for g, sg in zip(stacked["param_groups"], single["param_groups"])]
@@ -395,11 +438,18 @@ def _stack_states(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> d
     stacked = opt.state_dict()
     state = {}
     for j, (flat, _) in enumerate(_flats(opt)):
-        indices = states[0]["param_groups"][j]["params"]
-        if indices[0] not in states[0]["state"]:
+        indices, group = states[0]["param_groups"][j]["params"], flat.flat_group
+        has = [[i in st["state"] for i in indices] for st in states]  # GDAS: a never-sampled op has no state
+        first = next((st["state"][i] for st in states for i in indices if i in st["state"]), None)
+        if first is None:
             continue
-        state[j] = {k: flat.flat_group.join([[st["state"][i][k] for i in indices] for st in states])
-                    if torch.is_tensor(v) and v.dim() else v for k, v in states[0]["state"][indices[0]].items()}
+
+        def value(st: dict[str, Any], i: int, n: int, k: str) -> Tensor:
+            return st["state"][i][k] if i in st["state"] else first[k].new_zeros(group.shapes[n])
+        state[j] = {k: group.join([[value(st, i, n, k) for n, i in enumerate(indices)] for st in states])
+                    if torch.is_tensor(v) and v.dim() else v for k, v in first.items()}
+        if not all(map(all, has)):
+            state[j][MOMENTUM_EXISTS] = torch.tensor(has)
     return {"state": state, "param_groups": stacked["param_groups"]}
 
 
@@ -430,6 +480,7 @@ def stack_replicas(models: list[Supernet], w_optimizer: torch.optim.Optimizer, a
     w_opt, a_opt = _stacked_like(w_optimizer, model, names[0]), _stacked_like(a_optimizer, model, names[1])
     FreezeNonFinite(w_opt, alive)
     FreezeNonFinite(a_opt, alive)
+    SampledOpsStep(w_opt, model)
     return model, w_opt, a_opt
 
 
@@ -471,6 +522,70 @@ class FreezeNonFinite:
         self.saved = []
 
 
+MOMENTUM_EXISTS = "momentum_exists"  # stacked SGD state: (S, tensors), which momentum buffers a replica's run has
+
+
+class SampledOpsStep:
+    """Step hooks on the stacked w optimiser (SGD): under GDAS each replica steps only the ops it sampled.
+
+    In a single GDAS run an op that was not sampled gets no gradient (grad None) and torch's SGD skips it:
+    no weight decay, no momentum update, and its momentum buffer is created (buf = d_p) at the first step
+    the op is sampled. Batched, every op runs and an unsampled op's gradient is exactly 0 for that replica,
+    so the flat step would move it: after the step, each (replica, parameter tensor) whose op did not run
+    (`model.ran`, the forward's one-hots) gets its parameters and momentum buffer back. `MOMENTUM_EXISTS`
+    in the optimiser state marks the buffers a replica's single run has (`_slice_state` leaves the others
+    out of its checkpoint, `_stack_states` rebuilds it on --resume); a missing buffer is held at 0, so
+    torch's μ·0 + d_p is exactly the first step's buf = d_p (SGD without dampening).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: ReplicaSupernet) -> None:
+        if any(g.get("dampening", 0) for g in optimizer.param_groups):
+            raise RunError("--seeds with GDAS needs SGD without dampening on w")
+        self.model, self.saved = model, []
+        where = {id(leaf): name for name, leaf in model.params.items()}
+        self.kinds = list(model.alphas)
+        first, col = 1, {}  # column 0 of the table: ran always (stem, classifier, …)
+        for kind in self.kinds:
+            E, M = model.alphas[kind].shape[1:]
+            col[kind], first = first, first + E * M
+        self.slots = {}  # flat parameter → (column of each of its tensors, their sizes)
+        for group in optimizer.param_groups:
+            flat = group["params"][0]
+            ops = [model.op_of.get(where[id(leaf)]) for leaf in flat.flat_group.leaves]
+            slots = [0 if op is None else col[op[0]] + op[1] * model.alphas[op[0]].shape[2] + op[2] for op in ops]
+            self.slots[flat] = (torch.tensor(slots, device=flat.device),
+                                torch.tensor(flat.flat_group.sizes, device=flat.device))
+        optimizer.register_step_pre_hook(self.pre)
+        optimizer.register_step_post_hook(self.post)
+
+    @torch.no_grad()
+    def pre(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        ran, self.saved = self.model.ran, []
+        if ran is None:  # all ops ran (not GDAS): every tensor had a gradient
+            return
+        S = next(iter(ran.values())).shape[0]
+        table = torch.cat([torch.ones(S, 1, dtype=torch.bool, device=ran[self.kinds[0]].device),
+                           *(ran[k].flatten(1) > 0 for k in self.kinds)], 1)  # (S, 1 + Σ E·M)
+        for flat, (slots, sizes) in self.slots.items():
+            had = table[:, slots]  # (S, tensors): the tensor had a gradient in the replica's single run
+            mask = had.repeat_interleave(sizes, dim=1, output_size=flat.shape[1])  # (S, P)
+            buf = opt.state.get(flat, {}).get("momentum_buffer")
+            self.saved.append((flat, had, mask, flat.detach().clone(), None if buf is None else buf.clone()))
+
+    @torch.no_grad()
+    def post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        for flat, had, mask, old, old_buf in self.saved:
+            flat.copy_(torch.where(mask, flat, old))
+            state = opt.state[flat]
+            if state.get("momentum_buffer") is None:
+                continue
+            state["momentum_buffer"].copy_(torch.where(mask, state["momentum_buffer"], 0.0 if old_buf is None else old_buf))
+            exists = state.get(MOMENTUM_EXISTS)
+            exists = torch.full_like(had, old_buf is not None) if exists is None else exists.bool()
+            state[MOMENTUM_EXISTS] = exists | had
+        self.saved = []
+
+
 def replica_config(cfg: SearchConfig, seed: int) -> SearchConfig:
     """The config of seed's single run: --seed seed, its own --out ({seed} filled in, else <out>/seed<k>)."""
     out = cfg.out
@@ -478,6 +593,17 @@ def replica_config(cfg: SearchConfig, seed: int) -> SearchConfig:
         out = out.replace("{seed}", str(seed)) if "{seed}" in out else str(Path(out) / f"seed{seed}")
     nan = cfg.debug_nan_step if cfg.debug_nan_seed in (None, seed) else None
     return dataclasses.replace(cfg, seed=seed, seeds=None, out=out, debug_nan_step=nan, debug_nan_seed=None)
+
+
+def gdas_refusal(space: str) -> str | None:
+    """Why --seeds refuses GDAS sampling on `space`, or None: with a noise op (S4) a single run draws noise
+    only on the edges its sample picks it on, a batched all-ops forward for every replica."""
+    from common.spaces import SPACES
+    if any("noise" in ops for edges in SPACES[space].edge_ops.values() for ops in edges):
+        return (f"--seeds with GDAS sampling on {space} (--backbone gdas): a single run draws its noise op's "
+                "numbers only where its sample picks it, a batched forward for every replica; run one --seed per "
+                "process")
+    return None
 
 
 def check_supported(script: str, cfg: SearchConfig) -> None:
@@ -542,15 +668,16 @@ class ReplicaRun(SearchRun):
             self.a_optimizer.load_state_dict(_stack_states(self.a_optimizer, [r.a_optimizer.state_dict() for r in self.runs]))
         self.stopped: dict[int, str] = {}  # replica index → why it stopped
         self.graphs = StepGraphs(cfg.cuda_graphs)
-        self.noise_generators = self._noise_generators()  # S4: each replica's global RNG stream, [] elsewhere
+        self._generators = self._global_rng_generators()  # each replica's global RNG stream (S4 noise, GDAS)
+        self.noise_generators = self._noise_generators()  # S4: the same generators, [] elsewhere
         self.start_epoch, self.global_step, self.wall_time = first.start_epoch, first.global_step, 0.0
         self.records: list[dict[str, Any]] = []
         self.epoch = self.start_epoch
         self._reset_trackers()
 
-    def _noise_generators(self) -> list[torch.Generator]:
-        """One generator per replica holding its global RNG state (CPU, or this device's CUDA one), which its
-        single run's S4 `noise` op draws from; the supernet's noise ops draw from them (`NoiseSource`)."""
+    def _global_rng_generators(self) -> list[torch.Generator]:
+        """One generator per replica holding its global RNG state (CPU, or this device's CUDA one): what its
+        single run's S4 `noise` op and GDAS sampling draw from (`_sync_rng` writes their positions back)."""
         cuda = self.device.type == "cuda"
         index = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
         generators = []
@@ -558,16 +685,26 @@ class ReplicaRun(SearchRun):
             generator = torch.Generator(device=self.device)
             generator.set_state(state["cuda"][index] if cuda else state["torch"])
             generators.append(generator)
-        layout = torch.channels_last if self.runs[0].channels_last else torch.contiguous_format
-        if not self.model.draw_noise_from(NoiseSource(generators, layout)):
-            return []
-        for generator in generators:
-            self.register_generator(generator)  # CUDA: registered with every captured graph
         return generators
 
-    def _sync_noise_rng(self) -> None:
-        """The noise generators' positions into the replicas' RNG states (checkpointed, as a single run's)."""
-        for state, generator in zip(self._rng, self.noise_generators):
+    def _noise_generators(self) -> list[torch.Generator]:
+        """The replicas' global RNG generators where the supernet has noise ops (S4), which then draw from
+        them (`NoiseSource`); [] elsewhere."""
+        layout = torch.channels_last if self.runs[0].channels_last else torch.contiguous_format
+        if not self.model.draw_noise_from(NoiseSource(self._generators, layout)):
+            return []
+        for generator in self._generators:
+            self.register_generator(generator)  # CUDA: registered with every captured graph
+        return self._generators
+
+    def global_generators(self) -> list[torch.Generator]:
+        """The replicas' global RNG generators: replica k's GDAS noise is what its seed's run draws from
+        torch's default generator (its position is checkpointed as the replica's RNG state)."""
+        return self._generators
+
+    def _sync_rng(self) -> None:
+        """The generators' positions into the replicas' RNG states (checkpointed, as a single run's)."""
+        for state, generator in zip(self._rng, self._generators):
             if generator.device.type == "cuda":
                 index = generator.device.index if generator.device.index is not None else torch.cuda.current_device()
                 state["cuda"] = [g.clone() for g in state["cuda"]]
@@ -658,9 +795,7 @@ class ReplicaRun(SearchRun):
                 index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
         """x (S, B, 3, H, W) → logits (S·B, classes): a method's F.cross_entropy is the mean over replicas."""
         if index is not None and self.noise_generators:  # GDAS hard sampling on a space with the noise op
-            raise RunError(f"--seeds with GDAS sampling on {self.cfg.space}: a single run draws its noise op's "
-                           "numbers only where its sample picks it, a batched forward for every replica; run "
-                           "one --seed per process")
+            raise RunError(gdas_refusal(self.cfg.space) or "--seeds: GDAS sampling with noise ops")
         return batched_forward(self.model, weights_fn, index, self.cfg.amp == "bf16", not self.cfg.cuda_graphs)
 
     def _reset_trackers(self) -> None:
@@ -725,7 +860,7 @@ class ReplicaRun(SearchRun):
         Values may be per replica: PerReplica, or tensors with a leading replica axis."""
         self.check_finite()
         accuracy = self._discrete_accuracies(derive_temperature)
-        self._sync_noise_rng()  # after the evaluation's draws, as the single run's checkpoint has it
+        self._sync_rng()  # after the evaluation's (noise) draws, as the single run's checkpoint has it
         staged: list[tuple[SearchRun, Path, int]] = []
         written: list[tuple[SearchRun, list[dict]]] = []
         records = {}

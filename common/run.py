@@ -487,6 +487,11 @@ class SearchRun:
         tensor of `like`'s dtype and device, broadcasting against stacked (S, E, M) α)."""
         return values[0]
 
+    def global_generators(self) -> list[torch.Generator] | None:
+        """What a step's draws from the global RNG (GDAS's Gumbel noise) pass as `generator`: here None, the
+        global RNG itself (a ReplicaRun: one generator per replica holding its single run's global RNG)."""
+        return None
+
     @property
     def clip_extra(self) -> list[torch.nn.Parameter] | None:
         """`w_step`'s `norm_extra`: α with `--clip-scope official` (NB201's clip of network.parameters())."""

@@ -7,6 +7,10 @@ hard one-hot  w = hard − sg(soft) + soft  (value one-hot, gradient of soft). �
 
 By the Gumbel-max trick P(o* = o) = softmax(α)_o for every τ, so softmax(α) is the expectation of the
 hard sample (the weights "actually used" on average).
+
+Replicas (--seeds, common/replicas.py): α stacked (S, E, M) and one generator per replica (each holding its
+seed's single-run global RNG) draw each replica's noise as its single run does; the sampled ops come back
+as the one-hot (S, E, M) the batched forward masks with, not as host lists.
 """
 from __future__ import annotations
 
@@ -16,21 +20,29 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+Generators = torch.Generator | list[torch.Generator] | None
 
-def gumbel_noise(shape: torch.Size | tuple[int, ...], like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """g = −log(E), E ~ Exp(1), resampled where it would be infinite."""
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], like: Tensor, generator: Generators = None) -> Tensor:
+    """g = −log(E), E ~ Exp(1), resampled where it would be infinite. A list of S generators: shape is
+    (S, …) and replica s's slice is drawn from generator s alone (as its single run draws shape[1:])."""
+    if isinstance(generator, list):
+        return torch.stack([gumbel_noise(shape[1:], like, g) for g in generator])
     u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
     u = u.clamp(torch.finfo(like.dtype).tiny, 1.0 - torch.finfo(like.dtype).eps)
     return -torch.log(-torch.log(u))
 
 
-def gumbel_softmax_hard(alpha: Tensor, tau: float, generator: torch.Generator | None = None
-                        ) -> tuple[Tensor, list[int]]:
-    """GDAS sample of (E, M) α: straight-through one-hot weights (E, M) and the sampled op per edge."""
+def gumbel_softmax_hard(alpha: Tensor, tau: float | Tensor, generator: Generators = None
+                        ) -> tuple[Tensor, list[int] | Tensor]:
+    """GDAS sample of (E, M) α: straight-through one-hot weights (E, M) and the sampled op per edge.
+
+    With a list of generators (replicas): α (S, E, M), τ a float or (S, 1, 1), and the sample as the
+    one-hot (S, E, M) (no host read) in place of the list."""
     soft = F.softmax((alpha + gumbel_noise(alpha.shape, alpha, generator)) / tau, dim=-1)
     index = soft.argmax(-1)
     hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)  # F.one_hot checks index on host
-    return hard - soft.detach() + soft, index.tolist()
+    return hard - soft.detach() + soft, hard if isinstance(generator, list) else index.tolist()
 
 
 def gumbel_softmax_soft(alpha: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
@@ -43,8 +55,9 @@ def linear_tau(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 
     return tau_max - (tau_max - tau_min) * epoch / max(epochs - 1, 1)
 
 
-def gdas_weights(alphas: Mapping[str, Tensor], tau: float, generator: torch.Generator | None = None
-                 ) -> tuple[dict[str, Tensor], dict[str, list[int]]]:
-    """GDAS op weights for every cell kind: straight-through one-hot (E, M) and the sampled op per edge."""
+def gdas_weights(alphas: Mapping[str, Tensor], tau: float | Tensor, generator: Generators = None
+                 ) -> tuple[dict[str, Tensor], dict[str, list[int] | Tensor]]:
+    """GDAS op weights for every cell kind: straight-through one-hot (E, M) and the sampled op per edge
+    (replicas, a list of generators: (S, E, M) weights and one-hots; see `gumbel_softmax_hard`)."""
     samples = {k: gumbel_softmax_hard(a, tau, generator) for k, a in alphas.items()}
     return {k: w for k, (w, _) in samples.items()}, {k: i for k, (_, i) in samples.items()}

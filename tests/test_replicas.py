@@ -29,6 +29,7 @@ import common.run
 from common.baseline import DartsConfig, search
 from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_replica, replica_config
 from common.run import NonFiniteLoss
+from common.sampling import gdas_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as conftest.py
@@ -340,8 +341,8 @@ def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, t
 
 
 @pytest.mark.parametrize("script,extra,needle", [
-    ("edd_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
-    ("aer_darts.py", ["--backbone", "gdas"], "--backbone gdas"),
+    ("aer_darts.py", ["--backbone", "pdarts", "--space", "darts"], "--backbone pdarts"),
+    ("edd_darts.py", ["--backbone", "gdas", "--space", "s4"], "GDAS sampling on s4"),
 ])
 def test_unsupported_configurations_refuse_seeds_in_one_line(script, extra, needle, tmp_path, capsys) -> None:
     module = importlib.import_module(script.removesuffix(".py"))
@@ -366,3 +367,65 @@ def test_sp_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> Non
     fractions = [json.loads((tmp_path / "batched" / f"seed{s}" / "metrics.jsonl").read_text())["sparse_fraction"]
                  for s in SEEDS]
     assert len(set(fractions)) > 1  # the replicas drew different Φ: both branches ran in one batched step
+
+
+# ----------------------------------------------------------------------------- GDAS backbones and plain DARTS-V2
+
+def _gdas_equivalent(data: Path, root: Path, module, config, monkeypatch, **kw) -> None:
+    """`_equivalent` for a GDAS backbone, recording every sample: at least one replica must have an op with
+    parameters that its first w step did not sample and a later w step did (the lazy momentum buffer:
+    created then, `SampledOpsStep`), and one sampled, then not (skipped: no weight decay, no momentum)."""
+    samples: list[dict] = []
+
+    def recording(alphas, tau, generator=None):
+        weights, index = gdas_weights(alphas, tau, generator)
+        samples.append({k: torch.as_tensor(v).clone() for k, v in index.items()})
+        return weights, index
+    monkeypatch.setattr(module, "gdas_weights", recording)
+    _equivalent(data, root, (config, module.search), **kw)
+    singles, batched = samples[: 3 * len(samples) // 4], samples[3 * len(samples) // 4:]  # 3 runs, then 1
+    steps = len(batched) // 2  # each bilevel step samples for its w step, then for its α step
+    assert len(singles) == 3 * len(batched) and steps >= 3
+    late = skipped = False
+    for s in range(3):
+        ran = torch.stack([singles[2 * (steps * s + t)]["normal"] for t in range(steps)])  # (steps, E)
+        assert torch.equal(ran, torch.stack([batched[2 * t]["normal"][s].argmax(-1) for t in range(steps)]))
+        for op in (2, 3):  # nor_conv_1x1, nor_conv_3x3: the NB201 ops with parameters
+            picked = ran == op  # (steps, E): the op ran in replica s's w step t
+            late |= bool((~picked[0] & picked[1:].any(0)).any())
+            skipped |= bool((picked[:-1] & ~picked[1:]).any())
+    assert late and skipped
+
+
+@pytest.mark.slow
+def test_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkeypatch) -> None:
+    """Plain GDAS (aer_darts.py --backbone gdas, λ ≡ 0, run_all's `gdas` row): each replica samples its own
+    op per edge from its own global RNG; all ops run masked; unsampled ops do not step (SampledOpsStep)."""
+    import aer_darts
+    _gdas_equivalent(shared_data, tmp_path, aer_darts, aer_darts.AERConfig, monkeypatch, backbone="gdas",
+                     lam_neg=0.0, lam_pos=0.0)
+
+
+@pytest.mark.slow
+def test_aer_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkeypatch) -> None:
+    """AER-GDAS with --clip-scope official (the w clip norm counts α.grad) and PC-DARTS K=2 partial channels."""
+    import aer_darts
+    _gdas_equivalent(shared_data, tmp_path, aer_darts, aer_darts.AERConfig, monkeypatch, backbone="gdas",
+                     lam=0.2, clip_scope="official", partial_channels=2, warmup=0)
+
+
+@pytest.mark.slow
+def test_ets_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkeypatch) -> None:
+    """ETS-GDAS (edd_darts.py --backbone gdas): τ the ETS temperature of each epoch; 2 epochs × 2 steps, so
+    the replicas' generators go on drawing after the epoch-1 checkpoints took their states."""
+    import edd_darts
+    _gdas_equivalent(shared_data, tmp_path, edd_darts, edd_darts.EDDConfig, monkeypatch, backbone="gdas",
+                     epochs=2, limit_train=32)
+
+
+@pytest.mark.slow
+def test_plain_darts_v2_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """Plain DARTS-V2 (run_all's `darts-v2` row: no regulariser passed): the unrolled step per replica."""
+    import aer_darts
+    _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), backbone="darts-v2",
+                lam_neg=0.0, lam_pos=0.0)
