@@ -371,10 +371,13 @@ def test_sp_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> Non
 
 # ----------------------------------------------------------------------------- GDAS backbones and plain DARTS-V2
 
-def _gdas_equivalent(data: Path, root: Path, module, config, monkeypatch, **kw) -> None:
+def _gdas_equivalent(data: Path, root: Path, module, config, monkeypatch, stop_at: int | None = None,
+                     **kw) -> None:
     """`_equivalent` for a GDAS backbone, recording every sample: at least one replica must have an op with
     parameters that its first w step did not sample and a later w step did (the lazy momentum buffer:
-    created then, `SampledOpsStep`), and one sampled, then not (skipped: no weight decay, no momentum)."""
+    created then, `SampledOpsStep`), and one sampled, then not (skipped: no weight decay, no momentum).
+    `stop_at`: the batched run first stops at that global step (NaN in every replica), then resumes from the
+    replicas' checkpoints, which lack the momentum buffers of ops not sampled yet, as their single runs do."""
     samples: list[dict] = []
 
     def recording(alphas, tau, generator=None):
@@ -382,14 +385,28 @@ def _gdas_equivalent(data: Path, root: Path, module, config, monkeypatch, **kw) 
         samples.append({k: torch.as_tensor(v).clone() for k, v in index.items()})
         return weights, index
     monkeypatch.setattr(module, "gdas_weights", recording)
-    _equivalent(data, root, (config, module.search), **kw)
-    singles, batched = samples[: 3 * len(samples) // 4], samples[3 * len(samples) // 4:]  # 3 runs, then 1
-    steps = len(batched) // 2  # each bilevel step samples for its w step, then for its α step
-    assert len(singles) == 3 * len(batched) and steps >= 3
+    method, batched = (config, module.search), root / "batched" / "seed{seed}"
+    kw.setdefault("epochs", 1)  # 3 bilevel steps (GDAS's default: 250 epochs)
+    for seed in SEEDS:
+        _search(data, root / "single" / f"seed{seed}", method, seed=seed, **kw)
+    singles = list(samples)
+    if stop_at is not None:
+        with pytest.raises(NonFiniteLoss, match="every replica"):
+            _search(data, batched, method, seeds=SEEDS, debug_nan_step=stop_at, **kw)
+        ckpt = torch.load(root / "batched" / "seed0" / "checkpoint.pt", weights_only=False)["w_optimizer"]
+        assert 0 < len(ckpt["state"]) < len(ckpt["param_groups"][0]["params"])  # some op has no buffer yet
+    del samples[:]
+    out = _search(data, batched, method, seeds=SEEDS, resume=stop_at is not None, **kw)
+    assert sorted(out["replicas"]) == SEEDS
+    for seed in SEEDS:
+        _same_run(root / "single" / f"seed{seed}", root / "batched" / f"seed{seed}", epochs=kw["epochs"])
+    steps = len(singles) // 6  # each bilevel step samples for its w step, then for its α step
+    assert steps >= 3 and len(samples) == 2 * steps - (0 if stop_at is None else 2 * stop_at)
     late = skipped = False
     for s in range(3):
         ran = torch.stack([singles[2 * (steps * s + t)]["normal"] for t in range(steps)])  # (steps, E)
-        assert torch.equal(ran, torch.stack([batched[2 * t]["normal"][s].argmax(-1) for t in range(steps)]))
+        first = steps - len(samples) // 2  # the batched draws recorded (after the resume: from stop_at on)
+        assert torch.equal(ran[first:], torch.stack([b["normal"][s].argmax(-1) for b in samples[0::2]]))
         for op in (2, 3):  # nor_conv_1x1, nor_conv_3x3: the NB201 ops with parameters
             picked = ran == op  # (steps, E): the op ran in replica s's w step t
             late |= bool((~picked[0] & picked[1:].any(0)).any())
@@ -416,11 +433,12 @@ def test_aer_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkey
 
 @pytest.mark.slow
 def test_ets_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkeypatch) -> None:
-    """ETS-GDAS (edd_darts.py --backbone gdas): τ the ETS temperature of each epoch; 2 epochs × 2 steps, so
-    the replicas' generators go on drawing after the epoch-1 checkpoints took their states."""
+    """ETS-GDAS (edd_darts.py --backbone gdas): τ the ETS temperature of each epoch; 2 epochs × 2 steps, the
+    batched run stopped in epoch 2 and resumed from its replicas' epoch-1 checkpoints (their RNG states, and
+    no momentum buffer for an op not sampled yet)."""
     import edd_darts
     _gdas_equivalent(shared_data, tmp_path, edd_darts, edd_darts.EDDConfig, monkeypatch, backbone="gdas",
-                     epochs=2, limit_train=32)
+                     epochs=2, limit_train=32, stop_at=2)
 
 
 @pytest.mark.slow
