@@ -41,12 +41,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.graphs import StepGraphs  # noqa: E402
-from common.sampling import gumbel_softmax_hard  # noqa: E402
+from common.sampling import gdas_weights, gumbel_softmax_hard  # noqa: E402
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step  # noqa: E402
 from common.supernet import build_supernet  # noqa: E402
 
 METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")
-REPLICA_METHODS = ("darts-v1", "darts-v2", "pc-k4")  # what --seeds batches so far (common/replicas.py)
+REPLICA_METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")  # what --seeds batches (common/replicas.py)
 NB201_STEPS_PER_SEARCH = 50 * (25000 // 64)  # 50 epochs, 25k/25k split, batch 64
 
 
@@ -120,8 +120,17 @@ def make_replica_step(method: str, space: str, C: int, N: int, batch: int, devic
     xs = [torch.randn(S, batch, 3, 32, 32, device=device) for _ in range(2)]
     ys = [torch.randint(10, (S * batch,), device=device) for _ in range(2)]
     fwd = batched_forward(model, lambda: softmax_weights(model.alphas), amp=amp == "bf16", cache=not graphs)
+    gens = [torch.Generator(device=device).manual_seed(s) for s in range(S)]  # GDAS: each replica's draws
+
+    def gdas_fwd():  # a fresh sample per replica: its one-hots mask the all-ops forward
+        weights, index = gdas_weights(model.alphas, 5.0, gens)
+        return batched_forward(model, lambda: weights, index, amp=amp == "bf16", cache=not graphs)
 
     def step() -> None:
+        if method == "gdas":
+            w_step(gdas_fwd(), xs[0], ys[0], w_params, w_opt, 5.0)
+            alpha_step(gdas_fwd(), xs[1], ys[1], a_params, a_opt)
+            return
         w_step(fwd, xs[0], ys[0], w_params, w_opt, 5.0)
         if method == "darts-v2":  # dispatches to the per-replica unrolled step
             unrolled_alpha_step(fwd, xs[0], ys[0], xs[1], ys[1], w_params, a_params, w_opt, a_opt, 0.025)
@@ -129,7 +138,7 @@ def make_replica_step(method: str, space: str, C: int, N: int, batch: int, devic
             alpha_step(fwd, xs[1], ys[1], a_params, a_opt)
     if graphs:
         replay = StepGraphs(enabled=True)
-        return lambda: replay(None, step)
+        return lambda: replay(None, step, capture=method != "gdas")
     return step
 
 
@@ -366,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--concurrent", type=int, default=0, help="run N copies at once (first config only)")
     p.add_argument("--replicas", nargs="+", type=int, default=None,
-                   help="batched replicas S (--seeds): rows per S for darts-v1/v2, pc-k4 on NB201 (first --batch)")
+                   help="batched replicas S (--seeds): rows per S for darts-v1/v2, gdas, pc-k4 on NB201 (first --batch)")
     p.add_argument("--compare-sequential", action="store_true",
                    help="with --replicas: also time S single steps one after the other (ratio in the row)")
     p.add_argument("--json", default=None)

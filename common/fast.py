@@ -19,7 +19,9 @@ forward avoids work that the reference readable forward does:
 
 `tests/test_supernet.py` checks outputs and gradients (w and α) against the reference in float64 for
 every space, with and without partial channels. GDAS hard sampling uses the reference edge code
-(already one op per edge); on the DARTS skeleton the `none` skipping and the unbind apply.
+(already one op per edge); on the DARTS skeleton the `none` skipping and the unbind apply. A GDAS sample
+given as one-hots m (a replica's, under --seeds' vmap) runs the NB201 fast cell with weights m·w plus
+Σ (1 − m)·w per edge (`common.replicas.masked_mix`).
 """
 from __future__ import annotations
 
@@ -66,9 +68,12 @@ class _SkipNoneMix:
 
 
 def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | None,
-                        index: list[int] | None) -> Tensor:
-    if index is not None:
+                        index: list[int] | Tensor | None) -> Tensor:
+    if index is not None and not torch.is_tensor(index):
         return NB201Cell.forward(cell, x, w, gamma, index)
+    shift: tuple[Tensor, ...] | None = None
+    if index is not None:  # --seeds GDAS: one replica's one-hots m (E, M), every op runs (replicas.masked_mix)
+        w, shift = index * w, ((1 - index) * w).sum(-1).unbind(0)  # edge = Σ m_o w_o o(h) + Σ (1 − m_o) w_o
     K = cell.mixed[0].K
     nodes: list[Tensor | float] = [x, 0.0, 0.0, 0.0]
     w_by_src, first = w.index_select(0, cell.edges_by_src), 0  # one gather instead of 4 selects per edge
@@ -90,6 +95,8 @@ def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | N
         y1, y3 = y1.chunk(n, dim=1), y3.chunk(n, dim=1)
         for i, e in enumerate(out_edges):
             out = s[4 * i] * h_op + s[4 * i + 1] * y1[i] + s[4 * i + 2] * y3[i] + s[4 * i + 3] * pool
+            if shift is not None:
+                out = out + shift[e]
             if K > 1:  # the untouched channels pass through; shuffle as in MixedOp
                 out = channel_shuffle(torch.cat([out, h[:, h_op.shape[1]:]], dim=1), K)
             to = cell.edges[e][0]
