@@ -37,11 +37,18 @@ What stays per replica, and how:
   which measure, log and checkpoint with the single-run code; an epoch's checkpoints are committed
   together (all written as checkpoint.next.pt, then all renamed; --resume completes a cut-off rename).
 
+- GDAS (aer_darts / edd_darts --backbone gdas): each replica's Gumbel noise from a generator holding its
+  single run's global RNG (`global_generators`), the sample as one-hots (S, E, M); every op runs for every
+  replica, masked (`masked_mix`: the single run's values and gradients), and `SampledOpsStep` leaves an
+  unsampled op's weights and momentum buffer as torch's SGD leaves a parameter without gradient. A GDAS
+  replica thus costs a DARTS step's arithmetic (all ops), not one op per edge.
+
 Capture-safe for --cuda-graphs: per-replica values (norms, clip coefficients, the alive mask) are device
-tensors; nothing in the step reads a value on the host. Supported: common.baseline (DARTS-V1, also with
---partial-channels), sa_darts (darts and snas backbones), aer_darts (darts-v1, darts-v2), edd_darts (darts
-backbone), sp_darts (all objectives), every space (S4 included); the rest (GDAS backbones, AER's P-DARTS)
-refuses --seeds with a one-line error naming what is missing.
+tensors; nothing in the step reads a value on the host (GDAS steps stay eager). Supported: common.baseline
+(DARTS-V1, also with --partial-channels), sa_darts (darts and snas backbones), aer_darts (darts-v1,
+darts-v2, gdas), edd_darts (darts and gdas backbones), sp_darts (all objectives), every space (S4 included,
+but not with GDAS: `gdas_refusal`); the rest (AER's P-DARTS) refuses --seeds with a one-line error naming
+what is missing.
 """
 from __future__ import annotations
 
