@@ -448,3 +448,55 @@ def test_plain_darts_v2_replicas_equal_their_single_runs(shared_data, tmp_path) 
     import aer_darts
     _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), backbone="darts-v2",
                 lam_neg=0.0, lam_pos=0.0)
+
+
+def test_sampled_ops_step_is_torch_sgd_skipping_each_replicas_unsampled_ops() -> None:
+    """`SampledOpsStep` on the flat (S, P) SGD (Nesterov, weight decay) against S torch SGDs whose unsampled
+    ops' parameters have grad None (skipped: no decay, no momentum; the buffer created at the first sampled
+    step); the replicas' state dicts (`_slice_state`) and the stacked state rebuilt from them (`_stack_states`,
+    --resume) equal. No data needed; fails without the hooks or with eager buffers."""
+    from common.replicas import MOMENTUM_EXISTS, _slice_state, _stack_states, stack_replicas
+    from common.supernet import build_supernet
+    S, gen = 3, torch.Generator().manual_seed(0)
+    models = []
+    for seed in range(S):
+        torch.manual_seed(seed)
+        models.append(build_supernet("nb201", 2, 1, 10).double())
+    sgd = lambda ps: torch.optim.SGD(ps, 0.1, momentum=0.9, weight_decay=0.05, nesterov=True)
+    singles = [sgd(m.weight_parameters()) for m in models]
+    model, w_opt, _ = stack_replicas(models, singles[0], torch.optim.Adam(models[0].arch_parameters()),
+                                     torch.ones(S, dtype=torch.bool))
+    names = [n for n, p in models[0].named_parameters() if n in model.params and "alphas" not in n]
+    E, M = model.alphas["normal"].shape[1:]
+    ran = torch.zeros(4, S, E, dtype=torch.long)
+    ran[0] = 0  # step 0: every edge `none`, no conv has a gradient; then the convs come and go
+    ran[1:] = torch.randint(M, (3, S, E), generator=gen)
+    ran[1, :, 0], ran[2, :, 0], ran[3, :, 0] = 3, 1, 3  # edge 0's 3×3 conv: sampled, skipped, sampled
+    for t in range(4):
+        one_hot = torch.nn.functional.one_hot(ran[t], M).double()  # (S, E, M)
+        model.ran = {"normal": one_hot}
+        for name in names:
+            g = torch.randn(S, *model.params[name].shape[1:], generator=gen, dtype=torch.float64)
+            op = model.op_of.get(name)
+            on = torch.ones(S) if op is None else one_hot[:, op[1], op[2]]
+            g = g * on.view(-1, *[1] * (g.dim() - 1))  # an unsampled op: exactly 0 under vmap
+            model.params[name].grad = g / S  # the mean over replicas (gather_grad multiplies by S)
+            for s in range(S):
+                dict(models[s].named_parameters())[name].grad = g[s].clone() if on[s] else None
+        w_opt.step()
+        for single in singles:
+            single.step()
+    for s in range(S):
+        for name in names:
+            assert torch.allclose(model.params[name][s], dict(models[s].named_parameters())[name], rtol=1e-12,
+                                  atol=1e-15), name
+        mine, theirs = _slice_state(w_opt, s, singles[s].state_dict()), singles[s].state_dict()
+        assert set(mine["state"]) == set(theirs["state"]) != set(range(len(names)))  # some op never sampled
+        _close(mine["state"], theirs["state"], "state")
+    assert not w_opt.state[w_opt.param_groups[0]["params"][0]][MOMENTUM_EXISTS].all()
+    _, resumed, _ = stack_replicas(models, singles[0], torch.optim.Adam(models[0].arch_parameters()),
+                                   torch.ones(S, dtype=torch.bool))
+    resumed.load_state_dict(_stack_states(resumed, [o.state_dict() for o in singles]))
+    a, b = (next(iter(o.state.values())) for o in (w_opt, resumed))
+    assert torch.equal(a[MOMENTUM_EXISTS].bool(), b[MOMENTUM_EXISTS].bool())
+    assert torch.allclose(a["momentum_buffer"], b["momentum_buffer"], rtol=1e-12, atol=1e-15)
