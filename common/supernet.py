@@ -26,7 +26,8 @@ from common.spaces import SearchSpace, get_space
 
 ALPHA_INIT_STD = 1e-3  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 Weights = Mapping[str, Tensor]  # cell kind -> (E, M) op weights
-Index = Mapping[str, list[int]]  # cell kind -> sampled op per edge (GDAS hard sampling)
+Index = Mapping[str, list[int] | Tensor]  # cell kind -> sampled op per edge (GDAS hard sampling); --seeds:
+# one replica's one-hots (E, M) under vmap, run by the masked mix of common.replicas.masked_mix
 
 
 class MixedOp(nn.Module):
