@@ -500,3 +500,14 @@ def test_sampled_ops_step_is_torch_sgd_skipping_each_replicas_unsampled_ops() ->
     a, b = (next(iter(o.state.values())) for o in (w_opt, resumed))
     assert torch.equal(a[MOMENTUM_EXISTS].bool(), b[MOMENTUM_EXISTS].bool())
     assert torch.allclose(a["momentum_buffer"], b["momentum_buffer"], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.slow
+def test_gdas_on_the_darts_skeleton_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+    """GDAS on the DARTS space (8 ops with `none`, normal and reduction cells: N=3, C=2): `masked_mix` in
+    every DARTS cell's MixedOp, both cell kinds' samples; some op is still unsampled after 3 steps."""
+    import aer_darts
+    _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), space="darts", N=3, C=2,
+                backbone="gdas", lam_neg=0.0, lam_pos=0.0)
+    ckpt = torch.load(tmp_path / "batched" / "seed1" / "checkpoint.pt", weights_only=False)["w_optimizer"]
+    assert 0 < len(ckpt["state"]) < len(ckpt["param_groups"][0]["params"])
