@@ -279,11 +279,12 @@ def search(cfg: AERConfig) -> dict:
            if pdarts else SearchRun(cfg, script="aer_darts"))
     drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
     gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"
+    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
 
     def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
         if not gdas:
             return softmax_forward
-        weights, index = gdas_weights(model.alphas, tau, run.global_generators())  # --seeds: each replica's
+        weights, index = gdas_weights(model.alphas, tau, gumbel)
         return run.forward(lambda: weights, index)
 
     for epoch in run.epochs():
@@ -315,7 +316,7 @@ def search(cfg: AERConfig) -> dict:
                 valid = alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
             return (*train, *valid)
         for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
+            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
         h_bar = run.per_replica(lambda r: entropy(r.model).item())  # each replica's
         schedule = {"lam": lam, "arch_entropy": h_bar,
                     "warmup": warm, **({"tau": tau} if gdas else {})}

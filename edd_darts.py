@@ -544,9 +544,11 @@ def search(cfg: EDDConfig) -> dict:
         run.set_replica_values("d_exp", [ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))]
                                * len(run.seeds))
 
+    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
+
     def gdas_forward(tau: float) -> Callable[[Tensor], Tensor]:  # a fresh hard sample on every call
         def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(model.alphas, tau, run.global_generators())  # --seeds: per replica
+            weights, index = gdas_weights(model.alphas, tau, gumbel)
             return run.forward(lambda: weights, index)(x)
         return fwd
 
@@ -572,7 +574,7 @@ def search(cfg: EDDConfig) -> dict:
             return (*w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
                     *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas)  # GDAS picks each edge's op on the host
+            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
 
         def end_of_epoch(r: SearchRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # a replica's (Alg. 2)
             state, t = r.method_state, r.method_state["t"]

@@ -161,7 +161,7 @@ class SearchConfig:
     fast: bool = arg(True, "fast supernet path (same math as the reference supernet)")
     amp: str = arg("none", "autocast dtype for forward/backward", choices=("none", "bf16"))
     cuda_graphs: bool = arg(False, "capture each epoch's bilevel step in a CUDA graph and replay it (CUDA "
-                                   "only; GDAS backbones stay eager; see common/graphs.py)")
+                                   "only; GDAS backbones stay eager but with --seeds; see common/graphs.py)")
     deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
     progress: bool = arg(True, "tqdm progress bars (shown only when stderr is a terminal; the per-epoch line "
                                "is printed and written to log.txt either way)")

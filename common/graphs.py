@@ -27,7 +27,8 @@ What capture freezes, and how the searches keep it right:
   to raise, and with draws from unregistered generators made to raise too.
 - Adam must be `capturable=True` (its step count lives on the device); `SearchRun` sets it.
 - Host-side, data-dependent control flow cannot be captured: GDAS runs only the op sampled on each
-  edge, chosen on the host, so GDAS backbones run eagerly (`capture=False`).
+  edge, chosen on the host, so GDAS backbones run eagerly (`capture=False`); under --seeds the replicas'
+  samples are one-hots on the device (every op runs, masked: common/replicas.py), which is captured.
 
 The first `warmup` calls of each key in an epoch run eagerly on a side stream (lazy optimiser state
 and library handles are created there, as capture requires); then the step is captured and replayed.

@@ -44,7 +44,8 @@ What stays per replica, and how:
   replica thus costs a DARTS step's arithmetic (all ops), not one op per edge.
 
 Capture-safe for --cuda-graphs: per-replica values (norms, clip coefficients, the alive mask) are device
-tensors; nothing in the step reads a value on the host (GDAS steps stay eager). Supported: common.baseline
+tensors; nothing in the step reads a value on the host (GDAS included: the sample stays one-hots on the
+device, from registered generators). Supported: common.baseline
 (DARTS-V1, also with --partial-channels), sa_darts (darts and snas backbones), aer_darts (darts-v1,
 darts-v2, gdas), edd_darts (darts and gdas backbones), sp_darts (all objectives), every space (S4 included,
 but not with GDAS: `gdas_refusal`); the rest (AER's P-DARTS) refuses --seeds with a one-line error naming
@@ -587,9 +588,10 @@ class SampledOpsStep:
             if state.get("momentum_buffer") is None:
                 continue
             state["momentum_buffer"].copy_(torch.where(mask, state["momentum_buffer"], 0.0 if old_buf is None else old_buf))
-            exists = state.get(MOMENTUM_EXISTS)
-            exists = torch.full_like(had, old_buf is not None) if exists is None else exists.bool()
-            state[MOMENTUM_EXISTS] = exists | had
+            if MOMENTUM_EXISTS in state:  # in place: a captured step (CUDA graph) updates the same tensor
+                state[MOMENTUM_EXISTS].copy_(state[MOMENTUM_EXISTS].bool() | had)
+            else:
+                state[MOMENTUM_EXISTS] = torch.full_like(had, old_buf is not None) | had
         self.saved = []
 
 
@@ -706,7 +708,12 @@ class ReplicaRun(SearchRun):
 
     def global_generators(self) -> list[torch.Generator]:
         """The replicas' global RNG generators: replica k's GDAS noise is what its seed's run draws from
-        torch's default generator (its position is checkpointed as the replica's RNG state)."""
+        torch's default generator (its position is checkpointed as the replica's RNG state). Registered
+        for CUDA-graph capture here: call it before the steps."""
+        if not self.noise_generators and not getattr(self, "_registered", False):
+            for generator in self._generators:
+                self.register_generator(generator)
+            self._registered = True
         return self._generators
 
     def _sync_rng(self) -> None:

@@ -176,6 +176,8 @@ CAPTURED = [
     ("sa_darts", ("--backbone", "snas")),
     ("common.baseline", ("--seeds", "0", "1", "--partial-channels", "2")),  # the batched step (common/replicas.py)
     ("sa_darts", ("--seeds", "0", "1", "--backbone", "snas")),  # a registered Gumbel generator per replica
+    ("aer_darts", ("--seeds", "0", "1", "--backbone", "gdas")),  # GDAS batched: one-hots, no op index on the host
+    ("edd_darts", ("--seeds", "0", "1", "--backbone", "gdas")),
 ]
 GDAS = [("edd_darts", ("--backbone", "gdas")), ("aer_darts", ("--backbone", "gdas"))]
 
