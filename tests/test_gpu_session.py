@@ -75,7 +75,7 @@ def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     assert cells[0].jobs[0].log_dir == cells[0].jobs[0].run_dir(2)
     assert [j.seeds for j in cells[1].jobs] == [(0, 1, 2)] and cells[1].done == 0  # one grouped process
     assert cells[1].jobs[0].log_dir == tmp_path / "runs" / "nb201" / "edd-darts" / "cifar10"
-    assert [j.seeds for c in cells for j in c.jobs if c.label == "gdas"] == [(0,), (1,), (2,)]  # refuses --seeds
+    assert [j.seeds for c in cells for j in c.jobs if c.label == "gdas"] == [(0, 1, 2)]  # GDAS batches too
     # the order for the labels in ORDER, then every other label of run_all.sh in its matrix order
     in_order = [n for n in names if n in G.ORDER]
     assert in_order == [n for n in G.ORDER if n != "sa-darts"] and names[:len(in_order)] == in_order

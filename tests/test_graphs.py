@@ -294,6 +294,8 @@ def test_graph_replay_matches_eager_search_on_cuda(script: str, extra: tuple[str
                     *extra)
         argv[argv.index("--device") + 1] = "cuda"
         results[graphs] = module.search(parse_config(config, argv + (["--cuda-graphs"] if graphs else [])))
-    for kind, alpha in results[False]["alphas"].items():  # 3 epochs × 8 steps, 6 of them replayed per epoch
-        torch.testing.assert_close(torch.tensor(results[True]["alphas"][kind]), torch.tensor(alpha),
-                                   rtol=1e-4, atol=1e-5)
+    runs = {g: r["replicas"] if "replicas" in r else {None: r} for g, r in results.items()}  # --seeds: each
+    for seed, eager in runs[False].items():
+        for kind, alpha in eager["alphas"].items():  # 3 epochs × 8 steps, 6 of them replayed per epoch
+            torch.testing.assert_close(torch.tensor(runs[True][seed]["alphas"][kind]), torch.tensor(alpha),
+                                       rtol=1e-4, atol=1e-5)
