@@ -511,3 +511,20 @@ def test_gdas_on_the_darts_skeleton_replicas_equal_their_single_runs(shared_data
                 backbone="gdas", lam_neg=0.0, lam_pos=0.0)
     ckpt = torch.load(tmp_path / "batched" / "seed1" / "checkpoint.pt", weights_only=False)["w_optimizer"]
     assert 0 < len(ckpt["state"]) < len(ckpt["param_groups"][0]["params"])
+
+
+@pytest.mark.slow
+def test_a_gdas_replica_fed_nan_stops_alone(shared_data, tmp_path, capfd) -> None:
+    """GDAS: replica 1 fed NaN at global step 3 (epoch 2) stops alone (its all-ops forward is NaN, and so are
+    the gradients of its unsampled ops: frozen with it); replicas 0 and 2 equal their single runs."""
+    import aer_darts
+    method = (aer_darts.AERConfig, aer_darts.search)
+    kw = dict(backbone="gdas", lam_neg=0.0, lam_pos=0.0, epochs=2, limit_train=32)
+    for seed in (0, 2):
+        _search(shared_data, tmp_path / "single" / f"seed{seed}", method, seed=seed, **kw)
+    with pytest.raises(NonFiniteLoss, match=r"1 of 3 replicas .*seeds \[1\]"):
+        _search(shared_data, tmp_path / "batched" / "seed{seed}", method, seeds=SEEDS, debug_nan_step=3,
+                debug_nan_seed=1, **kw)
+    assert "seed 1: loss became non-finite at global step 3 (epoch 2)" in capfd.readouterr().err
+    for seed in (0, 2):
+        _same_run(tmp_path / "single" / f"seed{seed}", tmp_path / "batched" / f"seed{seed}", epochs=2)
