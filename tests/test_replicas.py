@@ -467,6 +467,8 @@ def test_sampled_ops_step_is_torch_sgd_skipping_each_replicas_unsampled_ops() ->
     model, w_opt, _ = stack_replicas(models, singles[0], torch.optim.Adam(models[0].arch_parameters()),
                                      torch.ones(S, dtype=torch.bool))
     names = [n for n, p in models[0].named_parameters() if n in model.params and "alphas" not in n]
+    # running every op changes nothing else observable: no BN keeps running statistics (batch statistics only)
+    assert not any(getattr(m, "track_running_stats", False) for m in models[0].modules())
     E, M = model.alphas["normal"].shape[1:]
     ran = torch.zeros(4, S, E, dtype=torch.long)
     ran[0] = 0  # step 0: every edge `none`, no conv has a gradient; then the convs come and go
