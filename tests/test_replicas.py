@@ -328,16 +328,20 @@ def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, t
     resumed = _baseline(*common_args, "--out", str(cut_dir / "seed{seed}"), "--resume")
     assert resumed.wait() == 0, resumed.stderr.read()
     for seed in (0, 1):
-        a, b = tmp_path / "ref" / f"seed{seed}", cut_dir / f"seed{seed}"
-        strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
-                           for line in (p / "metrics.jsonl").read_text().splitlines()]
-        assert strip(a) == strip(b) and len(strip(a)) == 3
-        ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
-        assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
-        ca, cb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
-        for key in ("model", "w_optimizer", "a_optimizer"):
-            _close(ca[key], cb[key], key)  # and bit for bit:
-        assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+        _same_finished_run(tmp_path / "ref" / f"seed{seed}", cut_dir / f"seed{seed}", epochs=3)
+
+
+def _same_finished_run(a: Path, b: Path, epochs: int) -> None:
+    """Two finished run directories hold the same run: metrics (but their times), result, checkpoint."""
+    strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
+                       for line in (p / "metrics.jsonl").read_text().splitlines()]
+    assert strip(a) == strip(b) and len(strip(a)) == epochs
+    ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
+    assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
+    ca, cb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
+    for key in ("model", "w_optimizer", "a_optimizer"):
+        _close(ca[key], cb[key], key)  # and bit for bit:
+    assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
 
 
 @pytest.mark.parametrize("script,extra,needle", [

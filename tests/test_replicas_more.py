@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from test_replicas import SEEDS, TINY, _close, _equivalent, _same_run, _search
+from test_replicas import SEEDS, TINY, _close, _equivalent, _same_finished_run, _same_run, _search
 from torch import nn
 
 import common.replicas
@@ -217,8 +219,6 @@ def test_a_kill_inside_the_batched_commit_resumes_to_the_uninterrupted_run(share
     metrics.jsonl written before the renames made --resume refuse the run as "an earlier run") and between
     the two renames (one replica a epoch ahead: --resume finishes the commit). Then --resume equals the
     uninterrupted batched run."""
-    import subprocess
-    import sys
     args = ["--space", "nb201", "--limit-train", "32", "--C", "4", "--N", "1", "--batch-size", "16",
             "--eval-images", "32", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
             "--epochs", "2", "--seeds", "0", "1"]
@@ -235,11 +235,4 @@ def test_a_kill_inside_the_batched_commit_resumes_to_the_uninterrupted_run(share
     resumed = run("--out", str(cut / "seed{seed}"), "--resume", pre=("-m", "common.baseline"))
     assert resumed.returncode == 0, resumed.stderr
     for seed in (0, 1):
-        a, b = tmp_path / "ref" / f"seed{seed}", cut / f"seed{seed}"
-        strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "time"}
-                           for line in (p / "metrics.jsonl").read_text().splitlines()]
-        assert strip(a) == strip(b) and len(strip(a)) == 2
-        ra, rb = (json.loads((p / "result.json").read_text()) for p in (a, b))
-        assert ra["alphas"] == rb["alphas"] and ra["genotype"] == rb["genotype"]
-        ca, cb = (torch.load(p / "checkpoint.pt", weights_only=False) for p in (a, b))
-        assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
+        _same_finished_run(tmp_path / "ref" / f"seed{seed}", cut / f"seed{seed}", epochs=2)
