@@ -74,7 +74,7 @@ BAD_VALUES = {
     # AER
     "lam_neg": "nan", "lam_pos": "inf", "tau_max": "0", "tau_min": "0",
     # SP
-    "t_sp": "0", "t_sm_ratio": "-1", "t_sm": "0", "p_low": "-0.1", "p_up": "1.5",
+    "t_sp": "0", "t_sm_ratio": "-1", "t_sm": "0", "p_low": "-0.1", "p_up": "-0.5",
     "t_sp_late": "0", "t_warmup": "-1", "freeze_from": "0",
     # SA
     "nu": "nan", "mu": "-1", "lam_divisor": "0", "beta_slope": "-1", "init_skip_bias": "inf",

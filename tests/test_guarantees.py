@@ -294,7 +294,7 @@ BAD_INPUTS = [
      "resume", None),
     ("aer-corrupt-checkpoint", "aer_darts", [], 2, ["checkpoint.pt", "corrupt"], "truncate", None),
     ("sp-negative-t-sp", "sp_darts", ["--t-sp", "-1"], 2, ["--t-sp", "-1"], "resume", None),
-    ("sp-p-up-above-1", "sp_darts", ["--p-up", "1.5"], 2, ["--p-up", "[0, 1]", "1.5"], "resume", None),
+    ("sp-p-up-negative", "sp_darts", ["--p-up=-0.5"], 2, ["--p-up", ">= 0", "-0.5"], "resume", None),
     ("sp-missing-nb201", "sp_darts", ["--nb201", "@MISSING_CSV"], 2, ["missing.csv"], "resume", None),
     ("sp-nb201-bad-column", "sp_darts", ["--nb201", "@CSV_COLUMN"], 2, ["cifar10_test", "column"], "resume",
      None),

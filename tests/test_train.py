@@ -276,12 +276,12 @@ def test_report_puts_trained_error_beside_the_papers(tmp_path: Path) -> None:
 
 def test_run_all_eval_queues_finished_darts_and_s1_s4_searches(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    for rel in ("darts/sp-darts/cifar10/seed0", "s2/edd-darts/cifar10/seed0", "nb201/sp-darts/cifar10/seed0",
-                "nb201-3op/sa-darts/cifar10/seed0", "s3/pcd/cifar100/seed0"):
+    for rel in ("darts/sp-darts/cifar10/seed0", "s2/edd-darts-lam0.24/cifar10/seed0", "nb201/sp-darts/cifar10/seed0",
+                "nb201-3op/sa-darts/cifar10/seed0", "s3/pcd-paper/cifar100/seed0"):
         (runs / rel).mkdir(parents=True)
         (runs / rel / "result.json").write_text("{}")
-    (runs / "s3/pcd/cifar100/seed0/eval").mkdir()
-    (runs / "s3/pcd/cifar100/seed0/eval/result.json").write_text("{}")  # already evaluated
+    (runs / "s3/pcd-paper/cifar100/seed0/eval").mkdir()
+    (runs / "s3/pcd-paper/cifar100/seed0/eval/result.json").write_text("{}")  # already evaluated
     run_all = ["bash", str(ROOT / "run_all.sh"), "--dry-run", "--seeds", "0", "--data-dir", "D"]
     proc = subprocess.run([*run_all, "--eval", "--runs", str(runs), "--", "--epochs", "7"], capture_output=True,
                           text=True, timeout=60)
@@ -290,7 +290,7 @@ def test_run_all_eval_queues_finished_darts_and_s1_s4_searches(tmp_path: Path) -
     assert lines == [f"python3 -m common.train {runs}/{rel} --out {runs}/{rel}/eval --preset {preset} --seed 0 "
                      "--data-dir D --resume --no-progress --epochs 7"
                      for rel, preset in (("darts/sp-darts/cifar10/seed0", "darts"),
-                                         ("s2/edd-darts/cifar10/seed0", "robustdarts"))]
+                                         ("s2/edd-darts-lam0.24/cifar10/seed0", "robustdarts"))]
     searches = subprocess.run([*run_all, "--spaces", "darts s1 s2 s3 s4", "--runs", str(tmp_path / "empty")],
                               capture_output=True, text=True, timeout=60).stdout.splitlines()
     assert f"2 evaluations to do ({len(searches) - 3} DARTS/S1-S4 searches not finished yet" in proc.stderr
