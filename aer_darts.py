@@ -103,7 +103,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.config import ConfigError, GdasConfig, arg, parse_config
 from common.pdarts import PdartsRun, PdartsSchedule
 from common.replicas import gdas_refusal
 from common.run import RunError, SearchRun, main_guard
@@ -115,7 +115,7 @@ BACKBONES = ("darts-v1", "darts-v2", "gdas", "pdarts")
 
 
 @dataclass
-class AERConfig(SearchConfig):
+class AERConfig(GdasConfig):
     """AER on a DARTS-V1 / DARTS-V2 / GDAS backbone (defaults: paper §4 and the authors' code)."""
 
     backbone: str = arg("darts-v1", "first-order DARTS, second-order (unrolled) DARTS, GDAS (Gumbel hard "

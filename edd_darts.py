@@ -161,7 +161,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
-from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.config import ConfigError, GdasConfig, arg, parse_config
 from common.data import NUM_CLASSES
 from common.replicas import gdas_refusal
 from common.run import RunError, SearchRun, main_guard
@@ -172,7 +172,7 @@ from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
 
 @dataclass
-class EDDConfig(SearchConfig):
+class EDDConfig(GdasConfig):
     """EDD-DARTS, ETS-GDAS, PCD (defaults: the paper; see the module docstring)."""
 
     backbone: str = arg("darts", "darts: α → (sn-)softmax(α/t) mixing all ops; gdas: ETS-GDAS, Gumbel hard "

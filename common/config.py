@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.spaces import DATASETS, SPACES  # torch-free: --help never imports torch
+from common.spaces import (  # torch-free: --help never imports torch
+    DATASETS,
+    GDAS_FORM_OF_SKELETON,
+    GDAS_FORMS,
+    SPACES,
+)
 
 
 def arg(default: Any, help: str, choices: Sequence[Any] | None = None) -> Any:
@@ -218,6 +223,43 @@ class SearchConfig:
         """
         raise ConfigError(f"--recipe authors: {type(self).__name__} defines no authors' recipe")
 
+    def former_value(self, name: str) -> Any:
+        """The value of field `name` that a checkpoint without it (made before the flag existed) ran with,
+        for this config: the field's default unless a subclass knows better (`--resume` compares it)."""
+        return {f.name: f.default for f in dataclasses.fields(self)}.get(name)
+
+
+@dataclass
+class GdasConfig(SearchConfig):
+    """`SearchConfig` plus GDAS's edge form: the config base of the scripts with a GDAS backbone, whose
+    `backbone` field is "gdas" when GDAS samples (aer_darts.py, edd_darts.py)."""
+
+    gdas_form: str | None = arg(None, "GDAS's edge forward with the hard sample o*: nb201 (w_o*·o*(x) plus every "
+                                      "other op's weight, 0 in value, so all of α's row gets a gradient; xautodl "
+                                      "models/cell_searchs/search_cells.py:72-84) or nasnet (w_o*·o*(x) alone: α's "
+                                      "gradient flows through w_o* only; search_cells.py:163-164, 220-232); "
+                                      "default: the official GDAS code's for the skeleton, nb201 on NB201, nasnet "
+                                      "on the DARTS skeleton (darts, darts-nonone, s1-s4)", choices=GDAS_FORMS)
+
+    def uses_gdas(self) -> bool:
+        """Whether the search samples with GDAS (`--backbone gdas`)."""
+        return getattr(self, "backbone", None) == "gdas"
+
+    def resolve(self) -> None:
+        super().resolve()
+        if not self.uses_gdas():
+            if self.gdas_form is not None:
+                raise ConfigError(f"--gdas-form applies to --backbone gdas only (got --gdas-form {self.gdas_form} "
+                                  f"with --backbone {getattr(self, 'backbone', None)})")
+            return
+        self.gdas_form = self.gdas_form or GDAS_FORM_OF_SKELETON[SPACES[self.space].skeleton]
+
+    def former_value(self, name: str) -> Any:
+        """Before --gdas-form, GDAS ran the nb201 form on every skeleton (see `SearchConfig.former_value`)."""
+        if name == "gdas_form":
+            return "nb201" if self.uses_gdas() else None
+        return super().former_value(name)
+
 
 def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, Any]:
     """Set the recipe's values on `cfg` for the fields not in `explicit`; returns what was set."""
@@ -366,7 +408,7 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
 
     Raises:
         _NotStatic: where the source does anything else than `parse_config(Cls, argv, description=__doc__)`
-            with fields `name: type = arg(<literals>)` over `SearchConfig`.
+            with fields `name: type = arg(<literals>)` over `SearchConfig` or `GdasConfig`.
     """
     tree = ast.parse(Path(path).read_text())
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
@@ -387,8 +429,8 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
         raise _NotStatic
 
     def flags(name: str) -> dict[str, _Flag]:
-        if name == "SearchConfig":
-            return {f.name: f for f in _flags(SearchConfig)}
+        if name in ("SearchConfig", "GdasConfig"):
+            return {f.name: f for f in _flags(SearchConfig if name == "SearchConfig" else GdasConfig)}
         node = classes.get(name)
         if node is None or len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
             raise _NotStatic

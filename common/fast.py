@@ -19,9 +19,9 @@ forward avoids work that the reference readable forward does:
 
 `tests/test_supernet.py` checks outputs and gradients (w and α) against the reference in float64 for
 every space, with and without partial channels. GDAS hard sampling uses the reference edge code
-(already one op per edge); on the DARTS skeleton the `none` skipping and the unbind apply. A GDAS sample
-given as one-hots m (a replica's, under --seeds' vmap) runs the NB201 fast cell with weights m·w plus
-Σ (1 − m)·w per edge (`common.replicas.masked_mix`).
+(already one op per edge), in the supernet's `gdas_form`; on the DARTS skeleton the `none` skipping and
+the unbind apply. A GDAS sample given as one-hots m (a replica's, under --seeds' vmap) runs the NB201 fast
+cell with weights m·w, plus Σ (1 − m)·w per edge in the nb201 form (`common.replicas.masked_mix`).
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | N
     shift: tuple[Tensor, ...] | None = None
     if index is not None:  # --seeds GDAS: one replica's one-hots m (E, M), every op runs (replicas.masked_mix)
         w, shift = index * w, ((1 - index) * w).sum(-1).unbind(0)  # edge = Σ m_o w_o o(h) + Σ (1 − m_o) w_o
+        if cell.mixed[0].gdas_form == "nasnet":  # edge = Σ m_o w_o o(h)
+            shift = None
     K = cell.mixed[0].K
     nodes: list[Tensor | float] = [x, 0.0, 0.0, 0.0]
     w_by_src, first = w.index_select(0, cell.edges_by_src), 0  # one gather instead of 4 selects per edge

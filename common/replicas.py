@@ -39,7 +39,8 @@ What stays per replica, and how:
 
 - GDAS (aer_darts / edd_darts --backbone gdas): each replica's Gumbel noise from a generator holding its
   single run's global RNG (`global_generators`), the sample as one-hots (S, E, M); every op runs for every
-  replica, masked (`masked_mix`: the single run's values and gradients), and `SampledOpsStep` leaves an
+  replica, masked (`masked_mix`: the single run's values and gradients, in its --gdas-form), and
+  `SampledOpsStep` leaves an
   unsampled op's weights and momentum buffer as torch's SGD leaves a parameter without gradient. A GDAS
   replica thus costs a DARTS step's arithmetic (all ops), not one op per edge.
 
@@ -299,18 +300,21 @@ class ReplicaNoise(nn.Module):
         return _ReplicaNoise.apply(x.detach(), self.source)
 
 
-def masked_mix(mix: Callable[[Tensor, Tensor, Any], Tensor], x: Tensor, w: Tensor, index: Any) -> Tensor:
+def masked_mix(mix: Callable[[Tensor, Tensor, Any], Tensor], x: Tensor, w: Tensor, index: Any,
+               form: str = "nb201") -> Tensor:
     """`MixedOp.mix` (`mix`, the op's own) of one replica under vmap, whose GDAS sample is the one-hot m (M,).
 
-    The single run runs the sampled op only: Σ_o [o = o*]·w_o·o(x) + [o ≠ o*]·w_o (`MixedOp.mix`; the
-    unselected w_o have value 0 and take ∂L/∂w_o = Σ ∂L/∂out, xautodl's GDAS forward). Under vmap the
-    replicas sample different ops, so every op runs: Σ_o m_o·w_o·o(x) + (1 − m_o)·w_o, the same value and
-    the same gradients (∂L/∂w_o, and exactly 0 for an unselected op's parameters). A non-tensor index
-    (None: all ops, softmax weights) is the op's own mix.
+    The single run runs the sampled op only (`MixedOp.mix`, in the supernet's `gdas_form`): nb201,
+    Σ_o [o = o*]·w_o·o(x) + [o ≠ o*]·w_o (the unselected w_o have value 0 and take ∂L/∂w_o = Σ ∂L/∂out,
+    xautodl search_cells.py:72-84); nasnet, w_o*·o*(x) (the unselected w_o get no gradient, search_cells.py:
+    163-164). Under vmap the replicas sample different ops, so every op runs: Σ_o m_o·w_o·o(x), plus
+    Σ_o (1 − m_o)·w_o in the nb201 form — the same value and the same gradients (∂L/∂w_o, and exactly 0 for
+    an unselected op's parameters). A non-tensor index (None: all ops, softmax weights) is the op's own mix.
     """
     if not torch.is_tensor(index):
         return mix(x, w, index)
-    return mix(x, index * w, None) + ((1 - index) * w).sum()  # Σ m_o w_o o(x) + Σ (1 − m_o) w_o
+    out = mix(x, index * w, None)  # Σ m_o w_o o(x)
+    return out if form == "nasnet" else out + ((1 - index) * w).sum()  # nb201: + Σ (1 − m_o) w_o
 
 
 def sampled_op_of_parameters(model: Supernet) -> dict[str, tuple[str, int, int]]:
@@ -357,7 +361,7 @@ class ReplicaSupernet:
         self.ran: dict[str, Tensor] | None = None  # the last forward's GDAS one-hots (S, E, M); None: all ops
         for module in self.template.modules():
             if isinstance(module, MixedOp):  # a tensor index (one replica's one-hot): the masked mix
-                module.mix = functools.partial(masked_mix, module.mix)  # type: ignore[method-assign]
+                module.mix = functools.partial(masked_mix, module.mix, form=module.gdas_form)  # type: ignore[method-assign]
 
     def arch_parameters(self) -> list[Tensor]:
         return list(self.alphas.values()) + list(self.betas.values())

@@ -24,7 +24,6 @@ optimisers, RNG states, the method's `method_state`, the metrics so far) with it
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -366,7 +365,8 @@ class SearchRun:
         seed_everything(cfg.seed, cfg.deterministic)
         self.model: Supernet = build_supernet(cfg.space, cfg.C, cfg.N, NUM_CLASSES[cfg.dataset],
                                               cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,
-                                              alpha_init_mean=cfg.alpha_init_mean).to(self.device)
+                                              alpha_init_mean=cfg.alpha_init_mean,
+                                              gdas_form=getattr(cfg, "gdas_form", None)).to(self.device)  # GdasConfig
         self.channels_last = cfg.fast and cfg.partial_channels == 1  # PC's slicing/shuffle is slower in it
         if self.channels_last:  # ~30% faster convs on CPU (mkldnn) and on tensor-core GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -425,9 +425,8 @@ class SearchRun:
                            f"({ckpt['epoch']} done), not --epochs {self.cfg.epochs}: the lr and schedules of "
                            f"its finished epochs depend on the total; resume with --epochs {old.get('epochs')} "
                            f"or start the longer search in another --out")
-        defaults = {f.name: f.default for f in dataclasses.fields(self.cfg)}
         for key, value in config_dict(self.cfg).items():
-            was = old.get(key, defaults.get(key))  # a flag added since the checkpoint: the code ran its default
+            was = old[key] if key in old else self.cfg.former_value(key)  # a flag added since the checkpoint
             if key not in RESUMABLE_CHANGES and was != value:
                 raise RunError(f"checkpoint {self.dir.checkpoint} was made with --{key.replace('_', '-')} "
                                f"{was}, not {value}: it is incompatible; use another --out")

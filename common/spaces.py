@@ -27,6 +27,15 @@ NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), of
 DARTS_NONONE_OP_NAMES = DARTS_OP_NAMES[1:]  # the 7 DARTS ops, `none` left out
 DARTS_EDGES = tuple((node, inp) for node in range(2, 6) for inp in range(node))  # 14 edges
 
+#: GDAS's edge forward with a hard sample o* (common/supernet.py `MixedOp.mix`), as the official GDAS code
+#: writes it per skeleton (xautodl 1.0.0 = D-X-Y/AutoDL-Projects, models/cell_searchs/search_cells.py):
+#: "nb201": w_o*·o*(x) + Σ_{o≠o*} w_o (value 0), so every w_o gets ∂L/∂w_o = Σ ∂L/∂out (lines 72-84,
+#: NAS201SearchCell.forward_gdas); "nasnet": w_o*·o*(x) alone, the other w_o get no gradient (lines 163-164,
+#: MixedOp.forward_gdas, used by NASNetSearchCell.forward_gdas, 220-232, and search_model_gdas_nasnet.py).
+GDAS_FORMS = ("nb201", "nasnet")
+#: The official code's form per skeleton: the default of `--gdas-form`.
+GDAS_FORM_OF_SKELETON = {"nb201": "nb201", "darts": "nasnet"}
+
 _SHORT = {"skip": "skip_connect", "dil3": "dil_conv_3x3", "dil5": "dil_conv_5x5", "sep3": "sep_conv_3x3",
           "max": "max_pool_3x3", "avg": "avg_pool_3x3"}
 _S1_NORMAL = ("skip dil3|skip dil5|skip dil5|skip sep3|skip dil3|max skip|skip sep3|skip sep3|skip dil3|"

@@ -5,6 +5,17 @@ Gumbel samples, one-hot) — the supernet only mixes:
 
     mixed_op(x) = Σ_o w_o · o(x)                       (DARTS Eq. 2)
 
+GDAS hard sampling (an `index` of sampled ops o*, straight-through one-hot weights w) runs only o*, in one
+of the official GDAS code's two forms (`gdas_form`, `common.spaces.GDAS_FORMS`; xautodl 1.0.0
+models/cell_searchs/search_cells.py):
+
+    nb201:   w_o*·o*(x) + Σ_{o≠o*} w_o     (lines 72-84: every w_o gets a gradient, Σ ∂L/∂out)
+    nasnet:  w_o*·o*(x)                    (lines 163-164: α's gradient flows through w_o* alone)
+
+equal in value (the other w_o are 0). The default is the official code's form for the skeleton: nb201 on
+the NB201 skeleton (NAS201SearchCell), nasnet on the DARTS skeleton (NASNetSearchCell, lines 220-232,
+search_model_gdas_nasnet.py).
+
 α are registered parameters (`model.alphas`, an `nn.ParameterDict` keyed by cell kind, each (E, M)),
 kept apart from the network weights (`model.weight_parameters()`), so `state_dict()` holds both.
 
@@ -22,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from common.ops import NB201_OPS, FactorizedReduce, ReLUConvBN, batch_norm, channel_shuffle, darts_ops
-from common.spaces import SearchSpace, get_space
+from common.spaces import GDAS_FORM_OF_SKELETON, GDAS_FORMS, SearchSpace, get_space
 
 ALPHA_INIT_STD = 1e-3  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 Weights = Mapping[str, Tensor]  # cell kind -> (E, M) op weights
@@ -44,12 +55,16 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(factories[name](C // partial_channels, stride, False, False)
                                  for name in op_names)
         self.pass_pool = nn.MaxPool2d(2, 2) if (partial_channels > 1 and stride == 2) else None
+        self.gdas_form = "nb201"  # set by Supernet (module docstring)
 
     def mix(self, x: Tensor, w: Tensor, index: int | None) -> Tensor:
         if index is None:
-            return sum(w_o * op(x) for w_o, op in zip(w, self.ops))
-        # GDAS: only the sampled op runs; the others add their (zero-valued) weight so the
-        # straight-through gradient still reaches every entry of w (NB201's GDAS forward).
+            return sum(w_o * op(x) for w_o, op in zip(w, self.ops))  # DARTS Eq. 2
+        # GDAS: only the sampled op runs, times its straight-through weight (value 1)
+        if self.gdas_form == "nasnet":  # xautodl search_cells.py:164: the other w_o get no gradient
+            return w[index] * self.ops[index](x)
+        # nb201 (search_cells.py:81): the others add their (zero-valued) weight, so the straight-through
+        # gradient reaches every entry of w
         return sum(w_o * op(x) if o == index else w_o for o, (w_o, op) in enumerate(zip(w, self.ops)))
 
     def forward(self, x: Tensor, w: Tensor, index: int | None = None) -> Tensor:  # w: (M,)
@@ -155,14 +170,19 @@ class Supernet(nn.Module):
         edge_norm: PC-DARTS edge normalisation γ; default on iff K > 1.
         alpha_init_std: α ~ alpha_init_mean + alpha_init_std · N(0, 1) (1e-3, DARTS/NB201).
         alpha_init_mean: α's init offset (0; SA-DARTS Table 8 uses negative ones).
+        gdas_form: GDAS's edge forward with a hard sample, "nb201" or "nasnet" (module docstring); default
+            None: the official code's form for the skeleton (`common.spaces.GDAS_FORM_OF_SKELETON`).
     """
 
     def __init__(self, space: SearchSpace | str, C: int = 16, N: int = 5, num_classes: int = 10,
                  partial_channels: int = 1, edge_norm: bool | None = None,
                  alpha_init_std: float = ALPHA_INIT_STD, in_channels: int = 3,
-                 alpha_init_mean: float = 0.0) -> None:
+                 alpha_init_mean: float = 0.0, gdas_form: str | None = None) -> None:
         super().__init__()
         self.space = get_space(space) if isinstance(space, str) else space
+        self.gdas_form = gdas_form or GDAS_FORM_OF_SKELETON[self.space.skeleton]
+        if self.gdas_form not in GDAS_FORMS:
+            raise ValueError(f"gdas_form {self.gdas_form!r}: not one of {', '.join(GDAS_FORMS)}")
         self.partial_channels = partial_channels
         self.edge_norm = partial_channels > 1 if edge_norm is None else edge_norm
         if self.space.skeleton == "nb201":
@@ -176,6 +196,9 @@ class Supernet(nn.Module):
             kind: nn.Parameter(torch.zeros(len(self.space.edges)))
             for kind in self.space.cell_kinds} if self.edge_norm else {})
         self.register_buffer("incoming", incoming_edges(self.space.edges), persistent=False)
+        for module in self.modules():
+            if isinstance(module, MixedOp):
+                module.gdas_form = self.gdas_form
 
     def _build_nb201(self, C: int, N: int, num_classes: int, K: int, in_channels: int) -> None:
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False),
@@ -226,7 +249,8 @@ class Supernet(nn.Module):
                 use_gammas: bool = True) -> Tensor:
         """Logits for images `x` (B, 3, H, W) under op weights `weights[kind]` (E, M).
 
-        `index[kind][e]`, if given, is the one op that runs on edge e (GDAS hard sampling).
+        `index[kind][e]`, if given, is the one op that runs on edge e (GDAS hard sampling, in the form
+        `self.gdas_form`).
         `use_gammas=False` drops the edge normalisation (the discretized net has no edge weights).
         """
         gammas = self.edge_gammas() if use_gammas else {}
@@ -249,11 +273,11 @@ class Supernet(nn.Module):
 
 def build_supernet(space: str, C: int, N: int, num_classes: int, partial_channels: int = 1,
                    edge_norm: bool | None = None, fast: bool = False, alpha_init_std: float = ALPHA_INIT_STD,
-                   alpha_init_mean: float = 0.0) -> Supernet:
+                   alpha_init_mean: float = 0.0, gdas_form: str | None = None) -> Supernet:
     """The supernet of `space` (a name in `common.spaces.SPACES`); `fast` picks `common.fast.FastSupernet`."""
     cls = Supernet
     if fast:
         from common.fast import FastSupernet
         cls = FastSupernet
     return cls(space, C=C, N=N, num_classes=num_classes, partial_channels=partial_channels, edge_norm=edge_norm,
-               alpha_init_std=alpha_init_std, alpha_init_mean=alpha_init_mean)
+               alpha_init_std=alpha_init_std, alpha_init_mean=alpha_init_mean, gdas_form=gdas_form)
