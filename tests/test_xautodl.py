@@ -7,7 +7,8 @@ What is compared, in float64, with our weights copied into its `TinyNetworkDarts
 - logits, ∇α and ∇w of the cross-entropy, for our reference `Supernet` and our `FastSupernet`;
 - our derived arch string and its `genotype()` (argmax of α per edge), also at near ties (1e-8);
 - GDAS: for one Gumbel draw, our hard sample and supernet against `TinyNetworkGDAS`'s sample formula and
-  `forward_gdas` (logits, straight-through ∇α, ∇w);
+  `forward_gdas` (logits, straight-through ∇α, ∇w); on the DARTS skeleton against `NASNetworkGDAS`'s cells
+  (`NASNetSearchCell.forward_gdas`, the nasnet form, our default there; and the nb201 form);
 - three DARTS-V1 steps: our `w_step`/`alpha_step` with the optimisers `SearchRun` builds, against the
   official loop body (exps/NAS-Bench-201-algos/DARTS-V1.py, `search_func`) with its optimisers
   (`get_optim_scheduler` with configs/nas-benchmark/algos/DARTS.config, Adam 3e-4 (0.5, 0.999) wd 1e-3).
@@ -238,3 +239,127 @@ def test_gdas_forward_and_gradients_match_float64(fast: bool) -> None:
                 assert (g_theirs is None or not g_theirs.any()) and (g_ours is None or not g_ours.any()), name
             else:
                 assert torch.allclose(g_ours, g_theirs, rtol=1e-9, atol=1e-13), name
+
+
+# ----------------------------------------------------------------------------- GDAS on the DARTS skeleton
+
+# Our DARTS ops in our order, by their xautodl names (cell_operations.py: DualSepConv = our SepConv, SepConv with
+# dilation 2 = our DilConv; POOLING, Identity / FactorizedReduce, Zero): α's columns then map one to one.
+NASNET_OPS = ["none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "dua_sepc_3x3", "dua_sepc_5x5", "dil_sepc_3x3",
+              "dil_sepc_5x5"]
+
+
+def nasnet_name(ours: str) -> str:
+    """The `NASNetworkGDAS` parameter that holds our DARTS-skeleton parameter `ours`."""
+    from common.spaces import DARTS_EDGES, DARTS_OP_NAMES
+    rest = lambda r: r.replace("conv_1", "convs.0").replace("conv_2", "convs.1")  # FactorizedReduce
+    m = re.fullmatch(r"cells\.(\d+)\.mixed\.(\d+)\.ops\.(\d+)\.(.+)", ours)
+    if m:  # edge e = (to, from) → edges["to-2<-from"]._ops[o]
+        to, src = DARTS_EDGES[int(m[2])]
+        op, r = DARTS_OP_NAMES[int(m[3])], m[4]
+        if op.startswith("sep_conv"):  # two DilConvs ↔ DualSepConv's op_a, op_b
+            half, tail = r.split(".", 1)
+            r = f"{('op_a', 'op_b')[int(half)]}.op.{tail}"
+        elif op.startswith("dil_conv"):
+            r = f"op.{r}"
+        return f"cells.{m[1]}.edges.{to - 2}<-{src}._ops.{m[3]}.{rest(r)}"
+    m = re.fullmatch(r"cells\.(\d+)\.pre([01])\.(.+)", ours)
+    if m:  # ReLUConvBN (.1 the conv) ↔ nor_conv_1x1's .op.1; FactorizedReduce ↔ skip_connect at stride 2
+        return f"cells.{m[1]}.preprocess{m[2]}.{'op.' if m[3][0] == '1' else ''}{rest(m[3])}"
+    return ours  # stem.*, classifier.*
+
+
+def _nb201_form(self, x, weights, index):
+    """NAS201SearchCell.forward_gdas's edge (xautodl search_cells.py:80-83) in its NASNet MixedOp."""
+    return sum(weights[i] * op(x) if i == index else weights[i] for i, op in enumerate(self._ops))
+
+
+@pytest.mark.parametrize("form,fast", [("nasnet", False), ("nasnet", True), ("nb201", False)])
+def test_gdas_on_the_darts_skeleton_matches_nasnet_gdas_float64(form: str, fast: bool, monkeypatch) -> None:
+    """Our DARTS-skeleton GDAS forward against xautodl's `NASNetworkGDAS` (C=4, N=1: normal, reduce, reduce
+    cells, our `--C 4 --N 3`) with our weights, for one Gumbel draw per cell kind: logits, ∇α (both cell
+    kinds), ∇w in float64. nasnet: its `NASNetSearchCell.forward_gdas` (search_cells.py:220-232) as shipped,
+    `MixedOp.forward_gdas` = the sampled op times its weight (163-164); nb201: that MixedOp given
+    NAS201SearchCell's edge expression (72-84). Two differences of skeleton are bridged, not hidden: its
+    DARTS-space pools have no BN (DARTS's search MixedOp, and ours, append BN(affine=False): appended to
+    theirs), and our skeleton (DARTS's) has no final BN-ReLU (`lastact`, skipped on their side). Its convs'
+    biases feed batch-statistics BN (inert, as in NB201 above). The two forms' ∇α differ (asserted)."""
+    from xautodl.models.cell_searchs import NASNetworkGDAS
+    from xautodl.models.cell_searchs.search_cells import MixedOp as TheirMixedOp
+
+    from common.sampling import gumbel_noise, gumbel_softmax_hard
+    from common.spaces import DARTS_EDGES
+
+    if form == "nb201":
+        monkeypatch.setattr(TheirMixedOp, "forward_gdas", _nb201_form)
+    torch.manual_seed(0)
+    ours = (FastSupernet if fast else Supernet)("darts", C=4, N=3, gdas_form=form).double()
+    assert ours.gdas_form == form and Supernet("darts", C=4, N=3).gdas_form == "nasnet"  # the DARTS default
+    theirs = NASNetworkGDAS(4, 1, 4, 4, 3, 10, NASNET_OPS, False, False).double()
+    assert theirs.cells[0].edge_keys == [f"{to - 2}<-{src}" for to, src in DARTS_EDGES]  # the same edge order
+    assert [c.reduction for c in theirs.cells] == [c.reduction for c in ours.cells] == [False, True, True]
+    params = dict(theirs.named_parameters())
+    gen = torch.Generator().manual_seed(1)
+    mapped = set()
+    with torch.no_grad():
+        for kind, arch in (("normal", theirs.arch_normal_parameters), ("reduce", theirs.arch_reduce_parameters)):
+            ours.alphas[kind].copy_(torch.randn(14, 8, generator=gen, dtype=torch.float64))  # far from uniform
+            arch.copy_(ours.alphas[kind])
+        for name, p in ours.named_parameters():
+            if not name.startswith("alphas"):
+                params[nasnet_name(name)].copy_(p)
+                mapped.add(nasnet_name(name))
+        unmapped = {n: p for n, p in params.items() if n not in mapped and not n.startswith(("arch_", "lastact"))}
+        assert unmapped and all(n.endswith("bias") for n in unmapped)  # the conv biases
+        for p in unmapped.values():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    for cell_ours, cell_theirs in zip(ours.cells, theirs.cells):  # BN(affine=False) after their pools
+        for e, key in enumerate(cell_theirs.edge_keys):
+            for o in (1, 2):
+                pool = cell_theirs.edges[key]._ops[o]
+                pool.op = torch.nn.Sequential(pool.op, cell_ours.mixed[e].ops[o][1])
+    tau, seeds = 2.0, {"normal": 3, "reduce": 4}
+    sample = lambda model: [gumbel_softmax_hard(model.alphas[k], tau, torch.Generator().manual_seed(seeds[k]))
+                            for k in ("normal", "reduce")]
+    (weights_n, index_n), (weights_r, index_r) = sample(ours)
+    weights, index, hard = {"normal": weights_n, "reduce": weights_r}, {"normal": index_n, "reduce": index_r}, {}
+    for kind, arch in (("normal", theirs.arch_normal_parameters), ("reduce", theirs.arch_reduce_parameters)):
+        g = gumbel_noise((14, 8), ours.alphas[kind], torch.Generator().manual_seed(seeds[kind]))
+        probs = F.softmax((arch.log_softmax(dim=1) + g) / tau, dim=1)  # search_model_gdas_nasnet.py:164-171
+        idx = probs.max(-1, keepdim=True)[1]
+        hard[kind] = (torch.zeros_like(probs).scatter_(-1, idx, 1.0) - probs.detach() + probs, idx)
+        assert idx.flatten().tolist() == index[kind]
+    assert set(index["normal"] + index["reduce"]) == set(range(8))  # every op runs somewhere
+    assert index["reduce"][:2] == [3, 3]  # skip_connect at stride 2: FactorizedReduce
+    x = torch.randn(6, 3, 16, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(10, (6,), generator=gen)
+    ours.train(), theirs.train()
+    ours_logits = ours(x, weights, index)
+    s0 = s1 = theirs.stem(x)  # NASNetworkGDAS.forward (search_model_gdas_nasnet.py:185-195) without lastact
+    for cell in theirs.cells:
+        s0, s1 = s1, cell.forward_gdas(s0, s1, *hard["reduce" if cell.reduction else "normal"])
+    their_logits = theirs.classifier(theirs.global_pooling(s1).flatten(1))
+    assert torch.allclose(ours_logits, their_logits, rtol=1e-12, atol=1e-13)
+    names = [n for n, _ in ours.named_parameters()]
+    grads = dict(zip(names, torch.autograd.grad(F.cross_entropy(ours_logits, y), list(ours.parameters()),
+                                                allow_unused=True)))
+    F.cross_entropy(their_logits, y).backward()
+    for kind, arch in (("normal", theirs.arch_normal_parameters), ("reduce", theirs.arch_reduce_parameters)):
+        assert grads[f"alphas.{kind}"].abs().sum() > 0
+        assert torch.allclose(grads[f"alphas.{kind}"], arch.grad, rtol=1e-10, atol=1e-14), kind
+    for name in names:
+        if not name.startswith("alphas"):
+            g_ours, g_theirs = grads[name], params[nasnet_name(name)].grad
+            if g_theirs is None or g_ours is None:  # an op no edge sampled: no gradient on either side
+                assert (g_theirs is None or not g_theirs.any()) and (g_ours is None or not g_ours.any()), name
+            else:
+                assert torch.allclose(g_ours, g_theirs, rtol=1e-9, atol=1e-13), name
+    scale = max(p.grad.abs().max().item() for n, p in params.items() if n in mapped and p.grad is not None)
+    assert all(p.grad is None or p.grad.abs().max() < 1e-12 * scale for p in unmapped.values())
+    other = Supernet("darts", C=4, N=3, gdas_form="nb201" if form == "nasnet" else "nasnet").double()
+    other.load_state_dict(ours.state_dict())
+    (w_n, i_n), (w_r, i_r) = sample(other)
+    logits = other(x, {"normal": w_n, "reduce": w_r}, {"normal": i_n, "reduce": i_r})
+    assert torch.allclose(logits, ours_logits, rtol=1e-12, atol=1e-13)  # the same values
+    grad_other = torch.autograd.grad(F.cross_entropy(logits, y), other.alphas["normal"])[0]
+    assert not torch.allclose(grad_other, grads["alphas.normal"], rtol=1e-3, atol=0)  # the forms differ in ∇α
