@@ -509,14 +509,66 @@ def test_sampled_ops_step_is_torch_sgd_skipping_each_replicas_unsampled_ops() ->
 
 
 @pytest.mark.slow
-def test_gdas_on_the_darts_skeleton_replicas_equal_their_single_runs(shared_data, tmp_path) -> None:
+@pytest.mark.parametrize("form", ["nasnet", "nb201"])
+def test_gdas_on_the_darts_skeleton_replicas_equal_their_single_runs(shared_data, tmp_path, form: str) -> None:
     """GDAS on the DARTS space (8 ops with `none`, normal and reduction cells: N=3, C=2): `masked_mix` in
-    every DARTS cell's MixedOp, both cell kinds' samples; some op is still unsampled after 3 steps."""
+    every DARTS cell's MixedOp, both cell kinds' samples; some op is still unsampled after 3 steps. In the
+    nasnet form (the DARTS skeleton's default, xautodl's NASNet GDAS: no (1 − m)·w term) and the nb201 one."""
     import aer_darts
+    kw = {} if form == "nasnet" else {"gdas_form": "nb201"}  # nasnet: the default, as run_all.sh runs it
     _equivalent(shared_data, tmp_path, (aer_darts.AERConfig, aer_darts.search), space="darts", N=3, C=2,
-                backbone="gdas", lam_neg=0.0, lam_pos=0.0)
+                backbone="gdas", lam_neg=0.0, lam_pos=0.0, **kw)
+    for seed in SEEDS:
+        assert json.loads((tmp_path / "batched" / f"seed{seed}" / "args.json").read_text())["gdas_form"] == form
     ckpt = torch.load(tmp_path / "batched" / "seed1" / "checkpoint.pt", weights_only=False)["w_optimizer"]
     assert 0 < len(ckpt["state"]) < len(ckpt["param_groups"][0]["params"])
+
+
+@pytest.mark.parametrize("space,form,fast", [("nb201", "nb201", False), ("nb201", "nasnet", False),
+                                             ("nb201", "nb201", True), ("nb201", "nasnet", True),
+                                             ("darts", "nb201", True), ("darts", "nasnet", True)])
+def test_batched_gdas_forward_equals_each_replicas_single_forward(space: str, form: str, fast: bool) -> None:
+    """`ReplicaSupernet` (vmap; every op runs, masked by each replica's one-hots: `masked_mix`, or the fast
+    NB201 cell) against each replica's own supernet running its sampled ops only (`MixedOp.mix`), in both
+    GDAS forms, float64: logits, ∇α through the straight-through weights, ∇w (an unsampled op's: exactly 0
+    batched, None alone). No data needed; fails if the batched form adds (or drops) the Σ (1 − m)·w term."""
+    from common.replicas import ReplicaSupernet
+    from common.sampling import gumbel_softmax_hard
+    from common.supernet import build_supernet
+    S, tau, N = 2, 2.0, 1 if space == "nb201" else 3
+    models = []
+    for s in range(S):
+        torch.manual_seed(s)
+        models.append(build_supernet(space, 2, N, 10, fast=fast, gdas_form=form).double())
+        with torch.no_grad():
+            for a in models[-1].alphas.values():
+                a.normal_()  # far from uniform: the straight-through gradients differ by op
+    model = ReplicaSupernet(models)
+    gens = lambda: [torch.Generator().manual_seed(10 + s) for s in range(S)]
+    weights, onehots = gdas_weights(model.alphas, tau, gens())  # (S, E, M) each
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=gen, dtype=torch.float64)
+    y = torch.randint(10, (2,), generator=gen)
+    logits = model(x, weights, onehots)  # (S, B, classes)
+    loss = sum(torch.nn.functional.cross_entropy(logits[s], y) for s in range(S))
+    names = list(model.params)
+    grads = dict(zip(names, torch.autograd.grad(loss, [model.params[n] for n in names], allow_unused=True)))
+    for s, single in enumerate(models):
+        draw = [torch.Generator().manual_seed(10 + s)]
+        sample = {k: gumbel_softmax_hard(a.unsqueeze(0), tau, draw)[0][0] for k, a in single.alphas.items()}
+        index = {k: w.detach().argmax(-1).tolist() for k, w in sample.items()}
+        assert all(torch.equal(onehots[k][s].argmax(-1), torch.tensor(i)) for k, i in index.items())
+        out = single(x, sample, index)
+        assert torch.allclose(logits[s], out, rtol=1e-12, atol=1e-13), s
+        own = dict(single.named_parameters())
+        mine = dict(zip(names, torch.autograd.grad(torch.nn.functional.cross_entropy(out, y), [own[n] for n in names],
+                                                   allow_unused=True)))
+        for name in names:
+            batched = grads[name][s] if grads[name] is not None else torch.zeros_like(model.params[name][s])
+            alone = mine[name] if mine[name] is not None else torch.zeros_like(batched)
+            if mine[name] is None:  # not run alone: exactly 0 batched
+                assert not batched.any(), (s, name)
+            assert torch.allclose(batched, alone, rtol=1e-10, atol=1e-14), (s, name)
 
 
 @pytest.mark.slow
