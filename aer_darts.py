@@ -61,6 +61,9 @@ Choices where the paper is silent
   samples' expectation); NB201: argmax of α.
 - During warm-up the valid loss/accuracy is still measured (a forward pass, no α update).
 - GDAS samples both cells on the DARTS skeleton (GDAS's own DARTS-space search fixes the reduction cell).
+- GDAS's edge form (`--gdas-form`, common/supernet.py): the official GDAS code's per skeleton — NB201: the
+  sampled op plus the others' zero-valued weights (xautodl search_cells.py:72-84, the code their GDAS-AER.py
+  runs); DARTS skeleton: the sampled op alone (search_cells.py:163-164; they ran no GDAS there).
 - Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
   softmax(α), which for GDAS is the expectation of the hard sample (Gumbel-max trick).
 

@@ -69,6 +69,9 @@ Choices where the paper is silent
 - `--schedule ets` spreads the N = (number of decay events in the run) points over the run, so the last
   epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
   op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
+  ETS-GDAS's edge form (`--gdas-form`, common/supernet.py) is the official GDAS code's per skeleton: NB201,
+  the sampled op plus the others' zero-valued weights (xautodl search_cells.py:72-84); DARTS skeleton, the
+  sampled op alone (search_cells.py:163-164).
 - `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
 - Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
   trained with (issue 17; ranking across edges depends on t, the per-edge argmax does not); ETS-GDAS

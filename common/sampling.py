@@ -5,6 +5,12 @@ soft = softmax((α + g)/τ), the forward runs only o* = argmax soft, weighted by
 hard one-hot  w = hard − sg(soft) + soft  (value one-hot, gradient of soft). τ falls linearly from
 τ_max = 10 to τ_min = 0.1 over the run. SNAS (Xie et al., 2019) uses the soft sample over all ops.
 
+How the edge uses w is the supernet's `gdas_form` (`--gdas-form`; common/supernet.py `MixedOp.mix`), the
+official GDAS code's per skeleton (xautodl 1.0.0 models/cell_searchs/search_cells.py): on NB201 (default
+"nb201") w_o*·o*(x) + Σ_{o≠o*} w_o, so every entry of w, and through soft all of α's row, gets a gradient
+(lines 72-84); on the DARTS skeleton (default "nasnet") w_o*·o*(x) alone, so α's gradient comes through
+w_o* only (lines 163-164, 220-232). The values are equal.
+
 By the Gumbel-max trick P(o* = o) = softmax(α)_o for every τ, so softmax(α) is the expectation of the
 hard sample (the weights "actually used" on average).
 
