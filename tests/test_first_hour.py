@@ -135,7 +135,7 @@ def test_quick_runs_exercise_each_mechanism() -> None:
     for line in lines:
         script, *argv = shlex.split(line)[1:]  # drop "python3"
         mod = importlib.import_module(scripts[script])
-        config = next(v for k, v in vars(mod).items() if k.endswith("Config") and k != "SearchConfig")
+        config = next(v for k, v in vars(mod).items() if k.endswith("Config") and v.__module__ == mod.__name__)
         cfg = parse_config(config, argv)  # with the recipe, as the run would resolve it
         if getattr(cfg, "backbone", None) == "pdarts":  # P-DARTS: the least that reaches all 3 stages
             assert cfg.epochs == 3 and cfg.warmup == 0, line
