@@ -429,8 +429,9 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
         raise _NotStatic
 
     def flags(name: str) -> dict[str, _Flag]:
-        if name in ("SearchConfig", "GdasConfig"):
-            return {f.name: f for f in _flags(SearchConfig if name == "SearchConfig" else GdasConfig)}
+        shared = {"SearchConfig": SearchConfig, "GdasConfig": GdasConfig}  # the bases in this module
+        if name in shared:
+            return {f.name: f for f in _flags(shared[name])}
         node = classes.get(name)
         if node is None or len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
             raise _NotStatic
