@@ -158,6 +158,40 @@ def test_gdas_index_runs_only_sampled_op_and_passes_gradient() -> None:
     assert g.abs().sum() > 0
 
 
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_gdas_forms_equal_in_value_and_differ_only_in_the_unsampled_weights_gradient(space: str) -> None:
+    """The two GDAS edge forms (module docstring of common.supernet), float64, closed form: equal logits and
+    ∇ of every network weight; ∂L/∂w_o* equal; off the sample ∂L/∂w_o is 0 in the nasnet form and, in the
+    nb201 form, one value per edge (Σ ∂L/∂out of that edge) — nonzero somewhere."""
+    from common.sampling import gdas_weights
+    nets = {}
+    for form in ("nb201", "nasnet"):
+        torch.manual_seed(0)
+        nets[form] = Supernet(space, C=2, N=1 if space == "nb201" else 3, gdas_form=form).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([3, 7])
+    out = {}
+    for form, net in nets.items():
+        weights, index = gdas_weights(net.alphas, 3.0, torch.Generator().manual_seed(2))
+        w = {k: v.detach().requires_grad_() for k, v in weights.items()}  # ∂L/∂w itself
+        logits = net(x, w, index)
+        params = [p for _, p in net.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(F.cross_entropy(logits, y), [*w.values(), *params], allow_unused=True)
+        out[form] = logits, dict(zip(w, grads[:len(w)])), grads[len(w):], index
+    (l1, gw1, gp1, index), (l2, gw2, gp2, _) = out["nb201"], out["nasnet"]
+    assert torch.equal(l1, l2)
+    for a, b in zip(gp1, gp2):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, rtol=1e-12, atol=1e-15))
+    for kind in gw1:
+        sampled = F.one_hot(torch.tensor(index[kind]), gw1[kind].shape[1]).bool()  # (E, M)
+        assert torch.allclose(gw1[kind][sampled], gw2[kind][sampled], rtol=1e-12, atol=1e-15)
+        assert not gw2[kind][~sampled].any()  # nasnet: no gradient off the sample
+        off = gw1[kind].masked_fill(sampled, float("nan"))
+        per_edge = off.nanmean(1, keepdim=True)
+        assert torch.allclose(off[~sampled], per_edge.expand_as(off)[~sampled], rtol=1e-12, atol=1e-15)
+        assert per_edge.abs().max() > 0
+
+
 @given(st.integers(1, 3), st.integers(1, 5), st.integers(3, 9), st.integers(0, 100))
 def test_fast_avg_pool_equals_avg_pool2d_without_padding_count(B: int, C: int, H: int, seed: int) -> None:
     from common.fast import avg_pool3x3
