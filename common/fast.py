@@ -73,9 +73,9 @@ def _nb201_fast_forward(cell: NB201Cell, x: Tensor, w: Tensor, gamma: Tensor | N
         return NB201Cell.forward(cell, x, w, gamma, index)
     shift: tuple[Tensor, ...] | None = None
     if index is not None:  # --seeds GDAS: one replica's one-hots m (E, M), every op runs (replicas.masked_mix)
-        w, shift = index * w, ((1 - index) * w).sum(-1).unbind(0)  # edge = Σ m_o w_o o(h) + Σ (1 − m_o) w_o
-        if cell.mixed[0].gdas_form == "nasnet":  # edge = Σ m_o w_o o(h)
-            shift = None
+        if cell.mixed[0].gdas_form == "nb201":  # edge = Σ m_o w_o o(h) + Σ (1 − m_o) w_o
+            shift = ((1 - index) * w).sum(-1).unbind(0)
+        w = index * w  # nasnet: edge = Σ m_o w_o o(h)
     K = cell.mixed[0].K
     nodes: list[Tensor | float] = [x, 0.0, 0.0, 0.0]
     w_by_src, first = w.index_select(0, cell.edges_by_src), 0  # one gather instead of 4 selects per edge

@@ -40,9 +40,8 @@ What stays per replica, and how:
 - GDAS (aer_darts / edd_darts --backbone gdas): each replica's Gumbel noise from a generator holding its
   single run's global RNG (`global_generators`), the sample as one-hots (S, E, M); every op runs for every
   replica, masked (`masked_mix`: the single run's values and gradients, in its --gdas-form), and
-  `SampledOpsStep` leaves an
-  unsampled op's weights and momentum buffer as torch's SGD leaves a parameter without gradient. A GDAS
-  replica thus costs a DARTS step's arithmetic (all ops), not one op per edge.
+  `SampledOpsStep` leaves an unsampled op's weights and momentum buffer as torch's SGD leaves a parameter
+  without gradient. A GDAS replica thus costs a DARTS step's arithmetic (all ops), not one op per edge.
 
 Capture-safe for --cuda-graphs: per-replica values (norms, clip coefficients, the alive mask) are device
 tensors; nothing in the step reads a value on the host (GDAS included: the sample stays one-hots on the
