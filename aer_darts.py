@@ -179,6 +179,9 @@ class AERConfig(GdasConfig):
         if pdarts and self.N is None:
             self.N = 5  # P-DARTS's first stage (chenxin061/pdarts train_search.py:31)
         super().resolve()
+        if self.backbone == "darts-v2" and self.step_order != "w-first":
+            raise ConfigError("--step-order alpha-first: --backbone darts-v2's unrolled α step always runs before "
+                              "the w step (on the current w, as DARTS-V2); the flag applies to darts-v1, gdas, pdarts")
         if pdarts:
             if SPACES[self.space].skeleton != "darts" or self.partial_channels != 1 or self.seeds:
                 raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
@@ -309,15 +312,18 @@ def search(cfg: AERConfig) -> dict:
             if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
                 valid = unrolled_alpha_step(softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params,
                                             run.w_optimizer, run.a_optimizer, xi=run.w_lr, reg=reg)
-            train = w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
-                           run.clip_extra)
-            if warm:  # w only; the valid split is still measured
-                with torch.no_grad():
-                    logits = new_forward()(x_v)
-                valid = (F.cross_entropy(logits, y_v), logits)
-            elif not second_order:  # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
-                valid = alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
-            return (*train, *valid)
+                return (*w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
+                                run.clip_extra), *valid)
+
+            def valid_half():
+                if warm:  # w only; the valid split is still measured
+                    with torch.no_grad():
+                        logits = new_forward()(x_v)
+                    return F.cross_entropy(logits, y_v), logits
+                # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
+                return alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
+            return run.ordered(lambda: w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer,
+                                              cfg.grad_clip, run.clip_extra), valid_half)  # --step-order
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
         h_bar = run.per_replica(lambda r: entropy(r.model).item())  # each replica's

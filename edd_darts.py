@@ -114,7 +114,9 @@ PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (g
 uses `--space darts-nonone`. Their genotype(t) at the epoch's t (pl.py and cyc.py: `model.genotype(new_temp)`)
 ranks edges by softmax(α/t) rounded to 3 decimals, the earlier of equal edges and the first of equal ops
 (model_search_cyc.py:163-194): `--derive-decimals 3 --derive-ties earlier-input-first-op` (saturated edges
-round to 1.000 and tie). Not reproduced: their α step precedes the w step (pl.py:176-179).
+round to 1.000 and tie). Their α step precedes the w step (pl.py:176, then 178-184; cyc.py:171, 173) and
+takes a fresh random batch of the valid half each step (pl.py:172 `next(iter(valid_queue))`, a
+SubsetRandomSampler, :102): `--step-order alpha-first --valid-batch random`.
 S1–S4 (SmoothDARTS/sota/pcdedd/train_search_pl.py = EDD, train_search_cyc.py = PCD, run as the README's
 S1-S4 section; both import `sota.cnnspp.model_search_cyc` / `sota.cnnspp.spaces` (:23-25), a folder the
 repository lacks: we read sota/pcdedd/model_search_cyc.py and spaces.py, whose op lists are RobustDARTS's,
@@ -137,8 +139,8 @@ Near α's init softmax(α) ≈ (1 + α − ᾱ)/M, so their w step trains at abo
 t = 4e-4: mean edge entropy 0.49 nats against 0.32 at t; 10,000 draws, this CPU).
 Their genotype(t) at the epoch's t (pl.py:221) rounds softmax(α/t) to 3 decimals, keeps the earlier of
 equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-decimals 3 --derive-ties
-earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid
-batch each step (pl.py:246-250, cyc.py:239-243); their last, partial batch of an epoch (no drop_last,
+earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
+(pl.py:246-251, cyc.py:239-244): `--step-order alpha-first --valid-batch random`. Not reproduced: their last, partial batch of an epoch (no drop_last,
 :152-160; ours drops it); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their seed is
 random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
 
@@ -238,7 +240,7 @@ class EDDConfig(GdasConfig):
                     "late_from": 40, "lam": 0.04, "lam_late": 0.08, "entropy": "sum"}
         common.update(batch_size=80, w_wd=3e-4, w_nesterov=False, epochs=50, clip_scope="w",  # PCDEDD-DARTS/
                       softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", derive_decimals=3,
-                      derive_ties="earlier-input-first-op")
+                      derive_ties="earlier-input-first-op", **AUTHORS_DARTS_LOOP)
         if pcd:
             return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
                     "late_from": 40, "warmup": 0}
@@ -282,6 +284,9 @@ class EDDConfig(GdasConfig):
 
 #: The spaces of the authors' SmoothDARTS/sota/pcdedd scripts.
 S_SWEPT = {"s1", "s2", "s3", "s4"}
+#: The authors' DARTS-skeleton loop (darts, darts-nonone, S1-S4): α step first, each on a fresh random batch of
+#: the valid half (PCDEDD-DARTS/train_search_pl.py:172-176, 179-184; module docstring).
+AUTHORS_DARTS_LOOP = {"step_order": "alpha-first", "valid_batch": "random"}
 #: Their `--decay_strength` per script (EDD: False, PCD: True), swept in chaoji90/PCDEDD README.md (S1-S4
 #: section) with no value per space or dataset: (our flag, the values, their script).
 S_DECAY_SWEEP = {False: ("lam", "0.12, 0.24, 0.48, 0.96", "train_search_pl.py"),
@@ -300,7 +305,8 @@ def s_space_recipe(cfg: EDDConfig, pcd: bool) -> dict[str, Any]:
                           f"(not {cfg.dataset})")
     out = dict(batch_size=192, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_beta1=0.5,
                epochs=50, C=16, N=8, grad_clip=5.0, clip_scope="w", softmax="sn", st_const=True, sn_unit_off=True,
-               sn_cells="normal", w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op")
+               sn_cells="normal", w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op",
+               **AUTHORS_DARTS_LOOP)
     if pcd:
         return {**out, "schedule": "pcd", "pcd_shape": "updown", "pcd_period": 10, "late_from": 40, "warmup": 0}
     return {**out, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam_late": 2 * cfg.lam,
@@ -574,8 +580,9 @@ def search(cfg: EDDConfig) -> dict:
                               else step_forwards(run, t, s, softmax, sn_kinds, cfg.w_double_softmax))
 
         def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
-            return (*w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                    *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
+            return run.ordered(  # --step-order: w then α (paper, NB201 code) or α then w (authors' DARTS code)
+                lambda: w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
+                lambda: alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
 

@@ -282,13 +282,15 @@ def search(cfg: SAConfig) -> dict:
             fwd = run.forward(lambda: softmax_weights(model.alphas))
         frozen = epoch < cfg.warmup  # warm-up: w only, α (and γ) frozen
 
-        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 1 lines 6-7 with this epoch's λ_e and τ
-            train = w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra)
-            if frozen:
-                with torch.no_grad():
-                    logits = fwd(x_v)
-                return (*train, F.cross_entropy(logits, y_v), logits)
-            return (*train, *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg))
+        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 1 lines 6-7 with this epoch's λ_e and τ (--step-order)
+            def valid():
+                if frozen:
+                    with torch.no_grad():
+                        logits = fwd(x_v)
+                    return F.cross_entropy(logits, y_v), logits
+                return alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg)
+            return run.ordered(lambda: w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
+                                              run.clip_extra), valid)
         for batch in run.steps():
             run.step(bilevel, *batch)
         run.set_replica_values("gumbel_rng", [g.get_state() for g in gumbels])

@@ -76,8 +76,9 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   makes α plain Variables): `--clip-scope w`. Their op list has no `none` (genotypes.py:5-13): run_all
   uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t_sp) rounded to 4 decimals, ties →
   later input (model_search.py:139-165): `--derive-decimals 4` (we rank at t_sp unrounded by default).
-  Not reproduced: the α step before the w step with a fresh random valid batch (:162-165), the supernet
-  evaluated at t_sp/10.
+  The α step before the w step (:162, then 164-171), on a fresh random valid batch each step (:157
+  `next(iter(valid_queue))`, a SubsetRandomSampler, :101): `--step-order alpha-first --valid-batch random`.
+  Not reproduced: the supernet evaluated at t_sp/10.
 - S1–S4 (SmoothDARTS/sota/cnnmul/train_search.py, run as the README's S1-S4 section; lines of that file
   unless named): batch 128, w lr 0.025 constant (:39-41, cosine with eta_min = lr, :160-161), SGD momentum
   0.9 without Nesterov (:127-131), w wd 3e-4 (:43), 50 epochs, C 16, 8 cells (:46-48), α Adam 3e-4 (0.5,
@@ -95,8 +96,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   (:233). Near α's init softmax(α) ≈ (1 + α − ᾱ)/M, so their w step trains at about M·t (S2, t = 4e-4:
   mean edge entropy 0.49 nats against 0.32 at t). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
   edges and the last of equal ops (model_search.py:180-214): `--derive-decimals 3 --derive-ties
-  earlier-input-last-op`. Not reproduced: their α step precedes the w step, on a fresh random valid
-  batch each step (:229-233); their last, partial batch of an epoch (no drop_last, :150-158; ours drops
+  earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
+  (:229-233, w step :234-254): `--step-order alpha-first --valid-batch random`. Not reproduced: their last, partial batch of an epoch (no drop_last, :150-158; ours drops
   it); their "valid" accuracy is the supernet at t/10 (:197); their seed is random (:104).
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
@@ -131,6 +132,9 @@ from common.spaces import SPACES
 # Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
 TABLE_II = {"cifar10": (1.0, 1.1e-3), "cifar100": (0.9, 1.3e-3)}
 TABLE_IV = (1.0, 1.0e-3)
+#: The authors' DARTS-skeleton loop (darts, darts-nonone, S1-S4): α step first, each on a fresh random batch of
+#: the valid half (SP-DARTS/train_search_mf.py:157, 162-168; module docstring).
+AUTHORS_DARTS_LOOP = {"step_order": "alpha-first", "valid_batch": "random"}
 PHI_SEED_OFFSET = 0x5D5D  # the φ generator's stream is its own, apart from the global RNG
 
 
@@ -192,11 +196,10 @@ class SPConfig(SearchConfig):
             return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False,
                         a_lr=3e-4, a_wd=0.0, a_beta1=0.5, epochs=50, C=16, N=8, grad_clip=5.0, warmup=0, p_low=0.8,
                         p_up=1.1, t_sm_ratio=10.0, clip_scope="w", w_double_softmax=True, derive_decimals=3,
-                        derive_ties="earlier-input-last-op")
+                        derive_ties="earlier-input-last-op", **AUTHORS_DARTS_LOOP)
         return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
                     warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
-                    w_nesterov=False,
-                    derive_decimals=4)
+                    w_nesterov=False, derive_decimals=4, **AUTHORS_DARTS_LOOP)
 
     def resolve(self) -> None:
         nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
@@ -346,13 +349,13 @@ def search(cfg: SPConfig) -> dict:
         terms = [(c_sm, f_sm), (c_sp, f_sp)]
 
         def mixed(fwd, fwd_w):  # Eq. 15: the same a(φⁿ) for the w step and the α step
-            return lambda x_t, y_t, x_v, y_v: (
-                *w_step(fwd_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
+            return lambda x_t, y_t, x_v, y_v: run.ordered(  # --step-order (authors' DARTS code: α first)
+                lambda: w_step(fwd_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
+                lambda: alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
 
         def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
-            return (*two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
-                    *two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
+            return run.ordered(lambda: two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                               lambda: two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
         steps = {True: mixed(f_sp, f_sp_w), False: mixed(f_sm, f_sm_w), None: mixed(f_phi, f_phi_w)}
         for n, batch in enumerate(run.steps()):
             if cfg.objective != "mixed":

@@ -29,9 +29,10 @@ def search(cfg: DartsConfig) -> dict:
     model = run.model
     forward = run.forward(lambda: softmax_weights(model.alphas))
 
-    def bilevel(x_t, y_t, x_v, y_v):  # w step on a train batch, then α step on a valid batch
-        return (*w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                *alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
+    def bilevel(x_t, y_t, x_v, y_v):  # w step on a train batch and α step on a valid batch (--step-order)
+        return run.ordered(lambda: w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
+                                          run.clip_extra),
+                           lambda: alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
     for _ in run.epochs():
         for batch in run.steps():
             run.step(bilevel, *batch)

@@ -179,6 +179,14 @@ class SearchConfig:
                                "clip_grad_norm_(network.parameters()): also α.grad, holding the last α step's "
                                "gradient plus this step's training gradient; α's update is unaffected)",
                           choices=("w", "official"))
+    step_order: str = arg("w-first", "order of each bilevel step: w-first (w step on the train batch, then the α step: "
+                                     "NB201's code) or alpha-first (the α step first, then w: the DARTS code and its "
+                                     "forks, architect.step before the w step)", choices=("w-first", "alpha-first"))
+    valid_batch: str = arg("paired", "the α step's batch: paired (the valid loader's next batch, one shuffled pass of "
+                                     "the valid half per epoch) or random (every step a fresh random batch of the "
+                                     "valid half, as the DARTS code's next(iter(valid_queue)): batch-size images "
+                                     "drawn without replacement by a generator of the run, seeded from --seed, "
+                                     "checkpointed)", choices=("paired", "random"))
     preset: str | None = arg(None, "smoke: a one-minute CPU search (C 4, N 1 on NB201 / 3 cells, 256 images per "
                                    "half, batch 32, 2 epochs); flags given explicitly win", choices=tuple(PRESETS))
     debug_nan_seed: int | None = arg(None, "testing only: with --seeds, --debug-nan-step hits this seed's replica only "

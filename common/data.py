@@ -59,7 +59,7 @@ SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 NB201_URL = "https://github.com/D-X-Y/NAS-Bench-201"
 
 SYNTHETIC_SIZES = {True: 512, False: 256}  # train, test
-_ORDER_STREAM, _AUG_STREAM, _WORKER_STREAM = 0, 1, 2  # independent random streams from (seed, epoch)
+_ORDER_STREAM, _AUG_STREAM, _WORKER_STREAM, _PICK_STREAM = 0, 1, 2, 3  # independent random streams from (seed, epoch)
 
 
 class DataError(Exception):
@@ -353,6 +353,12 @@ def _mix(*values: int) -> int:
     return h >> 1
 
 
+def pick_key(step: int) -> int:
+    """The stand-in for an epoch number in the augmentation seed of `pick(indices, step)`: a stream
+    apart from every pass's (an epoch number is small; this is a 63-bit hash)."""
+    return _mix(_PICK_STREAM, step)
+
+
 def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> Tensor:
     """The visiting order of one pass (CPU int64 (n,)); shared by both loaders."""
     if not shuffle:
@@ -528,6 +534,24 @@ class DeviceLoader:
         self.epoch += 1
         return self._batches(*self._plan(epoch))
 
+    def pick(self, indices: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The batch of images `indices` (int64 (B,), CPU), augmented with draws seeded by (seed, `step`)
+        (a stream of its own, apart from the passes'): `--valid-batch random`'s batch of a step."""
+        n, H, W = indices.numel(), self.height, self.width
+        draws = torch.zeros(5, n, dtype=torch.int64)  # oy, ox, flip, cy, cx, as _plan draws them for a pass
+        if self.augment:
+            g = torch.Generator().manual_seed(_mix(self.seed, pick_key(step), _AUG_STREAM))
+            span = 2 * self.padding + 1
+            for k, high in enumerate((span, span, 2, H, W)):
+                draws[k] = torch.randint(high, (n,), generator=g)
+        idx, oy, ox, flip, cy, cx = torch.cat([indices.to(torch.int64)[None], draws]).to(self.device)
+        row, col = crop_flip_index(idx, oy, ox, flip.bool(), H, W, self.padding if self.augment else 0)
+        x = gather_crops(self.images, row, col).float().div(255).sub(self.mean).div(self.std)
+        if self.augment and self.cutout > 0:
+            rows, cols = cutout_mask(cy, cx, self.cutout, H, W)
+            x.masked_fill_((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)
+        return x, self.labels[idx]
+
     def _batches(
         self, row: Tensor, col: Tensor, labels: Tensor, cut_rows: Tensor | None, cut_cols: Tensor | None
     ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -659,6 +683,19 @@ class TorchLoader:
             generator=torch.Generator().manual_seed(_mix(self.seed, epoch, _WORKER_STREAM)),
         )
         return self._to_device(loader)
+
+    def pick(self, indices: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The batch of images `indices` (int64 (B,)), each augmented with draws seeded by (seed, `step`,
+        its index) (a stream of its own, apart from the passes'): `--valid-batch random`'s batch of a step."""
+        epoch = self.dataset.epoch
+        self.dataset.epoch = pick_key(step)
+        try:
+            items = [self.dataset[int(i)] for i in indices]
+        finally:
+            self.dataset.epoch = epoch
+        x = torch.stack([x for x, _ in items])
+        y = torch.tensor([y for _, y in items], dtype=torch.int64)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def _to_device(self, loader: torch.utils.data.DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y in loader:

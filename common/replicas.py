@@ -12,7 +12,8 @@ batch statistics, and the aten operators a step dispatches stay about those of o
 
 What stays per replica, and how:
 - data: each replica keeps its seed's own loaders, so its order and augmentation are exactly its single
-  run's; a step stacks the S batches: x (S, B, 3, H, W), y (S·B,).
+  run's (`--valid-batch random`: its single run's valid-batch generator too, checkpointed in its run
+  directory); a step stacks the S batches: x (S, B, 3, H, W), y (S·B,).
 - the objective: the forward returns logits (S·B, classes), so a method's unchanged
   `F.cross_entropy(logits, y)` is the mean over replicas of each replica's loss, and so is a regulariser
   that averages over all α entries or edges (SA's L_SA, β-DARTS, AER's H̄); the optimiser steps S times its
@@ -783,13 +784,16 @@ class ReplicaRun(SearchRun):
         """The S replicas' batches, stacked: x (S, B, 3, H, W), y (S·B,)."""
         from tqdm import tqdm
         cfg = self.cfg
-        valid = [iter(r.valid_loader) for r in self.runs]
+        valid = [iter(r.valid_loader) if r.valid_generator is None else iter(()) for r in self.runs]
         bar = tqdm(zip(*(r.train_loader for r in self.runs)), total=len(self.train_loader), leave=False,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}", disable=not cfg.progress,
                    dynamic_ncols=True)
         for train in bar:
             batches = []
             for k, run in enumerate(self.runs):
+                if run.valid_generator is not None:  # --valid-batch random: the replica's own draws
+                    batches.append(run.random_valid_batch(self.global_step))
+                    continue
                 try:
                     batches.append(next(valid[k]))
                 except StopIteration:

@@ -9,8 +9,8 @@ loop then reads:
         fwd = run.forward(lambda: my_weights(run.model.alphas, t))  # t: this epoch's value
 
         def bilevel(x_t, y_t, x_v, y_v):  # → (train loss, train logits, valid loss, valid logits)
-            return (*w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
-                    *alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
+            return run.ordered(lambda: w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
+                               lambda: alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
         for batch in run.steps():
             run.step(bilevel, *batch)  # eager, or a replayed CUDA graph with --cuda-graphs
         run.end_epoch(used_weights, {"temperature": t}, derive_temperature=t)  # genotype ranks softmax(α/t)
@@ -21,6 +21,11 @@ names in README "Metrics"), `checkpoint.pt` (written atomically after every epoc
 optimisers, RNG states, the method's `method_state`, the metrics so far) with its sha256 in
 `checkpoint.pt.sha256`, `result.json` at the end, and the empty `.lock` that one run at a time holds
 (common/safeio.py). JSON files hold no NaN/inf (written as null).
+
+`--step-order alpha-first` runs each step's α half before its w half (`run.ordered`); `--valid-batch
+random` gives every step's α half a fresh random batch of the valid half (`random_valid_batch`) from a
+generator of the run, seeded `--seed + VALID_SEED_OFFSET` and checkpointed (`valid_generator`), so a killed
+and resumed run draws what the uninterrupted one draws; with `--seeds` each replica draws from its own.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ from common.data import (
 from common.genotypes import Genotype, derive_from_alphas, genotype_param_count, genotype_to_json
 from common.graphs import StepGraphs
 from common.safeio import DigestFile, RunLock, RunLocked, atomic_write, json_safe
-from common.search import cosine_lr, entropy_stats, evaluate, softmax_weights
+from common.search import cosine_lr, entropy_stats, evaluate, ordered_step, softmax_weights
 from common.supernet import Supernet, build_supernet
 
 CHECKPOINT_VERSION = 1
@@ -67,6 +72,8 @@ RUN_FILES = ("metrics.jsonl", "result.json")
 #: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
 RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir",
                      "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic"}
+#: `--valid-batch random`: the seed of a run's valid-batch generator is --seed plus this.
+VALID_SEED_OFFSET = 104729
 
 
 class RunError(Exception):
@@ -377,6 +384,9 @@ class SearchRun:
         self.a_optimizer = torch.optim.Adam(self.a_params, cfg.a_lr, betas=(cfg.a_beta1, 0.999),
                                             weight_decay=cfg.a_wd, capturable=cfg.cuda_graphs)
         self.graphs = StepGraphs(cfg.cuda_graphs)
+        self.valid_generator: torch.Generator | None = None  # --valid-batch random: this run's draws
+        if cfg.valid_batch == "random":
+            self.valid_generator = torch.Generator().manual_seed(cfg.seed + VALID_SEED_OFFSET)
         self.start_epoch, self.global_step, self.wall_time = 0, 0, 0.0
         self.records: list[dict[str, Any]] = []
         if checkpoint is not None:
@@ -440,6 +450,11 @@ class SearchRun:
         self.start_epoch, self.global_step = ckpt["epoch"], ckpt["global_step"]
         self.wall_time = ckpt["wall_time"]
         self.method_state.update(ckpt["method_state"])
+        if self.valid_generator is not None:
+            if not isinstance(ckpt.get("valid_generator"), Tensor):
+                raise RunError(f"checkpoint {self.dir.checkpoint} has no valid_generator entry (--valid-batch "
+                               f"random): it cannot be resumed; the file is kept: move it away to start over")
+            self.valid_generator.set_state(ckpt["valid_generator"])
         self.records = list(ckpt["metrics"])
         try:
             set_rng_state(ckpt["rng"])
@@ -505,16 +520,19 @@ class SearchRun:
         """(x_train, y_train, x_valid, y_valid) batches of this epoch, with a progress bar."""
         from tqdm import tqdm
         cfg = self.cfg
-        valid_iter = iter(self.valid_loader)
+        valid_iter = iter(self.valid_loader) if self.valid_generator is None else iter(())
         self._step_clock = time.perf_counter() if self._step_clock is not None else None
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for x_t, y_t in bar:
-            try:
-                x_v, y_v = next(valid_iter)
-            except StopIteration:
-                valid_iter = iter(self.valid_loader)
-                x_v, y_v = next(valid_iter)
+            if self.valid_generator is not None:  # --valid-batch random
+                x_v, y_v = self.random_valid_batch(self.global_step)
+            else:
+                try:
+                    x_v, y_v = next(valid_iter)
+                except StopIteration:
+                    valid_iter = iter(self.valid_loader)
+                    x_v, y_v = next(valid_iter)
             if cfg.debug_nan_step is not None and self.global_step == cfg.debug_nan_step:
                 x_t = x_t * float("nan")
             yield x_t, y_t, x_v, y_v
@@ -525,6 +543,19 @@ class SearchRun:
                 self.check_finite()
                 if not bar.disable:  # a shown bar only: running_means reads the sums on the host
                     bar.set_postfix(self.running_means(), refresh=False)
+
+    def random_valid_batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """`--valid-batch random`: the first batch of a fresh shuffle of the valid half, as the DARTS code's
+        `next(iter(valid_queue))` (a SubsetRandomSampler: torch.randperm, first batch-size indices), drawn
+        from this run's `valid_generator`; augmented with draws seeded by (seed, `step`)."""
+        assert self.valid_generator is not None
+        indices = torch.randperm(self.valid_loader.n, generator=self.valid_generator)[:self.cfg.batch_size]
+        return self.valid_loader.pick(indices, step)
+
+    def ordered(self, w: Callable[[], tuple[Tensor, Tensor]],
+                alpha: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """A bilevel step from its w half and α half in `--step-order` (`common.search.ordered_step`)."""
+        return ordered_step(self.cfg.step_order, w, alpha)
 
     def _time_cpu_step(self) -> None:
         """On CPU, time the first steps and say once, up front, what the whole search will cost here."""
@@ -678,7 +709,8 @@ class SearchRun:
             "version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": self.epoch + 1,
             "global_step": self.global_step, "wall_time": self.wall_time, "model": model.state_dict(),
             "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
-            "method_state": self.method_state, "metrics": self.records, "rng": rng_state()})
+            "method_state": self.method_state, "metrics": self.records, "rng": rng_state(),
+            **({"valid_generator": self.valid_generator.get_state()} if self.valid_generator is not None else {})})
         self.dir.write_metrics(self.records)
         self.dir.log(epoch_line(record, cfg.epochs))  # whatever --progress says
         self._reset_trackers()

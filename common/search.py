@@ -8,6 +8,7 @@ the forward rather than weights lets the second-order step re-evaluate it at per
                              scope, on w and α.grad as NB201's `clip_grad_norm_(network.parameters())`)
     alpha_step(...)          first-order α step: ∇α [L_val(w, α) + reg(α)]           (DARTS-V1)
     unrolled_alpha_step(...) second-order α step on L_val(w − ξ∇w L_train(w, α), α)    (DARTS-V2)
+    ordered_step(order, w, a) the two halves of a bilevel step in `--step-order` (w-first or alpha-first)
 """
 from __future__ import annotations
 
@@ -89,6 +90,31 @@ def alpha_step(forward: Forward, x: Tensor, y: Tensor, a_params: list[nn.Paramet
             p.grad.copy_(g)
     a_optimizer.step()
     return loss.detach(), logits.detach()
+
+
+STEP_ORDERS = ("w-first", "alpha-first")
+
+
+def ordered_step(order: str, w: Callable[[], tuple[Tensor, Tensor]],
+                 alpha: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One bilevel step from its two halves, in `order` (`--step-order`).
+
+    Args:
+        order: "w-first" (w step, then α step: NB201's code) or "alpha-first" (α step, then w step: the
+            DARTS code and the authors' DARTS-skeleton forks, `architect.step(...)` before the w step).
+        w: runs the w step, returns (train loss, train logits).
+        alpha: runs the α step, returns (valid loss, valid logits).
+
+    Returns:
+        (train loss, train logits, valid loss, valid logits), whatever the order.
+    """
+    if order == "alpha-first":
+        valid = alpha()
+        return (*w(), *valid)
+    if order != "w-first":
+        raise ValueError(f"step order must be one of {STEP_ORDERS} (got {order!r})")
+    train = w()
+    return (*train, *alpha())
 
 
 def virtual_w(w_params: list[nn.Parameter], grads: list[Tensor], w_optimizer: torch.optim.SGD,
