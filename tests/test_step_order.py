@@ -249,3 +249,43 @@ def test_explicit_flags_override_the_loop_and_darts_v2_refuses(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "darts-v2" in err
+
+
+@pytest.mark.parametrize("method", ["edd", "pcd", "sp"])
+def test_authors_darts_space_runs_call_the_alpha_half_first(method, shared_data, tmp_path, monkeypatch):
+    """The EDD, PCD and SP loops compose their step through run.ordered: with the authors' darts-nonone
+    recipe every step runs its α half before its w half, on a random valid batch."""
+    import edd_darts
+    import sp_darts
+    seen, halves = [], []
+    real = common.run.ordered_step
+
+    def spy(order, w, alpha):
+        seen.append(order)
+        return real(order, lambda: halves.append("w") or w(), lambda: halves.append("a") or alpha())
+    monkeypatch.setattr(common.run, "ordered_step", spy)
+    tiny = ["--recipe", "authors", "--space", "darts-nonone", "--data-dir", str(shared_data), "--limit-train", "32",
+            "--C", "4", "--N", "3", "--epochs", "1", "--batch-size", "16", "--eval-images", "16", "--out",
+            str(tmp_path / method), "--no-progress", "--device", "cpu"]
+    if method == "sp":
+        sp_darts.search(parse_config(SPConfig, tiny))
+    else:
+        edd_darts.search(parse_config(EDDConfig, [*tiny, "--schedule", method]))
+    assert seen == ["alpha-first"] * 2 and halves == ["a", "w"] * 2
+    args = json.loads((tmp_path / method / "args.json").read_text())
+    assert (args["step_order"], args["valid_batch"]) == ("alpha-first", "random")
+    assert "valid_generator" in torch.load(tmp_path / method / "checkpoint.pt", weights_only=False)
+
+
+def test_replicas_draw_their_single_runs_valid_batches(shared_data, tmp_path):
+    """--seeds 0 1 with random valid batches, α first: each replica ends as its single --seed run (its own
+    generator, checkpointed in its run directory)."""
+    with float64():
+        search(_cfg(shared_data, tmp_path / "single", epochs=1, seed=1))
+        search(_cfg(shared_data, tmp_path / "seed{seed}", epochs=1, seeds=[0, 1]))
+    single, replica = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False) for d in ("single", "seed1"))
+    assert torch.equal(single["valid_generator"], replica["valid_generator"])
+    for k in single["model"]:
+        assert torch.allclose(single["model"][k], replica["model"][k], rtol=1e-9, atol=1e-12), k
+    other = torch.load(tmp_path / "seed0" / "checkpoint.pt", weights_only=False)["valid_generator"]
+    assert not torch.equal(other, replica["valid_generator"])
