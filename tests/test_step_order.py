@@ -289,3 +289,22 @@ def test_replicas_draw_their_single_runs_valid_batches(shared_data, tmp_path):
         assert torch.allclose(single["model"][k], replica["model"][k], rtol=1e-9, atol=1e-12), k
     other = torch.load(tmp_path / "seed0" / "checkpoint.pt", weights_only=False)["valid_generator"]
     assert not torch.equal(other, replica["valid_generator"])
+
+
+@pytest.mark.parametrize("kind", ["torch", "device"])
+def test_pick_is_the_indexed_images(kind):
+    """`pick(indices, step)`: unaugmented, exactly ToTensor + Normalize of images[indices] with their labels;
+    augmented, a function of (seed, step) only (a resumed run redraws it), another step another draw."""
+    rng = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (20, 8, 8, 3), generator=rng, dtype=torch.uint8).numpy()
+    labels = torch.randint(0, 10, (20,), generator=rng).numpy()
+    idx = torch.tensor([7, 0, 19, 7, 3])
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    plain = make_loader(kind, images, labels, 5, "cpu", mean, std, augment=False, seed=1)
+    x, y = plain.pick(idx, 4)
+    expected = (torch.as_tensor(images)[idx].permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) \
+        / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(x, expected, atol=1e-6) and torch.equal(y, torch.as_tensor(labels)[idx])
+    aug = make_loader(kind, images, labels, 5, "cpu", mean, std, augment=True, cutout=3, seed=1)
+    a, b, c = aug.pick(idx, 4), aug.pick(idx, 4), aug.pick(idx, 5)
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
