@@ -517,7 +517,8 @@ class SearchRun:
         return self.w_optimizer.param_groups[0]["lr"]
 
     def steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """(x_train, y_train, x_valid, y_valid) batches of this epoch, with a progress bar."""
+        """(x_train, y_train, x_valid, y_valid) batches of this epoch, with a progress bar (the valid batch:
+        the valid loader's next, or with --valid-batch random `random_valid_batch`)."""
         from tqdm import tqdm
         cfg = self.cfg
         valid_iter = iter(self.valid_loader) if self.valid_generator is None else iter(())
