@@ -40,10 +40,10 @@ TINY = dict(space="nb201", limit_train=48, C=4, N=1, batch_size=16, eval_images=
 
 
 class _Float64:
-    """A loader whose images come out as float64."""
+    """A loader whose images come out as float64 (its passes and its `pick`)."""
 
     def __init__(self, loader) -> None:
-        self.loader = loader
+        self.loader, self.n = loader, loader.n
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -53,6 +53,10 @@ class _Float64:
 
     def __iter__(self):
         return ((x.double(), y) for x, y in self.loader)
+
+    def pick(self, indices, step):
+        x, y = self.loader.pick(indices, step)
+        return x.double(), y
 
 
 @contextlib.contextmanager

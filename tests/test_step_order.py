@@ -10,13 +10,12 @@ the train loss's backward, `clip_grad_norm_(model.parameters(), 5)` (no α there
 """
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from test_replicas import float64
 from torch import nn
 from torch.nn import functional as F
 
@@ -35,38 +34,6 @@ VALID_OFFSET = 104729  # the valid-batch generator's seed is --seed + this (comm
 # 48 images / batch 16 = 3 bilevel steps per epoch; NB201 C=4 N=1, the reference supernet
 TINY = dict(space="nb201", limit_train=48, C=4, N=1, batch_size=16, eval_images=16, device="cpu",
             progress=False, fast=False, loader="torch", step_order="alpha-first", valid_batch="random")
-
-
-class _Float64:
-    """A loader whose images come out as float64 (its passes and its `pick`)."""
-
-    def __init__(self, loader) -> None:
-        self.loader, self.n = loader, loader.n
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.loader.set_epoch(epoch)
-
-    def __iter__(self):
-        return ((x.double(), y) for x, y in self.loader)
-
-    def pick(self, indices, step):
-        x, y = self.loader.pick(indices, step)
-        return x.double(), y
-
-
-@contextlib.contextmanager
-def float64() -> Iterator[None]:
-    real, dtype = common.run.make_loader, torch.get_default_dtype()
-    common.run.make_loader = lambda *a, **k: _Float64(real(*a, **k))
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        common.run.make_loader = real
-        torch.set_default_dtype(dtype)
 
 
 def _cfg(data: Path, out: Path, **kw) -> DartsConfig:
