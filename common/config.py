@@ -9,6 +9,12 @@
 A field whose default depends on other flags (the dataset, the space) defaults to None and is filled
 by the config's `resolve()`; its help says so, and `args.json` records the value actually used.
 
+The authors' code: a method script `<m>_darts.py` declares its config with the paper's fields and its hooks
+(methods holding the paper's behaviour). `authors/<m>.py`, where it exists, subclasses that config under the
+same name with the authors'-code recipe, their quirk flags and hook overrides. The method file never imports
+`authors/`: `build_parser` and `parse_config` swap the subclass in (`with_authors`), so every flag of both
+is on the command line and in args.json, and `--help` reads both sources without importing either.
+
 Recipes (`--recipe paper|authors`): `paper` is the dataclass defaults. `authors` asks the config's
 `authors_recipe()` for a mapping field → value (the authors' published search script for this space
 and dataset) and applies it to every field the user did not set on the command line; explicit flags
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib
 import math
 import re
 import sys
@@ -370,11 +377,41 @@ def _parser(flags: Sequence[_Flag], description: str | None,
     return parser
 
 
+def _authors_module(script_stem: str) -> str | None:
+    """`authors.<m>` for the method script `<m>_darts` (None for any other module)."""
+    return f"authors.{script_stem.removesuffix('_darts')}" if script_stem.endswith("_darts") else None
+
+
+def with_authors(cls: type[C]) -> type[C]:
+    """`cls`, or its subclass of the same name in `authors/<m>.py` (the authors'-code flags and hooks).
+
+    `cls` is a method script's config class; the script may run as `__main__`: it is then also registered
+    under its file name, so that `import edd_darts` in `authors/edd.py` is this very module, not a second copy.
+    """
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    name = _authors_module(Path(path).stem) if path else None
+    if name is None:
+        return cls
+    if cls.__module__ == "__main__":
+        sys.modules.setdefault(Path(path).stem, module)  # type: ignore[arg-type]
+    try:
+        authors = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name in (name, "authors"):  # no authors' code for this method
+            return cls
+        raise
+    extended = getattr(authors, cls.__name__, None)
+    if not (isinstance(extended, type) and issubclass(extended, cls)):
+        raise TypeError(f"{name}.{cls.__name__} must subclass {cls.__module__}.{cls.__name__}")
+    return extended
+
+
 def build_parser(cls: type[C], description: str | None = None,
                  suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """An argparse parser with one `--flag` per dataclass field (`suppress_defaults`: the namespace then
-    holds only the flags given on the command line)."""
-    return _parser(_flags(cls), description, suppress_defaults)
+    """An argparse parser with one `--flag` per dataclass field of `with_authors(cls)` (`suppress_defaults`:
+    the namespace then holds only the flags given on the command line)."""
+    return _parser(_flags(with_authors(cls)), description, suppress_defaults)
 
 
 # --------------------------------------------------------------------------- --help without torch
@@ -411,14 +448,8 @@ def _static_flag(stmt: ast.AnnAssign, consts: dict[str, Any]) -> _Flag:
                  tuple(choices) if choices else None)
 
 
-def _static_parser(path: str | Path) -> argparse.ArgumentParser:
-    """The parser `main()` of the script at `path` builds, read from its source without importing it.
-
-    Raises:
-        _NotStatic: where the source does anything else than `parse_config(Cls, argv, description=__doc__)`
-            with fields `name: type = arg(<literals>)` over `SearchConfig` or `GdasConfig`.
-    """
-    tree = ast.parse(Path(path).read_text())
+def _module_literals(tree: ast.Module) -> tuple[dict[str, ast.ClassDef], dict[str, Any]]:
+    """(classes, module-level literal constants) of a parsed source file."""
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     consts = {}
     for n in tree.body:
@@ -427,6 +458,22 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
                 consts[n.targets[0].id] = ast.literal_eval(n.value)
             except ValueError:
                 pass
+    return classes, consts
+
+
+def _static_parser(path: str | Path) -> argparse.ArgumentParser:
+    """The parser `main()` of the script at `path` builds, read from its source without importing it.
+
+    With `authors/<m>.py` beside a script `<m>_darts.py`, its class of the config's name (written
+    `class XConfig(<m>_darts.XConfig)`) adds its fields after the script's, as `with_authors` does.
+
+    Raises:
+        _NotStatic: where the source does anything else than `parse_config(Cls, argv, description=__doc__)`
+            with fields `name: type = arg(<literals>)` over `SearchConfig` or `GdasConfig`.
+    """
+    path = Path(path)
+    tree = ast.parse(path.read_text())
+    classes, consts = _module_literals(tree)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
              and n.func.id == "parse_config"]
     if len(calls) != 1 or not calls[0].args or not isinstance(calls[0].args[0], ast.Name):
@@ -436,6 +483,12 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
     if keywords or len(calls[0].args) > 2 or not (doc is None or isinstance(doc, ast.Name) and doc.id == "__doc__"):
         raise _NotStatic
 
+    def fields(out: dict[str, _Flag], node: ast.ClassDef, consts: dict[str, Any]) -> dict[str, _Flag]:
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                out[stmt.target.id] = _static_flag(stmt, consts)  # a redefined field keeps its place (dataclasses)
+        return out
+
     def flags(name: str) -> dict[str, _Flag]:
         shared = {"SearchConfig": SearchConfig, "GdasConfig": GdasConfig}  # the bases in this module
         if name in shared:
@@ -443,13 +496,21 @@ def _static_parser(path: str | Path) -> argparse.ArgumentParser:
         node = classes.get(name)
         if node is None or len(node.bases) != 1 or not isinstance(node.bases[0], ast.Name):
             raise _NotStatic
-        out = flags(node.bases[0].id)
-        for stmt in node.body:
-            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-                out[stmt.target.id] = _static_flag(stmt, consts)  # a redefined field keeps its place (dataclasses)
-        return out
+        return fields(flags(node.bases[0].id), node, consts)
+
+    name = calls[0].args[0].id
+    out = flags(name)
+    module = _authors_module(path.stem)
+    authors = path.parent.joinpath(*module.split(".")).with_suffix(".py") if module else None
+    if authors is not None and authors.exists():
+        a_classes, a_consts = _module_literals(ast.parse(authors.read_text()))
+        node = a_classes.get(name)
+        base = ast.unparse(node.bases[0]) if node is not None and len(node.bases) == 1 else None
+        if base != f"{path.stem}.{name}":
+            raise _NotStatic
+        out = fields(out, node, a_consts)
     description = ast.get_docstring(tree, clean=False) if doc is not None else None
-    return _parser(list(flags(calls[0].args[0].id).values()), description)
+    return _parser(list(out.values()), description)
 
 
 def answer_help_early(module: str, path: str) -> None:
@@ -469,7 +530,8 @@ def answer_help_early(module: str, path: str) -> None:
 
 
 def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: str | None = None) -> C:
-    """Parse `argv` (default sys.argv[1:]) into `cls`, then `resolve()` it. Exits 2 on a bad value."""
+    """Parse `argv` (default sys.argv[1:]) into `with_authors(cls)`, then `resolve()` it. Exits 2 on a bad value."""
+    cls = with_authors(cls)
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
     preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if ns.preset else set()
