@@ -19,7 +19,7 @@ import pytest
 import torch
 
 PAPER_FUNCTIONS = {
-    "edd_darts": ("sn_softmax", "ets_temperatures", "edd_decay", "edd_temperature"),
+    "edd_darts": ("sn_softmax", "ets_temperatures", "edd_decay", "edd_temperature", "mean_entropy"),
     "aer_darts": ("architecture_entropy", "aer_coefficient"),
     "sp_darts": ("tempered_softmax", "mixing_probability", "draw_phi"),
     "sa_darts": ("sa_loss", "sa_coefficient", "beta_loss"),
@@ -161,6 +161,10 @@ def test_edd_functions_run_from_source_alone() -> None:
         lifted = lift(getattr(m, name), m)[name]
         for args in argsets:
             _same(getattr(m, name)(*args), lifted(*args))
+    lifted = lift(m.mean_entropy, m)["mean_entropy"]
+    for weights in (torch.softmax(_alphas(6)["normal"], -1), {k: torch.softmax(a / 1e-3, -1) for k, a in _alphas(7).items()}):
+        for reduction in ("mean", "sum"):
+            _same(m.mean_entropy(weights, reduction), lifted(weights, reduction))
     lifted = lift(m.sn_softmax, m)["sn_softmax"]
     for t, s, dim in ((1.0, 100.0, -1), (1e-3, 1e3, -1), (0.05, 4.0, 0)):
         _grad_check(m.sn_softmax, lifted, lambda: torch.randn(6, 5, dtype=torch.float64,
