@@ -107,7 +107,7 @@ def psnr_y(sr: Tensor, hr: Tensor, crop: int) -> Tensor:
     """
     if sr.shape != hr.shape:
         raise ValueError(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
-    diff = rgb_to_y(quantise(sr).double()) - rgb_to_y(hr.double())
+    diff = rgb_to_y(quantise(sr.double())) - rgb_to_y(hr.double())
     if crop > 0:
         diff = diff[..., crop:-crop, crop:-crop]
     mse = diff.pow(2).mean(dim=(-2, -1))
