@@ -150,6 +150,24 @@ def test_one_hot_imdn_supernet_equals_discrete_network():
     assert torch.allclose(sup.net(x, {"cell": onehot, "net": []}), net(x), atol=1e-12)
 
 
+def test_partial_channels_pass_through_and_widths():
+    torch.manual_seed(0)
+    from common.sr.spaces import _choice
+    same = _choice("dlsr", None, 8, 8, k=4)  # PC-DARTS: 2 channels searched, 6 passed, shuffled in 4 groups
+    x = torch.randn(1, 8, 6, 6)
+    w = F.softmax(torch.randn(9), -1)
+    out = same(x, w)
+    y = sum(w_o * op(x[:, :2]) for w_o, op in zip(w, same.ops))
+    assert torch.allclose(out[:, 0::4], y, atol=1e-6)  # group 0: the mixed op's output
+    for g in range(1, 4):  # groups 1..3: the passed channels 2..7, unchanged
+        assert torch.equal(out[:, g::4], x[:, 2 * g:2 * g + 2])
+    wide = _choice("imdn", None, 48, 64, k=4)  # widths differ: 12 input channels → all 64 outputs
+    assert wide(torch.randn(1, 48, 5, 5), F.softmax(torch.randn(12), -1)).shape == (1, 64, 5, 5)
+    assert wide.ops[0][0].in_channels == 12
+    for space in ("imdn", "dlsr"):
+        assert SRSupernet(space, partial_channels=4)(torch.rand(1, 3, 16, 16)).shape == (1, 3, 32, 32)
+
+
 def test_derivation_argmax_and_dlsr_top2_inputs():
     sup = SRSupernet("dlsr")
     with torch.no_grad():
@@ -244,8 +262,9 @@ def test_missing_folder_is_one_clear_line(tmp_path):
 # ----------------------------------------------------------------------------- search + retrain
 
 def _search_cfg(root, out, **kw) -> SRSearchConfig:
-    cfg = SRSearchConfig(space="imdn", reg="sa", data_dir=str(root), train_images="1-2", arch_images="3-4",
-                         patch=16, batch_size=1, epochs=2, steps=1, device="cpu", out=str(out), **kw)
+    kw = {"space": "imdn", "reg": "sa", **kw}
+    cfg = SRSearchConfig( data_dir=str(root), train_images="1-2", arch_images="3-4",
+                         patch=kw.pop("patch", 16), batch_size=1, epochs=2, steps=1, device="cpu", out=str(out), **kw)
     cfg.resolve()
     return cfg
 
@@ -277,3 +296,24 @@ def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
     assert 0 < result["psnr"]["Set5"] < 60
     assert result["paper"]["Set5"] == 37.98
     assert "37.98" in (tmp_path / "r" / "log.txt").read_text()
+
+
+def test_dlsr_sac_beta_search_one_epoch(sr_root, tmp_path):
+    sa_darts = pytest.importorskip("sa_darts")
+    from common.sr.search import Regularisers
+    regs = Regularisers(sa_darts.sa_loss, sa_darts.sa_coefficient, sa_darts.beta_loss)
+    cfg = _search_cfg(sr_root, tmp_path / "d", space="dlsr", reg="beta", partial_channels=4, warmup=0, patch=32)
+    cfg.epochs = 1
+    result = search(cfg, regs)
+    rec = json.loads((tmp_path / "d" / "metrics.jsonl").read_text())
+    assert [len(b) for b in rec["net_beta"]] == [2, 3, 4, 5]  # dense network level: cells 3..6
+    assert rec["lam"] == 0.0 and rec["reg_value"] == 0.0  # β-DARTS: λ = 0.5·epoch, 0 in epoch 0
+    g = result["genotype"]
+    assert len(g["ops"]) == 3 and all(o in DLSR_OPS for o in g["ops"]) and len(g["inputs"]) == 4
+    assert json.loads((tmp_path / "d" / "args.json").read_text())["partial_channels"] == 4
+
+
+def test_search_refuses_a_regulariser_it_was_not_given(sr_root, tmp_path):
+    from common.run import RunError
+    with pytest.raises(RunError, match="sa_darts.py --task sr"):
+        search(_search_cfg(sr_root, tmp_path / "e"), None)

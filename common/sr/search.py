@@ -24,7 +24,9 @@ default range; the SA paper searches on DIV2K only), α frozen for the first 21 
 for --reg none / beta; SA uses no warm-up (appendix 6.2: SA "can converge to better solutions without
 warmup"). DLSR's α loss also adds the train-batch loss and a parameter term computed from detached α
 (lines 168-179: no gradient reaches α from it); neither is used here.
-Not built: the partial-channel (SAC) mixed op for SR.
+SAC (SA + partial channels, `--partial-channels 4`, PC-DARTS's K): see `spaces.Choice` for the rule at
+IMDN's positions whose input and output widths differ. There are no edges to normalise (the positions form
+a chain; SA paper App. 6.11 makes the same point for NB201), so PC-DARTS's edge weights are not used.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class SRSearchConfig:
     mu: float = arg(0.0, "μ of Eq. 7")
     lam_divisor: float = arg(5.0, "SA strength λ_e = e/divisor, e = 1..E")
     beta_slope: float = arg(0.5, "β-DARTS strength λ = slope·epoch (0-based)")
+    partial_channels: int = arg(1, "K of PC-DARTS: 1/K of a mixed op's channels searched (SAC: 4; 1: off)")
     flops_weight: float = arg(0.0, "ρ, weight of L_FLOPs (Eq. 18) in the α loss; 0: off, 1: Eq. 18 as written")
     data_dir: str = arg("data", "folder holding DIV2K/ (see common.sr.data)")
     train_images: str = arg("1-600", "DIV2K images that train w (DLSR's --data_range default)")
@@ -103,7 +106,7 @@ class SRSearchConfig:
     def resolve(self) -> None:
         if self.warmup is None:
             self.warmup = 0 if self.reg == "sa" else 21
-        for name in ("scale", "patch", "batch_size", "epochs", "steps"):
+        for name in ("scale", "patch", "batch_size", "epochs", "steps", "partial_channels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
         if min(self.w_lr, self.a_lr, self.rgb_range) <= 0 or min(self.w_wd, self.a_wd, self.flops_weight) < 0:
@@ -185,7 +188,10 @@ def search(cfg: SRSearchConfig, regs: Regularisers | None = None) -> dict[str, A
     a_data = PatchSampler(div2k_pairs(cfg.data_dir, cfg.scale, parse_range(cfg.arch_images)), cfg.scale,
                           cfg.patch, cfg.batch_size, rng)
     rundir, state = open_run(cfg, SEARCH_KEYS)  # after the data: a missing folder leaves no run directory
-    model = SRSupernet(cfg.space, cfg.scale).to(device)
+    try:
+        model = SRSupernet(cfg.space, cfg.scale, partial_channels=cfg.partial_channels).to(device)
+    except ValueError as err:
+        raise RunError(str(err)) from None
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.Adam(w_params, cfg.w_lr, betas=(0.9, 0.999), weight_decay=cfg.w_wd)
     a_opt = torch.optim.Adam(a_params, cfg.a_lr, betas=(0.5, 0.999), weight_decay=cfg.a_wd)

@@ -44,6 +44,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from common.ops import channel_shuffle
+
 IMDN_OPS: tuple[str, ...] = tuple(f"{kind}_{k}x{k}{bn}" for kind in ("conv", "sep_conv", "dil_sep_conv")
                                   for k in (3, 5) for bn in ("", "_bn"))
 DLSR_OPS: tuple[str, ...] = ("conv_1x1", "conv_3x3", "conv_5x5", "conv_7x7", "sep_conv_3x3", "sep_conv_5x5",
@@ -92,25 +94,42 @@ class Choice(nn.Module):
     """A searched position: the mixed op Σ_o β_o·o(x) over its candidates, or one chosen op.
 
     forward(x, weights): weights (M,) op weights β for a mixed op; None for a discrete (single-op) one.
+    Partial channels (SAC, `k` > 1; PC-DARTS, SA paper Alg. 1 "MIXED OPERATION"): the first C_in/k input
+    channels go through the mixed op; where C_in = C_out the other channels pass through and the
+    concatenation is channel-shuffled (k groups), exactly PC-DARTS; where C_in ≠ C_out (IMDN's c2..c4,
+    48 → 64 and 48 → 16) nothing can pass through unchanged, so the candidates map the C_in/k channels to
+    all C_out (our choice: the paper is silent; the saving is on the input side only).
     """
 
-    def __init__(self, names: Sequence[str], ops: Sequence[nn.Module]) -> None:
+    def __init__(self, names: Sequence[str], ops: Sequence[nn.Module], k: int = 1, same_width: bool = True
+                 ) -> None:
         super().__init__()
         self.names = tuple(names)
         self.ops = nn.ModuleList(ops)
+        self.k, self.same_width = k, same_width
 
     def forward(self, x: Tensor, weights: Tensor | None = None) -> Tensor:
         if weights is None:
             if len(self.ops) != 1:
                 raise ValueError(f"a mixed op over {len(self.ops)} candidates needs its op weights")
             return self.ops[0](x)
-        return sum(w * op(x) for w, op in zip(weights, self.ops))  # Eq. 1: Σ_o β_o·o(x)
+        if self.k == 1:
+            return sum(w * op(x) for w, op in zip(weights, self.ops))  # Eq. 1: Σ_o β_o·o(x)
+        c = x.shape[1] // self.k
+        y = sum(w * op(x[:, :c]) for w, op in zip(weights, self.ops))  # Alg. 1 line 18: x1 = 1/k of the channels
+        return channel_shuffle(torch.cat([y, x[:, c:]], dim=1), self.k) if self.same_width else y
 
 
-def _choice(space: str, name: str | None, c_in: int, c_out: int) -> Choice:
+def _choice(space: str, name: str | None, c_in: int, c_out: int, k: int = 1) -> Choice:
+    """A position's mixed op (name None, over the space's candidates, k: partial channels) or one op."""
+    if name is not None:
+        k = 1
+    if c_in % k or (c_in == c_out and c_out % k):
+        raise ValueError(f"{c_in} → {c_out} channels are not divisible by --partial-channels {k}")
     names = SPACE_OPS[space] if name is None else (name,)
-    make = (lambda n: imdn_op(n, c_in, c_out)) if space == "imdn" else (lambda n: dlsr_op(n, c_in))
-    return Choice(names, [make(n) for n in names])
+    ci, co = c_in // k, (c_out // k if c_in == c_out else c_out)
+    make = (lambda n: imdn_op(n, ci, co)) if space == "imdn" else (lambda n: dlsr_op(n, ci))
+    return Choice(names, [make(n) for n in names], k, c_in == c_out)
 
 
 def conv_lrelu(c_in: int, c_out: int) -> nn.Sequential:
@@ -142,12 +161,12 @@ class CCA(nn.Module):
 class IMDBlock(nn.Module):
     """An information multi-distillation block whose four 3×3 convs are searched positions."""
 
-    def __init__(self, nf: int, ops: Sequence[str] | None) -> None:
+    def __init__(self, nf: int, ops: Sequence[str] | None, k: int = 1) -> None:
         super().__init__()
         self.dc = nf // 4  # distilled channels (distillation rate 0.25)
         self.rc = nf - self.dc
         shapes = [(nf, nf), (self.rc, nf), (self.rc, nf), (self.rc, self.dc)]  # c1..c4 (block.py:128-131)
-        self.c = nn.ModuleList(_choice("imdn", None if ops is None else ops[p], ci, co)
+        self.c = nn.ModuleList(_choice("imdn", None if ops is None else ops[p], ci, co, k)
                                for p, (ci, co) in enumerate(shapes))
         self.act = nn.LeakyReLU(LRELU)
         self.cca = CCA(4 * self.dc)
@@ -168,11 +187,12 @@ class IMDN(nn.Module):
 
     positions = 4
 
-    def __init__(self, ops: Sequence[str] | None = None, scale: int = 2, nf: int = 64, blocks: int = 6) -> None:
+    def __init__(self, ops: Sequence[str] | None = None, scale: int = 2, nf: int = 64, blocks: int = 6,
+                 partial_channels: int = 1) -> None:
         super().__init__()
         self.space, self.scale = "imdn", scale
         self.fea = nn.Conv2d(3, nf, 3, padding=1)
-        self.blocks = nn.ModuleList(IMDBlock(nf, ops) for _ in range(blocks))
+        self.blocks = nn.ModuleList(IMDBlock(nf, ops, partial_channels) for _ in range(blocks))
         self.fuse = conv_lrelu(nf * blocks, nf)
         self.lr_conv = nn.Conv2d(nf, nf, 3, padding=1)
         self.up = upsampler(nf, scale)
@@ -213,11 +233,11 @@ class ESA(nn.Module):
 class DLSRCell(nn.Module):
     """DLSR's cell: three mixed residual blocks with distillation, a 3×3 conv, 1×1 fusion, ESA."""
 
-    def __init__(self, nf: int, ops: Sequence[str] | None) -> None:
+    def __init__(self, nf: int, ops: Sequence[str] | None, k: int = 1) -> None:
         super().__init__()
         dc = nf // 2
         self.distil = nn.ModuleList(nn.Conv2d(nf, dc, 1) for _ in range(3))
-        self.mixed = nn.ModuleList(_choice("dlsr", None if ops is None else ops[p], nf, nf) for p in range(3))
+        self.mixed = nn.ModuleList(_choice("dlsr", None if ops is None else ops[p], nf, nf, k) for p in range(3))
         self.c4 = nn.Conv2d(nf, dc, 3, padding=1)
         self.act = nn.LeakyReLU(LRELU)
         self.c5 = nn.Conv2d(4 * dc, nf, 1)
@@ -239,7 +259,7 @@ class DLSR(nn.Module):
     positions = 3
 
     def __init__(self, ops: Sequence[str] | None = None, inputs: Sequence[Sequence[int]] | None = None,
-                 scale: int = 2, nf: int = 48, cells: int = 6) -> None:
+                 scale: int = 2, nf: int = 48, cells: int = 6, partial_channels: int = 1) -> None:
         super().__init__()
         if (ops is None) != (inputs is None):
             raise ValueError("a DLSR network takes both ops and inputs (discrete) or neither (supernet)")
@@ -248,7 +268,7 @@ class DLSR(nn.Module):
         self.space, self.scale = "dlsr", scale
         self.inputs = None if inputs is None else tuple(tuple(int(i) for i in pair) for pair in inputs)
         self.fea = nn.Conv2d(3, nf, 3, padding=1)
-        self.cells = nn.ModuleList(DLSRCell(nf, ops) for _ in range(cells))
+        self.cells = nn.ModuleList(DLSRCell(nf, ops, partial_channels) for _ in range(cells))
         fan = [2] * (cells - 2) if inputs is not None else list(range(2, cells))  # cells 3..6 take 2 or k-1 inputs
         self.mix = nn.ModuleList(conv_lrelu(nf * n, nf) for n in fan)
         self.fuse = conv_lrelu(nf * cells, nf)
@@ -291,12 +311,13 @@ class SRGenotype:
 class SRSupernet(nn.Module):
     """A supernet and its architecture weights: α (P, M) of the op positions, β_k of DLSR's cells k ≥ 3."""
 
-    def __init__(self, space: str, scale: int = 2, init_std: float = 1e-3) -> None:
+    def __init__(self, space: str, scale: int = 2, init_std: float = 1e-3, partial_channels: int = 1) -> None:
         super().__init__()
         if space not in SPACE_OPS:
             raise ValueError(f"unknown SR space {space!r}; choose from {', '.join(SPACE_OPS)}")
         self.space = space
-        self.net = IMDN(None, scale) if space == "imdn" else DLSR(None, None, scale)
+        self.net = (IMDN(None, scale, partial_channels=partial_channels) if space == "imdn"
+                    else DLSR(None, None, scale, partial_channels=partial_channels))
         n_ops = len(SPACE_OPS[space])
         self.alpha = nn.Parameter(init_std * torch.randn(self.net.positions, n_ops))  # α: 1e-3·N(0, 1)
         n_cells = len(self.net.cells) if space == "dlsr" else 0
