@@ -201,6 +201,20 @@ def test_counts_match_table3_imdn_rows():
     assert complexity(build(beta, scale=4))[0] == 1_773_672  # Table 3 IMDN + β-DARTS: 1773.67 K
 
 
+@pytest.mark.parametrize("ops, params_k, macs_g", [
+    (("sep_conv_5x5", "conv_1x1", "sep_conv_7x7"), 322.62, None),  # DLSR (reproduced)
+    (("conv_7x7",) * 3, 2243.00, None),  # DLSR + β-DARTS
+    (("sep_conv_3x3",) * 3, 309.37, None),  # SAC-DLSR
+    (("dil_conv_3x3", "dil_conv_3x3", "dil_conv_5x5"), 264.73, 215.90),  # SA-DLSR
+])
+def test_counts_match_table3_dlsr_rows(ops, params_k, macs_g):
+    from common.sr.spaces import DLSR_NET_LEVEL
+    params, macs = complexity(build(SRGenotype("dlsr", ops, DLSR_NET_LEVEL)))
+    assert round(params / 1e3, 2) == params_k
+    if macs_g is not None:
+        assert round(macs / 1e9, 2) == macs_g
+
+
 def test_op_costs_eq18_c():
     c = op_costs("imdn", (4, 5))
     assert c.shape == (4, 12)

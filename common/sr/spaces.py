@@ -16,22 +16,29 @@ pointwise conv (bias), MobileNet-style, with no activation inside (the block's L
 "dilated" is dilation 2; the plain conv keeps IMDN's bias; BN follows the op.
 
 DLSR space (SA paper §6.7.1, Fig. 10; Huang et al., github.com/DawnHH/DLSR-PyTorch). The supernet is
-models/rfdn_block_6_beta_search.py:212-327 (`RFDN_beta1`): 48 features, 6 cells; cell k ≥ 3 takes a 1×1
+models/rfdn_block_6_beta_search.py:268-329 (`RFDN_beta1`): 48 features, 6 cells; cell k ≥ 3 takes a 1×1
 conv (+LeakyReLU 0.05) of the concatenation of all earlier cell outputs, each scaled by softmax(β_k) (the
-dense network level, lines 301-322); cell 2 takes cell 1's output. A cell (lines 163-197, RFDB) has three
+dense network level, lines 307-322); cell 2 takes cell 1's output. A cell (lines 163-197, RFDB) has three
 mixed residual blocks r_i = lrelu(mixed_i(r_{i-1}) + r_{i-1}), a 1×1 distillation conv (48 → 24) beside each,
 a 3×3 conv (48 → 24) after the third, the four 24-channel pieces concatenated, a 1×1 conv (96 → 48) and an
 ESA block (lines 134-160). Candidates `DLSR_OPS` are its 9 PRIMITIVES (line 8) built as in
-models/operations_hh.py:8-85 (bias-free convs; DARTS's double separable conv and dilated conv with a ReLU in
+models/operations_hh.py:8-85 (Conv 34, DilConv 56, SepConv 70: bias-free convs; DARTS's double separable conv and dilated conv with a ReLU in
 front, no BN). The derived network level keeps the top-2 earlier cells of each cell k ≥ 3 by β: the
-retrained network of DLSR's code has exactly two inputs per cell (models/beta1_para_loss.py:167-197).
+retrained network of DLSR's code has exactly two inputs per cell, `DLSR_NET_LEVEL` (models/beta1_para_loss.py:
+167-170, 180-197). With it, the parameter counts of all four DLSR rows of Table 3 come out exactly: DLSR
+322.62 K (DLSR's own genotype `rfdn_62`, models/genotypes_rfdn.py:4), DLSR + β-DARTS 2243.00 K (conv 7×7 in
+all three blocks, as §4.3 says), SAC-DLSR 309.37 K (sep conv 3×3 ×3, the only genotype with that count),
+SA-DLSR 264.73 K (two dil conv 3×3 and one dil conv 5×5; three orders give that count).
 
 Complexity (`complexity`): parameters are every parameter (BN affine included); multiply-adds count each
 convolution's weights once per output pixel (C_in/groups·k_h·k_w per output element, biases not counted,
 BN/activations/pooling/attention arithmetic not counted), on an input of 1280×720 ("Parameters and FLOPs are
 all calculated on images with 1280x720 resolution", appendix 6.2). The IMDN row of Table 3 (715.18 K,
 654.53 G) is IMDN's default ×4 constructor (model/architecture.py:43, upscale=4) on a 1280×720 *input*:
-`complexity(build(IMDN_ORIGINAL, scale=4))` gives 715.18 K and 654.53 G (tests/test_sr.py checks it).
+our count gives 715.18 K and 654.17 G (0.06 % below), and IMDN + β-DARTS's genotype 1773.67 K exactly; SA-DLSR
+gives the table's 215.90 G exactly, but the DLSR, SAC-DLSR and DLSR + β-DARTS rows are 92-94 G above our
+counts with matching parameters (whatever else their tool counted there is unknown). tests/test_sr.py
+checks these.
 """
 from __future__ import annotations
 
@@ -52,6 +59,9 @@ DLSR_OPS: tuple[str, ...] = ("conv_1x1", "conv_3x3", "conv_5x5", "conv_7x7", "se
                              "sep_conv_7x7", "dil_conv_3x3", "dil_conv_5x5")  # rfdn_block_6_beta_search.py:8-18
 SPACE_OPS = {"imdn": IMDN_OPS, "dlsr": DLSR_OPS}
 IMDN_ORIGINAL = ("conv_3x3",) * 4  # the IMDN block as published
+#: DLSR's published network level: cell 3 ← cells (1, 2), 4 ← (2, 3), 5 ← (3, 4), 6 ← (1, 3), 0-based here
+#: (models/beta1_para_loss.py:185-194)
+DLSR_NET_LEVEL = ((0, 1), (1, 2), (2, 3), (0, 2))
 LRELU = 0.05  # LeakyReLU slope of IMDN (block.py:132) and DLSR (rfdn_block_6_beta_search.py:87)
 
 
