@@ -30,11 +30,12 @@ from common.sr.spaces import (
     op_costs,
 )
 
-skdata = pytest.importorskip("skimage.data", reason="scikit-image (the `test` extra) ships the photographs "
-                                                     "these tests build SR folders from: pip install scikit-image")
+SKIMAGE = "scikit-image (the `test` extra) ships the photographs these tests use: pip install scikit-image"
 
 
 def photos() -> list[np.ndarray]:
+    """Four real photographs bundled with scikit-image (the test skips without it)."""
+    skdata = pytest.importorskip("skimage.data", reason=SKIMAGE)
     return [skdata.astronaut(), skdata.chelsea(), skdata.coffee(), skdata.rocket()]
 
 
@@ -74,7 +75,7 @@ def test_imresize_uint8_differs_from_torch_bicubic():
 
 
 def test_y_matches_its_definition_and_skimage():
-    from skimage.color import rgb2ycbcr
+    rgb2ycbcr = pytest.importorskip("skimage.color", reason=SKIMAGE).rgb2ycbcr
     assert torch.allclose(rgb_to_y(torch.tensor([1.0, 0.0, 0.0])[:, None, None]), torch.tensor(16 + 65.481))
     assert torch.allclose(rgb_to_y(torch.ones(3, 1, 1)), torch.tensor(235.0))
     assert torch.allclose(rgb_to_y(torch.zeros(3, 1, 1)), torch.tensor(16.0))
@@ -266,6 +267,18 @@ def test_readers_pairs_and_patches(sr_root):
         assert any(np.array_equal(hr[2 * y:2 * y + 16, 2 * x:2 * x + 16], hi8) for hr, y, x in found)
 
 
+def test_augmented_patches_stay_aligned(sr_root):
+    pairs = srdata.div2k_pairs(sr_root, 2, range(1, 5))
+    sampler = srdata.PatchSampler(pairs, 2, 32, 24, np.random.default_rng(1), augment=True)
+    lr_b, hr_b = sampler.batch()
+    to8 = lambda t: (t * 255).round().byte().permute(1, 2, 0).numpy()  # noqa: E731
+    worst = max(np.abs(imresize(to8(hi), 0.5).astype(int) - to8(lo).astype(int))[3:-3, 3:-3].max()
+                for lo, hi in zip(lr_b, hr_b))
+    assert worst <= 1  # the LR patch is the bicubic image of its HR patch (±1: rows/columns rounding order)
+    shifted = np.abs(imresize(to8(hr_b[0]), 0.5)[3:-3, 4:-2].astype(int) - to8(lr_b[0])[3:-3, 3:-3].astype(int))
+    assert shifted.max() > 1  # one pixel off is visible
+
+
 def test_missing_folder_is_one_clear_line(tmp_path):
     with pytest.raises(DataError, match=r"DIV2K_train_HR.*https://data.vision.ee.ethz.ch/cvl/DIV2K"):
         srdata.div2k_pairs(tmp_path, 2, range(1, 3))
@@ -297,6 +310,9 @@ def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
     a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in a] == [1, 2]
+    from common.run import RunFinished
+    with pytest.raises(RunFinished):  # --resume of a finished run: nothing to do (exit 0 under main_guard)
+        search(_search_cfg(sr_root, tmp_path / "a", flops_weight=1.0, resume=True), regs)
     assert a[-1]["beta"] == b[-1]["beta"] and a[-1]["train_l1"] == b[-1]["train_l1"]  # resume = straight
     assert a[0]["lam"] == pytest.approx(0.2) and a[1]["lam"] == pytest.approx(0.4)  # λ_e = e/5
     assert 0 < a[0]["flops_loss"] < 1

@@ -46,6 +46,7 @@ from common.run import (
     CHECKPOINT_VERSION,
     RunDir,
     RunError,
+    RunFinished,
     main_guard,
     resolve_device,
     seed_everything,
@@ -172,7 +173,8 @@ def open_run(cfg: Any, keys: tuple[str, ...]) -> tuple[RunDir, dict[str, Any] | 
         rundir.refuse_earlier_run(cfg)
         write_json(rundir.path / "args.json", config_dict(cfg))
     elif state["epoch"] >= cfg.epochs:
-        raise RunError(f"{rundir.path} already finished its {cfg.epochs} epochs")
+        rundir.release()
+        raise RunFinished(f"{rundir.path} already finished its {cfg.epochs} epochs; nothing to do")
     return rundir, state
 
 
