@@ -183,6 +183,8 @@ def test_derivation_argmax_and_dlsr_top2_inputs():
     net = build(g)
     assert net(torch.rand(1, 3, 16, 18)).shape == (1, 3, 32, 36)
     assert SRGenotype.from_dict(json.loads(g.to_json())) == g
+    with pytest.raises(ValueError, match="cell 4"):
+        build(SRGenotype("dlsr", g.ops, ((0, 1), (1, 3), (0, 1), (0, 1))))  # cell 4 cannot read cell 4
 
 
 def test_counts_small_network_by_hand():
@@ -291,7 +293,7 @@ def test_missing_folder_is_one_clear_line(tmp_path):
 def _search_cfg(root, out, **kw) -> SRSearchConfig:
     kw = {"space": "imdn", "reg": "sa", **kw}
     cfg = SRSearchConfig( data_dir=str(root), train_images="1-2", arch_images="3-4",
-                         patch=kw.pop("patch", 16), batch_size=1, epochs=2, steps=1, device="cpu", out=str(out), **kw)
+                         patch=kw.pop("patch", 16), batch_size=1, epochs=kw.pop("epochs", 2), steps=1, device="cpu", out=str(out), **kw)
     cfg.resolve()
     return cfg
 
@@ -310,7 +312,9 @@ def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
     a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in a] == [1, 2]
-    from common.run import RunFinished
+    from common.run import RunError, RunFinished
+    with pytest.raises(RunError, match="--space"):  # a resume must keep the run's settings
+        search(_search_cfg(sr_root, tmp_path / "b", space="dlsr", patch=32, resume=True, epochs=3), regs)
     with pytest.raises(RunFinished):  # --resume of a finished run: nothing to do (exit 0 under main_guard)
         search(_search_cfg(sr_root, tmp_path / "a", flops_weight=1.0, resume=True), regs)
     assert a[-1]["beta"] == b[-1]["beta"] and a[-1]["train_l1"] == b[-1]["train_l1"]  # resume = straight

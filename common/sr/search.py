@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from common.config import ConfigError, arg, config_dict, parse_config
 from common.run import (
     CHECKPOINT_VERSION,
+    RESUMABLE_CHANGES,
     RunDir,
     RunError,
     RunFinished,
@@ -52,6 +53,7 @@ from common.run import (
     seed_everything,
     write_json,
 )
+from common.safeio import json_safe
 from common.sr.data import PatchSampler, div2k_pairs, parse_range
 from common.sr.spaces import SRGenotype, SRSupernet, build, complexity, op_costs
 
@@ -172,7 +174,14 @@ def open_run(cfg: Any, keys: tuple[str, ...]) -> tuple[RunDir, dict[str, Any] | 
     if state is None:
         rundir.refuse_earlier_run(cfg)
         write_json(rundir.path / "args.json", config_dict(cfg))
-    elif state["epoch"] >= cfg.epochs:
+        return rundir, state
+    changed = sorted(k for k, v in json.loads(json.dumps(json_safe(config_dict(cfg)))).items()
+                     if k not in RESUMABLE_CHANGES | {"epochs"} and state["config"].get(k) != v)
+    if changed:
+        rundir.release()
+        raise RunError(f"--resume: {', '.join('--' + k.replace('_', '-') for k in changed)} differ from the run in "
+                       f"{rundir.path}; resume with its settings or choose another --out")
+    if state["epoch"] >= cfg.epochs:
         rundir.release()
         raise RunFinished(f"{rundir.path} already finished its {cfg.epochs} epochs; nothing to do")
     return rundir, state

@@ -273,8 +273,13 @@ class DLSR(nn.Module):
         super().__init__()
         if (ops is None) != (inputs is None):
             raise ValueError("a DLSR network takes both ops and inputs (discrete) or neither (supernet)")
-        if inputs is not None and len(inputs) != cells - 2:
-            raise ValueError(f"DLSR inputs: one pair per cell 3..{cells}, got {len(inputs)}")
+        if inputs is not None:
+            if len(inputs) != cells - 2:
+                raise ValueError(f"DLSR inputs: one pair per cell 3..{cells}, got {len(inputs)}")
+            for k, pair in enumerate(inputs, start=2):  # cell k (0-based) reads two distinct earlier cells
+                if len(pair) != 2 or len(set(pair)) != 2 or not all(0 <= int(i) < k for i in pair):
+                    raise ValueError(f"DLSR inputs of cell {k + 1}: two distinct earlier cells (0..{k - 1}, "
+                                     f"0-based), got {tuple(pair)}")
         self.space, self.scale = "dlsr", scale
         self.inputs = None if inputs is None else tuple(tuple(int(i) for i in pair) for pair in inputs)
         self.fea = nn.Conv2d(3, nf, 3, padding=1)
