@@ -60,6 +60,13 @@ NEUTRAL_VALUE_FLAGS = {"--data-dir", "--out", "--nb201", "--device", "--log-ever
                        "--seed", "--seeds"}
 NEUTRAL_BARE_FLAGS = {"--resume", "--no-resume", "--progress", "--no-progress", "--cuda-graphs",
                       "--no-cuda-graphs", "--fast", "--no-fast", "--deterministic", "--no-deterministic"}
+#: The GPU checks of the smoke stage, as pytest node ids: every one runs on CUDA (none skips there:
+#: tests/test_gpu_smoke.py collects them on CPU with CUDA made to look present and fails if one would skip).
+#: Graph replay against eager searches for every captured method, the `--seeds` batched step included, the
+#: replay/reset/generator behaviour of StepGraphs, and the device-resident loader.
+SMOKE = ("tests/test_graphs.py::test_replay_bakes_python_values_until_reset_and_draws_new_random_numbers",
+         "tests/test_graphs.py::test_graph_replay_matches_eager_search_on_cuda",
+         "tests/test_data.py::test_device_loader_cuda_matches_cpu")
 WHEELS = ("nas-bench-201==2.1",)  # the device image lacks it (KINDS.md package list); pure Python, no deps
 TRAIN_HALF = 25000  # images per half of the CIFAR search split
 CARRY_LIMIT = 64 * 2**20
@@ -558,6 +565,22 @@ def pack(tar_path: Path, folder: str, runs_dir: Path, extra: Iterable[Path]) -> 
 
 
 # ---------------------------------------------------------------------------------------- session
+def smoke_failure(rc: int, text: str) -> str:
+    """Why the smoke stage failed, naming the checks ("" when every check passed): pytest's `-rA` summary
+    lines (`FAILED <node id>`, `ERROR <node id>`, `SKIPPED [n] <file:line>: <reason>`); a skipped check is a
+    failure (an unverified path is not trusted with the searches)."""
+    bad = [ln.split(" - ")[0].strip() for ln in text.splitlines() if re.match(r"(FAILED|ERROR) ", ln)]
+    bad += [ln.strip() for ln in text.splitlines() if ln.startswith("SKIPPED ")]
+    passed = re.search(r"(\d+) passed", text)
+    if rc == 124:
+        bad.insert(0, "timed out")
+    elif not bad and rc != 0:
+        bad.append(f"pytest rc {rc}")
+    elif not bad and passed is None:
+        bad.append("no check passed")
+    return "; ".join(bad)
+
+
 class Log:
     """Prints and appends to session.log."""
 
@@ -722,25 +745,21 @@ class Session:
         self.stage_done("set-up", s, data=self.data_ok)
 
     def smoke(self) -> None:
-        """2. The CUDA-graph replay tests (gpu_check.sh's test stage); any failure or skip → eager."""
+        """2. The GPU checks in SMOKE; a failed, erroring or skipped check → eager, named in the log."""
         import importlib.util
         a, s = self.a, time.time()
-        cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
-               "tests/test_data.py", "-k", "cuda or replay"]
-        if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 6 at a time
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *SMOKE]
+        if importlib.util.find_spec("xdist") is not None:  # 17 replay-vs-eager search pairs: 6 at a time
             cmd += ["-n", "6"]
         if a.dry_run or a.skip_smoke:
             self.log(f"== smoke: would run DARTS_SHARED_DATA={self.full} {shlex.join(cmd)}")
             self.graphs = self.gpu != "cpu" and not a.skip_smoke
         else:
             rc, text = _sh(cmd, min(a.smoke_s, self.end - time.time()), env={"DARTS_SHARED_DATA": str(self.full)})
-            text = "\n".join(text.strip().splitlines()[-40:])  # the summary and the skip/failure reasons
-            self.log(text)
-            passed, skipped = re.search(r"(\d+) passed", text), re.search(r"(\d+) skipped", text)
-            self.graphs = rc == 0 and passed is not None and skipped is None and self.gpu != "cpu"
-            if not self.graphs:  # a skipped replay test is an unverified path: not trusted for the searches
-                why = ("timed out" if rc == 124 else f"rc {rc}" if rc else "tests skipped" if skipped
-                       else "no GPU" if self.gpu == "cpu" else "no test passed")
+            self.log("\n".join(text.strip().splitlines()[-40:]))  # the summary: every check's outcome
+            why = smoke_failure(rc, text) or ("no GPU" if self.gpu == "cpu" else "")
+            self.graphs = not why
+            if why:
                 self.log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
         self.stage_done("smoke", s, graphs=self.graphs)
 
