@@ -409,9 +409,10 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     with tarfile.open(tar) as t:
         names = sorted(n.split("/", 1)[1] for n in t.getnames())
     run = "runs/nb201/sa-darts/cifar10/seed0"
-    assert names == sorted(["calibration.json", "session.json", "session.log",
+    assert names == sorted(["calibration.json", "session.json", "session.log", "carry.json",
                             f"{run}/args.json", f"{run}/metrics.jsonl", f"{run}/result.json"])
-    assert G.main(["ingest", str(tar), "--results", str(results), "--readme", str(readme)]) == 0
+    assert G.main(["ingest", str(tar), "--results", str(results), "--readme", str(readme), "--carry",
+                   str(tmp_path / "carry")]) == 0
     table = readme.read_text()
     assert "| SA-DARTS | paper | CIFAR-10 (JPEG-q75 copy) subset (64 images per half)" in table
     assert "| eager fp32 |" in table and "— (not a reproduction)" in table and (results / "gpu-report" / "results.md").is_file()
@@ -425,10 +426,10 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     assert "540 s budget − 25 s for the tar − 60+60+60 s of stages = 335 s" in out
     assert "RUN  sa-darts" not in out and "RUN  sp-darts" in out
     assert "would run:" in out and "--cuda-graphs" in out.split("would run:")[1]
-    assert "== speed: after the queue" in out  # a GPU model's first draw also measures the README's speed figures
+    assert "== speed: first call of this GPU model, before the queue" in out  # a GPU model's first call measures
     (dry,) = (tmp_path / "out").glob("dryrun-*-h200.tar")
     with tarfile.open(dry) as t:
-        assert sorted(n.split("/", 1)[1] for n in t.getnames()) == sorted(G.SESSION_FILES)
+        assert sorted(n.split("/", 1)[1] for n in t.getnames()) == sorted(set(G.SESSION_FILES) - {"carry.json"})
 
 
 def _carried(carry: Path, label: str, seed: int, epoch: int, argv: list[str], session: str = "gpu-1") -> Path:
