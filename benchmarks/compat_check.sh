@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The code under the lent GPU's versions (Python 3.12, torch 2.11, torchvision 0.26), checked on CPU here,
+# The code under the GPU image's versions (Python 3.12, torch 2.11, torchvision 0.26), checked on CPU here,
 # before a draw's 15 device-minutes are spent on a version mismatch (issue 18 item 8, issue 19):
 #
 #   bash benchmarks/compat_check.sh PYTHON312 [--venv DIR] [--logs DIR] [--no-suite] [--suite "PYTEST ARGS"]
@@ -137,18 +137,18 @@ rehearse() {
     "${clean[@]}" python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$tmp/site" .whl/*.whl
     (cd / && "${clean[@]}" PYTHONPATH="$tmp/site" python3 -c 'import nas_201_api; print("carried wheels import offline:", nas_201_api.__file__)')
     local tar
-    tar=$(ls "$tmp"/out/gpu-*.tar)
+    tar=$(ls "$tmp"/out/gpu-*.tar | grep -v '\.ckpt-')  # the session's tar, not an unfinished run's checkpoint
     local log=$dest/.gpu/session/session.log
     grep -q "^python 3.12.* | torch $TORCH" "$log" || { echo "session.log names other versions"; return 1; }
     grep -q "DATA REBUILD FAILED\|MISSING" "$log" && { echo "the set-up failed"; return 1; }
     local ndone nfailed
     ndone=$(grep -c "^done " "$log" || true)
-    nfailed=$(grep -c "^failed \|^killed " "$log" || true)
+    nfailed=$(grep -c "^failed \|^stopped at deadline " "$log" || true)
     echo "runs: $ndone done, $nfailed failed or killed; tar $(tar -tf "$tar" | wc -l) members"
-    "${clean[@]}" python3 benchmarks/gpu_session.py ingest "$tar"
+    "${clean[@]}" python3 benchmarks/gpu_session.py ingest "$tar" --carry "$tmp/carry"
     # the speed and sharing stages' benchmark commands (GPU only in a session), on the CPU at a tiny size
     "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none bf16 \
-        --no-reference --no-activations --replicas 1 4 --C 4 --N 1 --batch 8 --iters 1 --warmup 0 --json "$tmp/speed.json"
+        --no-reference --no-activations --replicas 1 3 --C 4 --N 1 --batch 8 --iters 1 --warmup 0 --json "$tmp/speed.json"
     "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none --batch 8 \
         --C 4 --N 1 --concurrent 2 --iters 1 --warmup 0 --no-reference --no-activations --json "$tmp/sharing.json"
     echo "speed-stage benchmark: $(grep -c '"step_s"' "$tmp/speed.json") rows; sharing: $(grep -c median_step_s_each "$tmp/sharing.json") row"
