@@ -423,7 +423,8 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     assert G.main(["session", "--dry-run", "--out", str(tmp_path / "out"), *common]) == 0
     out = capsys.readouterr().out
     assert "GPU: NVIDIA H200, 580.159.04" in out
-    assert "540 s budget − 25 s for the tar − 60+60+60 s of stages = 335 s" in out
+    assert ("540 s budget − 25 s for the tar − 60+60+60 s of stages − 90 s of a first call's timing/speed "
+            "(the queue keeps ≥ 120 s) = 245 s") in out  # a given calibration: no timing search
     assert "RUN  sa-darts" not in out and "RUN  sp-darts" in out
     assert "would run:" in out and "--cuda-graphs" in out.split("would run:")[1]
     assert "== speed: first call of this GPU model, before the queue" in out  # a GPU model's first call measures
