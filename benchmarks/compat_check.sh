@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The code under the GPU image's versions (Python 3.12, torch 2.11, torchvision 0.26), checked on CPU here,
-# before a draw's 15 device-minutes are spent on a version mismatch (issue 18 item 8, issue 19):
+# before a time-boxed GPU call is spent on a version mismatch (docs/time-boxed-gpu.md):
 #
 #   bash benchmarks/compat_check.sh PYTHON312 [--venv DIR] [--logs DIR] [--no-suite] [--suite "PYTEST ARGS"]
 #                                             [--budget S] [--cells N]
@@ -8,7 +8,7 @@
 # 1. env:       a venv at DIR (default: ../venv-py312-torch2.11 beside the checkout; never inside it) from
 #               PYTHON312, with torch==$TORCH and torchvision==$TORCHVISION (PyPI's default CUDA-linked
 #               wheels; they import on a CPU machine) and the packages of the device image that the code
-#               and tests use (KINDS.md's list: numpy==$NUMPY, pillow, matplotlib, tqdm, pytest, hypothesis,
+#               and tests use (the image's package list: numpy==$NUMPY, pillow, matplotlib, tqdm, pytest, hypothesis,
 #               scipy, pytest-xdist). Made once, reused after.
 # 2. api:       benchmarks/compat_api.py under it: every torch/torchvision name and keyword the code names,
 #               the CUDA-only lines that the CPU tests never run included.
@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
 done
 command -v "$py312" >/dev/null 2>&1 || die "$py312: no such python"
 pyver=$("$py312" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || die "$py312 does not run"
-[ "$pyver" = 3.12 ] || die "$py312 is Python $pyver; the lent GPU runs 3.12"
+[ "$pyver" = 3.12 ] || die "$py312 is Python $pyver; the GPU image runs 3.12"
 [[ $budget =~ ^[0-9]+$ ]] && [ "$budget" -ge 60 ] && [ "$budget" -le 570 ] || die "--budget must be 60..570 s (got $budget)"
 [[ $cells =~ ^[0-9]+$ ]] && [ "$cells" -ge 1 ] || die "--cells must be a positive integer (got $cells)"
 eval "suite_args=($suite)" 2>/dev/null || die "--suite: cannot split '$suite' into arguments (shell quoting)"
@@ -114,7 +114,7 @@ rehearse() {
     bytes=$(du -sb "$dest" | cut -f1)
     links=$(find "$dest" -type l | wc -l)
     echo "travels: $((bytes / 1048576)) MiB ($bytes bytes) in $(find "$dest" -type f | wc -l) files; symbolic links: $links"
-    [ "$bytes" -le $((64 * 1048576)) ] || { echo "over the device call's 64 MiB"; return 1; }
+    [ "$bytes" -le $((64 * 1048576)) ] || { echo "over the call's 64 MiB"; return 1; }
     [ "$links" -eq 0 ] || { echo "symbolic links travel as links only: $(find "$dest" -type l | head -3)"; return 1; }
     # a stub calibration (CPU figures mean nothing for the plan): every path at batch 16, 0.5 s a step
     "$vpy" -c 'import json, sys; json.dump({"source": "compat_check stub", "rows": [{"method": m, "batch": 16,

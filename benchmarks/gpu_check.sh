@@ -17,7 +17,7 @@
 # and failed.txt names them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}  # the lent GPU's image has python3 (KINDS.md); a plain `python` may be absent there
+PY=${PYTHON:-python3}  # a GPU image may have python3 only
 out=${1:-results/gpu-check}
 mkdir -p "$out"
 : > "$out/failed.txt"; : > "$out/bench.txt"  # the stages append: start both empty

@@ -1,27 +1,32 @@
-"""One lent-GPU session turned into committed NB201 evidence: prepare → one device call → ingest → commit.
+"""Time-boxed GPU runs (preemptible instances, time-limited cluster jobs) that resume across calls:
+prepare → one call → ingest → commit; the guide is docs/time-boxed-gpu.md.
 
-    python benchmarks/gpu_session.py prepare            # here: .gpu/ (data, tool, commit) + .whl/, prints the run call
-    bash benchmarks/gpu_session.sh                      # there, as ONE device `run` call (timeout_s 570)
+    python benchmarks/gpu_session.py prepare            # here: .gpu/ (data, tool, commit, carried checkpoints)
+                                                        # + .whl/; prints the 64 MiB budget and the call
+    bash benchmarks/gpu_session.sh                      # there, as ONE call of ≤ 570 s (files back in $OUT)
     bash benchmarks/gpu_session.sh --dry-run            # anywhere: the plan and its budget arithmetic, no search
-    python benchmarks/gpu_session.py ingest OUT.tar     # here: unpack into results/, regenerate the README table
-    python benchmarks/gpu_session.py table              # regenerate the README table only
+    python benchmarks/gpu_session.py ingest OUT.tar     # here: results/, .gpu-carry/ (its checkpoint files), table
+    python benchmarks/gpu_session.py table              # regenerate the results table only
+    python benchmarks/gpu_session.py rehearse           # CPU: two tiny calls, the first cut mid-search, vs one run
 
 `session` (what gpu_session.sh runs) works in stages under a wall-clock budget it checks itself
 (`--budget`, default 540 s of the call's 570): set-up (≤ 60 s: full CIFAR-10 from the carried JPEG copy,
-versions), smoke (≤ 60 s: the CUDA-graph replay tests; on failure the queue runs eager and says so),
-calibrate (≤ 60 s: the bilevel step of each queued method on the fastest path available: replica-batched
-seeds when the scripts take `--seeds`, CUDA graphs, fp32 or bf16), then the queue: the next unfinished
-NB201 cells in `ORDER`, 3 seeds each, only cells whose estimate fits the time left, `--parallel`
-processes at once (as many as the GPU's memory holds), runs still going at the deadline stopped; on a
-GPU model's first draw, the time the queue leaves goes to the README's speed figures. Every run's
-args.json, metrics.jsonl and result.json (never checkpoints), the calibration figures, session.json and
-the log go into ONE tar under $OUT (even when a stage fails: the log then holds why).
+versions), smoke (≤ 60 s: the GPU checks in SMOKE; a failing or skipping check is named and the rest runs
+eager), calibrate (≤ 60 s: the step the queue runs, for each queued method: `--seeds` batched, CUDA
+graphs, fp32 or bf16; from a GPU model's second call on, its committed figures instead), on a GPU model's
+first call a 2-epoch timing search (per-epoch overhead, start-up) and the speed figures, then the queue:
+carried runs resumed first, then the next unfinished NB201 cells in `ORDER`, 3 seeds each, a cell
+started when its first epoch fits the time left; at the deadline every search stops at its last finished
+epoch (SIGTERM = Ctrl-C for a search). ONE tar comes back under $OUT (every run's args.json, metrics.jsonl,
+result.json; calibration.json, session.json, session.log, carry.json), even when a stage fails, and one
+`<tar>.ckpt-<space>-<label>-<dataset>-seed<k>.tar` per unfinished seed (its args.json, checkpoint.pt and
+sha256), at most 7, for `ingest` to keep in .gpu-carry/ and `prepare` to carry into the next call.
 
-Estimate of one search process (every term printed with each plan; the constants are assumptions, to
-be checked against session.json's elapsed times after a draw):
-    safety × (startup + epochs × (steps/epoch × step × slowdown + per-epoch overhead)),
-step from the calibration (a smaller batch's figure scaled up linearly), slowdown = per-process step
-with `--parallel` processes sharing the GPU / alone (measured; else assumed = the number of processes).
+Estimate of one search process (every term printed with each plan):
+    safety × (startup + epochs left × (steps/epoch × step × slowdown + per-epoch overhead)),
+step from the calibration (a smaller batch's figure scaled up linearly), startup and overhead from the
+2-epoch timing (assumed 45 s and 2 s until measured), slowdown = per-process step with `--parallel`
+processes sharing the GPU / alone (measured; else assumed = the number of processes).
 
 The queue's commands are `run_all.sh --dry-run`'s lines (the matrix lives there only); a cell's seed
 is finished when a folder `results/gpu-*/**/<space>/<label>/<dataset>/seed<k>/` holds a result.json
@@ -49,7 +54,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's common/, not an installed one
-#: The issue-19 queue order (run_all.sh labels). `<label>-authors` ranks as `<label>`; then the paper-recipe
+#: The queue order (run_all.sh labels): the papers' own methods first. `<label>-authors` ranks as `<label>`; then the paper-recipe
 #: rows (`<label>-paper`), then every other NB201 label of the matrix, each group in run_all.sh's order.
 ORDER = ("sa-darts", "sp-darts", "edd-darts", "darts-v1", "sac-darts", "gdas", "darts-v1-aer", "gdas-aer",
          "pcd", "ets-gdas", "beta-darts", "darts-v2", "darts-v2-aer")
@@ -67,7 +72,7 @@ NEUTRAL_BARE_FLAGS = {"--resume", "--no-resume", "--progress", "--no-progress", 
 SMOKE = ("tests/test_graphs.py::test_replay_bakes_python_values_until_reset_and_draws_new_random_numbers",
          "tests/test_graphs.py::test_graph_replay_matches_eager_search_on_cuda",
          "tests/test_data.py::test_device_loader_cuda_matches_cpu")
-WHEELS = ("nas-bench-201==2.1",)  # the device image lacks it (KINDS.md package list); pure Python, no deps
+WHEELS = ("nas-bench-201==2.1",)  # the GPU image lacks it; pure Python, no deps
 TRAIN_HALF = 25000  # images per half of the CIFAR search split
 CARRY_LIMIT = 64 * 2**20  # what one call may carry in: tree + data + wheels + checkpoints
 FILE_LIMIT = 16 * 2**20   # what one file that comes back may weigh
@@ -849,7 +854,8 @@ class SessionArgs:
 
 
 class Session:
-    """The device call, stage by stage: set-up, smoke, calibrate, queue (+ speed), one tar under `a.out`."""
+    """One time-boxed call, stage by stage: set-up, smoke, calibrate (+ timing, speed), queue; one tar under
+    `a.out`, with a checkpoint file per unfinished seed beside it."""
 
     def __init__(self, a: SessionArgs) -> None:
         self.a, self.t0 = a, time.time()
@@ -975,7 +981,7 @@ class Session:
         a = self.a
         jobs = read_matrix(self.runs_dir, str(self.full), str(self.nb201), a.seeds, a.datasets, [*a.extra, *extra])
         if probe:
-            self.batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)  # issue 18, once built
+            self.batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)
             self.log(f"matrix: {len(jobs)} NB201 lines for {', '.join(a.datasets)}, seeds {a.seeds}")
         return unfinished_cells(jobs, self.committed, a.datasets)
 
@@ -1160,7 +1166,7 @@ class Session:
 
 
 def session(a: SessionArgs) -> int:
-    """The device call (see `Session`). Returns the exit status: 0 all queued runs done, 1 not, 2 bad set-up."""
+    """One time-boxed call (see `Session`). Returns the exit status: 0 all queued runs done, 1 not, 2 bad set-up."""
     return Session(a)()
 
 
@@ -1195,7 +1201,7 @@ def _commit_info(gpu_dir: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- this machine
 def carry_list() -> list[str]:
-    """What the device call carries (never .gpu/session or a rebuilt .gpu/cifar10_full)."""
+    """What a call carries in (never .gpu/session or a rebuilt .gpu/cifar10_full)."""
     return [".gpu/data", ".gpu/tools", ".gpu/commit.json", ".gpu/carry", ".whl"]
 
 
@@ -1237,7 +1243,7 @@ def prepare(shared: Path, gpu_dir: Path = ROOT / ".gpu", whl_dir: Path = ROOT / 
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Copy the JPEG CIFAR-10, its rebuild tool and the NB201 table into `gpu_dir`, record the commit,
     download the wheels into `whl_dir`, and put the unfinished runs' checkpoints (`carry`, from `ingest`)
-    that fit the 64 MiB into `gpu_dir`/carry; print the budget and return the device call to make."""
+    that fit the 64 MiB into `gpu_dir`/carry; print the budget and return the call to make."""
     data, tools = shared / "data", shared / "tools"
     need = [data / "cifar10_jpeg.npz", data / "cifar-10-batches-py" / "batches.meta", data / "nb201" / "nb201_200ep.csv",
             tools / "cifar10_full.py"]
@@ -1644,14 +1650,14 @@ def rehearse(data_dir: Path, work: Path | None = None, epochs: int = 3, cut_afte
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="this machine: .gpu/ and .whl/ for the device call; prints the call")
+    p = sub.add_parser("prepare", help="this machine: .gpu/ and .whl/ for the next call; prints the call")
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the folder holding data/ and tools/")
     p.add_argument("--exact-pixels", action="store_true", help="also carry the exact CIFAR-10 subset (27 MB) so the "
                    "rebuild swaps in its exact pixels (~10%% of the images)")
     p.add_argument("--no-wheels", action="store_true", help="skip the wheel download")
     p.add_argument("--carry", type=Path, default=CARRY_DIR, help="unfinished runs' checkpoints kept by ingest")
     p.add_argument("--results", type=Path, default=ROOT / "results")
-    p = sub.add_parser("session", help="the device call (what gpu_session.sh runs)")
+    p = sub.add_parser("session", help="one time-boxed call (what gpu_session.sh runs)")
     p.add_argument("--budget", type=float, default=540.0, help="seconds this command may take in all (≤ 570)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / ".gpu" / "out")),
                    help="where the tar goes ($OUT on the device)")
@@ -1679,7 +1685,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells")
     p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the README's speed figures "
                    "(search_step.py: graph-replayed step, fp32/bf16, S = 1, 4, 16 once --replicas exists); auto: on "
-                   "a GPU model's first draw (no results/gpu-*-<gpu>/speed.json yet)")
+                   "a GPU model's first call (no results/gpu-*-<gpu>/speed.json yet)")
     p.add_argument("--speed-s", type=float, default=90.0, help="at most this long for the speed figures")
     p.add_argument("--timing-s", type=float, default=90.0, help="at most this long for the 2-epoch timing search "
                    "(a GPU model's first call)")
@@ -1759,7 +1765,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd == "ingest":
             folder = ingest(ns.tar, ns.results, ns.readme, ns.carry, ns.checkpoints or None)
             table = gpu_table(ns.results)
-            if "Rows that miss" in table:  # for the closing note of the issue
+            if "Rows that miss" in table:  # said on the terminal too
                 print(table[table.index("Rows that miss"):] + "\n")
             page = results_page(ns.readme)
             print(f"unpacked into {ns.results / folder}; the table in {page} and results/gpu-report/ regenerated. "

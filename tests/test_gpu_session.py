@@ -61,7 +61,7 @@ def test_unfinished_cells_read_committed_gpu_runs(tmp_path: Path) -> None:
     for seed in (0, 1, 2):                                   # SA-DARTS: all three seeds finished
         _commit_run(results, "gpu-20260101-0000-h200", by["sa-darts", seed], seed)
     _commit_run(results, "gpu-20260101-0000-h200", by["sp-darts", 0], 0)
-    _commit_run(results, "gpu-20260102-0000-h100", by["sp-darts", 1], 1)    # another draw's folder counts too
+    _commit_run(results, "gpu-20260102-0000-h100", by["sp-darts", 1], 1)    # another call's folder counts too
     _commit_run(results, "gpu-20260102-0000-h100", by["sp-darts", 2], 2, finished=False)  # cut off: no result
     _commit_run(results, "gpu-20260102-0000-h100", by["edd-darts", 0], 0, argv_extra=("--lam", "0.1"))  # other row
     _commit_run(results, "gpu-20260102-0000-h100", by["edd-darts", 1], 1, result_text="{not json")
@@ -416,7 +416,7 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
     table = readme.read_text()
     assert "| SA-DARTS | paper | CIFAR-10 (JPEG-q75 copy) subset (64 images per half)" in table
     assert "| eager fp32 |" in table and "— (not a reproduction)" in table and (results / "gpu-report" / "results.md").is_file()
-    # the next draw, dry, on a "GPU" (a stub nvidia-smi): SA-DARTS is committed now, so the plan starts at SP-DARTS
+    # the next call, dry, on a "GPU" (a stub nvidia-smi): SA-DARTS is committed now, so the plan starts at SP-DARTS
     stub = tmp_path / "bin"
     _stub_nvidia_smi(stub)
     monkeypatch.setenv("PATH", f"{stub}:{os.environ['PATH']}")
