@@ -1162,6 +1162,18 @@ class Session:
         else:
             rc, text = _sh(cmd, left)
             self.log(text.strip())
+            left = min(60.0, self.end - time.time() - 120)  # the fusion route, where it compiles within a minute
+            if left >= 30:
+                fused = self.work / "speed-compile.json"
+                rc2, text = _sh([*cmd[:cmd.index("--replicas")], "--replicas", "3", "--compile", "--no-activations",
+                                 "--json", str(fused)], left)
+                self.log(text.strip()[-2000:] + f"\n(fusion route: rc {rc2}{', over 60 s' if rc2 == 124 else ''})")
+                try:
+                    speed = json.loads((self.work / "speed.json").read_text())
+                    speed["rows"] += json.loads(fused.read_text())["rows"]
+                    (self.work / "speed.json").write_text(json.dumps(speed, indent=1))
+                except (OSError, ValueError, KeyError):
+                    pass
             self.stage_done("speed", s, rc=rc)
 
 

@@ -166,13 +166,22 @@ def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                                         graphs=args.cuda_graphs)
                 else:
                     step = make_replica_step(method, "nb201", args.C, args.N, args.batch[0], device, amp, S,
-                                             args.cuda_graphs)
+                                             args.cuda_graphs and not args.compile, compile_forward=args.compile)
+                compile_s = None
+                if args.compile:  # the fusion route: its first step compiles
+                    t0 = time.perf_counter()
+                    step()
+                    _sync(device)
+                    compile_s = time.perf_counter() - t0
                 med = statistics.median(time_step(step, device, args.warmup, args.iters))
-                ops, views = ops_per_step(step, views=True) if args.activations and not args.cuda_graphs else (None, None)
+                ops, views = (ops_per_step(step, views=True) if args.activations and not args.cuda_graphs
+                              and not args.compile else (None, None))
                 peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
                 row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0],
-                       "C": args.C, "N": args.N, "graphs": args.cuda_graphs, "step_s": med,
+                       "C": args.C, "N": args.N, "graphs": args.cuda_graphs and not args.compile, "step_s": med,
+                       **({"path": "batched+compile" if S > 1 else "single", "compile_s": compile_s}
+                          if args.compile else {}),
                        "step_s_per_search": med / S, "aten_ops": ops,
                        "aten_ops_per_search_step": ops / S if ops else None, "aten_views": views,
                        "kernel_ops_per_search_step": (ops - views) / S if ops else None,
@@ -188,7 +197,14 @@ def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                     row["batched_over_sequential"] = med / row["sequential_s"]
                 rows.append(row)
                 print(_fmt_replicas(row), flush=True)
+                if args.json:  # after every row: a stage cut short keeps what it measured
+                    _write_json(args, rows)
     return rows
+
+
+def _write_json(args: argparse.Namespace, rows: list[dict]) -> None:
+    Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "torch": torch.__version__,
+                                           "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
 
 
 def _fmt_replicas(r: dict) -> str:
@@ -510,7 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--compile", action="store_true", help="torch.compile the supernet")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (with --replicas or --bytes: "
+                   "the batched step's vmapped forward, the fusion route)")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each step from a CUDA graph (CUDA only)")
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
@@ -537,8 +554,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rows = concurrent(args) if args.concurrent else bench(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"argv": argv, "torch": torch.__version__,
-                                               "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
+        _write_json(args, rows)
 
 
 if __name__ == "__main__":
