@@ -1057,7 +1057,8 @@ class Session:
 
     def epoch_timing(self, job: Job, rows: Sequence[dict[str, Any]]) -> None:
         """The estimate's start-up and per-epoch overhead, measured: the head job's search line as the queue
-        runs it, for 2 epochs of 50 steps (the full evaluation split), in a scratch folder."""
+        runs it, for 2 epochs on the first max(50 batches, --eval-images) images of each half (so the
+        evaluation is the full one), in a scratch folder."""
         a, s = self.a, time.time()
         cfg = resolve_config(job)
         batch = int(cfg["batch_size"])
@@ -1070,7 +1071,9 @@ class Session:
                      "the assumed terms stand")
             return
         scratch = self.work / "timing"
-        flags = ["--epochs", "2", "--limit-train", str(50 * batch), "--out", str(scratch / "seed{seed}"
+        limit = max(50 * batch, int(cfg.get("eval_images") or 0))  # the valid half keeps the full evaluation
+        steps = limit // batch
+        flags = ["--epochs", "2", "--limit-train", str(limit), "--out", str(scratch / "seed{seed}"
                  if "{seed}" in str(job.out) else scratch / "run"), "--no-resume",
                  *(["--cuda-graphs"] if self.graphs else []), *(["--amp", "bf16"] if self.amp == "bf16" else [])]
         line = job.line + " " + shlex.join(flags)
@@ -1082,10 +1085,10 @@ class Session:
             self.log(f"== epoch timing failed (rc {rc}): the assumed terms stand\n" + "\n".join(text.splitlines()[-10:]))
             return
         records = [json.loads(ln) for ln in runs[0].read_text().splitlines() if ln.strip()]
-        timing = epoch_timing(records, process_s, 50, found[0])
+        timing = epoch_timing(records, process_s, steps, found[0])
         timing["source"] = f"2-epoch {job.label} search on {self.gpu}, {time.strftime('%Y-%m-%d', time.gmtime())}"
         self.calib["epoch_timing"] = timing
-        self.log(f"epoch timing: epochs {', '.join(f'{t:.1f}' for t in timing['epoch_times_s'])} s for 50 steps of "
+        self.log(f"epoch timing: epochs {', '.join(f'{t:.1f}' for t in timing['epoch_times_s'])} s for {steps} steps of "
                  f"{1000 * found[0]:.1f} ms → overhead {timing['epoch_overhead_s']:.1f} s per epoch; start-up "
                  f"{timing['startup_s']:.1f} s")
         shutil.rmtree(scratch, ignore_errors=True)
