@@ -370,7 +370,8 @@ def compiled_bytes(method: str, args: argparse.Namespace, device: torch.device, 
                    eager: dict) -> dict:
     """The fusion route: the batched step with its vmapped forward under torch.compile (inductor). Its
     compile time (the first step's time less the eager first step's); the replicas' w and α after two steps
-    against the eager step's from the same state (rtol 1e-4, atol 1e-5: fp32 reassociation only); and the
+    against the eager step's from the same state (rtol 1e-3, atol 1e-4: fp32 reassociation, grown through two
+    SGD/Adam updates and batch-statistics BN; the largest difference is in the row); and the
     bytes inductor's generated kernels read and write per call of each compiled graph
     (`torch._inductor.metrics.num_bytes_accessed`, which inductor counts for its GPU kernels only: None on
     a CPU). The dispatch-mode count cannot see inside compiled code, so it is not taken here."""
@@ -395,12 +396,12 @@ def compiled_bytes(method: str, args: argparse.Namespace, device: torch.device, 
     pairs += list(zip(results[False]["model"].arch_parameters(), results[True]["model"].arch_parameters()))
     for a, b in pairs:
         a, b = a.detach(), b.detach()
-        ok &= torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+        ok &= torch.allclose(a, b, rtol=1e-3, atol=1e-4)
         worst = max(worst, float((a - b).abs().max()))
     inductor = results[True]["inductor_bytes"] if device.type == "cuda" else None
     row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0], "C": args.C,
            "N": args.N, "route": "torch.compile(vmapped forward)", "compile_s": results[True]["first_step_s"]
-           - results[False]["first_step_s"], "equivalent": ok, "tolerance": "rtol 1e-4, atol 1e-5 after 2 steps",
+           - results[False]["first_step_s"], "equivalent": ok, "tolerance": "rtol 1e-3, atol 1e-4 after 2 steps",
            "max_abs_diff": worst, "inductor_bytes_per_graph_call": inductor,
            "eager_bytes_per_step": eager["bytes_read"] + eager["bytes_written"]}
     print(f"  fusion route {row['route']}: compile {row['compile_s']:.0f} s; "
