@@ -481,6 +481,16 @@ def h100_fallback(results: Path, gpu: str = "") -> dict[str, Any]:
     return {"source": str(bench), "rows": rows}
 
 
+def newest_calibration(results: Path, gpu: str) -> dict[str, Any] | None:
+    """The newest committed calibration.json of this GPU model (results/gpu-*-<gpu>/), or None."""
+    for path in sorted(results.glob(f"gpu-*-{slug(gpu)}/calibration.json"), reverse=True):
+        try:
+            return {**json.loads(path.read_text()), "source": str(path)}
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def committed_calibration(results: Path, gpu: str, graphs: bool, replicas: int,
                           needs: Sequence[tuple[str, int]]) -> dict[str, Any] | None:
     """The newest committed calibration of this GPU model measured on the path this call runs (graphs or
@@ -1006,17 +1016,28 @@ class Session:
         elif mine is not None:
             self.calib = mine
             self.log(f"== calibrate: using {self.gpu}'s committed figures, {mine['source']} (not measured again)")
-        else:
+        else:  # measure what no committed calibration of this GPU model has (a cut-off first call: the rest)
+            prior = newest_calibration(a.results, self.gpu)
+            amps = ["none", "bf16"] if a.amp == "auto" else [a.amp]
+            have = prior.get("rows", []) if prior else []
+            missing = [(m, b) for m, b in needs if not all(lookup_step(have, m, b, amp, self.graphs and m != "gdas",
+                                                                       replicas) for amp in amps)]
             part = self.work / "calibration.part.json"
             rc, text = _sh([sys.executable, str(Path(__file__).resolve()), "calibrate", "--json", str(part),
-                            "--deadline", str(min(time.time() + a.calib_s, self.end)),
-                            "--amp", *(["none", "bf16"] if a.amp == "auto" else [a.amp]),
+                            "--deadline", str(min(time.time() + a.calib_s, self.end)), "--amp", *amps,
                             "--replicas", str(replicas),
-                            *(["--graphs"] if self.graphs else []), "--need", *[f"{m}:{b}" for m, b in needs]],
-                           min(a.calib_s + 30, self.end - time.time()))
+                            *(["--graphs"] if self.graphs else []), "--need", *[f"{m}:{b}" for m, b in missing]],
+                           min(a.calib_s + 30, self.end - time.time())) if missing else (0, "")
             self.log(text.strip())
             self.calib = json.loads(part.read_text()) if part.is_file() else {"rows": []}
             self.calib["source"] = f"measured on {self.gpu} (rc {rc})"
+            if prior:
+                self.calib["rows"] = [*self.calib["rows"], *have]
+                self.calib["source"] += f" + {prior['source']}"
+                if prior.get("epoch_timing") and "epoch_timing" not in self.calib:
+                    self.calib["epoch_timing"] = prior["epoch_timing"]
+                self.log(f"with {self.gpu}'s committed figures of {prior['source']}: measured only "
+                         f"{', '.join(f'{m}:{b}' for m, b in missing) or 'nothing'}")
         rows = self.calib["rows"]
         if self.graphs and not any(r.get("graphs") for r in rows):
             self.graphs = False

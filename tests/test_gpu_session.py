@@ -579,6 +579,9 @@ def test_epoch_timing_and_committed_figures_per_gpu_model(tmp_path: Path) -> Non
     assert G.committed_calibration(results, "NVIDIA H100", False, 3, [("darts-v1", 64)]) is None  # eager: unmeasured
     assert G.committed_calibration(results, "NVIDIA H100", True, 3, [("gdas", 64)]) is None
     assert G.h100_fallback(results, "NVIDIA H200")["source"].endswith("h200/calibration.json")
+    newest = G.newest_calibration(results, "NVIDIA H100")  # a cut-off call's figures: measured on top of them
+    assert newest["source"].endswith("gpu-20260102-000000-h100/calibration.json") and "epoch_timing" not in newest
+    assert G.newest_calibration(results, "NVIDIA A100") is None
 
 
 @pytest.mark.slow
