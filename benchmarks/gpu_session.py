@@ -872,7 +872,12 @@ class Session:
         self.end = self.t0 + a.budget - a.reserve_s  # the queue's deadline; the reserve stops runs and packs
         self.gpu, self.smi = gpu_name()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.t0))
-        self.folder = f"{'dryrun' if a.dry_run else 'gpu'}-{stamp}-{slug(self.gpu)}"
+        commit = _commit_info(a.gpu_dir)
+        sha = str(commit.get("commit", ""))
+        named = (sha[:10] if re.fullmatch(r"[0-9a-f]{7,40}", sha) else "nocommit") + ("-dirty" if commit.get("dirty")
+                                                                                     else "")
+        # the tar names the commit it ran; the GPU model stays last (results/gpu-*-<gpu>/ finds a model's calls)
+        self.folder = f"{'dryrun' if a.dry_run else 'gpu'}-{stamp}-{named}-{slug(self.gpu)}"
         self.work = a.gpu_dir / "session"
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -881,7 +886,7 @@ class Session:
         self.log = Log(self.work / "session.log")
         self.summary: dict[str, Any] = {"folder": self.folder, "gpu": self.gpu, "nvidia_smi": self.smi,
                                         "budget_s": a.budget, "dry_run": a.dry_run, "stages": {},
-                                        "commit": _commit_info(a.gpu_dir)}
+                                        "commit": commit}
         self.calib: dict[str, Any] = {"rows": []}
         self.tar_path = a.out / f"{self.folder}.tar"
         self.data_ok = self.graphs = self.batched = False
@@ -1465,7 +1470,10 @@ def gpu_table(results: Path) -> str:
                 groups.setdefault((run.label, data_description(run.args)), []).append((run, sha))
     if not groups:
         return "No GPU runs committed yet."
-    for (label, data), group in groups.items():
+    finished = {(label, data, r.args.get("seed")) for (label, data), group in groups.items() for r, _ in group
+                if r.finished}
+    for (label, data), group in groups.items():  # a call's cut-off run that a later call finished counts once
+        group[:] = [(r, sha) for r, sha in group if r.finished or (label, data, r.args.get("seed")) not in finished]
         done = [r for r, _ in group if r.finished]
         cells = [mean_std([float((r.result.get("nb201") or {}).get(c) or "nan") for r in done]) for c in NB201_COLUMNS]
         n = f"{len(done)}" + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")

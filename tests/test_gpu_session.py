@@ -616,3 +616,20 @@ def test_epoch_timing_runs_the_head_cells_own_command_for_two_epochs(tmp_path: P
     assert t["epoch_overhead_s"] == pytest.approx(max(0.0, sum(t["epoch_times_s"]) / 2 - 50 * 0.01))
     assert t["startup_s"] > 0 and "2-epoch sa-darts search on cpu" in t["source"]
     assert not (session.work / "timing").exists()  # the scratch runs are not packed
+
+
+def test_a_cut_off_run_finished_by_a_later_call_counts_once_in_the_table(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for folder, seed, finished in (("gpu-20260101-000000-0123456789-h100", 0, False),
+                                   ("gpu-20260101-000000-0123456789-h100", 1, False),
+                                   ("gpu-20260102-000000-0123456789-h100", 0, True)):
+        run = results / folder / "runs" / "nb201" / "sa-darts" / "cifar10" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "args.json").write_text(json.dumps({"space": "nb201", "dataset": "cifar10", "seed": seed, "epochs": 50,
+                                                   "data_dir": "/x/.gpu/cifar10_full"}))
+        (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
+        if finished:
+            (run / "result.json").write_text(json.dumps({"nb201": {"cifar10_test": 93.0}, "wall_time_s": 600,
+                                                         "device": "NVIDIA H100"}))
+    (row,) = [ln for ln in G.gpu_table(results).splitlines() if ln.startswith("| SA-DARTS")]
+    assert row.split(" | ")[3] == "1 (+1 unfinished)"  # seed 0 once (finished), seed 1 still going
