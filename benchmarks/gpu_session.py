@@ -696,29 +696,36 @@ def carried_runs(carry: Path) -> dict[tuple[str, str, str, int], dict[str, Any]]
     return found
 
 
-def resume_carried(cells: Sequence[Cell], carry: Path, runs_dir: Path, committed: dict, log: Callable[[str], None]
-                   ) -> tuple[list[Cell], dict[tuple[str, str, str, int], int]]:
+def resume_carried(cells: Sequence[Cell], carry: Path, runs_dir: Path, committed: dict, log: Callable[[str], None],
+                   graphs_ok: bool = True) -> tuple[list[Cell], dict[tuple[str, str, str, int], int]]:
     """Put the carried checkpoints of the cells' seeds into `runs_dir` (their search lines `--resume` them),
-    split each batched line into its seeds resumed at one epoch and its fresh ones, and order the cells
-    with resumed seeds first. A seed that reached an epoch in a committed session but whose checkpoint is
-    not here (a new machine, nothing carried) starts over, and the log says so. Returns (cells, resumed:
-    (space, label, dataset, seed) → epochs its checkpoint holds)."""
+    split each batched line into its seeds resumed at one epoch with one precision and graph setting (a
+    checkpoint resumes only with the `--amp` and `--cuda-graphs` it was made with: the line says them) and
+    its fresh ones, and order the cells with resumed seeds first. A checkpoint made with CUDA graphs waits,
+    carried, while this call runs eager (`graphs_ok` False). A seed that reached an epoch in a committed
+    session but whose checkpoint is not here (a new machine, nothing carried) starts over, and the log says
+    so. Returns (cells, resumed: (space, label, dataset, seed) → epochs its checkpoint holds)."""
     have = carried_runs(carry)
     resumed: dict[tuple[str, str, str, int], int] = {}
     out: list[tuple[bool, int, Cell]] = []
     for i, cell in enumerate(cells):
         jobs = []
         for job in cell.jobs:
-            groups: dict[int, list[int]] = {}
+            groups: dict[tuple[int, str, bool], list[int]] = {}
             for seed in job.seeds:
                 key = (job.space, job.label, job.dataset, seed)
                 info = have.get(key)
+                args: dict[str, Any] = {}
                 if info is not None:
                     args = json.loads((info["dir"] / "args.json").read_text())
                     if method_key([str(a) for a in args.get("argv", [])]) != job.key:
                         log(f"carried {'/'.join(map(str, key))} was searched with other method flags than today's "
                             "matrix line: not resumed")
                         info = None
+                    elif args.get("cuda_graphs") and not graphs_ok:
+                        log(f"WAIT {cell.name} seed {seed}: its checkpoint (epoch {info['epoch']}) resumes only with "
+                            "--cuda-graphs, which this call does not run; it stays carried for a call that does")
+                        continue
                 if info is None:
                     reached = [(_epochs_done(run), run) for k, fin, run in committed.get(key, []) if k == job.key
                                and not fin]
@@ -727,21 +734,27 @@ def resume_carried(cells: Sequence[Cell], carry: Path, runs_dir: Path, committed
                         log(f"RESTART {cell.name} seed {seed}: epoch {epochs} was reached in {run.parts[-6]}, but "
                             f"its checkpoint is not here (no {carry.name}/ entry: a new machine, or `prepare` did "
                             "not carry it): starting over from epoch 0")
-                    groups.setdefault(0, []).append(seed)
+                    groups.setdefault((0, "", False), []).append(seed)
                     continue
                 dst = runs_dir / run_rel(*key)
                 dst.mkdir(parents=True, exist_ok=True)
                 for name in CKPT_FILES:
                     shutil.copyfile(info["dir"] / name, dst / name)
                 resumed[key] = int(info["epoch"])
-                groups.setdefault(int(info["epoch"]), []).append(seed)
+                groups.setdefault((int(info["epoch"]), str(args.get("amp") or "none"), bool(args.get("cuda_graphs"))),
+                                  []).append(seed)
                 log(f"RESUME {cell.name} seed {seed} at epoch {info['epoch']} (checkpoint of {info.get('session')}, "
                     f"commit {str(info.get('commit', '?'))[:10]})")
-            for epoch in sorted(groups, reverse=True):
-                jobs.append(_with_seeds(job, tuple(groups[epoch])) if len(job.seeds) > 1 else job)
+            for epoch, amp, graphs in sorted(groups, reverse=True):
+                part = _with_seeds(job, tuple(groups[epoch, amp, graphs])) if len(job.seeds) > 1 else job
+                if epoch:  # the checkpoint's own precision and graph setting (appended: the last flag wins)
+                    flags = ["--amp", amp, "--cuda-graphs" if graphs else "--no-cuda-graphs"]
+                    part = Job(f"{part.line} {shlex.join(flags)}", part.script, part.space, part.label, part.dataset,
+                               part.seeds, part.out, part.key)
+                jobs.append(part)
         out.append((any(k[1:3] == (cell.label, cell.dataset) for k in resumed), i,
                     Cell(cell.label, cell.dataset, jobs, cell.done)))
-    return [c for _, _, c in sorted(out, key=lambda t: (not t[0], t[1]))], resumed
+    return [c for _, _, c in sorted(out, key=lambda t: (not t[0], t[1])) if c.jobs], resumed
 
 
 def pack_checkpoints(out: Path, folder: str, runs_dir: Path, log: Callable[[str], None],
@@ -1127,7 +1140,7 @@ class Session:
         cells = self.matrix(["--cuda-graphs"] * self.graphs + ["--amp", "bf16"] * (self.amp == "bf16"))
         if not self.data_ok and not a.dry_run:
             cells = []
-        cells, self.resumed = resume_carried(cells, self.carry, self.runs_dir, self.committed, self.log)
+        cells, self.resumed = resume_carried(cells, self.carry, self.runs_dir, self.committed, self.log, self.graphs)
         first = [x for x, on in ((a.timing_s, "epoch_timing" not in self.calib and a.calibration is None),
                                  (a.speed_s, self.first_call())) if on and x > 0]
         window = a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s if a.dry_run else self.end - time.time()

@@ -433,10 +433,11 @@ def test_session_runs_a_tiny_search_then_ingest_then_dry_run_continues(tmp_path:
         assert sorted(n.split("/", 1)[1] for n in t.getnames()) == sorted(set(G.SESSION_FILES) - {"carry.json"})
 
 
-def _carried(carry: Path, label: str, seed: int, epoch: int, argv: list[str], session: str = "gpu-1") -> Path:
+def _carried(carry: Path, label: str, seed: int, epoch: int, argv: list[str], session: str = "gpu-1",
+             **config) -> Path:
     run = carry / "nb201" / label / "cifar10" / f"seed{seed}"
     run.mkdir(parents=True)
-    (run / "args.json").write_text(json.dumps({"argv": argv}))
+    (run / "args.json").write_text(json.dumps({"argv": argv, **config}))
     (run / "checkpoint.pt").write_bytes(f"{label}{seed}".encode())
     (run / "checkpoint.pt.sha256").write_text("x")
     (run / "carry.json").write_text(json.dumps({"epoch": epoch, "session": session, "commit": "0123456789ab"}))
@@ -448,19 +449,25 @@ def test_carried_checkpoints_resume_first_split_by_epoch_and_a_lost_one_restarts
     sa, sp, edd = jobs["sa-darts", 0], jobs["sp-darts", 0], jobs["edd-darts", 0]
     argv = lambda job: shlex.split(job.line)[1:]  # noqa: E731 -- as a search records sys.argv
     carry, runs, results = tmp_path / "carry", tmp_path / "runs", tmp_path / "results"
-    _carried(carry, sp.label, 0, 20, argv(sp))            # SP-DARTS: seeds 0 and 1 at epoch 20, seed 2 at 7
-    _carried(carry, sp.label, 1, 20, argv(sp))
+    _carried(carry, sp.label, 0, 20, argv(sp), amp="bf16")  # SP-DARTS: seeds 0 and 1 at epoch 20, seed 2 at 7
+    _carried(carry, sp.label, 1, 20, argv(sp), amp="bf16")
     _carried(carry, sp.label, 2, 7, argv(sp))
+    _carried(carry, jobs["darts-v1", 0].label, 0, 3, argv(jobs["darts-v1", 0]), cuda_graphs=True)  # waits: eager
     _carried(carry, edd.label, 0, 5, [*argv(edd), "--lam", "9"])  # another row's flags: not resumed
-    (carry / "nb201" / "darts-v1" / "cifar10" / "seed0").mkdir(parents=True)  # incomplete: ignored
+    (carry / "nb201" / "darts-v1" / "cifar10" / "seed1").mkdir(parents=True)  # incomplete: ignored
     _commit_run(results, "gpu-20260101-0000-h100", sa, 1, finished=False)   # reached epoch 1, no checkpoint here
     committed = G.committed_runs(results)
     lines: list[str] = []
     cells = G.unfinished_cells(list(_matrix(tmp_path)), committed, ["cifar10"])
-    cells, resumed = G.resume_carried(cells, carry, tmp_path / "runs", committed, lines.append)
+    cells, resumed = G.resume_carried(cells, carry, tmp_path / "runs", committed, lines.append, graphs_ok=False)
     assert [c.label for c in cells[:3]] == [sp.label, sa.label, edd.label]  # resumed cells first, then ORDER
     assert [j.seeds for j in cells[0].jobs] == [(0, 1), (2,)]  # one batched process per checkpoint epoch
     assert "--seeds 0 1 --data-dir" in cells[0].jobs[0].line and "--seeds 2 --data-dir" in cells[0].jobs[1].line
+    assert cells[0].jobs[0].line.endswith(" --amp bf16 --no-cuda-graphs")  # as its checkpoint was made
+    assert cells[0].jobs[1].line.endswith(" --amp none --no-cuda-graphs")
+    (v1,) = [c for c in cells if c.label == "darts-v1"]
+    assert [j.seeds for j in v1.jobs] == [(1, 2)] and "--amp" not in v1.jobs[0].line  # seed 0 waits, carried
+    assert "WAIT darts-v1/cifar10 seed 0: its checkpoint (epoch 3) resumes only with --cuda-graphs" in "\n".join(lines)
     assert resumed == {("nb201", sp.label, "cifar10", s): e for s, e in ((0, 20), (1, 20), (2, 7))}
     for s in (0, 1, 2):
         assert (runs / "nb201" / sp.label / "cifar10" / f"seed{s}" / "checkpoint.pt").read_bytes() == f"{sp.label}{s}".encode()
