@@ -1719,7 +1719,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / ".gpu" / "out")),
                    help="where the tar goes ($OUT on the device)")
     p.add_argument("--dry-run", action="store_true", help="plan and budget arithmetic only: no rebuild, no test, "
-                   "no search (calibration: --calibration, else the newest committed one, else the H100 figures)")
+                   "no search (calibration: --calibration, else this GPU model's newest committed one, else any, else the "
+                   "eager H100 figures)")
     p.add_argument("--results", type=Path, default=ROOT / "results", help="committed runs (results/gpu-*/)")
     p.add_argument("--gpu-dir", type=Path, default=ROOT / ".gpu", help="what prepare wrote (carried)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per cell")
@@ -1740,9 +1741,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=Path, default=None, help="a calibration.json to use instead of measuring")
     p.add_argument("--extra", default="", help="flags appended to every search (tests: tiny configs)")
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells")
-    p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the README's speed figures "
-                   "(search_step.py: graph-replayed step, fp32/bf16, S = 1, 4, 16 once --replicas exists); auto: on "
-                   "a GPU model's first call (no results/gpu-*-<gpu>/speed.json yet)")
+    p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the speed figures, before the "
+                   "queue (search_step.py: the graph-replayed batched step, fp32/bf16, S = 1, 3, 8, 16, then the "
+                   "torch.compile route at S = 3 if it compiles within 60 s); auto: on a GPU model's first call "
+                   "(no results/gpu-*-<gpu>/speed.json yet)")
     p.add_argument("--speed-s", type=float, default=90.0, help="at most this long for the speed figures")
     p.add_argument("--timing-s", type=float, default=90.0, help="at most this long for the 2-epoch timing search "
                    "(a GPU model's first call)")
