@@ -873,6 +873,7 @@ class SessionArgs:
     speed: str = "auto"
     speed_s: float = 90.0
     timing_s: float = 90.0
+    timing_steps: int = 50  # batches an epoch of the timing search has at least
     cut_after_epochs: int | None = None  # the rehearsal: the deadline falls once a run has this many epochs
 
 
@@ -1110,7 +1111,7 @@ class Session:
                      "the assumed terms stand")
             return
         scratch = self.work / "timing"
-        limit = max(50 * batch, int(cfg.get("eval_images") or 0))  # the valid half keeps the full evaluation
+        limit = max(a.timing_steps * batch, int(cfg.get("eval_images") or 0))  # the full evaluation kept
         steps = limit // batch
         flags = ["--epochs", "2", "--limit-train", str(limit), "--out", str(scratch / "seed{seed}"
                  if "{seed}" in str(job.out) else scratch / "run"), "--no-resume",
@@ -1732,9 +1733,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke-s", type=float, default=60.0)
     p.add_argument("--calib-s", type=float, default=60.0)
     p.add_argument("--reserve-s", type=float, default=25.0, help="kept at the end for stopping runs and the tar")
-    p.add_argument("--startup-s", type=float, default=Cost.startup_s, help="estimate: seconds before a search's first step")
+    p.add_argument("--startup-s", type=float, default=Cost.startup_s, help="estimate: seconds before a search's first step "
+                   "(until a 2-epoch timing search has measured it)")
     p.add_argument("--epoch-overhead-s", type=float, default=Cost.epoch_overhead_s,
-                   help="estimate: seconds per epoch beside the steps (capture, evaluation, checkpoint)")
+                   help="estimate: seconds per epoch beside the steps (capture, evaluation, checkpoint; until a "
+                   "2-epoch timing search has measured it)")
     p.add_argument("--safety", type=float, default=Cost.safety, help="estimate: multiplies the whole estimate")
     p.add_argument("--skip-setup", action="store_true", help="use the data already in --gpu-dir/cifar10_full")
     p.add_argument("--skip-smoke", action="store_true", help="no replay tests: run eager")

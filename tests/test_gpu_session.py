@@ -613,14 +613,15 @@ def test_epoch_timing_runs_the_head_cells_own_command_for_two_epochs(tmp_path: P
     (gpu_dir / "cifar10_full").symlink_to(shared_data)
     tiny = "--C 4 --N 1 --batch-size 16 --eval-images 32 --device cpu"
     session = G.Session(G.SessionArgs(out=tmp_path / "out", results=tmp_path / "results", gpu_dir=gpu_dir,
-                                      seeds=(0, 1), extra=tuple(shlex.split(tiny)), timing_s=300, budget=570))
+                                      seeds=(0, 1), extra=tuple(shlex.split(tiny)), timing_s=300, budget=570,
+                                      timing_steps=4))
     session.batched, session.amp = True, "none"
     (cell, *_) = session.matrix()
     rows = [{"method": "darts-v1", "batch": 16, "amp": "none", "graphs": False, "replicas": 2, "step_s": 0.01}]
     session.epoch_timing(cell.jobs[0], rows)
     t = session.calib["epoch_timing"]
-    assert t["steps_per_epoch"] == 50 and len(t["epoch_times_s"]) == 2  # max(50 batches, 32 eval images) a half
-    assert t["epoch_overhead_s"] == pytest.approx(max(0.0, sum(t["epoch_times_s"]) / 2 - 50 * 0.01))
+    assert t["steps_per_epoch"] == 4 and len(t["epoch_times_s"]) == 2  # max(4 batches, 32 eval images) a half
+    assert t["epoch_overhead_s"] == pytest.approx(max(0.0, sum(t["epoch_times_s"]) / 2 - 4 * 0.01))
     assert t["startup_s"] > 0 and "2-epoch sa-darts search on cpu" in t["source"]
     assert not (session.work / "timing").exists()  # the scratch runs are not packed
 
