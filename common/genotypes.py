@@ -167,13 +167,6 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
     return derive_genotype(rounded, space, later_wins_ties=later_input, later_op_wins_ties=last_op)
 
 
-def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:
-    """Parameters of the derived network at evaluation size (DARTS: 20 cells, C=36, CIFAR-10), auxiliary
-    head excluded; the network is `common.evalnet.EvalNetwork`."""
-    from common.evalnet import EvalNetwork  # evalnet imports this module
-    return EvalNetwork(genotype, C, layers, num_classes).param_count()
-
-
 def genotype_weights(genotype: str | Genotype, space: SearchSpace,
                      device: torch.device | str = "cpu") -> dict[str, Tensor]:
     """One-hot (E, M) op weights of a derived cell; edges the genotype drops get all-zero rows."""
