@@ -1,4 +1,4 @@
-"""Genotype derivation (DERIVE) and the evaluation-size network of a DARTS-space genotype.
+"""Genotype derivation (DERIVE): the cell a search ends with, from its op weights; genotype one-hots.
 
 NB201: argmax per edge over all 5 ops, `none` included (NB201 protocol) → official arch string.
 DARTS skeleton (DARTS, S1–S4): for every intermediate node keep the 2 incoming edges with the largest

@@ -1,4 +1,4 @@
-"""The names and labels of runs, and the lines a finished search ends with (`run_summary`).
+"""What one run is to the report: its record (`Run`), names, labels, and the summary it ends with.
 
 Shared by the search runs (common/run.py prints `run_summary` at the end) and the report CLI
 (common/report.py builds its tables from the same labels and paper numbers).
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,32 @@ def run_summary(result: dict[str, Any], args: dict[str, Any], run_dir: str | Pat
               "  the derived cell, one-hot, with the supernet's weights, on the valid half; H = mean edge entropy",
               "  of the op weights the method used (nats; uniform over M ops = ln M)"]
     return "\n".join(lines)
+
+
+@dataclass
+class Run:
+    """One run directory. `metrics`: the metrics.jsonl records; `result`: result.json or None."""
+
+    path: Path
+    label: str
+    args: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    finished: bool
+    evaluation: dict[str, Any] | None = None  # RUN/eval/result.json of `python -m common.train`
+
+    @property
+    def dataset(self) -> str:
+        return str(self.args.get("dataset", "?"))
+
+    @property
+    def space(self) -> str:
+        return str(self.args.get("space", "?"))
+
+    @property
+    def epochs_done(self) -> int:
+        return int(self.metrics[-1].get("epoch", len(self.metrics))) if self.metrics else 0
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else f"unfinished ({self.epochs_done}/{self.args.get('epochs', '?')} epochs)"
