@@ -18,13 +18,15 @@ returning (loss, logits), detached; a *forward* is x → logits):
     run.bilevel(batch, w, alpha, key=None)     one step: the halves in --step-order, CUDA-graph capture (eager
         for a sampled op on one seed), tracked loss/accuracy; `key`: one graph per value of a Python value
     run.generator(key, offset=0, device=None)  a named RNG per seed, seeded seed + offset, checkpointed in
-        method_state[key]: what a draw passes as `generator=` (a Generator; with --seeds a list, one per seed)
+        method_state[key]: what a draw passes as `generator=` (a Generator; with --seeds a list, one per seed);
+        run.generators[key] is always the list
     run.global_generator()                     the global RNG as `generator=` (None; with --seeds a list)
     run.per_seed(values)                       one number per seed as a step uses it (a float; (S, 1, 1))
     run.state(key) / run.set_state(key, v)     method_state[key] of every seed (a list) / set (a list or one value)
     run.end_epoch(report)                      report(r) once per seed (r: that seed's own SearchRun) →
         (op weights used, metrics dict[, derive temperature]): measure, log, checkpoint
     run.finish(extra=None)                     result.json (extra: a dict, or extra(r) per seed)
+    run.inner                                  the run beneath (its older API; P-DARTS's stage_epoch())
 
 SA-DARTS's loop (sa_darts.py), the whole algorithm:
 
