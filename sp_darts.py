@@ -22,7 +22,7 @@ Equation map (paper numbering)
     Eq. 11–14 joint objective L(a_sm) + L(a_sp)        → `--objective eq13`: `two_pass_step`
     Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `fwd = f_sp if φ else f_sm` in `search`
     Eq. 16–19 φ ~ B(1, p) per batch                    → `draw_phi`
-    Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
+    Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability` (per epoch: `SPConfig.epoch_schedule`)
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
     Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`;
@@ -53,12 +53,13 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4` (the authors'
   recipe) and `sp-darts-tsp{4,5,6,7}e-4-paper` (Table IV), one run each.
 - Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
-  converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
+  converges to (as the authors' `model.genotype(temp)`); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
 `--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors` and the authors'-code
-flags: authors/sp.py (their scripts' values with file:line, their quirks as hook overrides).
+flags: authors/sp.py (their scripts' values with file:line; their quirks override the hooks
+`SPConfig.epoch_schedule` and `SPConfig.w_weights`).
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
