@@ -97,7 +97,7 @@ class ReplicaRun(RunLoop):
         self.cfg, self._seeds, self.S = cfg, list(cfg.seeds or ()), len(cfg.seeds or ())
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.script = script
-        self._make = lambda seed: single(replica_config(cfg, seed), method_state, script)
+        self._make = lambda seed: single(replica_config(cfg, seed), method_state=method_state, script=script)
         self.runs: list[SingleRun] = []
         self._rng: list[dict[str, Any]] = []  # each replica's global RNG state, as its single run has it
         finished = []
