@@ -84,9 +84,9 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
-from common.replicas import replica_losses
-from common.run import SearchRun, main_guard
-from common.search import alpha_step, clip_grad_norm, entropy_stats, w_step
+from common.harness import Forward, Half, Harness, SeedRun, StepFlag, open_run
+from common.run import main_guard
+from common.search import clip_grad_norm, entropy_stats
 from common.spaces import SPACES
 
 # Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
@@ -193,106 +193,89 @@ def draw_phi(n: int, p: float, generator: torch.Generator) -> list[bool]:
     return (torch.rand(n, generator=generator, dtype=torch.float64) < p).tolist()
 
 
-Forward = Callable[[Tensor], Tensor]
-
-
 def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, params: list[nn.Parameter],
-                  optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
+                  optimizer: torch.optim.Optimizer, grad_clip: float | None = None,
+                  report: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> tuple[Tensor, Tensor]:
     """One optimiser step on Σ_k c_k·CE(f_k(x), y) (Eq. 13: c = (1, 1)); one forward/backward per term.
 
     Gradients are accumulated term by term (peak memory of one pass); zero-weight terms are skipped;
-    `grad_clip` clips the total gradient norm of `params`. Returns (Σ c_k·CE, logits of the first
-    term with c_k ≠ 0). With --seeds (stacked replicas) the clip is each replica's and Σ c_k·CE is
-    each replica's own, (S,) (common/replicas.py).
+    `grad_clip` clips the total gradient norm of `params` (common.search.clip_grad_norm). Returns
+    (Σ c_k·report(logits_k, y), logits of the first term with c_k ≠ 0); `report` is the mean
+    cross-entropy, or the run's (`Harness.cross_entropy`: each seed's with --seeds).
     """
-    S = getattr(params[0], "replicas", 0)  # --seeds: S stacked replicas, logits (S·B, classes)
     grads: list[Tensor] = [torch.zeros_like(p) for p in params]
     total, first = torch.zeros((), device=x.device), None
     for c, forward in terms:
         if c == 0:
             continue
         logits = forward(x)
-        loss = c * F.cross_entropy(logits, y)  # --seeds: the mean over replicas (1/S of each gradient)
+        loss = c * F.cross_entropy(logits, y)  # Eq. 13's term c_k·L(a_k)
         for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
             if d is not None:
                 g += d
-        total = total + (c * replica_losses(logits.detach(), y, S) if S else loss.detach())
+        total = total + c * report(logits.detach(), y)
         first = logits.detach() if first is None else first
     if first is None:
         raise ValueError("two_pass_step needs a term with a non-zero weight")
     for p, g in zip(params, grads):
         p.grad = g
     if grad_clip:
-        clip_grad_norm(params, grad_clip)  # torch's; per replica with --seeds
+        clip_grad_norm(params, grad_clip)
     optimizer.step()
     return total, first
 
 
 # ----------------------------------------------------------------------------- search loop
 
-def branch_forwards(run: SearchRun, t_sp: float, t_sm: float, phi_now: Tensor,
+def branch_forwards(run: Harness, t_sp: float, t_sm: float, phi: StepFlag,
                     weigh: Callable[[Mapping[str, Tensor], float], dict[str, Tensor]] | None = None,
                     ) -> tuple[Forward, Forward, Forward]:
-    """The run's forwards at a_sp (Eq. 9), a_sm (Eq. 14) and each replica's a(φ) (Eq. 15, φ from `phi_now`,
-    (S, 1, 1)); `weigh(α, t)`: the op weights at temperature t (default `tempered_weights`)."""
+    """The run's forwards at a_sp (Eq. 9), a_sm (Eq. 14) and a(φ) (Eq. 15: a_sp where φ, else a_sm);
+    `weigh(α, t)`: the op weights at temperature t (default `tempered_weights`)."""
     weigh = weigh or tempered_weights
 
-    def phi_weights() -> dict[str, Tensor]:
-        w_sp, w_sm = weigh(run.model.alphas, t_sp), weigh(run.model.alphas, t_sm)
-        return {k: torch.where(phi_now, w_sp[k], w_sm[k]) for k in w_sp}
-    return (run.forward(lambda: weigh(run.model.alphas, t_sp)), run.forward(lambda: weigh(run.model.alphas, t_sm)),
-            run.forward(phi_weights))
+    def at(t: float) -> Callable[[], dict[str, Tensor]]:
+        return lambda: weigh(run.model.alphas, t)
+    return run.forward(at(t_sp)), run.forward(at(t_sm)), run.forward(lambda: phi.where(at(t_sp), at(t_sm)))
+
+
+def two_pass_halves(run: Harness, terms: Sequence[tuple[float, Forward]], grad_clip: float | None
+                    ) -> tuple[Half, Half]:
+    """The w and α halves of a two-pass objective: `two_pass_step` on the train batch (w) and the valid one (α)."""
+    return (lambda x_t, y_t, x_v, y_v: two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, grad_clip,
+                                                     run.cross_entropy),
+            lambda x_t, y_t, x_v, y_v: two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer, None,
+                                                     run.cross_entropy))
 
 
 def search(cfg: SPConfig) -> dict:
-    run = SearchRun(cfg, script="sp_darts")
-    # CPU generators, never the global RNG: one per replica (one without --seeds), restored on --resume
-    generators = [torch.Generator().manual_seed(seed + PHI_SEED_OFFSET) for seed in run.seeds]
-    for generator, state in zip(generators, run.replica_values("phi_generator")):
-        if run.start_epoch > 0:
-            generator.set_state(state)
-    run.set_replica_values("phi_generator", [g.get_state() for g in generators])
-    model = run.model
-    phi_now = torch.zeros(len(generators), 1, 1, dtype=torch.bool, device=run.device)  # --seeds: this batch's φ
+    run = open_run(cfg, "sp_darts", state={})
+    phi_rngs = run.seed_generators("phi_generator", PHI_SEED_OFFSET, device="cpu")  # φ's own streams
+    phi = run.step_flag()  # φⁿ of the batch
     for epoch in run.epochs():
         p, t_sp, t_sm = cfg.epoch_schedule(epoch)  # Eq. 20
-        f_sp, f_sm, f_phi = branch_forwards(run, t_sp, t_sm, phi_now)  # Eq. 9, Eq. 14, Eq. 15 (α step)
-        f_sp_w, f_sm_w, f_phi_w = branch_forwards(run, t_sp, t_sm, phi_now, cfg.w_weights)  # the w step's
-        phis = [draw_phi(len(run.train_loader), p, g) for g in generators]  # Algorithm 1: Φ for this epoch
-        # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
-        c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
-        terms = [(c_sm, f_sm), (c_sp, f_sp)]
+        phis = [draw_phi(run.steps_per_epoch, p, g) for g in phi_rngs]  # Algorithm 1: Φ for this epoch
+        f_sp, f_sm, f_phi = branch_forwards(run, t_sp, t_sm, phi)  # Eq. 9, Eq. 14, Eq. 15
+        *_, f_phi_w = branch_forwards(run, t_sp, t_sm, phi, cfg.w_weights)  # the w step's (Eq. 15: the same)
+        mixed = cfg.objective == "mixed"
+        c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)  # two-pass objectives' weights
+        if mixed:  # Algorithm 1: the w step, then the α step, both with a(φⁿ)
+            w, alpha = run.w_step(f_phi_w), run.alpha_step(f_phi)
+        else:  # Eq. 13 (or its p-weighted expectation): both terms every batch
+            w, alpha = two_pass_halves(run, [(c_sm, f_sm), (c_sp, f_sp)], cfg.grad_clip)
+        for n, batch in enumerate(run.batches()):
+            run.bilevel(batch, w, alpha, key=phi.set([phi_s[n] for phi_s in phis]) if mixed else None)
+        fraction = {seed: sum(phi_s) / max(len(phi_s), 1) for seed, phi_s in zip(run.seeds, phis)}
+        q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
 
-        def mixed(fwd, fwd_w):  # Eq. 15: the same a(φⁿ) for the w step and the α step
-            return lambda x_t, y_t, x_v, y_v: run.ordered(  # --step-order (authors' DARTS code: α first)
-                lambda: w_step(fwd_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                lambda: alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
-
-        def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
-            return run.ordered(lambda: two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
-                               lambda: two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
-        steps = {True: mixed(f_sp, f_sp_w), False: mixed(f_sm, f_sm_w), None: mixed(f_phi, f_phi_w)}
-        for n, batch in enumerate(run.steps()):
-            if cfg.objective != "mixed":
-                run.step(two_pass, *batch)
-            elif len(phis) == 1:
-                run.step(steps[phis[0][n]], *batch, key=phis[0][n])  # one CUDA graph per branch
-            else:  # --seeds: each replica's φ through a device buffer (filled outside the step), one graph
-                phi_now.copy_(torch.tensor([phi[n] for phi in phis]).view(-1, 1, 1))
-                run.step(steps[None], *batch)
-        run.set_replica_values("phi_generator", [g.get_state() for g in generators])
-        with torch.no_grad():
-            a_sp, a_sm = tempered_weights(model.alphas, t_sp), tempered_weights(model.alphas, t_sm)
-            q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
-            used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
-            ies = {t: run.per_replica(lambda r, t=t: entropy_stats(tempered_weights(r.model.alphas, t))[1])
-                   for t in (t_sp, t_sm)}  # Eq. 21 of each replica's a_sp, a_sm
-        fraction = {seed: sum(phi) / max(len(phi), 1) for seed, phi in zip(run.seeds, phis)}
-        run.end_epoch(used, {
-            "p": p, "t_sp": t_sp, "t_sm": t_sm,
-            "sparse_fraction": run.per_replica(lambda r: fraction[r.cfg.seed]) if cfg.objective == "mixed" else None,
-            "ies_sparse": ies[t_sp], "ies_smooth": ies[t_sm]},  # Eq. 21
-            derive_temperature=t_sp)
+        def report(r: SeedRun) -> tuple:  # per seed
+            with torch.no_grad():
+                a_sp, a_sm = tempered_weights(r.model.alphas, t_sp), tempered_weights(r.model.alphas, t_sm)
+                used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
+                return used, {"p": p, "t_sp": t_sp, "t_sm": t_sm,
+                              "sparse_fraction": fraction[r.cfg.seed] if mixed else None,
+                              "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]}, t_sp  # Eq. 21
+        run.end_epoch(report)
     return run.finish()
 
 

@@ -60,6 +60,7 @@ from torch import Tensor
 import sp_darts
 from common.config import ConfigError, arg
 from common.data import NUM_CLASSES
+from common.harness import Forward, Harness, StepFlag
 from common.search import softmax_weights
 from common.spaces import SPACES
 
@@ -142,10 +143,10 @@ def double_softmax_weights(alphas: Mapping[str, Tensor], t: float) -> dict[str, 
     return sp_darts.tempered_weights(softmax_weights(alphas), t)
 
 
-def branch_forwards(run: Any, t_sp: float, t_sm: float, phi_now: Tensor,
-                    double: bool = False) -> tuple[sp_darts.Forward, sp_darts.Forward, sp_darts.Forward]:
+def branch_forwards(run: Harness, t_sp: float, t_sm: float, phi: StepFlag,
+                    double: bool = False) -> tuple[Forward, Forward, Forward]:
     """`sp_darts.branch_forwards`; `double`: of softmax(α) in place of α (the authors' S1-S4 w step)."""
-    return sp_darts.branch_forwards(run, t_sp, t_sm, phi_now, double_softmax_weights if double else None)
+    return sp_darts.branch_forwards(run, t_sp, t_sm, phi, double_softmax_weights if double else None)
 
 
 search = sp_darts.search  # the method's loop, which runs this config as it runs the paper's
