@@ -20,7 +20,7 @@ Equation map (paper numbering)
     Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
     Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
     Eq. 11–14 joint objective L(a_sm) + L(a_sp)        → `--objective eq13`: `two_pass_step`
-    Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `fwd = f_sp if φ else f_sm` in `search`
+    Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `branch_forwards` (φⁿ of the batch: the run's step flag)
     Eq. 16–19 φ ~ B(1, p) per batch                    → `draw_phi`
     Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability` (per epoch: `SPConfig.epoch_schedule`)
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below

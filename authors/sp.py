@@ -121,9 +121,11 @@ class SPConfig(sp_darts.SPConfig):
                               "S1-S4 script clips model.parameters(), which holds no α)")
 
     def epoch_schedule(self, epoch: int) -> tuple[float, float, float]:
+        """Eq. 20 with their CIFAR-100 late phase and DARTS-space warm-up temperature (`epoch_schedule`)."""
         return epoch_schedule(epoch, self)
 
     def w_weights(self, alphas: Mapping[str, Tensor], t: float) -> dict[str, Tensor]:
+        """--w-double-softmax: their S1-S4 w step on softmax(softmax(α)/t); else the paper's."""
         return double_softmax_weights(alphas, t) if self.w_double_softmax else super().w_weights(alphas, t)
 
 
