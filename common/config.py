@@ -75,7 +75,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "w_wd": _NONNEGATIVE, "a_wd": _NONNEGATIVE,
     "grad_clip": (lambda v: v >= 0, ">= 0 (0: no clipping; a negative norm would reverse the gradient)"),
     "cutout": _NONNEGATIVE, "eval_images": _NONNEGATIVE, "debug_nan_step": _NONNEGATIVE,
-    "derive_decimals": _NONNEGATIVE,
+    "derive_decimals": _NONNEGATIVE, "checkpoint_every": _NONNEGATIVE,
 }
 RANGES["debug_nan_seed"] = RANGES["seed"]
 DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
@@ -136,6 +136,9 @@ class SearchConfig:
     device: str = arg("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
     out: str | None = arg(None, "run directory (default runs/<script>/<space>-<dataset>-seed<seed>)")
     resume: bool = arg(False, "continue from the run directory's checkpoint if it has one")
+    checkpoint_every: float = arg(600.0, "also checkpoint inside an epoch, at most every this many seconds, so a "
+                                         "kill loses at most that much (0: after every step); --resume then "
+                                         "continues from that step")
     w_lr: float = arg(0.025, "SGD learning rate of the network weights w")
     w_lr_min: float | None = arg(0.001, "cosine schedule's final w learning rate (None: constant lr)")
     w_momentum: float = arg(0.9, "SGD momentum")

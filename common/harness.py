@@ -124,6 +124,7 @@ class Harness:
         self.start_epoch = inner.start_epoch
         self.batched = isinstance(inner, ReplicaRun)  # stacked (S, …) parameters, one generator per seed
         self.generators: dict[str, list[torch.Generator]] = {}  # name → one per seed (checkpointed)
+        inner.before_step_checkpoint = self._save_generators  # a mid-epoch checkpoint holds their positions
 
     # ------------------------------------------------------------------ what the run is now
     @property
@@ -167,7 +168,11 @@ class Harness:
         return self.inner.epochs()
 
     def batches(self) -> Iterator[Batch]:
-        return self.inner.steps()
+        for batch in self.inner.steps():
+            if self.inner.resumed_step:  # a mid-epoch checkpoint was just applied: the generators' positions
+                self.inner.resumed_step = False
+                self._load_generators()
+            yield batch
 
     def forward(self, weights: Callable[[], Mapping[str, Tensor]]) -> Forward:
         return _tagged(self.inner.forward(weights), False)
@@ -257,6 +262,11 @@ class Harness:
 
     def set_state(self, key: str, values: Any) -> None:
         self.inner.set_replica_values(key, values if isinstance(values, list) else [values] * len(self.seeds))
+
+    def _load_generators(self) -> None:
+        for key, made in self.generators.items():
+            for generator, state in zip(made, self.inner.replica_values(key)):
+                generator.set_state(state)
 
     def _save_generators(self) -> None:
         for key, made in self.generators.items():

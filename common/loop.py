@@ -20,6 +20,11 @@ Bilevel = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tenso
 class RunLoop:
     """The loop-facing part of a run; see the module docstring for what a subclass provides."""
 
+    #: called before a mid-epoch checkpoint is written (the harness: its named generators into method_state)
+    before_step_checkpoint: Callable[[], None] | None = None
+    #: the batches of a resumed epoch before its mid-epoch checkpoint are replayed: `step` does nothing
+    replaying: bool = False
+
     def epochs(self) -> Iterator[int]:
         """Epoch numbers still to run (0-based); sets the cosine lr of w and the loaders' epoch."""
         cfg = self.cfg
@@ -56,6 +61,9 @@ class RunLoop:
         must then read no Python value that changes within the epoch other than through `key`, and
         `capture=False` keeps a step with host-side control flow (GDAS sampling) eager.
         """
+        if self.replaying:  # a step the mid-epoch checkpoint already holds (`steps`)
+            zero = torch.zeros((), device=x_t.device)
+            return zero, zero, zero, zero
         out = self.graphs(key, bilevel, x_t, y_t, x_v, y_v, capture=capture)
         self.track("train", out[0], out[1], y_t)
         self.track("valid", out[2], out[3], y_v)

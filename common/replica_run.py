@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,11 @@ class ReplicaRun(RunLoop):
             where = ", ".join(f"seed {s}: epoch {r.start_epoch}" for s, r in zip(self.seeds, self.runs))
             raise RunError(f"the replicas' checkpoints are at different epochs ({where}); resume them one "
                            "--seed at a time")
+        steps = {None if r._step_state is None else r._step_state["global_step"] for r in self.runs}
+        self._step_states = [r._step_state for r in self.runs] if len(steps) == 1 else [None] * self.S
+        for run in self.runs:  # applied here, batched (`steps`); replicas cut at different steps: none is
+            run._step_state = None
+        self.resumed_step = False
         first = self.runs[0]
         self.device, self.table, self.dir = first.device, first.table, first.dir
         self.train_loader, self.valid_loader = first.train_loader, first.valid_loader
@@ -143,6 +149,7 @@ class ReplicaRun(RunLoop):
         self.start_epoch, self.global_step, self.wall_time = first.start_epoch, first.global_step, 0.0
         self.records: list[dict[str, Any]] = []
         self.epoch = self.start_epoch
+        self._saved_at = time.monotonic()
         self._reset_trackers()
 
     def _global_rng_generators(self) -> list[torch.Generator]:
@@ -197,6 +204,7 @@ class ReplicaRun(RunLoop):
         out: list[Any] = [None] * self.S
         for k in self._live():
             self._load_into(k)
+            self.runs[k].epoch = self.epoch  # as its single run's now (SNAS's report seeds its estimate by it)
             out[k] = fn(self.runs[k])
         first = next((o for o in out if o is not None), None)
         if isinstance(first, tuple):
@@ -247,32 +255,80 @@ class ReplicaRun(RunLoop):
         from tqdm import tqdm
         cfg = self.cfg
         valid = [iter(r.valid_loader) if r.valid_generator is None else iter(()) for r in self.runs]
+        states, self._step_states = self._step_states, [None] * self.S
+        replay = states[0]["step_in_epoch"] if states[0] is not None and states[0]["epoch"] == self.epoch else 0
         bar = tqdm(zip(*(r.train_loader for r in self.runs)), total=len(self.train_loader), leave=False,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}", disable=not cfg.progress,
                    dynamic_ncols=True)
-        for train in bar:
+        for i, train in enumerate(bar):
             batches = []
             for k, run in enumerate(self.runs):
                 if run.valid_generator is not None:  # --valid-batch random: the replica's own draws
                     batches.append(run.random_valid_batch(self.global_step))
                     continue
-                try:
-                    batches.append(next(valid[k]))
-                except StopIteration:
-                    valid[k] = iter(run.valid_loader)
-                    batches.append(next(valid[k]))
+                valid[k], batch = _next_batch(valid[k], run.valid_loader)
+                batches.append(batch)
             x_t, x_v = torch.stack([x for x, _ in train]), torch.stack([x for x, _ in batches])
             y_t, y_v = torch.cat([y for _, y in train]), torch.cat([y for _, y in batches])
             for k, run in enumerate(self.runs):  # --debug-nan-step: the replicas whose single run it hits
                 if run.cfg.debug_nan_step is not None and self.global_step == run.cfg.debug_nan_step:
                     x_t[k] = x_t[k] * float("nan")
+            self.replaying = i < replay  # a resumed epoch's steps before its mid-epoch checkpoint: `step` skips
             yield x_t, y_t, x_v, y_v
+            if self.replaying:
+                if i == replay - 1:
+                    self.replaying = False
+                    self._apply_step_states(states)
+                continue
             self.global_step += 1
             self.step_in_epoch += 1
             if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
                 self.check_finite()
                 if cfg.progress:
                     bar.set_postfix(self.running_means(), refresh=False)
+            if not self.stopped and self.runs[0].step_checkpoint_due(self.step_in_epoch, self._saved_at):
+                self.save_step_checkpoint()
+
+    def save_step_checkpoint(self) -> None:
+        """Every replica's mid-epoch checkpoint (`SearchRun.step_state`), as its single run writes it at this
+        step. Not after a replica stopped (its run directory keeps its last good checkpoint). Written one
+        replica after the other: a kill in between leaves them at different steps, and --resume then goes
+        on from the epoch checkpoints."""
+        if self.before_step_checkpoint is not None:
+            self.before_step_checkpoint()
+        self.check_finite()
+        self._sync_rng()
+        for k, run in enumerate(self.runs):
+            self._load_into(k)
+            run.epoch, run.global_step, run.step_in_epoch = self.epoch, self.global_step, self.step_in_epoch
+            run._epoch_start = self._epoch_start
+            run._sums = {split: s[k].clone() for split, s in self._sums.items()}
+            run._counts, run._first_bad = dict(self._counts), self._first_bad[k].clone()
+            set_rng_state(self._rng[k])
+            run.check_parameters_finite()
+            run.dir.save_step_checkpoint(run.step_state())
+        self._saved_at = time.monotonic()
+
+    @torch.no_grad()
+    def _apply_step_states(self, states: list[dict[str, Any]]) -> None:
+        """Every replica's mid-epoch checkpoint into its single run, then into the batched state."""
+        for k, (run, state) in enumerate(zip(self.runs, states)):
+            run._apply_step_state(state)
+            run.resumed_step = False
+            for name, p in run.model.named_parameters():
+                self.model.params[name][k].copy_(p)
+            self._rng[k] = state["rng"]
+            for split in self._sums:
+                self._sums[split][k] = run._sums[split]
+            self._first_bad[k] = run._first_bad
+        self.w_optimizer.load_state_dict(_stack_states(self.w_optimizer, [r.w_optimizer.state_dict() for r in self.runs]))
+        self.a_optimizer.load_state_dict(_stack_states(self.a_optimizer, [r.a_optimizer.state_dict() for r in self.runs]))
+        for generator, made in zip(self._generators, self._global_rng_generators()):
+            generator.set_state(made.get_state())
+        first = self.runs[0]
+        self.global_step, self.step_in_epoch, self._counts = first.global_step, first.step_in_epoch, dict(first._counts)
+        self._epoch_start = first._epoch_start
+        self.resumed_step = True
 
     def forward(self, weights_fn: Callable[[], Mapping[str, Tensor]],
                 index: Mapping[str, list[int]] | None = None) -> Callable[[Tensor], Tensor]:
@@ -368,6 +424,7 @@ class ReplicaRun(RunLoop):
             finally:
                 del run.dir.save_checkpoint, run.dir.write_metrics, run.discrete_accuracy  # the run's own again
             staged.append((run, path, self.epoch + 1))
+        self._saved_at = time.monotonic()
         for run, path, epoch in staged:  # the commit: every replica's epoch, or (after a kill) --resume finishes it
             run.dir.digests.replace_target(path)  # checkpoint.pt and checkpoint.pt.sha256
             run.dir.saved_epoch = epoch
@@ -406,6 +463,15 @@ class ReplicaRun(RunLoop):
             raise NonFiniteLoss(f"{len(seeds)} of {self.S} replicas stopped on a non-finite loss (seeds {seeds}); "
                                 "the others finished and wrote result.json")
         return {"replicas": results}
+
+
+def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
+    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
+    try:
+        return it, next(it)
+    except StopIteration:
+        it = iter(loader)
+        return it, next(it)
 
 
 def _save_staged(state: dict[str, Any], path: Path) -> None:

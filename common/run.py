@@ -110,7 +110,7 @@ class SearchRun(RunLoop):
         self._build_data()  # missing/corrupt data fails before the run directory is created
         self.dir = RunDir(out)  # locked: a second run on this --out stops here
         checkpoint = self.dir.load_checkpoint() if cfg.resume else None
-        if checkpoint is None and self.dir.checkpoint.exists():
+        if not cfg.resume and (self.dir.checkpoint.exists() or self.dir.step_checkpoint.exists()):
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
         if checkpoint is None:
@@ -137,6 +137,17 @@ class SearchRun(RunLoop):
         self.records: list[dict[str, Any]] = []
         if checkpoint is not None:
             self._restore(checkpoint)
+        #: the mid-epoch checkpoint to continue from: applied when its epoch's steps begin (`steps`), so the
+        #: method's epoch-start code sees the epoch-start state, as in the uninterrupted run
+        self._step_state = self.dir.load_step_checkpoint(self.start_epoch) if cfg.resume else None
+        if self._step_state is not None:
+            self._check_config(self._step_state["config"], self.dir.step_checkpoint)
+        self.resumed_step = False  # set when `steps` has just applied a mid-epoch checkpoint
+        if self._step_state is not None:
+            self.dir.log(f"resuming from epoch {self.start_epoch + 1} of {cfg.epochs}, step "
+                         f"{self._step_state['step_in_epoch']} of {len(self.train_loader)} (checkpoint "
+                         f"{self.dir.step_checkpoint})")
+        elif checkpoint is not None:
             self.dir.log(f"resuming from epoch {self.start_epoch + 1} of {cfg.epochs} ({self.start_epoch} done; "
                          f"checkpoint {self.dir.checkpoint})")
         else:
@@ -148,6 +159,7 @@ class SearchRun(RunLoop):
         self.epoch = self.start_epoch
         self._step_clock: float | None = 0.0  # None once the CPU cost has been measured
         self._step_times: list[float] = []
+        self._saved_at = time.monotonic()  # when a checkpoint was last written (--checkpoint-every)
         self._reset_trackers()
 
     # ------------------------------------------------------------------ set-up
@@ -174,18 +186,21 @@ class SearchRun(RunLoop):
             raise RunError(f"the train half has {len(x_t)} images, fewer than one batch of "
                            f"{cfg.batch_size}; raise --limit-train or lower --batch-size")
 
-    def _restore(self, ckpt: dict[str, Any]) -> None:
-        old = ckpt["config"]
-        if old.get("epochs") != self.cfg.epochs:  # refused, not extended: see README "Run directory"
-            raise RunError(f"checkpoint {self.dir.checkpoint} belongs to a {old.get('epochs')}-epoch search "
-                           f"({ckpt['epoch']} done), not --epochs {self.cfg.epochs}: the lr and schedules of "
+    def _check_config(self, old: Mapping[str, Any], path: Path, done: Any = "?") -> None:
+        """RunError unless a checkpoint's config `old` may be resumed with this run's."""
+        if old.get("epochs") != self.cfg.epochs:  # refused, not extended: see docs/run-directory.md
+            raise RunError(f"checkpoint {path} belongs to a {old.get('epochs')}-epoch search "
+                           f"({done} done), not --epochs {self.cfg.epochs}: the lr and schedules of "
                            f"its finished epochs depend on the total; resume with --epochs {old.get('epochs')} "
                            f"or start the longer search in another --out")
         for key, value in config_dict(self.cfg).items():
             was = old[key] if key in old else self.cfg.former_value(key)  # a flag added since the checkpoint
             if key not in RESUMABLE_CHANGES and was != value:
-                raise RunError(f"checkpoint {self.dir.checkpoint} was made with --{key.replace('_', '-')} "
+                raise RunError(f"checkpoint {path} was made with --{key.replace('_', '-')} "
                                f"{was}, not {value}: it is incompatible; use another --out")
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self._check_config(ckpt["config"], self.dir.checkpoint, ckpt["epoch"])
         try:
             self.model.load_state_dict(ckpt["model"])
             self.w_optimizer.load_state_dict(ckpt["w_optimizer"])
@@ -235,25 +250,33 @@ class SearchRun(RunLoop):
 
     def steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """(x_train, y_train, x_valid, y_valid) batches of this epoch, with a progress bar (the valid batch:
-        the valid loader's next, or with --valid-batch random `random_valid_batch`)."""
+        the valid loader's next, or with --valid-batch random `random_valid_batch`).
+
+        Resumed from a mid-epoch checkpoint after k steps, the epoch's first k batches are replayed: yielded
+        with `replaying` set, so that `step` does nothing (the loop's count of batches, the loaders'
+        positions, stay the uninterrupted run's), then the checkpoint is applied and the steps go on."""
         from tqdm import tqdm
         cfg = self.cfg
         valid_iter = iter(self.valid_loader) if self.valid_generator is None else iter(())
+        state, self._step_state = self._step_state, None
+        replay = state["step_in_epoch"] if state is not None and state["epoch"] == self.epoch else 0
         self._step_clock = time.perf_counter() if self._step_clock is not None else None
         bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
-        for x_t, y_t in bar:
+        for i, (x_t, y_t) in enumerate(bar):
             if self.valid_generator is not None:  # --valid-batch random
                 x_v, y_v = self.random_valid_batch(self.global_step)
             else:
-                try:
-                    x_v, y_v = next(valid_iter)
-                except StopIteration:
-                    valid_iter = iter(self.valid_loader)
-                    x_v, y_v = next(valid_iter)
+                valid_iter, (x_v, y_v) = _next_batch(valid_iter, self.valid_loader)
             if cfg.debug_nan_step is not None and self.global_step == cfg.debug_nan_step:
                 x_t = x_t * float("nan")
+            self.replaying = i < replay
             yield x_t, y_t, x_v, y_v
+            if self.replaying:
+                if i == replay - 1:  # the replay's draws are undone: the checkpoint's RNG states
+                    self.replaying = False
+                    self._apply_step_state(state)
+                continue
             self.global_step += 1
             self.step_in_epoch += 1
             self._time_cpu_step()
@@ -261,6 +284,60 @@ class SearchRun(RunLoop):
                 self.check_finite()
                 if not bar.disable:  # a shown bar only: running_means reads the sums on the host
                     bar.set_postfix(self.running_means(), refresh=False)
+            if self.step_checkpoint_due():  # --checkpoint-every
+                self.save_step_checkpoint()
+
+    def step_checkpoint_due(self, step_in_epoch: int | None = None, saved_at: float | None = None) -> bool:
+        """--checkpoint-every: whether to checkpoint after this step (never after an epoch's last step)."""
+        every = self.cfg.checkpoint_every
+        step = self.step_in_epoch if step_in_epoch is None else step_in_epoch
+        return (every is not None and step < len(self.train_loader)
+                and time.monotonic() - (self._saved_at if saved_at is None else saved_at) >= every)
+
+    def save_step_checkpoint(self) -> None:
+        """The mid-epoch checkpoint (`--checkpoint-every`): what `step_state` holds, after the method's
+        `before_step_checkpoint` (the harness's named generators into method_state)."""
+        if self.before_step_checkpoint is not None:
+            self.before_step_checkpoint()
+        self.check_finite()
+        self.check_parameters_finite()
+        self.dir.save_step_checkpoint(self.step_state())
+        self._saved_at = time.monotonic()
+
+    def step_state(self) -> dict[str, Any]:
+        """Everything a kill after this step needs to go on as if uninterrupted: the epoch checkpoint's
+        entries at this step, the step within the epoch, the epoch's metric sums so far."""
+        return {
+            "version": CHECKPOINT_VERSION, "config": config_dict(self.cfg), "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch, "global_step": self.global_step, "wall_time": self.wall_time,
+            "epoch_time": time.perf_counter() - self._epoch_start, "model": self.model.state_dict(),
+            "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
+            "method_state": self.method_state, "metrics": self.records, "rng": rng_state(),
+            "trackers": {"sums": {k: v.cpu() for k, v in self._sums.items()}, "counts": dict(self._counts),
+                         "first_bad": self._first_bad.cpu()},
+            **({"valid_generator": self.valid_generator.get_state()} if self.valid_generator is not None else {})}
+
+    def _apply_step_state(self, state: dict[str, Any]) -> None:
+        """Continue from a mid-epoch checkpoint (`step_state`), its epoch's steps about to begin."""
+        path = self.dir.step_checkpoint
+        try:
+            self.model.load_state_dict(state["model"])
+            self.w_optimizer.load_state_dict(state["w_optimizer"])
+            self.a_optimizer.load_state_dict(state["a_optimizer"])
+            set_rng_state(state["rng"])
+            if self.valid_generator is not None:
+                self.valid_generator.set_state(state["valid_generator"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise RunError(f"checkpoint {path} does not fit this run ({str(err).splitlines()[0][:120]}); "
+                           f"move it away to resume from the last epoch's checkpoint") from None
+        self.method_state.update(state["method_state"])
+        self.global_step, self.step_in_epoch = state["global_step"], state["step_in_epoch"]
+        trackers = state["trackers"]
+        self._sums = {k: v.to(self.device) for k, v in trackers["sums"].items()}
+        self._counts = dict(trackers["counts"])
+        self._first_bad = trackers["first_bad"].to(self.device)
+        self._epoch_start = time.perf_counter() - state["epoch_time"]
+        self.resumed_step = True
 
     def random_valid_batch(self, step: int) -> tuple[Tensor, Tensor]:
         """`--valid-batch random`: the first batch of a fresh shuffle of the valid half, as the DARTS code's
@@ -405,12 +482,14 @@ class SearchRun(RunLoop):
         self.wall_time += epoch_time
         record["time"] = epoch_time
         self.records.append(record)
+        self._saved_at = time.monotonic()
         self.dir.save_checkpoint({
             "version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": self.epoch + 1,
             "global_step": self.global_step, "wall_time": self.wall_time, "model": model.state_dict(),
             "w_optimizer": self.w_optimizer.state_dict(), "a_optimizer": self.a_optimizer.state_dict(),
             "method_state": self.method_state, "metrics": self.records, "rng": rng_state(),
             **({"valid_generator": self.valid_generator.get_state()} if self.valid_generator is not None else {})})
+        self.dir.drop_step_checkpoint()  # the epoch's checkpoint holds more
         self.dir.write_metrics(self.records)
         self.dir.log(epoch_line(record, cfg.epochs))  # whatever --progress says
         self._reset_trackers()
@@ -434,3 +513,12 @@ class SearchRun(RunLoop):
                                  time.perf_counter() - self._start_time))
         self.dir.release()
         return result
+
+
+def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
+    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
+    try:
+        return it, next(it)
+    except StopIteration:
+        it = iter(loader)
+        return it, next(it)

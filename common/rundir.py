@@ -31,11 +31,13 @@ CHECKPOINT_VERSION = 1
 #: Entries every checkpoint of this version holds (a checkpoint lacking one cannot be resumed).
 CHECKPOINT_KEYS = ("version", "config", "epoch", "global_step", "wall_time", "model", "w_optimizer",
                    "a_optimizer", "method_state", "metrics", "rng")
+#: The mid-epoch checkpoint (`--checkpoint-every`): written inside an epoch, removed once the epoch's is written.
+STEP_CHECKPOINT = "checkpoint.step.pt"
 #: Files that show a folder holds (part of) an earlier run.
 RUN_FILES = ("metrics.jsonl", "result.json")
 #: Fields that may change between a run and its resumption (everything else must match). Not --epochs:
 #: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
-RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir",
+RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir", "checkpoint_every",
                      "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic"}
 
 
@@ -128,6 +130,9 @@ class RunDir:
         self.digests = DigestFile(self.checkpoint)  # checkpoint.pt.sha256
         self.metrics = self.path / "metrics.jsonl"
         self.saved_epoch: int | None = None  # epoch of the checkpoint on disk, once known
+        self.step_checkpoint = self.path / STEP_CHECKPOINT  # the mid-epoch one (--checkpoint-every)
+        self.step_digests = DigestFile(self.step_checkpoint)
+        self.saved_step: tuple[int, int] | None = None  # (epoch, step in it) of the step checkpoint on disk
         RunDir.current = self
         self.log_file = self.path / "log.txt"
         try:  # one writer per run directory, for the run's life (released by release())
@@ -213,9 +218,67 @@ class RunDir:
 
     def kept_checkpoint(self) -> str:
         """What is on disk, in words, for a message after a failure."""
+        if self.saved_step is not None:
+            epoch, step = self.saved_step
+            return (f"the last good checkpoint (epoch {epoch + 1}, step {step}) is kept in {self.step_checkpoint}"
+                    + (f" beside {self.checkpoint.name} (after epoch {self.saved_epoch})" if self.saved_epoch else ""))
         if self.saved_epoch is None:
             return "no checkpoint was written yet"
         return f"the last good checkpoint (after epoch {self.saved_epoch}) is kept in {self.checkpoint}"
+
+    def load_step_checkpoint(self, epoch: int) -> dict[str, Any] | None:
+        """The mid-epoch checkpoint of (0-based) `epoch`, checked like `load_checkpoint`; None if there is
+        none, or if it is one of an earlier epoch (a kill after the epoch's checkpoint, before its removal)."""
+        if not self.step_checkpoint.exists():
+            return None
+        move = "the file is kept; move it away to resume from the last epoch's checkpoint"
+        try:
+            if self.step_digests.matches() is False:
+                raise RunError(f"checkpoint {self.step_checkpoint} is corrupt: its sha256 is not the one in "
+                               f"{self.step_digests.path.name}; {move}")
+            state = torch.load(self.step_checkpoint, map_location="cpu", weights_only=False)
+        except OSError as err:
+            raise RunError(f"cannot read checkpoint {self.step_checkpoint} ({err.strerror or err})") from None
+        except RunError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
+            raise RunError(f"checkpoint {self.step_checkpoint} is corrupt and cannot be resumed "
+                           f"({type(err).__name__}); {move}") from None
+        keys = (*CHECKPOINT_KEYS, "step_in_epoch", "trackers")
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or \
+                any(k not in state for k in keys):
+            raise RunError(f"checkpoint {self.step_checkpoint} is not a complete mid-epoch checkpoint of this "
+                           f"version of the code; {move}")
+        if state["epoch"] < epoch:
+            return None
+        if state["epoch"] > epoch:
+            raise RunError(f"checkpoint {self.step_checkpoint} is of epoch {state['epoch'] + 1}, but "
+                           f"{self.checkpoint.name} ends before epoch {epoch + 1}; {move}")
+        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
+        if bad:
+            raise RunError(f"checkpoint {self.step_checkpoint} holds non-finite values ({', '.join(bad[:3])}); "
+                           f"{move}")
+        self.saved_step = (state["epoch"], state["step_in_epoch"])
+        return state
+
+    def save_step_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write the mid-epoch checkpoint atomically, as `save_checkpoint` writes checkpoint.pt."""
+        tmp = self.step_checkpoint.with_name(self.step_checkpoint.name + ".tmp")
+        try:
+            torch.save(state, tmp)
+            self.step_digests.replace_target(tmp)
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, (OSError, RuntimeError)):
+                raise _write_fault(self.step_checkpoint, err, self.kept_checkpoint()) from None
+            raise
+        self.saved_step = (state["epoch"], state["step_in_epoch"])
+
+    def drop_step_checkpoint(self) -> None:
+        """Remove the mid-epoch checkpoint (the epoch's own checkpoint now holds more)."""
+        self.step_checkpoint.unlink(missing_ok=True)
+        self.step_digests.path.unlink(missing_ok=True)
+        self.saved_step = None
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write checkpoint.pt atomically with its sha256 in checkpoint.pt.sha256; on a write failure

@@ -66,7 +66,7 @@ BAD_VALUES = {
     "w_lr": "0", "w_lr_min": "-1", "w_momentum": "-0.5", "w_wd": "-1", "grad_clip": "-1", "a_lr": "-1",
     "a_wd": "-1", "a_beta1": "1.0", "cutout": "-1", "partial_channels": "0", "eval_images": "-1",
     "log_every": "0", "debug_nan_step": "-1", "debug_nan_seed": "-1", "alpha_init": "-1", "alpha_init_mean": "nan",
-    "derive_decimals": "-1",
+    "derive_decimals": "-1", "checkpoint_every": "-1",
     # EDD
     "s": "1", "lam": "0", "rho": "1", "e_a": "0", "t0": "0", "t_end": "0", "warmup": "-1",
     "decay_every": "0", "late_from": "-1", "lam_late": "0", "pcd_d": "0", "pcd_period": "0",
