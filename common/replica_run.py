@@ -101,6 +101,15 @@ class ReplicaRun(RunLoop):
         self._make = lambda seed: single(replica_config(cfg, seed), method_state=method_state, script=script)
         self.runs: list[SingleRun] = []
         self._rng: list[dict[str, Any]] = []  # each replica's global RNG state, as its single run has it
+        try:
+            self._open_replicas()
+        except BaseException:  # a refusal: every replica's folder as it was
+            for run in self.runs:
+                run.dir.abandon()
+            raise
+
+    def _open_replicas(self) -> None:
+        cfg = self.cfg
         finished = []
         for seed in self.seeds:
             try:
@@ -110,8 +119,6 @@ class ReplicaRun(RunLoop):
                 continue
             self._rng.append(rng_state())
         if finished:
-            for run in self.runs:
-                run.dir.release()
             if len(finished) == self.S:
                 raise RunFinished(f"every replica (seeds {self.seeds}) holds a finished run; nothing to resume, "
                                   "nothing changed")
@@ -119,13 +126,13 @@ class ReplicaRun(RunLoop):
                            "with --seeds of them only")
         if cfg.resume:
             self._complete_commit()
-        for p in (r.dir.path / STAGED for r in self.runs):
-            p.unlink(missing_ok=True)  # a commit cut off before any rename: the epoch is redone
         at = {(r.start_epoch, r.global_step) for r in self.runs}
         if len(at) > 1:
             where = ", ".join(f"seed {s}: epoch {r.start_epoch}" for s, r in zip(self.seeds, self.runs))
             raise RunError(f"the replicas' checkpoints are at different epochs ({where}); resume them one "
                            "--seed at a time")
+        for p in (r.dir.path / STAGED for r in self.runs):
+            p.unlink(missing_ok=True)  # a commit cut off before any rename: the epoch is redone
         steps = {None if r._step_state is None else r._step_state["global_step"] for r in self.runs}
         self._step_states = [r._step_state for r in self.runs] if len(steps) == 1 else [None] * self.S
         for run in self.runs:  # applied here, batched (`steps`); replicas cut at different steps: none is

@@ -109,6 +109,15 @@ class SearchRun(RunLoop):
             raise RunError(f"--out {out} exists and is not a directory")
         self._build_data()  # missing/corrupt data fails before the run directory is created
         self.dir = RunDir(out)  # locked: a second run on this --out stops here
+        try:
+            self._start()
+        except BaseException:  # refused (or stopped) while starting: the folder as it was
+            self.dir.abandon()
+            raise
+
+    def _start(self) -> None:
+        """Resume from the run directory's checkpoint, or start afresh; build model and optimisers."""
+        cfg = self.cfg
         checkpoint = self.dir.load_checkpoint() if cfg.resume else None
         if not cfg.resume and (self.dir.checkpoint.exists() or self.dir.step_checkpoint.exists()):
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "

@@ -117,11 +117,16 @@ class RunDir:
 
     #: The run directory opened last in this process (what an interrupt message speaks of).
     current: RunDir | None = None
+    #: Every run directory this process opened and has not abandoned (a --seeds run: one per replica).
+    opened: list[RunDir] = []
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"--out {self.path} exists and is not a directory")
+        #: the folders this run creates, and the files it may change while it starts (`abandon` restores them)
+        self._made_dirs = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._before = {name: _read_or_none(self.path / name) for name in ("args.json", "metrics.jsonl", "log.txt")}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -135,18 +140,55 @@ class RunDir:
         self.saved_step: tuple[int, int] | None = None  # (epoch, step in it) of the step checkpoint on disk
         RunDir.current = self
         self.log_file = self.path / "log.txt"
+        self.lock: RunLock | None = None
         try:  # one writer per run directory, for the run's life (released by release())
-            self.lock: RunLock | None = RunLock(self.path)
+            self.lock = RunLock(self.path)
         except RunLocked:
             raise RunError(f"another run is writing to {self.path} (it holds {self.path / RunLock.NAME}); "
                            f"wait for it to end or choose another --out") from None
         except OSError as err:
+            self.abandon()
             raise RunError(f"cannot write in run directory {self.path}: {err.strerror}") from None
+        RunDir.opened.append(self)
 
     def release(self) -> None:
-        """Release the run directory's lock (the run is over)."""
+        """Release the run directory's lock and delete `.lock` (the run is over)."""
         if self.lock is not None:
             self.lock.release()
+
+    def abandon(self) -> None:
+        """A refused start or resume: leave the folder as it was before this run opened it (args.json,
+        metrics.jsonl, log.txt as they were, no `.lock` it made, no folder it made), and release the lock."""
+        for name, before in self._before.items():
+            path = self.path / name
+            try:
+                if before is None:
+                    path.unlink(missing_ok=True)
+                elif _read_or_none(path) != before:
+                    atomic_write(path, lambda tmp, data=before: tmp.write_bytes(data))
+            except OSError:  # a full disk: as much as can be restored
+                pass
+        if self.lock is not None:
+            self.lock.release(remove=self.lock.created)
+        for folder in self._made_dirs:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another run's files), or gone
+                break
+        if RunDir.current is self:
+            RunDir.current = None
+        if self in RunDir.opened:
+            RunDir.opened.remove(self)
+
+    def log_only(self, text: str) -> None:
+        """Append `text` to log.txt only (a line said on stderr), never failing (a full disk: skipped)."""
+        if self.lock is None or not self.lock.held or _is_stdout(self.log_file):
+            return
+        try:
+            with self.log_file.open("a") as f:
+                f.write(text + "\n")
+        except OSError:
+            pass
 
     def earlier_run_files(self, cfg: Any) -> list[str]:
         """Files of an earlier run that a fresh start would replace: metrics/result, or an args.json
@@ -302,6 +344,15 @@ class RunDir:
             raise _write_fault(self.metrics, err, f"{self.metrics.name} is as before") from None
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError:
+        return None
+
+
 def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
     """Names of the floating-point tensors holding NaN/inf (one host sync for all of them)."""
     named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point()]
@@ -401,8 +452,20 @@ def main_guard(main: Callable[[], Any]) -> None:
         sys.exit(0)
     except (RunError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
+        end_runs()
         sys.exit(getattr(err, "code", 2))
     except KeyboardInterrupt:
         kept = RunDir.current.kept_checkpoint() if RunDir.current is not None else "nothing was written yet"
         print(f"interrupted; {kept}: rerun with --resume", file=sys.stderr)
+        end_runs(lambda d: f"interrupted; {d.kept_checkpoint()}: rerun with --resume")
         sys.exit(130)
+
+
+def end_runs(line: Callable[[RunDir], str] | None = None) -> None:
+    """The process ends its runs: `line(dir)` appended to each one's log.txt (the line said on stderr), and
+    each one's lock released and deleted."""
+    for run_dir in list(RunDir.opened):
+        if line is not None:
+            run_dir.log_only(line(run_dir))
+        run_dir.release()
+    RunDir.opened.clear()

@@ -10,8 +10,9 @@
 * `json_safe` turns tensors, named tuples and non-finite floats into plain JSON (NaN/±inf → null):
   `json.dumps(json_safe(x), allow_nan=False)` never writes the non-JSON token `NaN`.
 * `RunLock` holds an exclusive `fcntl.flock` on `<run dir>/.lock` for the life of a run; a second
-  process that asks for it gets `RunLocked` at once. The (empty) lock file is never deleted: deleting
-  it would let two processes lock two different files of the same name.
+  process that asks for it gets `RunLocked` at once. The (empty) lock file is deleted by its holder
+  when the run ends, still locked; a process that locked a file since deleted (the holder ended in
+  between) tries again on the new one, so two processes never hold two files of the same name.
 """
 from __future__ import annotations
 
@@ -139,20 +140,31 @@ class RunLock:
         key = os.path.realpath(self.path)
         earlier = RunLock._held.get(key)
         if earlier is not None:
-            earlier.release()
-        self._file: TextIO | None = open(self.path, "a")  # noqa: SIM115 - held open for the lock's life
-        if fcntl is not None:
+            earlier.release(remove=False)
+        self.created = not self.path.exists()  # whether this lock made the file (a refused run removes it)
+        while True:
+            self._file: TextIO | None = open(self.path, "a")  # noqa: SIM115 - held open for the lock's life
+            if fcntl is None:
+                break
             try:
                 fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # BlockingIOError: held by another process
                 self._file.close()
                 self._file = None
                 raise RunLocked(str(self.path)) from None
+            try:
+                if os.path.samestat(os.fstat(self._file.fileno()), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            self._file.close()  # its holder deleted it as we locked it: lock the file now there
         RunLock._held[key] = self
 
-    def release(self) -> None:
-        """Drop the lock (closing the file drops it); idempotent."""
+    def release(self, remove: bool = True) -> None:
+        """Drop the lock (closing the file drops it), deleting the lock file first if `remove`; idempotent."""
         if self._file is not None:
+            if remove:
+                self.path.unlink(missing_ok=True)
             self._file.close()
             self._file = None
             key = os.path.realpath(self.path)

@@ -142,6 +142,15 @@ class Trainer:
             raise RunError(f"--out {out} exists and is not a directory")
         self._build_data()  # missing data fails before the run directory is created
         self.dir = RunDir(out)  # locked: a second run on this --out stops here
+        try:
+            self._start(source, info)
+        except BaseException:  # refused (or stopped) while starting: the folder as it was
+            self.dir.abandon()
+            raise
+
+    def _start(self, source: str, info: dict[str, Any]) -> None:
+        """Resume from the run directory's checkpoint, or start afresh."""
+        cfg, genotype = self.cfg, self.genotype
         checkpoint = self.dir.load_checkpoint(TRAIN_CHECKPOINT_KEYS) if cfg.resume else None
         if checkpoint is None and self.dir.checkpoint.exists():
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it or choose another --out")
