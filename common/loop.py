@@ -15,6 +15,17 @@ from torch import Tensor
 from common.search import cosine_lr
 
 Bilevel = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
+#: Off a terminal (no progress bar), a plain progress line at most this often inside an epoch (seconds).
+PROGRESS_EVERY_S = 60.0
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 class RunLoop:
@@ -53,6 +64,23 @@ class RunLoop:
     def w_lr(self) -> float:
         """The current learning rate of w (ξ of the unrolled step)."""
         return self.w_optimizer.param_groups[0]["lr"]
+
+    def start_progress(self, plain: bool) -> None:
+        """The epoch's steps begin (after a replay): plain progress lines if `plain` (no bar is shown)."""
+        self._progress = (_now(), self.step_in_epoch) if plain else None
+
+    def progress(self, log: Callable[[str], None]) -> None:
+        """After a step: `log` a plain line (step i/N, s/step, the epoch's ETA) when PROGRESS_EVERY_S have
+        passed since the last one (or the epoch's start); never after the epoch's last step."""
+        if getattr(self, "_progress", None) is None:
+            return
+        (then, done), now, n = self._progress, _now(), len(self.train_loader)
+        if now - then < PROGRESS_EVERY_S or self.step_in_epoch >= n or self.step_in_epoch == done:
+            return
+        per = (now - then) / (self.step_in_epoch - done)
+        log(f"epoch {self.epoch + 1}/{self.cfg.epochs}  step {self.step_in_epoch}/{n}  {per:.3g} s/step  "
+            f"epoch ETA {_duration(per * (n - self.step_in_epoch))}")
+        self._progress = (now, self.step_in_epoch)
 
     def step(self, bilevel: Bilevel, x_t: Tensor, y_t: Tensor, x_v: Tensor, y_v: Tensor, key: Hashable = None,
              capture: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:

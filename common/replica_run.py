@@ -265,8 +265,8 @@ class ReplicaRun(RunLoop):
         states, self._step_states = self._step_states, [None] * self.S
         replay = states[0]["step_in_epoch"] if states[0] is not None and states[0]["epoch"] == self.epoch else 0
         bar = tqdm(zip(*(r.train_loader for r in self.runs)), total=len(self.train_loader), leave=False,
-                   desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}", disable=not cfg.progress,
-                   dynamic_ncols=True)
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}",
+                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for i, train in enumerate(bar):
             batches = []
             for k, run in enumerate(self.runs):
@@ -286,15 +286,25 @@ class ReplicaRun(RunLoop):
                 if i == replay - 1:
                     self.replaying = False
                     self._apply_step_states(states)
+                    self.start_progress(cfg.progress and bar.disable)
                 continue
+            if i == 0:
+                self.start_progress(cfg.progress and bar.disable)  # off a terminal: plain lines
             self.global_step += 1
             self.step_in_epoch += 1
             if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
                 self.check_finite()
-                if cfg.progress:
+                if not bar.disable:
                     bar.set_postfix(self.running_means(), refresh=False)
+            self.progress(self._log_all)
             if not self.stopped and self.runs[0].step_checkpoint_due(self.step_in_epoch, self._saved_at):
                 self.save_step_checkpoint()
+
+    def _log_all(self, line: str) -> None:
+        """A line on stdout and in every replica's log.txt."""
+        self.runs[0].dir.log(line)
+        for run in self.runs[1:]:
+            run.dir.log_only(line)
 
     def save_step_checkpoint(self) -> None:
         """Every replica's mid-epoch checkpoint (`SearchRun.step_state`), as its single run writes it at this

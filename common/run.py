@@ -285,7 +285,10 @@ class SearchRun(RunLoop):
                 if i == replay - 1:  # the replay's draws are undone: the checkpoint's RNG states
                     self.replaying = False
                     self._apply_step_state(state)
+                    self.start_progress(cfg.progress and bar.disable)
                 continue
+            if i == 0:
+                self.start_progress(cfg.progress and bar.disable)  # off a terminal: plain lines
             self.global_step += 1
             self.step_in_epoch += 1
             self._time_cpu_step()
@@ -293,6 +296,7 @@ class SearchRun(RunLoop):
                 self.check_finite()
                 if not bar.disable:  # a shown bar only: running_means reads the sums on the host
                     bar.set_postfix(self.running_means(), refresh=False)
+            self.progress(self.dir.log)
             if self.step_checkpoint_due():  # --checkpoint-every
                 self.save_step_checkpoint()
 
