@@ -73,6 +73,13 @@ from common.supernet import Supernet
 VALID_SEED_OFFSET = 104729
 
 
+def default_out(script: str, cfg: SearchConfig) -> str:
+    """The run directory without --out: runs/<script>/<space>-<dataset>-seed<seed>; a preset's runs (the
+    smoke test) in runs/<script>/<preset>/…, so they never block the real search's folder."""
+    name = f"{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+    return f"runs/{script}/{cfg.preset}/{name}" if getattr(cfg, "preset", None) else f"runs/{script}/{name}"
+
+
 class SearchRun(RunLoop):
     """Everything one search needs, and the bookkeeping around the method's own loop.
 
@@ -100,7 +107,7 @@ class SearchRun(RunLoop):
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
-        out = cfg.out or f"runs/{self.script}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
+        out = cfg.out or default_out(self.script, cfg)
         if cfg.resume and (done := finished_run(out, cfg.epochs)):
             raise RunFinished(done)
         self._start_time = time.perf_counter()
@@ -120,6 +127,9 @@ class SearchRun(RunLoop):
         cfg = self.cfg
         checkpoint = self.dir.load_checkpoint() if cfg.resume else None
         if not cfg.resume and (self.dir.checkpoint.exists() or self.dir.step_checkpoint.exists()):
+            if differs := self.dir.config_difference(cfg):  # --resume would be refused in turn
+                raise RunError(f"{self.dir.path} already holds a run of another config ({differs}); "
+                               f"choose another --out")
             raise RunError(f"{self.dir.path} already holds a run; pass --resume to continue it "
                            f"or choose another --out")
         if checkpoint is None:

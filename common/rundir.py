@@ -206,6 +206,21 @@ class RunDir:
                 found.insert(0, "args.json")
         return found
 
+    def config_difference(self, cfg: Any) -> str | None:
+        """The first flag whose value in args.json differs from `cfg`'s ("--epochs 2, not 50"), of those a
+        resume may not change; None when they agree or args.json is missing or unreadable."""
+        try:
+            old = json.loads((self.path / "args.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(old, dict):
+            return None
+        new = json.loads(json.dumps(json_safe(config_dict(cfg))))
+        for key, value in new.items():
+            if key not in RESUMABLE_CHANGES and key in old and old[key] != value:
+                return f"--{key.replace('_', '-')} {old[key]}, not {value}"
+        return None
+
     def log(self, text: str) -> None:
         """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
         if not _is_stdout(self.log_file):  # the file first: a run killed right after the print keeps the line
