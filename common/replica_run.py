@@ -30,6 +30,7 @@ space (S4 included, but not with GDAS: `common.replicas.gdas_refusal`); the rest
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,7 +52,7 @@ from common.replicas import (
     replica_losses,
     stack_replicas,
 )
-from common.rundir import NonFiniteLoss, RunError, RunFinished, rng_state, set_rng_state
+from common.rundir import NonFiniteLoss, RunError, RunFinished, rng_state, set_rng_state, write_json
 
 STAGED = "checkpoint.next.pt"  # an epoch's replica checkpoints are written here first, then renamed
 #: scripts whose every per-search value is per replica; a script's own unsupported options refuse themselves
@@ -118,6 +119,9 @@ class ReplicaRun(RunLoop):
                 finished.append(seed)
                 continue
             self._rng.append(rng_state())
+        for k, run in enumerate(self.runs):
+            if run.started_fresh and not finished:  # args.json names the batched run it is part of
+                _add_json(run.dir.path / "args.json", {"batched": self.batched_record(k)})
         if finished:
             if len(finished) == self.S:
                 raise RunFinished(f"every replica (seeds {self.seeds}) holds a finished run; nothing to resume, "
@@ -158,6 +162,11 @@ class ReplicaRun(RunLoop):
         self.epoch = self.start_epoch
         self._saved_at = time.monotonic()
         self._reset_trackers()
+
+    def batched_record(self, k: int) -> dict[str, Any]:
+        """What args.json and result.json of replica k record: the seeds of the batched run and its index
+        (`--seeds` with these seeds reruns it exactly; a single --seed run rounds differently in float32)."""
+        return {"seeds": list(self.seeds), "replica": k}
 
     def _global_rng_generators(self) -> list[torch.Generator]:
         """One generator per replica holding its global RNG state (CPU, or this device's CUDA one): what its
@@ -474,12 +483,17 @@ class ReplicaRun(RunLoop):
         for k in self._live():
             self._load_into(k)
             set_rng_state(self._rng[k])
-            results[self.seeds[k]] = self.runs[k].finish(_split(extra, k, self.S))
+            results[self.seeds[k]] = self.runs[k].finish({**(_split(extra, k, self.S) or {}),
+                                                          "batched": self.batched_record(k)})
         if self.stopped:
             seeds = [self.seeds[k] for k in sorted(self.stopped)]
             raise NonFiniteLoss(f"{len(seeds)} of {self.S} replicas stopped on a non-finite loss (seeds {seeds}); "
                                 "the others finished and wrote result.json")
         return {"replicas": results}
+
+
+def _add_json(path: Path, values: Mapping[str, Any]) -> None:
+    write_json(path, {**json.loads(path.read_text()), **values})
 
 
 def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:

@@ -162,6 +162,7 @@ class SearchRun(RunLoop):
         if self._step_state is not None:
             self._check_config(self._step_state["config"], self.dir.step_checkpoint)
         self.resumed_step = False  # set when `steps` has just applied a mid-epoch checkpoint
+        self.started_fresh = checkpoint is None and self._step_state is None  # args.json written now
         if self._step_state is not None:
             self.dir.log(f"resuming from epoch {self.start_epoch + 1} of {cfg.epochs}, step "
                          f"{self._step_state['step_in_epoch']} of {len(self.train_loader)} (checkpoint "

@@ -117,7 +117,7 @@ def _same_run(single: Path, replica: Path, epochs: int) -> None:
                        for line in (p / "metrics.jsonl").read_text().splitlines()]
     _close(strip(single), strip(replica), "metrics")
     args_s, args_r = (json.loads((p / "args.json").read_text()) for p in (single, replica))
-    other = ("argv", "out", "debug_nan_step")  # args.json is written at the start (of a run stopped by NaN)
+    other = ("argv", "out", "debug_nan_step", "batched")  # args.json is written at the start (of a run stopped by NaN)
     assert {k: v for k, v in args_s.items() if k not in other} == {k: v for k, v in args_r.items() if k not in other}
     res_s, res_r = (json.loads((p / "result.json").read_text()) for p in (single, replica))
     for k in ("genotype", "nb201", "param_count", "epochs", "steps", "alphas"):
