@@ -1,10 +1,11 @@
 """The run directory and the run's life: checkpoints, resume rules, the lock, logs, faults, seeding.
 
 A run directory holds `args.json` (the resolved config), `metrics.jsonl` (one record per epoch, names in
-README "Metrics"), `checkpoint.pt` (written atomically after every epoch: model with α, optimisers, RNG
-states, the method's `method_state`, the metrics so far) with its sha256 in `checkpoint.pt.sha256`,
-`result.json` at the end, `log.txt`, and the empty `.lock` that one run at a time holds
-(common/safeio.py). JSON files hold no NaN/inf (written as null). A user-facing failure is a `RunError`:
+docs/run-directory.md), `checkpoint.pt` (written atomically after every epoch: model with α, optimisers,
+RNG states, the method's `method_state`, the metrics so far) with its sha256 in `checkpoint.pt.sha256`,
+inside an epoch `checkpoint.step.pt` (`--checkpoint-every`; removed once the epoch's checkpoint is
+written), `result.json` at the end, `log.txt`, and the empty `.lock` that one run at a time holds
+(common/safeio.py), deleted when the run ends. A refused start leaves the folder as it was (`abandon`). JSON files hold no NaN/inf (written as null). A user-facing failure is a `RunError`:
 `main_guard` prints it as one line and exits non-zero.
 """
 from __future__ import annotations
