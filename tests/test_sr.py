@@ -301,9 +301,8 @@ def _search_cfg(root, out, **kw) -> SRSearchConfig:
 @pytest.mark.slow  # ~12 s of CPU, 20-40 s on a busy machine
 def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
     sa_darts = pytest.importorskip("sa_darts")
-    from common.sr.search import Regularisers
     from common.sr.train import RetrainConfig, train
-    regs = Regularisers(sa_darts.sa_loss, sa_darts.sa_coefficient, sa_darts.beta_loss)
+    regs = sa_darts.regulariser
     straight = search(_search_cfg(sr_root, tmp_path / "a", flops_weight=1.0), regs)
     first = _search_cfg(sr_root, tmp_path / "b", flops_weight=1.0)
     first.epochs = 1
@@ -334,8 +333,7 @@ def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
 
 def test_dlsr_sac_beta_search_one_epoch(sr_root, tmp_path):
     sa_darts = pytest.importorskip("sa_darts")
-    from common.sr.search import Regularisers
-    regs = Regularisers(sa_darts.sa_loss, sa_darts.sa_coefficient, sa_darts.beta_loss)
+    regs = sa_darts.regulariser
     cfg = _search_cfg(sr_root, tmp_path / "d", space="dlsr", reg="beta", partial_channels=4, warmup=0, patch=32)
     cfg.epochs = 1
     result = search(cfg, regs)
