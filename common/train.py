@@ -54,7 +54,7 @@ from common.config import DEVICE_FORM, RANGES, ConfigError, _in, arg, build_pars
 from common.data import MEAN, NUM_CLASSES, STD, DataError, load_arrays, make_loader
 from common.evalnet import NAMED_GENOTYPES, EvalNetwork, GenotypeError, eval_loss, parse_genotype
 from common.genotypes import Genotype, genotype_to_json
-from common.run import (
+from common.rundir import (
     CHECKPOINT_VERSION,
     NonFiniteLoss,
     RunDir,
