@@ -65,7 +65,7 @@ from common.config import ConfigError, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, load_arrays, make_loader
 from common.evalnet import NAMED_GENOTYPES, EvalNetwork, GenotypeError, eval_loss, parse_genotype
 from common.genotypes import Genotype, genotype_to_json
-from common.run import (
+from common.rundir import (
     CHECKPOINT_VERSION,
     NonFiniteLoss,
     RunDir,
