@@ -1,4 +1,4 @@
-"""common.fidelity (issue 21 item 2): Kendall τ-b against closed cases, a recorded value and a slow pair
+"""common.fidelity: Kendall τ-b against closed cases, a recorded value and a slow pair
 count; (a) on synthetic α and a synthetic NB201 table whose order is known; (b)/(c) end to end."""
 from __future__ import annotations
 

@@ -364,7 +364,7 @@ def test_checkpoints_from_before_the_new_flags_resume(shared_data, tmp_path):
     assert search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume"]))["epochs"] == 2
 
 
-# ------------------------------------------------------------------------- S1-S4 (issue 17): the authors' scripts
+# ------------------------------------------------------------------------- S1-S4: the authors' scripts
 # Recorded facts, read from the authors' public S1-S4 search scripts (numbers copied, no code):
 # - EDD: github.com/chaoji90/PCDEDD SmoothDARTS/sota/pcdedd/train_search_pl.py: batch 192, lr 0.025 = lr_min,
 #   momentum 0.9 (SGD, no Nesterov), wd 3e-4, 50 epochs, C 16, 8 layers, clip 5 of model.parameters() (α are

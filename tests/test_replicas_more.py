@@ -1,4 +1,4 @@
-"""--seeds (common/replicas.py) for S4's noise op and SP's two-pass objectives (issue 18).
+"""--seeds (common/replicas.py) for S4's noise op and SP's two-pass objectives.
 
 As tests/test_replicas.py: in float64 every replica of a 3-seed batched run equals its seed's single run after
 ≥ 3 bilevel steps (w, α, optimiser states, RNG state, metrics, genotype, result).
