@@ -73,6 +73,9 @@ from common.supernet import Supernet
 VALID_SEED_OFFSET = 104729
 
 
+#: The smallest supernet width run in channels_last (see SearchRun: narrower ones run NCHW).
+CHANNELS_LAST_MIN_C = 4
+
 class SearchRun(RunLoop):
     """Everything one search needs, and the bookkeeping around the method's own loop.
 
@@ -120,7 +123,9 @@ class SearchRun(RunLoop):
                                               cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,
                                               alpha_init_mean=cfg.alpha_init_mean,
                                               gdas_form=getattr(cfg, "gdas_form", None)).to(self.device)  # GdasConfig
-        self.channels_last = cfg.fast and cfg.partial_channels == 1  # PC's slicing/shuffle is slower in it
+        # PC's slicing/shuffle is slower in channels_last; below C = 4 torch 2.14's oneDNN conv backward corrupts
+        # the heap in it on CPU (a C = 2 DARTS-skeleton search aborts; tests/test_torch_workarounds.py)
+        self.channels_last = cfg.fast and cfg.partial_channels == 1 and cfg.C >= CHANNELS_LAST_MIN_C
         if self.channels_last:  # ~30% faster convs on CPU (mkldnn) and on tensor-core GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
         self.w_params = self.model.weight_parameters()
