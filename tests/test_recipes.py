@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from aer_darts import AERConfig
 from common.config import build_parser, parse_config
+from common.fast import build_supernet
 from common.search import alpha_step, w_step
-from common.supernet import build_supernet
 from edd_darts import EDDConfig, end_epoch_schedule, op_weights, pcd_updown_temperature
 from sa_darts import SAConfig
 from sp_darts import SPConfig, epoch_schedule
