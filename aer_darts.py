@@ -15,7 +15,7 @@ PCDARTS-AER/, PDARTS-AER/).
 
 Equation map (paper numbering)
     Eq. 1   p^(i,j) = softmax(α^(i,j))                         → softmax_weights (forward), architecture_entropy
-    Eq. 2   min_α L_val(w*(α), α), w* = argmin_w L_train       → w_step + alpha_step (common.search)
+    Eq. 2   min_α L_val(w*(α), α), w* = argmin_w L_train       → run.w_step + run.alpha_step (common.harness)
     Eq. 3   H(α^(i,j)) = −Σ_o p_o log₂ p_o;  H̄(α) = mean_(i,j) H → architecture_entropy
             min_α L_val + λ·H̄(α)                               → `reg` of the α step in search()
     Eq. 4   λ(t) from λ_neg to λ_pos on a cosine (Fig. 1)      → aer_coefficient
@@ -82,17 +82,20 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from common.config import ConfigError, GdasConfig, arg, parse_config
+from common.harness import open_run
+from common.harness import seeds_refusal as harness_seeds_refusal
 from common.pdarts import PdartsRun, PdartsSchedule
-from common.replicas import gdas_refusal
-from common.run import RunError, SearchRun, main_guard
+from common.rundir import main_guard
 from common.sampling import gdas_weights, linear_tau
-from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
+from common.search import softmax_weights
 from common.spaces import SPACES, SearchSpace
 
 BACKBONES = ("darts-v1", "darts-v2", "gdas", "pdarts")
@@ -226,65 +229,41 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tenso
 
 # ----------------------------------------------------------------------------- the search
 
+def backbone_run(cfg: AERConfig) -> dict[str, Any]:
+    """What the harness must know of the backbone: P-DARTS's staged run, GDAS's sampled ops."""
+    stages = cfg.backbone == "pdarts" and PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
+                                                         dropout=cfg.dropout_rates())
+    return {"run_class": partial(PdartsRun, schedule=stages) if stages else None, "sampled_ops": cfg.backbone == "gdas"}
+
+
 def seeds_refusal(cfg: AERConfig) -> str | None:
-    """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
-    if cfg.backbone == "gdas" and (why := gdas_refusal(cfg.space)):
-        return why
-    if cfg.backbone == "pdarts":
-        return ("--seeds with --backbone pdarts is not supported yet: each stage builds a new supernet; "
-                "run one --seed per process")
-    return None
+    """Why `--seeds` cannot batch this search, or None (run_all.sh's planning; open_run refuses the same)."""
+    return harness_seeds_refusal(cfg, **backbone_run(cfg))
 
 
 def search(cfg: AERConfig) -> dict:
-    if cfg.seeds and (why := seeds_refusal(cfg)):
-        raise RunError(why)
-    pdarts = cfg.backbone == "pdarts"
-    run = (PdartsRun(cfg, PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup, dropout=cfg.dropout_rates()),
-                     script="aer_darts")
-           if pdarts else SearchRun(cfg, script="aer_darts"))
-    gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"
-    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
-
-    def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
-        if not gdas:
-            return softmax_forward
-        weights, index = gdas_weights(model.alphas, tau, gumbel)
-        return run.forward(lambda: weights, index)
-
+    run = open_run(cfg, "aer_darts", state={}, **backbone_run(cfg))
+    gdas = cfg.backbone == "gdas"
+    E = cfg.epochs // 3 if cfg.backbone == "pdarts" else cfg.epochs  # P-DARTS: λ(e) and the warm-up per stage
+    entropy = lambda r=run: cfg.arch_entropy(r.model.alphas, r.model.space)  # Eq. 3: H̄(α) (P-DARTS: this stage's)
     for epoch in run.epochs():
-        model = run.model  # P-DARTS: a new supernet each stage
-        softmax_forward = run.forward(lambda: softmax_weights(model.alphas))  # Eq. 1
-        e, E = run.stage_epoch()[1] if pdarts else epoch, cfg.epochs // 3 if pdarts else cfg.epochs
-        warm = e < cfg.warmup
-        lam = lam_at(e, cfg, E)  # Eq. 4
+        e = epoch % E  # the epoch within its P-DARTS stage (a new supernet each stage)
+        warm, lam = e < cfg.warmup, lam_at(e, cfg, E)  # Eq. 4
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
-        entropy = lambda m=model: cfg.arch_entropy(m.alphas, m.space)  # Eq. 3: H̄(α)
+        # Eq. 1; GDAS: a fresh hard sample for every w step and every α step
+        fwd = run.gdas_forward(tau, gdas_weights) if gdas else run.forward(lambda: softmax_weights(run.alphas))
         # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS / P-DARTS)
         reg = None if lam == 0 else (lambda: lam * entropy())
-
-        def bilevel(x_t, y_t, x_v, y_v):
-            if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
-                valid = unrolled_alpha_step(softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params,
-                                            run.w_optimizer, run.a_optimizer, xi=run.w_lr, reg=reg)
-                return (*w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
-                                run.clip_extra), *valid)
-
-            def valid_half():
-                if warm:  # w only; the valid split is still measured
-                    with torch.no_grad():
-                        logits = new_forward()(x_v)
-                    return F.cross_entropy(logits, y_v), logits
-                # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
-                return alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
-            return run.ordered(lambda: w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer,
-                                              cfg.grad_clip, run.clip_extra), valid_half)  # --step-order
-        for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
-        h_bar = run.per_replica(lambda r: entropy(r.model).item())  # each replica's
-        schedule = {"lam": lam, "arch_entropy": h_bar,
-                    "warmup": warm, **({"tau": tau} if gdas else {})}
-        run.end_epoch(softmax_weights(model.alphas), schedule, derive_temperature=1.0)
+        if warm:
+            alpha = run.valid_loss(fwd)  # w only; the valid split is still measured
+        elif cfg.backbone == "darts-v2":
+            alpha = run.unrolled_alpha_step(fwd, reg)  # Alg. 1, ξ = w lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
+        else:
+            alpha = run.alpha_step(fwd, reg)  # Alg. 1, ξ = 0: ∇α[L_val(w, α) + λH̄]
+        for batch in run.batches():
+            run.bilevel(batch, w=run.w_step(fwd), alpha=alpha)  # Alg. 1: the α step and the w step
+        run.end_epoch(lambda r: (softmax_weights(r.model.alphas), {"lam": lam, "arch_entropy": entropy(r).item(),
+                                                                   "warmup": warm, **({"tau": tau} if gdas else {})}))
     return run.finish()
 
 
