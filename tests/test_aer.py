@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn import functional as F
 
+import aer_darts
 import authors.aer as authors_aer
 from aer_darts import (
     AERConfig,
@@ -24,6 +25,7 @@ from aer_darts import (
     architecture_entropy,
     lam_at,
     parse_config,
+    remaining_entropy,
     search,
 )
 from common.baseline import DartsConfig
@@ -31,6 +33,7 @@ from common.baseline import search as darts_search
 from common.run import SearchRun
 from common.sampling import gdas_weights, gumbel_noise, gumbel_softmax_hard, linear_tau
 from common.search import softmax_weights, unrolled_alpha_step
+from common.spaces import SearchSpace
 from common.supernet import Supernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +117,27 @@ def test_authors_log_epsilon_moves_entropy_by_less_than_the_documented_bound(M: 
         assert gap[-1] > 1e-8  # so "< 1e-8 bits" would be wrong for the DARTS space's 7 ops
     stated = f"{bound:.4e}".replace("e-0", "e-")  # 1.0099e-8, 7.2135e-9
     assert f"{stated} for " in authors_aer.__doc__.replace("\n", " ")
+
+
+def test_the_arch_entropy_hook_is_the_paper_and_the_authors_override_is_their_column_0() -> None:
+    """The H̄ the α step regularises (AERConfig.arch_entropy): the method file's is the paper's on every
+    backbone; authors/aer.py's differs only for `--backbone pdarts --entropy-ops column0`."""
+    ops = (("none", "skip_connect", "sep_conv_3x3"),) * 7 + (("skip_connect", "sep_conv_3x3", "dil_conv_3x3"),) * 7
+    space = SearchSpace("t", "darts", {"normal": ops, "reduce": ops})  # P-DARTS after a pruning
+    a = torch.randn(14, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    alphas = {"normal": a, "reduce": a.flip(0)}
+    paper, column0 = remaining_entropy(alphas, space), architecture_entropy(alphas, drop=0)
+    assert abs(paper - column0) > 0.05  # the two differ on these α
+    for backbone, drop_none, want in [("pdarts", True, paper), ("darts-v1", True, column0),
+                                      ("darts-v1", False, architecture_entropy(alphas))]:
+        cfg = aer_darts.AERConfig(backbone=backbone, drop_none=drop_none)
+        assert torch.equal(cfg.arch_entropy(alphas, space), want) and not hasattr(cfg, "entropy_ops")
+        for entropy_ops in ("remaining", "column0"):
+            authors = authors_aer.AERConfig(backbone=backbone, drop_none=drop_none, entropy_ops=entropy_ops)
+            quirk = backbone == "pdarts" and entropy_ops == "column0"
+            assert torch.equal(authors.arch_entropy(alphas, space), column0 if quirk else want)
+    cfg = parse_config(AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
+    assert type(cfg) is authors_aer.AERConfig and torch.equal(cfg.arch_entropy(alphas, space), column0)
 
 
 # ----------------------------------------------------------------------------- aer_coefficient
