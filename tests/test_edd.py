@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn import functional as F
 
+from authors.edd import EDDConfig
 from common.run import NonFiniteLoss
 from edd_darts import (
-    EDDConfig,
     advance_schedule,
     clip_grad_before_step,
     decays_after,

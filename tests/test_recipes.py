@@ -32,10 +32,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from aer_darts import AERConfig
+from authors.edd import EDDConfig, pcd_updown_temperature
 from common.config import build_parser, parse_config
 from common.search import alpha_step, w_step
 from common.supernet import build_supernet
-from edd_darts import EDDConfig, end_epoch_schedule, op_weights, pcd_updown_temperature
+from edd_darts import end_epoch_schedule, op_weights
 from sa_darts import SAConfig
 from sp_darts import SPConfig, epoch_schedule
 
@@ -518,7 +519,7 @@ def _s_optimisers(model):
 
 @pytest.mark.parametrize("method", ["edd", "sp"])
 def test_w_double_softmax_equals_the_transcribed_authors_s_step(method):
-    from edd_darts import step_forwards
+    from authors.edd import step_forwards
     from sp_darts import branch_forwards
     torch.manual_seed(0)
     model = build_supernet("s2", 4, 3, 10).double()
@@ -602,7 +603,7 @@ def _count_double_forward_calls(monkeypatch, module, name: str, double_at: int, 
 
 def test_edd_s_space_run_trains_w_on_the_double_softmax(shared_data, tmp_path, monkeypatch):
     """The authors' S2 PCD recipe in the real loop: its w steps go through the double-softmax forward."""
-    import edd_darts
+    from authors import edd as edd_darts
     used = [0]
     _count_double_forward_calls(monkeypatch, edd_darts, "step_forwards", 5, used)
     cfg = parse_config(EDDConfig, ["--recipe", "authors", "--space", "s2", "--schedule", "pcd", "--pcd-d", "0.11",
