@@ -7,9 +7,9 @@ list), `t0_exp` (--t0-exp-one), `first_temperature` / `pcd_point` (--pcd-shape u
 (--entropy sum, --entropy-cells normal), `step_forwards` (--sn-cells, --sn-unit-off, --w-double-softmax, and
 their w step without the sn noise), `seeds_refusal` (--sn-unit-off under EDD's schedule).
 
-`--recipe authors`: every setting of the authors' published
-search script for the space and dataset (github.com/chaoji90/PCDEDD; paths below are in that repository;
-explicit flags still win; args.json records the recipe and the values used). NB201, EDD
+`--recipe authors`: every setting of the authors' published search script for the space and dataset
+(github.com/chaoji90/PCDEDD; paths below are in that repository; explicit flags still win; args.json
+records the recipe and the values used). NB201, EDD
 (AutoDL-Projects_edd: scripts-search/algos/DARTS-V1-10.sh:40-43, configs/nas-benchmark/algos/DARTS.config,
 exps/algos/DARTS-V1-10.py; their -100 files are the same schedule):
 - batch 256, w lr 0.025 constant (DARTS.config: LR = eta_min = 0.025), w wd 5e-4, 50 epochs, α Adam 3e-4
@@ -26,13 +26,17 @@ NB201, PCD (AutoDL-Projects_pcd/exps/algos/DARTS-V1-10.py): the same optimiser s
 10 (.py:190-196), `--pcd-shape updown`: by epoch % 10 the list 1, t1…t5, t4…t1, from epoch 40 t1…t10
 (.py:203-205), t_n = 3.99e-4/ln(1 + 0.11n); warm-up 5 on CIFAR-10 (-10.py:198), 10 on CIFAR-100 and
 ImageNet16-120 (-100.py:194: we read -10/-100 as the dataset, as SP's same-named scripts are); sn-softmax
-with st ≡ 1 whenever t ≠ 1 (.py:70-72): `--softmax sn --st-const --sn-unit-off`. (So: their EDD NB201
+with st ≡ 1 whenever t ≠ 1 (.py:70-72): `--softmax sn --st-const --sn-unit-off`. Their noise is a hook of
+the α step alone (.py:59-74: the gradient g of softmax(α/t) fed once more through softmax(α)); their w step
+(.py:45-50) runs plain softmax(α/t), and its ∇α enters their clip of network.parameters(): under `--recipe
+authors` our w step's forward is softmax(α/t) too (with `--clip-scope w` it computes no ∇α). (So: their EDD NB201
 scripts run without sn-softmax, their PCD ones with it.) Not reproduced (no flag): on CIFAR-100 their
 search trains w on all 50k training images and α on the 5k `xvalid` half of the test set
 (lib/datasets/get_dataset_with_transform.py:205-209); ours splits the training set 50/50.
 DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
-constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: `--no-w-nesterov`); clip 5 of `model.parameters()`, which holds no α there
-(model_search_cyc.py:153-154 makes α plain Variables): `--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
+constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: `--no-w-nesterov`); clip 5
+of `model.parameters()`, which holds no α there (model_search_cyc.py:153-154 makes α plain Variables):
+`--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
 cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm-up 5, every 5 epochs,
 every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
 (pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
@@ -207,7 +211,8 @@ class EDDConfig(edd_darts.EDDConfig):
                            "others this epoch (one softmax kind per batched step); run one --seed per process")
         softmax = "normal" if self.sn_unit_off and unit == {True} else self.softmax
         sn_kinds = ["normal"] if self.sn_cells == "normal" else None
-        return step_forwards(run, t, s, softmax, sn_kinds, self.w_double_softmax)
+        # --recipe authors: their w step runs plain softmax(α/t), the noise is their α step's (module docstring)
+        return step_forwards(run, t, s, softmax, sn_kinds, self.w_double_softmax, w_noise=self.recipe != "authors")
 
     def seeds_refusal(self, planning: bool = False) -> str | None:
         if why := super().seeds_refusal(planning):
@@ -253,10 +258,13 @@ def pcd_updown_temperature(epoch: int, e_a: float, t0: float, d_exp: float, peri
 
 
 def step_forwards(run: SearchRun, t: float | Tensor, s: float | Tensor, softmax: str, sn_kinds: list[str] | None,
-                  double: bool = False) -> tuple[Forward, Forward]:
+                  double: bool = False, w_noise: bool = True) -> tuple[Forward, Forward]:
     """(α step's, w step's) forward at temperature t: op_weights of α (Alg. 1 / Eq. 3) on `sn_kinds`; with
-    `double` (--w-double-softmax, the authors' S1-S4 scripts) the w step's weights are softmax(softmax(α)/t)."""
+    `double` (--w-double-softmax, the authors' S1-S4 scripts) the w step's weights are softmax(softmax(α)/t);
+    `w_noise` False: the w step's are softmax(α/t) (their sn noise is a hook of the α step alone)."""
     forward = run.forward(lambda: op_weights(run.model.alphas, t, s, softmax, sn_kinds))
-    if not double:
-        return forward, forward
-    return forward, run.forward(lambda: op_weights(softmax_weights(run.model.alphas), t, s, "normal"))
+    if double:
+        return forward, run.forward(lambda: op_weights(softmax_weights(run.model.alphas), t, s, "normal"))
+    if softmax == "sn" and not w_noise:
+        return forward, run.forward(lambda: op_weights(run.model.alphas, t, s, "normal"))
+    return forward, forward

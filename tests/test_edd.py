@@ -2,6 +2,7 @@
 equations and worked example, the config, and end-to-end runs (plain-DARTS equivalence, smoke, resume)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -267,6 +268,89 @@ def test_config_defaults_and_errors(capsys):
             parse_config(EDDConfig, bad)
         assert err.value.code == 2
     assert "must" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- the authors' PCD step (NB201)
+
+class _Run:
+    """What the step_forwards hook uses of a SearchRun: .model, .forward(weights_fn), .replica_values."""
+
+    def __init__(self, model, t: float):
+        self.model, self.t = model, t
+
+    def forward(self, weights_fn):
+        return lambda x: self.model(x, weights_fn())
+
+    def replica_values(self, key):
+        return [self.t]
+
+
+def _their_pcd_nb201_steps(net, batches, t: float, clip: float, w_opt, a_opt) -> list[float]:
+    """Their NB201 PCD search step, transcribed (chaoji90/PCDEDD AutoDL-Projects_pcd/exps/algos/
+    DARTS-V1-10.py:45-50, 59-74): w step on softmax(α/t), backward, clip of network.parameters() (α's
+    gradient counted), step; α step on softmax(α/t) whose output gradient g is fed once more through
+    softmax(α) (st ≡ 1: 𝒜_1·g) when t ≠ 1, step. Returns the clip norms."""
+    norms = []
+    for x, y, xv, yv in batches:
+        w_opt.zero_grad()
+        F.cross_entropy(net(x, {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}), y).backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip)))
+        w_opt.step()
+        a_opt.zero_grad()
+        weights = {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}
+        for w in weights.values():
+            w.retain_grad()
+        F.cross_entropy(net(xv, weights), yv).backward()
+        if not math.isclose(t, 1.0):
+            for k, a in net.alphas.items():
+                F.softmax(a, dim=-1).backward(weights[k].grad)
+        a_opt.step()
+    return norms
+
+
+def test_authors_pcd_w_step_is_plain_softmax_and_matches_their_step():
+    """--recipe authors (PCD, NB201): the sn noise is their α step's hook only, so the w step's α gradient,
+    which their clip of network.parameters() counts, is plain softmax(α/t)'s."""
+    from common.config import parse_config
+    from common.search import alpha_step, w_step
+    from common.supernet import build_supernet
+    cfg = parse_config(EDDConfig, ["--recipe", "authors", "--schedule", "pcd"])
+    assert (cfg.softmax, cfg.st_const, cfg.sn_unit_off, cfg.clip_scope) == ("sn", True, True, "official")
+    torch.manual_seed(0)
+    model = build_supernet("nb201", 4, 1, 10).double()
+    for a in model.alphas.values():
+        a.data.normal_(0, 0.05)
+    t = 0.05
+    # the hook's w-step forward: ∂l/∂α of softmax(α/t) alone; its α-step forward adds 𝒜_1·g
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    f_a, f_w = cfg.step_forwards(_Run(model, t), t, 1 / t)
+    grads = [torch.autograd.grad(F.cross_entropy(f(x), y), model.arch_parameters()) for f in (f_a, f_w)]
+    weights = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}
+    plain = torch.autograd.grad(F.cross_entropy(model(x, weights), y), model.arch_parameters())
+    torch.testing.assert_close(grads[1], plain, rtol=1e-12, atol=0)
+    assert not all(torch.allclose(g, p) for g, p in zip(grads[0], plain))  # the α step has the noise term
+    # three steps of ours against their transcribed step: every parameter, clip active on each step
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g),
+                torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g))
+               for _ in range(3)]
+    optimisers = lambda m: (torch.optim.SGD(m.weight_parameters(), 0.025, momentum=0.9, weight_decay=5e-4),
+                            torch.optim.Adam(m.arch_parameters(), 3e-4, betas=(0.5, 0.999)))
+    theirs, ours, noisy_w = (copy.deepcopy(model) for _ in range(3))
+    norms = _their_pcd_nb201_steps(theirs, batches, t, 1.0, *optimisers(theirs))
+    assert min(norms) > 1.0
+    for net, noise_in_w in ((ours, False), (noisy_w, True)):
+        w_opt, a_opt = optimisers(net)
+        f_a, f_w = cfg.step_forwards(_Run(net, t), t, 1 / t)
+        f_w = f_a if noise_in_w else f_w  # noisy_w: the sn-softmax in both steps
+        for x, y, xv, yv in batches:  # their order: w step, then α step
+            w_step(f_w, x, y, net.weight_parameters(), w_opt, 1.0, net.arch_parameters())
+            alpha_step(f_a, xv, yv, net.arch_parameters(), a_opt)
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    assert not all(torch.allclose(p, q, rtol=1e-10, atol=1e-12)
+                   for p, q in zip(noisy_w.weight_parameters(), theirs.weight_parameters()))
 
 
 # ---------------------------------------------------------------------------------------- end to end
