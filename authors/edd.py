@@ -36,9 +36,9 @@ search trains w on all 50k training images and α on the 5k `xvalid` half of the
 DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
 constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: `--no-w-nesterov`); clip 5
 of `model.parameters()`, which holds no α there (model_search_cyc.py:153-154 makes α plain Variables):
-`--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
-cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm-up 5, every 5 epochs,
-every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
+`--clip-scope w`; sn-softmax st ≡ 1 on the *normal* cell only, in the α step alone (their w step,
+cyc.py:173-179, runs model(input, new_temp): softmax(α/t)), off at t = 1 (architect_cyc.py:56-59):
+`--softmax sn --st-const --sn-cells normal --sn-unit-off`; EDD: warm-up 5, every 5 epochs, every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
 (pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
 PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
 uses `--space darts-nonone`. Their genotype(t) at the epoch's t (pl.py and cyc.py: `model.genotype(new_temp)`)

@@ -441,3 +441,21 @@ def test_backbones_and_spaces_run(shared_data, tmp_path, extra):
     else:
         assert len(result["genotype"]["normal"]) == 8 and result["param_count"] > 0
         assert result["final"]["s"] == pytest.approx(1 / result["final"]["temperature"])
+
+
+def test_authors_docstring_names_the_flags_of_their_darts_space_recipe():
+    """authors/edd.py's DARTS-space paragraph: its flags are the recipe's values, and each "off at t = 1" /
+    "t ≠ 1" of the sn noise names --sn-unit-off (not --sn-cells, which picks the cell kinds)."""
+    import re
+
+    import authors.edd
+    from common.config import parse_config
+    doc = authors.edd.__doc__
+    clauses = re.findall(r"(?:off at t = 1|t ≠ 1)[^`;]*`([^`]+)`", doc)
+    assert len(clauses) >= 3 and all("--sn-unit-off" in c.split() for c in clauses), clauses
+    darts = doc[doc.index("DARTS space (PCDEDD-DARTS"):doc.index("S1–S4 (")]
+    argv = [a for span in re.findall(r"`(--[^`]+)`", darts) if not span.startswith("--space")
+            for a in span.split()]
+    assert "--sn-unit-off" in argv and "--sn-cells" in argv
+    base = ["--recipe", "authors", "--space", "darts"]
+    assert parse_config(EDDConfig, base + argv) == parse_config(EDDConfig, base)
