@@ -13,10 +13,7 @@ This file implements the paper; the authors' fork and its differences: authors/e
     python edd_darts.py --space nb201 --schedule lpcd --warmup 20      # Fig. 4A LPCD (PCD, linear L)
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
-    python edd_darts.py --space nb201 --recipe authors                  # the authors' NB201 EDD script
-    python edd_darts.py --space nb201 --recipe authors --schedule pcd   # the authors' NB201 PCD script
-    python edd_darts.py --space s3 --dataset svhn --recipe authors --lam 0.24   # their S1-S4 EDD script
-    python edd_darts.py --space s3 --recipe authors --schedule pcd --pcd-d 0.11  # their S1-S4 PCD script
+    python edd_darts.py --space nb201 --recipe authors                 # the authors' script (authors/edd.py)
 
 Equation map (paper numbering)
     Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
@@ -66,15 +63,12 @@ Choices where the paper is silent
   t = 1 that doubles the gradient, the formula's value). PC-DARTS's edge weights use a plain softmax.
 - Numerics: the schedule works with ln t^exp = E(a)/t, so t_end = 1e-7 (E(a)/t = 4000) does not overflow.
 - `--schedule ets` spreads the N = (number of decay events in the run) points over the run, so the last
-  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
-  op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
-  ETS-GDAS's edge form (`--gdas-form`, common/supernet.py) is the official GDAS code's per skeleton: NB201,
-  the sampled op plus the others' zero-valued weights (xautodl search_cells.py:72-84); DARTS skeleton, the
-  sampled op alone (search_cells.py:163-164).
+  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings), with the official
+  GDAS code's edge form per skeleton (`--gdas-form`, common/supernet.py); its op_entropy metrics are of
+  softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
 - `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
 - Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
-  trained with (issue 17; ranking across edges depends on t, the per-edge argmax does not); ETS-GDAS
-  ranks by softmax(A), its hard samples' expectation. NB201: argmax of A either way.
+  trained with (ETS-GDAS: softmax(A), its hard samples' expectation); NB201: argmax of A either way.
 - LTS (Fig. 2B) spreads its N points like `--schedule ets` (last epoch at t_end); LPCD (Fig. 4A) keeps
   PCD's calendar and endpoints (t0 and PCD's last point, from --pcd-d/--pcd-period), linear in t between.
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
@@ -105,7 +99,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
-from common.config import ConfigError, GdasConfig, arg, parse_config
+from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
 from common.replicas import gdas_refusal
 from common.run import RunError, SearchRun, main_guard
 from common.sampling import gdas_weights
@@ -152,12 +146,9 @@ class EDDConfig(GdasConfig):
         """t0^exp of Eq. 11, 15 and PCD's list: Eq. 10 at t0, exp(E(a)/t0)."""
         return ets_forward(self.t0, self.e_a)
 
-    def first_temperature(self) -> float:
-        """t of the first epoch (Alg. 2: t0)."""
-        return self.t0
-
     def pcd_point(self, k: int, epoch: int) -> float:
-        """PCD's t after decay step k, which ends `epoch` (Sec. 4: L^exp cycled every --pcd-period steps)."""
+        """PCD's t after decay step k, which ends `epoch` (Sec. 4: L^exp cycled every --pcd-period steps; k = 0,
+        epoch = −1: the first epoch's t)."""
         return pcd_temperature(self.e_a, self.t0, self.pcd_d, k, self.pcd_period, self.t0_exp())
 
     def schedule_entropy(self, beta_t: Mapping[str, Tensor]) -> float:
@@ -187,20 +178,11 @@ class EDDConfig(GdasConfig):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
-        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0, "> 0"),
-                  ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
-                  ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
-                  ("warmup", self.warmup >= 0, ">= 0"), ("pcd_d", self.pcd_d > 0, "> 0"),
-                  ("pcd_period", self.pcd_period >= 1, ">= 1"),
-                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0")]
-        check_all(self, checks)
-
-
-def check_all(cfg: EDDConfig, checks: Iterable[tuple[str, bool, str]]) -> None:
-    """ConfigError naming the first (field, ok, rule) of `checks` that is not ok, with the value given."""
-    for name, ok, rule in checks:
-        if not ok:
-            raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(cfg, name)})")
+        gt0 = (lambda v: v > 0, "> 0")
+        check_ranges(self, {"s": (lambda v: v > 1, "> 1 (Eq. 7)"), "lam": gt0, "rho": (lambda v: 0 <= v < 1, "in [0, 1)"),
+                            "e_a": gt0, "t0": gt0, "t_end": (lambda v: 0 < v < self.t0, "in (0, t0)"),
+                            "warmup": (lambda v: v >= 0, ">= 0"), "pcd_d": gt0, "pcd_period": (lambda v: v >= 1, ">= 1"),
+                            "clip_alpha": gt0})
 
 
 # ----------------------------------------------------------------------------- sn-softmax (Alg. 1)
@@ -231,10 +213,8 @@ class SnSoftmax(torch.autograd.Function):
 
 
 def sn_softmax(logits: Tensor, t: float, s: float, dim: int = -1) -> Tensor:
-    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8).
-
-    logits: any shape, e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant.
-    """
+    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8); logits of any shape,
+    e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant."""
     return SnSoftmax.apply(logits, t, s, dim)
 
 
@@ -256,10 +236,8 @@ def ets_inverse(t_exp: float, e_a: float) -> float:
 
 
 def ets_log_points(e_a: float, t0: float, t_end: float, n: int) -> list[float]:
-    """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space.
-
-    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends.
-    """
+    """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space:
+    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends."""
     if n == 0:
         return [e_a / t0]
     out = []
@@ -304,20 +282,15 @@ def edd_temperature(e_a: float, t0_exp: float, k: int, d_exp: float) -> float:
 
 def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 10,
                     t0_exp: float | None = None) -> float:
-    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period]).
-
-    n = 0 is t0 itself; `t0_exp` defaults to exp(E(a)/t0) (the authors' code: 1).
-    """
+    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period]);
+    n = 0 is t0 itself; `t0_exp` defaults to exp(E(a)/t0) (the authors' code: 1)."""
     n = k % period
     return t0 if n == 0 else edd_temperature(e_a, ets_forward(t0, e_a) if t0_exp is None else t0_exp, n, d_exp)
 
 
 def lts_temperatures(t0: float, t_end: float, n: int) -> list[float]:
-    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N.
-
-    The paper's example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); the exact points are
-    (1, 0.75025, 0.5005, 0.25075, 0.001): the step is fixed by both ends so t never reaches 0.
-    """
+    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N. The paper's
+    example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); exact: (1, 0.75025, 0.5005, 0.25075, 0.001)."""
     if n == 0:
         return [t0]
     return [t0 + i * (t_end - t0) / n for i in range(n + 1)]
@@ -394,8 +367,8 @@ def search(cfg: EDDConfig) -> dict:
            else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
     d_exp = (cfg.pcd_d if cfg.schedule in ("pcd", "lpcd") else  # fixed d^exp (PCD), Eq. 11's (ETS); EDD's d^exp(0)
              ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1)) if cfg.schedule == "ets" else 0.0)
-    run = SearchRun(cfg, method_state={"t": cfg.first_temperature(), "k": 0, "d_exp": d_exp, "lam": cfg.lam},
-                    script="edd_darts")
+    t = cfg.pcd_point(0, -1) if cfg.schedule == "pcd" else cfg.t0  # t(0) = t0 (Alg. 2), or PCD's point of epoch 0
+    run = SearchRun(cfg, method_state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam}, script="edd_darts")
     model, gdas = run.model, cfg.backbone == "gdas"
     if cfg.clip_alpha:
         clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)

@@ -3,9 +3,14 @@
 The paper's method is edd_darts.py; this file subclasses its `EDDConfig` (common.config.with_authors swaps it
 in on the command line) with the flags that reproduce the authors' code and overrides of the paper's hooks:
 `decays_after`, `decay_lam` (their calendar: --warmup, --decay-every, --late-from, --lam-late; PCD's updown
-list), `t0_exp` (--t0-exp-one), `first_temperature` / `pcd_point` (--pcd-shape updown), `schedule_entropy`
+list), `t0_exp` (--t0-exp-one), `pcd_point` (--pcd-shape updown), `schedule_entropy`
 (--entropy sum, --entropy-cells normal), `step_forwards` (--sn-cells, --sn-unit-off, --w-double-softmax, and
 their w step without the sn noise), `seeds_refusal` (--sn-unit-off under EDD's schedule).
+
+    python edd_darts.py --space nb201 --recipe authors                  # their NB201 EDD script
+    python edd_darts.py --space nb201 --recipe authors --schedule pcd   # their NB201 PCD script
+    python edd_darts.py --space s3 --dataset svhn --recipe authors --lam 0.24   # their S1-S4 EDD script
+    python edd_darts.py --space s3 --recipe authors --schedule pcd --pcd-d 0.11  # their S1-S4 PCD script
 
 `--recipe authors`: every setting of the authors' published search script for the space and dataset
 (github.com/chaoji90/PCDEDD; paths below are in that repository; explicit flags still win; args.json
@@ -83,12 +88,12 @@ from typing import Any
 from torch import Tensor
 
 import edd_darts
-from common.config import ConfigError, arg
+from common.config import ConfigError, arg, check_ranges
 from common.data import NUM_CLASSES
 from common.run import RunError, SearchRun
 from common.search import Forward, softmax_weights
 from common.spaces import SPACES
-from edd_darts import check_all, edd_temperature, ets_forward, mean_entropy, op_weights, search  # noqa: F401
+from edd_darts import edd_temperature, ets_forward, mean_entropy, op_weights, search  # noqa: F401
 
 #: The spaces of the authors' SmoothDARTS/sota/pcdedd scripts.
 S_SWEPT = {"s1", "s2", "s3", "s4"}
@@ -161,8 +166,8 @@ class EDDConfig(edd_darts.EDDConfig):
             raise ConfigError("--schedule lpcd cycles the paper's saw calendar; --pcd-shape updown is for pcd")
         if "normal" in (self.entropy_cells, self.sn_cells) and "normal" not in SPACES[self.space].cell_kinds:
             raise ConfigError(f"--entropy-cells/--sn-cells normal: space {self.space} has no normal cell")
-        check_all(self, [("lam_late", self.lam_late > 0, "> 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
-                         ("late_from", self.late_from is None or self.late_from >= 0, ">= 0")])
+        check_ranges(self, {"lam_late": (lambda v: v > 0, "> 0"), "decay_every": (lambda v: v >= 1, ">= 1"),
+                            "late_from": (lambda v: v >= 0, ">= 0")})
 
     # ------------------------------------------------------------------------- hooks: the authors' code
 
@@ -188,14 +193,8 @@ class EDDConfig(edd_darts.EDDConfig):
     def t0_exp(self) -> float:
         return 1.0 if self.t0_exp_one else super().t0_exp()
 
-    def first_temperature(self) -> float:
-        if self.updown():
-            return pcd_updown_temperature(0, self.e_a, self.t0, self.pcd_d, self.pcd_period, self.warmup,
-                                          self.late_from, self.t0_exp())
-        return super().first_temperature()
-
     def pcd_point(self, k: int, epoch: int) -> float:
-        if self.pcd_shape == "updown":  # the t of epoch + 1 on their calendar
+        if self.pcd_shape == "updown":  # the t of epoch + 1 on their calendar (epoch -1: the first epoch's)
             return pcd_updown_temperature(epoch + 1, self.e_a, self.t0, self.pcd_d, self.pcd_period, self.warmup,
                                           self.late_from, self.t0_exp())
         return super().pcd_point(k, epoch)
