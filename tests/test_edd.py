@@ -459,3 +459,41 @@ def test_authors_docstring_names_the_flags_of_their_darts_space_recipe():
     assert "--sn-unit-off" in argv and "--sn-cells" in argv
     base = ["--recipe", "authors", "--space", "darts"]
     assert parse_config(EDDConfig, base + argv) == parse_config(EDDConfig, base)
+
+
+def test_paper_functions_run_from_their_source_alone():
+    """sn_softmax, ets_temperatures, edd_decay, edd_temperature: copied out of edd_darts.py with the functions
+    and classes of the file they use (their globals, resolved recursively), they run on torch and math alone."""
+    import inspect
+
+    import edd_darts
+    allowed = {"torch": torch, "math": math, "F": F}
+
+    def global_names(obj) -> set[str]:
+        if inspect.isclass(obj):
+            return set().union(*(global_names(getattr(v, "__func__", v)) for v in vars(obj).values()
+                                  if inspect.isfunction(getattr(v, "__func__", v))))
+        return set(inspect.getclosurevars(obj).globals)
+
+    sources, todo = {}, ["sn_softmax", "ets_temperatures", "edd_decay", "edd_temperature"]
+    while todo:
+        name = todo.pop()
+        if name not in sources:
+            obj = getattr(edd_darts, name)
+            sources[name] = inspect.getsource(obj)
+            for dep in global_names(obj) - set(allowed):
+                value = getattr(edd_darts, dep)
+                assert (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == "edd_darts", \
+                    (name, dep)  # nothing of common/, no module state
+                todo.append(dep)
+    assert set(sources) >= {"SnSoftmax", "softmax_vjp", "ets_log_points"}
+    namespace = dict(allowed, __name__="lifted")
+    exec(compile("from __future__ import annotations\n" + "\n\n".join(sources.values()), "lifted", "exec"), namespace)
+    a = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(6, 5, dtype=torch.float64)
+    ours = torch.autograd.grad((edd_darts.sn_softmax(a, 0.1, 10.0) * g).sum(), a)[0]
+    lifted = torch.autograd.grad((namespace["sn_softmax"](a, 0.1, 10.0) * g).sum(), a)[0]
+    assert torch.equal(ours, lifted)
+    assert namespace["ets_temperatures"](E_A, 1.0, 1e-3, 4) == ets_temperatures(E_A, 1.0, 1e-3, 4)
+    assert namespace["edd_temperature"](E_A, 1.0, 2, namespace["edd_decay"](0.1, 1.2, 0.06)) == \
+        edd_temperature(E_A, 1.0, 2, edd_decay(0.1, 1.2, 0.06))
