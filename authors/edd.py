@@ -75,9 +75,9 @@ t = 4e-4: mean edge entropy 0.49 nats against 0.32 at t; 10,000 draws, this CPU)
 Their genotype(t) at the epoch's t (pl.py:221) rounds softmax(α/t) to 3 decimals, keeps the earlier of
 equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-decimals 3 --derive-ties
 earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
-(pl.py:246-251, cyc.py:239-244): `--step-order alpha-first --valid-batch random`. Not reproduced: their last, partial batch of an epoch (no drop_last,
-:152-160; ours drops it); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their seed is
-random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
+(pl.py:246-251, cyc.py:239-244): `--step-order alpha-first --valid-batch random`. Not reproduced: their
+last, partial batch of an epoch (no drop_last, :152-160; ours drops it); their "valid" accuracy is the
+supernet at t = 1e-4 (pl.py:216); their seed is random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
 """
 from __future__ import annotations
 
@@ -93,7 +93,9 @@ from common.data import NUM_CLASSES
 from common.run import RunError, SearchRun
 from common.search import Forward, softmax_weights
 from common.spaces import SPACES
-from edd_darts import edd_temperature, ets_forward, mean_entropy, op_weights, search  # noqa: F401
+from edd_darts import edd_temperature, ets_forward, mean_entropy, op_weights
+
+search = edd_darts.search  # the one search: with this config class, it runs the hooks below
 
 #: The spaces of the authors' SmoothDARTS/sota/pcdedd scripts.
 S_SWEPT = {"s1", "s2", "s3", "s4"}
