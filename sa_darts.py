@@ -77,12 +77,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
-from common.run import SearchRun, main_guard
-from common.sampling import gumbel_softmax_soft, linear_tau
-from common.search import alpha_step, softmax_weights, w_step
+from common.harness import SeedRun, open_run
+from common.rundir import main_guard
+from common.sampling import Generators, gumbel_softmax_soft, linear_tau
+from common.search import softmax_weights
 from common.spaces import SPACES
 
 Alphas = Tensor | Mapping[str, Tensor] | Iterable[Tensor]
@@ -183,17 +183,10 @@ def add_skip_bias(alphas: Mapping[str, Tensor], edge_ops: Mapping[str, tuple[tup
                     a[..., e, ops.index("skip_connect")] += bias  # (E, M), or (S, E, M) with --seeds
 
 
-def snas_weights(alphas: Mapping[str, Tensor], tau: float, generator: torch.Generator | None = None
-                 ) -> dict[str, Tensor]:
-    """SNAS relaxation: one soft Gumbel-softmax sample softmax((α + g)/τ) per edge, (E, M) per cell kind."""
+def snas_weights(alphas: Mapping[str, Tensor], tau: float, generator: Generators = None) -> dict[str, Tensor]:
+    """SNAS relaxation: one soft Gumbel-softmax sample softmax((α + g)/τ) per edge, (E, M) per cell kind
+    (with --seeds α (S, E, M) and one generator per seed: each seed's sample, as its single run draws it)."""
     return {k: gumbel_softmax_soft(a, tau, generator) for k, a in alphas.items()}
-
-
-def replica_snas_weights(alphas: Mapping[str, Tensor], tau: float, generators: list[torch.Generator]
-                         ) -> dict[str, Tensor]:
-    """`snas_weights` of stacked replicas (--seeds): replica s's α (E, M) with its own generator → (S, E, M)."""
-    return {k: torch.stack([gumbel_softmax_soft(a_s, tau, g) for a_s, g in zip(a, generators)])
-            for k, a in alphas.items()}
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -236,7 +229,7 @@ def regulariser(cfg: SAConfig, alphas: Alphas, epoch: int
 
 
 @torch.no_grad()
-def epoch_report(cfg: SAConfig, run: SearchRun, lam: float, reg: Callable[[], Tensor] | None,
+def epoch_report(cfg: SAConfig, run: SeedRun, lam: float, reg: Callable[[], Tensor] | None,
                  tau: float, frozen: bool) -> tuple[dict[str, Tensor], dict]:
     """(op weights used this epoch, the schedule values and α statistics for metrics.jsonl)."""
     model, space = run.model, run.model.space
@@ -262,41 +255,20 @@ def epoch_report(cfg: SAConfig, run: SearchRun, lam: float, reg: Callable[[], Te
 
 
 def search(cfg: SAConfig) -> dict:
-    run = SearchRun(cfg, method_state={}, script="sa_darts")
-    model, space = run.model, run.model.space
+    run = open_run(cfg, "sa_darts", state={})
     if run.start_epoch == 0 and cfg.init_skip_bias:
-        add_skip_bias(model.alphas, space.edge_ops, cfg.init_skip_bias)
-    gumbels = [torch.Generator(device=run.device).manual_seed(seed) for seed in run.seeds]  # one per replica
-    for gumbel in gumbels:
-        run.register_generator(gumbel)
-    for g, state in zip(gumbels, run.replica_values("gumbel_rng")):
-        if state is not None:  # resumed: continue the Gumbel noise stream
-            g.set_state(state)
+        add_skip_bias(run.alphas, run.model.space.edge_ops, cfg.init_skip_bias)  # Fig. 4's unfair start
+    gumbel = run.generator("gumbel_rng")  # SNAS's noise: one stream per seed, checkpointed
     for epoch in run.epochs():
-        lam, reg = regulariser(cfg, model.alphas, epoch)
+        lam, reg = regulariser(cfg, run.alphas, epoch)  # λ_e = e/5 and Eq. 7 (or β-DARTS, or none)
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
-        if cfg.backbone == "snas":
-            fwd = run.forward(lambda: snas_weights(model.alphas, tau, gumbels[0]) if len(gumbels) == 1
-                              else replica_snas_weights(model.alphas, tau, gumbels))
-        else:
-            fwd = run.forward(lambda: softmax_weights(model.alphas))
+        fwd = run.forward(lambda: snas_weights(run.alphas, tau, gumbel) if cfg.backbone == "snas"
+                          else softmax_weights(run.alphas))  # Eq. 1 (SNAS: soft Gumbel samples)
         frozen = epoch < cfg.warmup  # warm-up: w only, α (and γ) frozen
-
-        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 1 lines 6-7 with this epoch's λ_e and τ (--step-order)
-            def valid():
-                if frozen:
-                    with torch.no_grad():
-                        logits = fwd(x_v)
-                    return F.cross_entropy(logits, y_v), logits
-                return alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer, reg)
-            return run.ordered(lambda: w_step(fwd, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
-                                              run.clip_extra), valid)
-        for batch in run.steps():
-            run.step(bilevel, *batch)
-        run.set_replica_values("gumbel_rng", [g.get_state() for g in gumbels])
-        run.end_epoch(*run.per_replica(  # each replica's report from its own α (one report without --seeds)
-            lambda r: epoch_report(cfg, r, lam, regulariser(cfg, r.model.alphas, epoch)[1], tau, frozen)),
-            derive_temperature=1.0)
+        alpha = run.valid_loss(fwd) if frozen else run.alpha_step(fwd, reg)  # Alg. 1 line 6
+        for batch in run.batches():
+            run.bilevel(batch, w=run.w_step(fwd), alpha=alpha)  # Alg. 1 lines 6-7 (w: line 7)
+        run.end_epoch(lambda r: epoch_report(cfg, r, lam, regulariser(cfg, r.model.alphas, epoch)[1], tau, frozen))
     return run.finish()
 
 

@@ -26,8 +26,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.data import MEAN, STD, make_loader, search_split  # noqa: E402
+from common.fast import build_supernet  # noqa: E402
 from common.search import alpha_step, w_step  # noqa: E402
-from common.supernet import build_supernet  # noqa: E402
 
 
 def main() -> None:

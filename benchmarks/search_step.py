@@ -40,10 +40,10 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common.fast import build_supernet  # noqa: E402
 from common.graphs import StepGraphs  # noqa: E402
 from common.sampling import gdas_weights, gumbel_softmax_hard  # noqa: E402
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step  # noqa: E402
-from common.supernet import build_supernet  # noqa: E402
 
 METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")
 REPLICA_METHODS = ("darts-v1", "darts-v2", "gdas", "pc-k4")  # what --seeds batches (common/replicas.py)

@@ -1,2 +1,5 @@
-"""Shared core for the four DARTS fixes: search spaces and supernet, data, NAS-Bench-201 query,
-search building blocks and run infrastructure. Nothing here is a paper's contribution."""
+"""Shared core for the four DARTS fixes; nothing here is a paper's contribution.
+
+Search spaces and supernet, data, the NAS-Bench-201 query, search building blocks, the run harness
+(common/harness.py) and the run infrastructure beneath it.
+"""

@@ -221,3 +221,9 @@ def eval_loss(logits: Tensor, aux_logits: Tensor | None, y: Tensor, aux_weight: 
     if aux_logits is not None and aux_weight > 0:
         loss = loss + aux_weight * F.cross_entropy(aux_logits, y)
     return loss
+
+
+def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:
+    """Parameters of the derived network at evaluation size (DARTS: 20 cells, C=36, CIFAR-10), auxiliary
+    head excluded; the network is `EvalNetwork`."""
+    return EvalNetwork(genotype, C, layers, num_classes).param_count()

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from common.ops import channel_shuffle
 from common.spaces import NB201_OP_NAMES
-from common.supernet import MixedOp, NB201Cell, Supernet
+from common.supernet import ALPHA_INIT_STD, MixedOp, NB201Cell, Supernet
 
 _BN_EPS = 1e-5
 
@@ -118,3 +118,12 @@ class FastSupernet(Supernet):
                 module.forward = _nb201_fast_forward.__get__(module)  # type: ignore[method-assign]
                 by_src = sorted(range(len(module.edges)), key=lambda e: module.edges[e][1])  # stable: edge order
                 module.register_buffer("edges_by_src", torch.tensor(by_src), persistent=False)
+
+
+def build_supernet(space: str, C: int, N: int, num_classes: int, partial_channels: int = 1,
+                   edge_norm: bool | None = None, fast: bool = False, alpha_init_std: float = ALPHA_INIT_STD,
+                   alpha_init_mean: float = 0.0, gdas_form: str | None = None) -> Supernet:
+    """The supernet of `space` (a name in `common.spaces.SPACES`); `fast` picks `FastSupernet`."""
+    cls = FastSupernet if fast else Supernet
+    return cls(space, C=C, N=N, num_classes=num_classes, partial_channels=partial_channels, edge_norm=edge_norm,
+               alpha_init_std=alpha_init_std, alpha_init_mean=alpha_init_mean, gdas_form=gdas_form)

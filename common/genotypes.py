@@ -1,4 +1,4 @@
-"""Genotype derivation (DERIVE) and the evaluation-size network of a DARTS-space genotype.
+"""Genotype derivation (DERIVE): the cell a search ends with, from its op weights; genotype one-hots.
 
 NB201: argmax per edge over all 5 ops, `none` included (NB201 protocol) → official arch string.
 DARTS skeleton (DARTS, S1–S4): for every intermediate node keep the 2 incoming edges with the largest
@@ -165,13 +165,6 @@ def derive_from_alphas(alphas: Mapping[str, Tensor], space: SearchSpace, tempera
         raise ValueError(f"ties must be one of {', '.join(rules)} (got {ties!r})")
     later_input, last_op = rules[ties]
     return derive_genotype(rounded, space, later_wins_ties=later_input, later_op_wins_ties=last_op)
-
-
-def genotype_param_count(genotype: Genotype, C: int = 36, layers: int = 20, num_classes: int = 10) -> int:
-    """Parameters of the derived network at evaluation size (DARTS: 20 cells, C=36, CIFAR-10), auxiliary
-    head excluded; the network is `common.evalnet.EvalNetwork`."""
-    from common.evalnet import EvalNetwork  # evalnet imports this module
-    return EvalNetwork(genotype, C, layers, num_classes).param_count()
 
 
 def genotype_weights(genotype: str | Genotype, space: SearchSpace,

@@ -261,6 +261,10 @@ class PdartsRun(SearchRun):
         method_state, script: as for `SearchRun`.
     """
 
+    #: why `--seeds` cannot batch it (common.harness.seeds_refusal)
+    seeds_refusal = ("--seeds with --backbone pdarts is not supported yet: each stage builds a new supernet; "
+                     "run one --seed per process")
+
     def __init__(self, cfg: SearchConfig, schedule: PdartsSchedule, method_state: dict[str, Any] | None = None,
                  script: str | None = None) -> None:
         if cfg.epochs != schedule.stages * schedule.epochs:

@@ -35,26 +35,35 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-NB201_COLUMNS = ("cifar10_valid_valid", "cifar10_test", "cifar100_valid", "cifar100_test",
-                 "imagenet16_valid", "imagenet16_test")
-NB201_HEADERS = ("C10 valid", "C10 test", "C100 valid", "C100 test", "IN16 valid", "IN16 test")
-#: The papers' NB201 numbers: CIFAR-10 search, CIFAR-10 test accuracy (%), keyed by method label.
-PAPER = {"SA-DARTS": "94.36±0.00", "SAC-DARTS": "94.36±0.00", "SP-DARTS": "94.01±0.31",
-         "EDD-DARTS": "93.80±0.33", "EDD-DARTS (clip)": "94.05±0.11", "PCD": "93.78±0.43",
-         "ETS-GDAS": "93.75±0.22", "DARTS-V1-AER": "76.68±8.15", "DARTS-V2-AER": "70.92±0.00",
-         "GDAS-AER": "93.46±0.21", "DARTS-V1": "54.30", "DARTS-V2": "54.30",
-         "GDAS": "93.51±0.13 / 93.61±0.09", "beta-DARTS": "94.36±0.00",
-         "LTS-DARTS": "— (EDD Fig. 2B only)", "LPCD-DARTS": "— (EDD Fig. 4A only)",
-         # SA-DARTS Table 8: plain DARTS from α = 1e-3·c (+ 1e-3·N(0, 1)), NB201 C10 test at epoch 50
-         "DARTS (α init -0.5e-3)": "54.30", "DARTS (α init -1e-3)": "54.30", "DARTS (α init -2e-3)": "70.92",
-         "DARTS (α init -5e-3)": "70.92"}
+from common.plots import (  # noqa: F401 - re-exported: their home was this module
+    _groups,
+    curves,
+    init_entropy_at,
+    make_plots,
+    schedule_entropy_plot,
+)
+from common.stats import kendall_tau
+from common.summary import (  # noqa: F401 - re-exported: the report's names since before summary.py
+    DATASET_NAMES,
+    NB201_COLUMNS,
+    NB201_HEADERS,
+    PAPER,
+    SHORT_OPS,
+    SPACE_NAMES,
+    Run,
+    _duration,
+    _num,
+    method_label,
+    run_summary,
+    short_genotype,
+)
+
 #: The papers' test errors (%) of the searched genotype trained from scratch, keyed by (label, space, dataset
 #: searched and evaluated on); params (M) where the paper gives them. EDD: paper 000 Table 3 (DARTS space)
 #: and Table 2 (S1-S4 on C100/SVHN); SP: paper 002 Tables III and V; SA/SAC: paper 003 Table 2 (error =
@@ -97,13 +106,6 @@ def base_label(label: str) -> str:
 #: args.json fields that tell configurations of one script apart (fallback labels).
 KEY_FIELDS = ("backbone", "reg", "schedule", "softmax", "objective", "lam", "lam_neg", "lam_pos",
               "clip_alpha", "partial_channels")
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
-                 "imagenet16-120": "ImageNet16-120", "synthetic": "synthetic data"}
-SPACE_NAMES = {"nb201": "NB201", "darts": "DARTS space", "darts-nonone": "DARTS space without none",
-               "s1": "S1", "s2": "S2", "s3": "S3", "s4": "S4", "nb201-3op": "NB201, 3 ops (SA Fig. 5)"}
-SHORT_OPS = {"none": "none", "skip_connect": "skip", "max_pool_3x3": "max", "avg_pool_3x3": "avg",
-             "sep_conv_3x3": "sep3", "sep_conv_5x5": "sep5", "dil_conv_3x3": "dil3", "dil_conv_5x5": "dil5",
-             "nor_conv_1x1": "conv1", "nor_conv_3x3": "conv3"}
 QUICK_NOTE = (
     "**Tiny runs (`--limit-train`, e.g. `run_all.sh --quick`).** They show that search, derivation, NB201 "
     "lookup and report run end to end, and that each method's mechanism acted (its schedule values in "
@@ -117,64 +119,8 @@ class ReportError(Exception):
     """A user-facing failure: one line on stderr, exit code 2."""
 
 
-@dataclass
-class Run:
-    """One run directory. `metrics`: the metrics.jsonl records; `result`: result.json or None."""
-
-    path: Path
-    label: str
-    args: dict[str, Any]
-    metrics: list[dict[str, Any]]
-    result: dict[str, Any] | None
-    finished: bool
-    evaluation: dict[str, Any] | None = None  # RUN/eval/result.json of `python -m common.train`
-
-    @property
-    def dataset(self) -> str:
-        return str(self.args.get("dataset", "?"))
-
-    @property
-    def space(self) -> str:
-        return str(self.args.get("space", "?"))
-
-    @property
-    def epochs_done(self) -> int:
-        return int(self.metrics[-1].get("epoch", len(self.metrics))) if self.metrics else 0
-
-    @property
-    def status(self) -> str:
-        return "finished" if self.finished else f"unfinished ({self.epochs_done}/{self.args.get('epochs', '?')} epochs)"
 
 
-def method_label(args: dict[str, Any]) -> str:
-    """The method's short name (a key of PAPER where one fits) from a run's args.json."""
-    script = str(args.get("script", "run"))
-    pc = (args.get("partial_channels") or 1) > 1
-    if script == "edd_darts":
-        if args.get("backbone") == "gdas":
-            return "ETS-GDAS"
-        if args.get("schedule") in ("pcd", "lts", "lpcd"):
-            return {"pcd": "PCD", "lts": "LTS-DARTS", "lpcd": "LPCD-DARTS"}[args["schedule"]]
-        name = "EDD-PC-DARTS" if pc else "EDD-DARTS"
-        return name + (" (clip)" if args.get("clip_alpha") else "")
-    if script == "aer_darts":
-        base = {"darts-v1": "DARTS-V1", "darts-v2": "DARTS-V2", "gdas": "GDAS"}.get(
-            str(args.get("backbone")), str(args.get("backbone")))
-        base = "PC-" + base if pc else base
-        plain = args.get("lam") == 0 or (args.get("lam") is None and args.get("lam_neg") == 0 == args.get("lam_pos"))
-        return base if plain else f"{base}-AER"
-    if script == "sp_darts":
-        return "SP-DARTS"
-    if script == "sa_darts":
-        reg = args.get("reg")
-        if reg == "beta":
-            return "beta-DARTS"
-        if reg == "none":
-            return "PC-DARTS" if pc else "DARTS"
-        return "SAC-DARTS" if pc else "SA-DARTS"
-    if script == "darts":
-        return "DARTS-V1"
-    return script
 
 
 def _given_label(run_path: str | Path, args: dict[str, Any]) -> str | None:
@@ -255,12 +201,6 @@ def collect_runs(root: str | Path) -> list[Run]:
 
 
 # ---------------------------------------------------------------------------------------- tables
-def _num(x: Any) -> float:
-    """A metric value as float (NaN for None/missing/"nan" strings)."""
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -320,11 +260,6 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows])
 
 
-def _groups(runs: Sequence[Run], key: Callable[[Run], tuple]) -> dict[tuple, list[Run]]:
-    groups: dict[tuple, list[Run]] = {}
-    for r in runs:
-        groups.setdefault(key(r), []).append(r)
-    return groups
 
 
 def _nb201_skeleton(run: Run) -> bool:
@@ -342,7 +277,6 @@ def fidelity_cells(runs: Sequence[Run]) -> list[str]:
     (a), (b): mean ± std over the runs that have one; (c): Kendall τ over those runs between each final
     supernet's accuracy of its derived cell and that cell's NB201 accuracy (needs two runs or more).
     """
-    from common.fidelity import kendall_tau
     data = [d for d in (_read_json(r.path / "fidelity.json") if (r.path / "fidelity.json").is_file() else None
                         for r in runs) if isinstance(d, dict)]
     if not data:
@@ -377,14 +311,6 @@ def results_table(runs: Sequence[Run]) -> str:
     return _md_table(head, rows)
 
 
-def short_genotype(genotype: Any) -> str:
-    """`N: sep3~0 sep3~1, ... / R: max~0 ...` for a DARTS genotype dict; NB201 strings unchanged."""
-    if not isinstance(genotype, dict):
-        return str(genotype)
-    def cell(pairs: Sequence[Sequence[Any]]) -> str:
-        ops = [f"{SHORT_OPS.get(op, op)}~{src}" for op, src in pairs]
-        return ", ".join(" ".join(ops[i:i + 2]) for i in range(0, len(ops), 2))
-    return f"N: {cell(genotype.get('normal', []))} / R: {cell(genotype.get('reduce', []))}"
 
 
 def paper_eval(run: Run) -> str:
@@ -428,366 +354,10 @@ def unfinished_list(runs: Sequence[Run]) -> str:
     return "\n".join(lines) if lines else "None."
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
-def run_summary(result: dict[str, Any], args: dict[str, Any], run_dir: str | Path, session_s: float) -> str:
-    """The lines a finished search ends with: cell, NB201 numbers beside the paper's, time, where its files are."""
-    label, dataset = method_label(args), str(args.get("dataset"))
-    final = result.get("final") or {}
-    lines = [f"search finished: {label} ({args.get('script')}), {SPACE_NAMES.get(str(args.get('space')), args.get('space'))} "
-             f"on {DATASET_NAMES.get(dataset, dataset)}, seed {args.get('seed')}, {result.get('epochs')} epochs",
-             f"  derived {'cell' if isinstance(result.get('genotype'), str) else 'genotype'}: "
-             f"{short_genotype(result.get('genotype'))}"]
-    if result.get("param_count"):
-        lines.append(f"  parameters at evaluation size: {result['param_count'] / 1e6:.2f} M")
-    nb201 = result.get("nb201")
-    if nb201:
-        paper = PAPER.get(label) if dataset == "cifar10" else None
-        cells = []
-        for column, head in zip(NB201_COLUMNS, NB201_HEADERS):
-            v = _num(nb201.get(column))
-            cells.append(f"{head} {v:.2f}" if math.isfinite(v) else f"{head} — (not in this table)")
-            if column == "cifar10_test" and paper:
-                cells[-1] += f" (paper, {label}: {paper})"
-        lines += ["  NB201 200-epoch accuracy of this cell (%): " + "; ".join(cells[:2]),
-                  "      " + "; ".join(cells[2:])]
-    elif args.get("space") == "nb201":
-        lines.append("  NB201 lookup off (--nb201 none): no accuracies")
-    if final:
-        lines.append(f"  last epoch: supernet train {_num(final.get('train_acc')):.1f}%, valid "
-                     f"{_num(final.get('valid_acc')):.1f}%; discretized net {_num(final.get('discrete_valid_acc')):.1f}%; "
-                     f"H {_num(final.get('op_entropy_mean')):.3f}")
-    lines += [f"  time: {_duration(_num(result.get('wall_time_s')))} of search epochs (all sessions), "
-              f"{_duration(session_s)} this session; device {result.get('device')}",
-              f"  run directory: {run_dir} (result.json, metrics.jsonl, log.txt, checkpoint.pt, args.json)",
-              "  C10/C100 = CIFAR-10/100, IN16 = ImageNet16-120 (NB201's valid/test splits); discretized net =",
-              "  the derived cell, one-hot, with the supernet's weights, on the valid half; H = mean edge entropy",
-              "  of the op weights the method used (nats; uniform over M ops = ln M)"]
-    return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------- plots
-def _curve_key(runs: Sequence[Run]) -> Callable[[Run], str]:
-    """Legend text: the label, plus space/dataset where the runs differ in them."""
-    many_data = len({r.dataset for r in runs}) > 1
-    many_space = len({r.space for r in runs}) > 1
-    return lambda r: r.label + (f" [{r.space}]" if many_space else "") + (f" / {r.dataset}" if many_data else "")
-
-
-def curves(runs: Sequence[Run], key: str) -> dict[str, dict[int, list[float]]]:
-    """legend → epoch → values over seeds of metrics key `key` (finite values only)."""
-    name = _curve_key(runs)
-    out: dict[str, dict[int, list[float]]] = {}
-    for r in runs:
-        for rec in r.metrics:
-            v = _num(rec.get(key))
-            if math.isfinite(v):
-                out.setdefault(name(r), {}).setdefault(int(rec.get("epoch", 0)), []).append(v)
-    return out
-
-
-def _palette(runs: Sequence[Run]) -> dict[str, tuple[Any, str]]:
-    """(colour, line style) per legend text, the same for a method in every plot."""
-    import matplotlib.pyplot as plt
-    names = list(dict.fromkeys(r.label for r in runs))
-    cmap = plt.get_cmap("tab10")  # strong colours; past ten, the line style tells methods apart
-    styles = ("-", "--", "-.", ":")
-    return {n: (cmap(i % cmap.N), styles[(i // cmap.N) % len(styles)]) for i, n in enumerate(names)}
-
-
-def _plot_band(ax: Any, per_epoch: dict[int, list[float]], label: str, style: tuple[Any, str]) -> None:
-    epochs = sorted(per_epoch)
-    vals = [np.asarray(per_epoch[e]) for e in epochs]
-    color, linestyle = style
-    ax.plot(epochs, [v.mean() for v in vals], label=label, color=color, linestyle=linestyle,
-            marker="o" if len(epochs) < 15 else None, markersize=4)
-    if any(v.size > 1 for v in vals):
-        ax.fill_between(epochs, [v.min() for v in vals], [v.max() for v in vals], color=color, alpha=0.15)
-
-
-def _by_space_and_data(runs: Sequence[Run]) -> list[tuple[str, str, list[Run]]]:
-    """(file suffix, title suffix, runs) per (space, dataset); NB201 / CIFAR-10 first, without suffix."""
-    groups = _groups(runs, lambda r: (r.space, r.dataset))
-    keys = sorted(groups, key=lambda k: (k != ("nb201", "cifar10"), k))
-    return [("" if i == 0 else f"_{space}_{dataset}",
-             f"{SPACE_NAMES.get(space, space)}, {DATASET_NAMES.get(dataset, dataset)} search", groups[(space, dataset)])
-            for i, (space, dataset) in enumerate(keys)]
-
-
-def _style_epoch_axis(ax: Any, xlabel: str = "search epoch") -> None:
-    from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.ticklabel_format(axis="y", useOffset=False)
-    ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
-
-
-#: Up to this many curves share one axes (legend outside); more get a panel each (small multiples).
-MAX_CURVES_PER_AXES = 4
-
-
-def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Path, ymin: float | None,
-                palette: dict[str, tuple[Any, str]]) -> bool:
-    """One curve per label: on one axes with the legend outside when few, else a panel per label (the
-    others drawn thin and grey behind it, same axes everywhere) so that no curve hides another."""
-    import matplotlib.pyplot as plt
-    series = curves(runs, key)
-    if not series:
-        return False
-    names = list(series)
-    if len(names) <= MAX_CURVES_PER_AXES:
-        fig, ax = plt.subplots(figsize=(9, 4.8))
-        for name in names:
-            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
-        ax.set(ylabel=ylabel, title=title)
-        _style_epoch_axis(ax)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-        axes = [ax]
-    else:
-        cols = 4 if len(names) <= 16 else 5
-        rows = math.ceil(len(names) / cols)
-        fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows + 1.0), sharex=True, sharey=True,
-                                 squeeze=False)
-        axes = list(grid.flat)
-        for ax, name in zip(axes, names):
-            for other in names:
-                if other != name:
-                    epochs = sorted(series[other])
-                    ax.plot(epochs, [np.mean(series[other][e]) for e in epochs], color="0.8", lw=0.8, zorder=1)
-            _plot_band(ax, series[name], name, palette.get(name, ("C0", "-")))
-            ax.set_title(name, fontsize=9)
-            _style_epoch_axis(ax, "")
-        for i, ax in enumerate(axes[len(names):], start=len(names)):
-            ax.axis("off")
-            axes[i - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above ends its column
-        fig.suptitle(title + "\n(each panel one method in colour, the others in grey)", fontsize=11)
-        fig.supxlabel("search epoch", fontsize=9)
-        fig.supylabel(ylabel, fontsize=9)
-    if ymin is not None:
-        top = max(axes[0].get_ylim()[1], ymin + 1e-3)
-        axes[0].set_ylim(ymin, top + 0.05 * (top - ymin))  # shared: sets every panel
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return True
-
-
-def _softmax(a: np.ndarray) -> np.ndarray:
-    e = np.exp(a - a.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _alpha_run(runs: Sequence[Run], alpha_run: str | Path | None) -> Run | None:
-    if alpha_run is not None:
-        target = Path(alpha_run).resolve()
-        return next((r for r in runs if r.path.resolve() == target), None)
-    has_alpha = [r for r in runs if (r.result or {}).get("alphas") or any("alphas" in m for m in r.metrics)]
-    preferred = [r for r in has_alpha if r.label.startswith("SA-DARTS") or "AER" in r.label
-                 or r.args.get("script") in ("sa_darts", "aer_darts")]
-    return (preferred or has_alpha or [None])[0]
-
-
-def _alpha_plot(run: Run, path: Path) -> str:
-    """softmax(α) of the normal cell per edge; over epochs if recorded, else final bars. → title."""
-    import matplotlib.pyplot as plt
-
-    from common.spaces import SPACES
-    space = SPACES.get(run.space)
-    per_epoch = [(int(m.get("epoch", i + 1)), m["alphas"]) for i, m in enumerate(run.metrics)
-                 if isinstance(m.get("alphas"), dict)]
-    kind = "normal"
-    staged = per_epoch and any(np.shape(a[kind]) != np.shape(per_epoch[0][1][kind]) for _, a in per_epoch)
-    if staged:  # P-DARTS: later stages prune the op sets (the names below are the first stage's)
-        per_epoch = [(e, a) for e, a in per_epoch if np.shape(a[kind]) == np.shape(per_epoch[0][1][kind])]
-    if per_epoch:
-        epochs = [e for e, _ in per_epoch]
-        w = _softmax(np.asarray([a[kind] for _, a in per_epoch], dtype=np.float64))  # (T, E, M)
-        title = (f"softmax(α) per edge over epochs — {run.label}, seed {run.args.get('seed', '?')}"
-                 + (" (first P-DARTS stage)" if staged else ""))
-    else:
-        w = _softmax(np.asarray(run.result["alphas"][kind], dtype=np.float64))[None]  # (1, E, M)
-        title = (f"final softmax(α) per edge — {run.label}, seed {run.args.get('seed', '?')} "
-                 "(no per-epoch α recorded)")
-    n_edges, n_ops = w.shape[1], w.shape[2]
-    cols = min(n_edges, 4 if n_edges > 8 else 3)  # DARTS: 14 edges in 4 × 4 panels of readable size
-    rows = math.ceil(n_edges / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows + 1.0), sharey=True, squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for e, ax in enumerate(axes.flat):
-        if e >= n_edges:
-            ax.axis("off")
-            continue
-        ops = space.edge_ops[kind][e] if space else tuple(f"op{o}" for o in range(n_ops))
-        to, src = space.edges[e] if space else (e, "?")
-        for o in range(n_ops):
-            name, color = SHORT_OPS.get(ops[o], ops[o]), colors[o % len(colors)]
-            if per_epoch:
-                ax.plot(epochs, w[:, e, o], color=color, label=name)
-            else:
-                ax.bar(o, w[0, e, o], color=color, label=name)
-        ax.set_title(f"edge {src}→{to}", fontsize=9)
-        if per_epoch:
-            _style_epoch_axis(ax, "epoch")
-        else:
-            ax.set_xticks(range(n_ops), [SHORT_OPS.get(n, n) for n in ops], rotation=45, fontsize=7)
-        if e % cols == 0:
-            ax.set_ylabel("softmax(α)", fontsize=8)
-        if per_epoch and (space is None or len(set(space.edge_ops[kind])) > 1):
-            ax.legend(fontsize=6)
-    if per_epoch and space is not None and len(set(space.edge_ops[kind])) == 1:
-        handles, names = axes.flat[0].get_legend_handles_labels()
-        if n_edges < axes.size:  # in the first empty panel, beside the curves
-            axes.flat[n_edges].legend(handles, names, loc="center", fontsize=9, title="op")
-        else:
-            fig.legend(handles, names, loc="lower center", ncol=n_ops, fontsize=8)
-    fig.suptitle(title + f" [{kind} cell, {run.space}]", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 if n_edges == axes.size else 0, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return title
-
-
-def _alpha_stats_plot(runs: Sequence[Run], path: Path, where: str, palette: dict[str, tuple[Any, str]]) -> bool:
-    import matplotlib.pyplot as plt
-    stats = [("alpha_mean", "mean of α"), ("alpha_median", "median of α"), ("alpha_std", "std of α")]
-    series = {k: curves(runs, k) for k, _ in stats}
-    if not any(series.values()):
-        return False
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for ax, (key, name) in zip(axes, stats):
-        for legend, per_epoch in series[key].items():
-            _plot_band(ax, per_epoch, legend, palette.get(legend, ("C0", "-")))
-        ax.set(ylabel=name, title=name)
-        _style_epoch_axis(ax)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Statistics of all α entries per epoch — {where} (SA-DARTS Fig. 3; mean over seeds, "
-                 "min–max band)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def init_entropy_at(temperatures: Sequence[float], n_ops: int = 5, std: float = 1e-3, samples: int = 20000,
-                    seed: int = 0) -> list[float]:
-    """EDD paper Fig. 2B: mean entropy (nats) of softmax(a/t) at each t, a ~ std·N(0, 1) per op (DARTS init).
-
-    Args:
-        temperatures: the schedule's temperatures (e.g. ETS or LTS points, or a run's per-epoch t).
-        n_ops: ops per edge (5 on NB201).
-        std: scale of the α initialisation (1e-3 in DARTS/NB201).
-        samples: edges drawn (the same draw for every t, so the curve is smooth in t).
-        seed: numpy seed of the draw.
-
-    Returns:
-        One mean entropy per temperature.
-    """
-    a = std * np.random.default_rng(seed).standard_normal((samples, n_ops))
-    out = []
-    for t in temperatures:
-        z = a / t
-        z = z - z.max(-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        out.append(float(-(np.exp(logp) * logp).sum(-1).mean()))
-    return out
-
-
-def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_ops: int = 5,
-                          title: str = "Entropy of softmax(α/t) at the α init along each schedule (EDD Fig. 2B)",
-                          xlabel: str = "decay point n") -> None:
-    """One line per schedule: `init_entropy_at` of its temperatures, against the point/epoch index."""
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name, temps in schedules.items():
-        ax.plot(range(len(temps)), init_entropy_at(temps, n_ops), marker="o", markersize=3, label=name)
-    ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _schedule_entropy_runs(runs: Sequence[Run], path: Path) -> bool:
-    """Fig. 2B from runs: each temperature-scheduled run's per-epoch t through `init_entropy_at` (seed 0 each)."""
-    from common.spaces import SPACES
-    schedules: dict[str, list[float]] = {}
-    n_ops = 5
-    for r in runs:
-        temps = [_num(m.get("temperature")) for m in r.metrics]
-        if r.args.get("backbone", "darts") == "darts" and temps and all(map(math.isfinite, temps)):
-            schedules.setdefault(r.label, temps)
-            if r.space in SPACES:
-                n_ops = SPACES[r.space].alpha_shape("normal")[1]
-    if not schedules:
-        return False
-    schedule_entropy_plot(schedules, path, n_ops, xlabel="search epoch (the epoch's t)")
-    return True
-
-
-def make_plots(runs: Sequence[Run], out_dir: str | Path, alpha_run: str | Path | None = None,
-               notes: list[str] | None = None) -> list[Path]:
-    """Write the PNGs that have data into `out_dir`; append a line per skipped plot to `notes`.
-
-    Args:
-        runs: from `collect_runs`.
-        out_dir: created if missing.
-        alpha_run: run directory for alpha_evolution.png (default: the first SA-DARTS/AER run, else the
-            first run with α).
-        notes: if given, gets one line per skipped plot and the source of alpha_evolution.png.
-
-    Returns:
-        The PNG paths written.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    notes = notes if notes is not None else []
-    written: list[Path] = []
-    palette, groups = _palette(runs), _by_space_and_data(runs)
-    plots = [("entropy", "op_entropy_mean", "mean edge entropy of the op weights (nats)",
-              "Mean edge entropy per epoch", 0.0),
-             ("discrete_acc", "discrete_valid_acc", "valid accuracy of the discretized net (%)",
-              "Discretized-network validation accuracy per epoch", None)]
-    for stem, key, ylabel, title, ymin in plots:
-        paths = [out / f"{stem}{suffix}.png" for suffix, _, _ in groups]
-        written += [path for path, (_, where, group) in zip(paths, groups) if _curve_plot(
-            group, key, ylabel, f"{title} — {where}\n(mean over seeds, min–max band)", path, ymin, palette)]
-        if not any(p in written for p in paths):
-            notes.append(f"`{stem}.png` skipped: no run has `{key}` in metrics.jsonl.")
-    # α of one run: the headline from the NB201 / CIFAR-10 group (or --alpha-run), one per other group
-    for suffix, _, group in (groups if alpha_run is None else [("", "", runs)]):
-        name = f"alpha_evolution{suffix}.png"
-        chosen = _alpha_run(group, alpha_run)
-        if chosen is None:
-            if not suffix:
-                notes.append(f"`{name}` skipped: " + (f"--alpha-run {alpha_run} is not a run found here."
-                             if alpha_run is not None else "no run has α (per-epoch `alphas` or result.json)."))
-        elif not any("alphas" in m for m in chosen.metrics) and not (chosen.result or {}).get("alphas"):
-            notes.append(f"`{name}` skipped: run {chosen.path} has no α recorded.")
-        else:
-            title = _alpha_plot(chosen, out / name)
-            written.append(out / name)
-            notes.append(f"`{name}`: {title}; run `{chosen.path}`.")
-    if _schedule_entropy_runs(groups[0][2] if groups else [], out / "schedule_entropy.png"):  # EDD runs only
-        written.append(out / "schedule_entropy.png")
-    paths = [out / f"sa_alpha_stats{suffix}.png" for suffix, _, _ in groups]
-    written += [path for path, (_, where, group) in zip(paths, groups)
-                if _alpha_stats_plot(group, path, where, palette)]
-    if not any(p in written for p in paths):
-        notes.append("`sa_alpha_stats.png` skipped: no run has `alpha_mean`/`alpha_median`/`alpha_std`.")
-    return written
-
-
-# ---------------------------------------------------------------------------------------- main
 def render(runs: Sequence[Run], plots: Sequence[Path], notes: Sequence[str]) -> str:
     """The whole results.md text."""
     return "\n\n".join([

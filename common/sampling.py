@@ -51,8 +51,9 @@ def gumbel_softmax_hard(alpha: Tensor, tau: float | Tensor, generator: Generator
     return hard - soft.detach() + soft, hard if isinstance(generator, list) else index.tolist()
 
 
-def gumbel_softmax_soft(alpha: Tensor, tau: float, generator: torch.Generator | None = None) -> Tensor:
-    """SNAS soft sample of (E, M) α: softmax((α + g)/τ) over all ops."""
+def gumbel_softmax_soft(alpha: Tensor, tau: float, generator: Generators = None) -> Tensor:
+    """SNAS soft sample of (E, M) α: softmax((α + g)/τ) over all ops (a list of generators: α (S, E, M),
+    replica s's noise from generator s, as its single run draws it)."""
     return F.softmax((alpha + gumbel_noise(alpha.shape, alpha, generator)) / tau, dim=-1)
 
 

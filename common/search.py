@@ -67,10 +67,10 @@ def clip_norms(w_params: list[nn.Parameter], a_params: list[nn.Parameter]) -> tu
 
 
 def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> None:
-    """`nn.utils.clip_grad_norm_`; per replica when `params` are stacked replicas (common.replicas)."""
+    """`nn.utils.clip_grad_norm_`; per replica when `params` are stacked replicas (their `flat_group`'s twin,
+    common/replicas.py, which this building block does not import)."""
     if getattr(params[0], "replicas", 0):
-        from common.replicas import clip_grad_norm_per_replica
-        clip_grad_norm_per_replica(params, max_norm)
+        params[0].flat_group.clip_grad_norm(params, max_norm)
     else:
         nn.utils.clip_grad_norm_(params, max_norm)
 
@@ -131,7 +131,7 @@ def virtual_w(w_params: list[nn.Parameter], grads: list[Tensor], w_optimizer: to
 
 
 @torch.no_grad()
-def _load(params: list[nn.Parameter], values: list[Tensor]) -> None:
+def load_values(params: list[nn.Parameter], values: list[Tensor]) -> None:
     for p, v in zip(params, values):
         p.copy_(v)
 
@@ -148,14 +148,13 @@ def unrolled_alpha_step(forward: Forward, x_train: Tensor, y_train: Tensor, x_va
     Returns (L_val(w', α), logits), detached.
     """
     if getattr(w_params[0], "replicas", 0):  # --seeds: each replica its own ε (common/replicas.py)
-        from common.replicas import unrolled_alpha_step_per_replica
-        return unrolled_alpha_step_per_replica(forward, x_train, y_train, x_valid, y_valid, w_params, a_params,
+        return w_params[0].flat_group.unrolled_alpha_step(forward, x_train, y_train, x_valid, y_valid, w_params, a_params,
                                                w_optimizer, a_optimizer, xi, reg, eps_scale)
     w0 = [p.detach().clone() for p in w_params]
     # w' = w − ξ ∇w L_train(w, α)  (plus DARTS's momentum and weight-decay terms)
     loss_train = F.cross_entropy(forward(x_train), y_train)
     g_train = torch.autograd.grad(loss_train, w_params)
-    _load(w_params, virtual_w(w_params, list(g_train), w_optimizer, xi))
+    load_values(w_params, virtual_w(w_params, list(g_train), w_optimizer, xi))
     # ∇α and ∇w' of L_val(w', α) + reg(α)
     logits = forward(x_valid)
     loss = F.cross_entropy(logits, y_valid)
@@ -167,10 +166,10 @@ def unrolled_alpha_step(forward: Forward, x_train: Tensor, y_train: Tensor, x_va
     eps = eps_scale / torch.sqrt(sum((g * g).sum() for g in d_w))
     hvp = []
     for sign in (1.0, -1.0):
-        _load(w_params, [w + sign * eps * g for w, g in zip(w0, d_w)])
+        load_values(w_params, [w + sign * eps * g for w, g in zip(w0, d_w)])
         l_t = F.cross_entropy(forward(x_train), y_train)
         hvp.append(torch.autograd.grad(l_t, a_params, allow_unused=True))
-    _load(w_params, w0)
+    load_values(w_params, w0)
     for p, da, gp, gm in zip(a_params, d_alpha, *hvp):
         gp = torch.zeros_like(p) if gp is None else gp
         gm = torch.zeros_like(p) if gm is None else gm

@@ -269,15 +269,3 @@ class Supernet(nn.Module):
                 s0, s1 = s1, cell(s0, s1, weights[cell.kind], gammas.get(cell.kind), idx.get(cell.kind))
             h = s1
         return self.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
-
-
-def build_supernet(space: str, C: int, N: int, num_classes: int, partial_channels: int = 1,
-                   edge_norm: bool | None = None, fast: bool = False, alpha_init_std: float = ALPHA_INIT_STD,
-                   alpha_init_mean: float = 0.0, gdas_form: str | None = None) -> Supernet:
-    """The supernet of `space` (a name in `common.spaces.SPACES`); `fast` picks `common.fast.FastSupernet`."""
-    cls = Supernet
-    if fast:
-        from common.fast import FastSupernet
-        cls = FastSupernet
-    return cls(space, C=C, N=N, num_classes=num_classes, partial_channels=partial_channels, edge_norm=edge_norm,
-               alpha_init_std=alpha_init_std, alpha_init_mean=alpha_init_mean, gdas_form=gdas_form)

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.genotypes import DARTS_V2, Genotype, derive_genotype, genotype_param_count, genotype_weights
+from common.evalnet import genotype_param_count
+from common.genotypes import DARTS_V2, Genotype, derive_genotype, genotype_weights
 from common.nb201 import NB201_OPS, arch_str_to_onehot, derive_arch_str, format_arch_str
 from common.spaces import SPACES
 

@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from common.config import parse_config
 from common.graphs import StepGraphs
-from common.run import SearchRun
+from common.loop import RunLoop as SearchRun  # register_generator of single and batched runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_CLASSES = {"edd_darts": "EDDConfig", "aer_darts": "AERConfig", "sp_darts": "SPConfig",

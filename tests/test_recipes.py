@@ -34,8 +34,8 @@ from torch.nn import functional as F
 from aer_darts import AERConfig
 from authors.edd import EDDConfig, pcd_updown_temperature
 from common.config import build_parser, parse_config
+from common.fast import build_supernet
 from common.search import alpha_step, w_step
-from common.supernet import build_supernet
 from edd_darts import end_epoch_schedule, op_weights
 from sa_darts import SAConfig
 from sp_darts import SPConfig, epoch_schedule

@@ -27,7 +27,8 @@ from torch import nn
 
 import common.run
 from common.baseline import DartsConfig, search
-from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_replica, replica_config
+from common.replica_run import replica_config
+from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_replica
 from common.run import NonFiniteLoss
 from common.sampling import gdas_weights
 
@@ -463,8 +464,8 @@ def test_sampled_ops_step_is_torch_sgd_skipping_each_replicas_unsampled_ops() ->
     ops' parameters have grad None (skipped: no decay, no momentum; the buffer created at the first sampled
     step); the replicas' state dicts (`_slice_state`) and the stacked state rebuilt from them (`_stack_states`,
     --resume) equal. No data needed; fails without the hooks or with eager buffers."""
+    from common.fast import build_supernet
     from common.replicas import MOMENTUM_EXISTS, _slice_state, _stack_states, stack_replicas
-    from common.supernet import build_supernet
     S, gen = 3, torch.Generator().manual_seed(0)
     models = []
     for seed in range(S):
@@ -536,9 +537,9 @@ def test_batched_gdas_forward_equals_each_replicas_single_forward(space: str, fo
     NB201 cell) against each replica's own supernet running its sampled ops only (`MixedOp.mix`), in both
     GDAS forms, float64: logits, ∇α through the straight-through weights, ∇w (an unsampled op's: exactly 0
     batched, None alone). No data needed; fails if the batched form adds (or drops) the Σ (1 − m)·w term."""
+    from common.fast import build_supernet
     from common.replicas import ReplicaSupernet
     from common.sampling import gumbel_softmax_hard
-    from common.supernet import build_supernet
     S, tau, N = 2, 2.0, 1 if space == "nb201" else 3
     models = []
     for s in range(S):

@@ -123,8 +123,8 @@ def test_bf16_batched_run_stays_near_the_single_bf16_runs(shared_data: Path, tmp
     --seeds on CPU"), so the gap is the bf16-vs-fp32 one, measured 8% and 11% here; against the other seed's
     single run it is off by about 100%."""
     from common.baseline import DartsConfig, search
+    from common.fast import build_supernet
     from common.run import seed_everything
-    from common.supernet import build_supernet
     seeds = [0, 1]
     kw = dict(TINY, epochs=1, amp="bf16", data_dir=str(shared_data))
     for seed in seeds:

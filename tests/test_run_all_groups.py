@@ -45,7 +45,7 @@ def refusal(script: str, argv: list[str]) -> str | None:
     """What the script itself says about --seeds for this row: common/replicas.check_supported, then the
     script's seeds_refusal (the planning form, which also names run-time refusals)."""
     from common.config import parse_config
-    from common.replicas import check_supported
+    from common.replica_run import check_supported
     from common.run import RunError
     mod = importlib.import_module(script[:-3])
     cfg = parse_config(getattr(mod, CONFIGS[script]), argv)

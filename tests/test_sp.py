@@ -24,10 +24,10 @@ import sp_darts
 from common.baseline import DartsConfig
 from common.baseline import search as darts_search
 from common.config import ConfigError, build_parser, parse_config
+from common.fast import build_supernet
 from common.genotypes import derive_genotype
 from common.run import NonFiniteLoss
 from common.spaces import SPACES
-from common.supernet import build_supernet
 from sp_darts import (
     SPConfig,
     draw_phi,

@@ -24,9 +24,9 @@ from aer_darts import AERConfig
 from common.baseline import DartsConfig, search
 from common.config import parse_config
 from common.data import MEAN, NUM_CLASSES, STD, make_loader, search_split
+from common.fast import build_supernet
 from common.run import SearchRun, seed_everything
 from common.search import ordered_step
-from common.supernet import build_supernet
 from edd_darts import EDDConfig
 from sp_darts import SPConfig
 

@@ -26,9 +26,10 @@ from common.evalnet import (
     GenotypeError,
     drop_path,
     eval_loss,
+    genotype_param_count,
     parse_genotype,
 )
-from common.genotypes import DARTS_V2, Genotype, genotype_param_count
+from common.genotypes import DARTS_V2, Genotype
 from common.report import collect_runs, darts_table
 from common.train import TrainConfig, Trainer, main
 

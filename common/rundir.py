@@ -1,0 +1,345 @@
+"""The run directory and the run's life: checkpoints, resume rules, the lock, logs, faults, seeding.
+
+A run directory holds `args.json` (the resolved config), `metrics.jsonl` (one record per epoch, names in
+README "Metrics"), `checkpoint.pt` (written atomically after every epoch: model with α, optimisers, RNG
+states, the method's `method_state`, the metrics so far) with its sha256 in `checkpoint.pt.sha256`,
+`result.json` at the end, `log.txt`, and the empty `.lock` that one run at a time holds
+(common/safeio.py). JSON files hold no NaN/inf (written as null). A user-facing failure is a `RunError`:
+`main_guard` prints it as one line and exits non-zero.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from common.config import config_dict
+from common.data import DataError
+from common.safeio import DigestFile, RunLock, RunLocked, atomic_write, json_safe
+
+CHECKPOINT_VERSION = 1
+#: Entries every checkpoint of this version holds (a checkpoint lacking one cannot be resumed).
+CHECKPOINT_KEYS = ("version", "config", "epoch", "global_step", "wall_time", "model", "w_optimizer",
+                   "a_optimizer", "method_state", "metrics", "rng")
+#: Files that show a folder holds (part of) an earlier run.
+RUN_FILES = ("metrics.jsonl", "result.json")
+#: Fields that may change between a run and its resumption (everything else must match). Not --epochs:
+#: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
+RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir",
+                     "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic"}
+
+
+class RunError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit code `code`, no traceback."""
+
+    code = 2
+
+
+class NonFiniteLoss(RunError):
+    code = 3
+
+
+class RunFinished(RunError):
+    """`--resume` on a finished run: said on stdout, exit 0, nothing written."""
+
+    code = 0
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed random, numpy, torch (CPU and CUDA); deterministic cuDNN unless asked otherwise."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunError(f"unknown --device {name!r} (use auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"--device {name} asked for, but torch sees no CUDA device (use --device cpu)")
+    return device
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _jsonable(x: Any) -> Any:
+    """A schedule value as plain JSON (`json_safe`), a one-element tensor as its number."""
+    return json_safe(x.item() if isinstance(x, Tensor) and x.numel() == 1 else x)
+
+
+def _write_fault(path: Path, err: Exception, kept: str) -> RunError:
+    why = getattr(err, "strerror", None) or str(err).splitlines()[0][:120]
+    return RunError(f"cannot write {path} ({why}); the partial file was removed and {kept}")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write strict JSON atomically (temp file + rename; NaN/inf as null), so a kill never leaves half a
+    file and a full disk leaves no temp file."""
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        raise _write_fault(path, err, f"{path.name} is as before") from None
+
+
+class RunDir:
+    """The run directory: args.json, metrics.jsonl, checkpoint.pt, result.json."""
+
+    #: The run directory opened last in this process (what an interrupt message speaks of).
+    current: RunDir | None = None
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"--out {self.path} exists and is not a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"cannot create run directory {self.path}: {err.strerror}") from None
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.digests = DigestFile(self.checkpoint)  # checkpoint.pt.sha256
+        self.metrics = self.path / "metrics.jsonl"
+        self.saved_epoch: int | None = None  # epoch of the checkpoint on disk, once known
+        RunDir.current = self
+        self.log_file = self.path / "log.txt"
+        try:  # one writer per run directory, for the run's life (released by release())
+            self.lock: RunLock | None = RunLock(self.path)
+        except RunLocked:
+            raise RunError(f"another run is writing to {self.path} (it holds {self.path / RunLock.NAME}); "
+                           f"wait for it to end or choose another --out") from None
+        except OSError as err:
+            raise RunError(f"cannot write in run directory {self.path}: {err.strerror}") from None
+
+    def release(self) -> None:
+        """Release the run directory's lock (the run is over)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def earlier_run_files(self, cfg: Any) -> list[str]:
+        """Files of an earlier run that a fresh start would replace: metrics/result, or an args.json
+        of another config (an args.json of this very config is what a kill in epoch 1 leaves)."""
+        found = [name for name in RUN_FILES if (self.path / name).exists()]
+        args_file = self.path / "args.json"
+        if args_file.exists():
+            try:
+                old = json.loads(args_file.read_text())
+            except (OSError, ValueError):
+                old = None
+            new = json.loads(json.dumps(json_safe(config_dict(cfg))))
+            if not isinstance(old, dict) or any(old.get(k) != v for k, v in new.items()
+                                                 if k not in RESUMABLE_CHANGES):
+                found.insert(0, "args.json")
+        return found
+
+    def log(self, text: str) -> None:
+        """Print `text` on stdout and append it to log.txt (kept across resumes), unless stdout is log.txt."""
+        if not _is_stdout(self.log_file):  # the file first: a run killed right after the print keeps the line
+            try:
+                with self.log_file.open("a") as f:
+                    f.write(text + "\n")
+            except OSError as err:  # a full disk: one line, as for the checkpoint
+                raise RunError(f"cannot write {self.log_file} ({err.strerror or err}); "
+                               f"{self.kept_checkpoint()}") from None
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # stdout closed by a reader (`| head`): the run goes on, log.txt has the lines
+            _silence_stdout()
+
+    def refuse_earlier_run(self, cfg: Any) -> None:
+        """Raise RunError when a fresh start would replace files of an earlier run (`earlier_run_files`),
+        e.g. a copied record without its checkpoint; call it when there is no checkpoint to resume."""
+        earlier = self.earlier_run_files(cfg)
+        if earlier:
+            raise RunError(f"{self.path} holds {', '.join(earlier)} of an earlier run but no checkpoint.pt "
+                           f"to resume from; nothing was changed: choose another --out or move them away")
+
+    def load_checkpoint(self, keys: Sequence[str] = CHECKPOINT_KEYS) -> dict[str, Any] | None:
+        """The checkpoint (None if there is none), checked: sha256, version, the entries `keys`, finite."""
+        if not self.checkpoint.exists():
+            return None
+        move = "the file is kept; move it away to start over"
+        try:
+            if self.digests.matches() is False:  # None: no sidecar (a checkpoint of older code)
+                raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
+                               f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        except OSError as err:
+            raise RunError(f"cannot read checkpoint {self.checkpoint} ({err.strerror or err})") from None
+        except RunError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
+            raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
+                           f"({type(err).__name__}); {move}") from None
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
+                           f"and cannot be resumed; {move}")
+        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
+        if bad:
+            raise RunError(f"checkpoint {self.checkpoint} holds non-finite values ({', '.join(bad[:3])}): it "
+                           f"is not a good checkpoint and cannot be resumed; {move}")
+        self.saved_epoch = state["epoch"]
+        return state
+
+    def kept_checkpoint(self) -> str:
+        """What is on disk, in words, for a message after a failure."""
+        if self.saved_epoch is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (after epoch {self.saved_epoch}) is kept in {self.checkpoint}"
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write checkpoint.pt atomically with its sha256 in checkpoint.pt.sha256; on a write failure
+        (full disk) remove the partial file and stop with one line, the previous checkpoint intact."""
+        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+        try:
+            torch.save(state, tmp)
+            self.digests.replace_target(tmp)  # the rename, with the sidecar true before and after
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, (OSError, RuntimeError)):  # torch's writer reports a full disk as RuntimeError
+                raise _write_fault(self.checkpoint, err, self.kept_checkpoint()) from None
+            raise
+        self.saved_epoch = state["epoch"]
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
+        try:
+            atomic_write(self.metrics, lambda tmp: tmp.write_text(text))
+        except OSError as err:
+            raise _write_fault(self.metrics, err, f"{self.metrics.name} is as before") from None
+
+
+def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors holding NaN/inf (one host sync for all of them)."""
+    named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point()]
+    if not named:
+        return []
+    ok = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu()
+    return [] if bool(ok.all()) else [k for (k, _), good in zip(named, ok.tolist()) if not good]
+
+
+def _silence_stdout() -> None:
+    """Send stdout to /dev/null (after a broken pipe), so later prints and the exit flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    finally:
+        os.close(devnull)
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether stdout already writes to `path` (run_all.sh sends a run's output to its log.txt)."""
+    try:
+        return path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), path.stat())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (pytest capture, closed)
+        return False
+
+
+def finished_run(out: str | Path, epochs: int) -> str | None:
+    """The one-line answer for `--resume` on a run whose result.json covers `epochs` epochs, else None."""
+    try:
+        result = json.loads((Path(out) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("epochs") != epochs:
+        return None
+    return (f"{out} holds a finished run ({epochs} of {epochs} epochs, result.json); nothing to resume, "
+            "nothing changed")
+
+
+def _load_table(path: str | None):
+    if not path:
+        return None
+    from common.nb201 import NB201Table  # the official API is imported only when a table is asked for
+    try:
+        table = NB201Table.load(path)
+    except (OSError, ValueError) as err:  # missing, unreadable or malformed table
+        raise RunError(str(err).splitlines()[0]) from None
+    if not table.complete:
+        print(f"note: {table.coverage()}", file=sys.stderr)
+    return table
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a scheduler's time limit) ends a run as Ctrl-C does
+
+
+CPU_STEPS_TIMED = 3  # the first is warm-up; the median of the others is the step time
+CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than this
+
+
+def cpu_cost_note(step_s: float, steps_left: int) -> str | None:
+    """"about N h on this CPU" from a measured step time, when the search is long; else None."""
+    total = step_s * steps_left
+    if total < CPU_NOTE_FROM_S:
+        return None
+    size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    return (f"note: a step takes {step_s:.3g} s on this CPU (measured); the {steps_left:,} steps left take about "
+            f"{size} here, without the per-epoch evaluation; use a GPU or --preset smoke")
+
+
+EPOCH_LEGEND = ("  (per epoch: train/valid = supernet accuracy on the w/α batches; discrete = the derived cell, "
+                "one-hot, on the valid half; H = mean edge entropy of the op weights used, nats, ln M = uniform; "
+                "NB201 C10 test = the derived cell's 200-epoch CIFAR-10 test accuracy)")
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int) -> str:
+    """The plain per-epoch log line (H: mean edge entropy of the op weights used, nats)."""
+    nb201 = record.get("nb201") or {}
+    acc = nb201.get("cifar10_test")
+    return (f"epoch {record['epoch']}/{epochs}  train {record['train_acc']:.1f}%  valid {record['valid_acc']:.1f}%  "
+            f"discrete {record['discrete_valid_acc']:.1f}%  H {record['op_entropy_mean']:.3f}"
+            + (f"  NB201 C10 test {acc:.2f}" if acc is not None else "") + f"  ({record['time']:.1f} s)")
+
+
+def main_guard(main: Callable[[], Any]) -> None:
+    """Run `main()`; turn user-facing errors into one line on stderr and a non-zero exit.
+
+    SIGTERM is handled as Ctrl-C: the same message and exit code 130.
+    """
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        main()
+    except RunFinished as done:  # --resume on a finished run: not an error
+        print(done)
+        sys.exit(0)
+    except (RunError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(getattr(err, "code", 2))
+    except KeyboardInterrupt:
+        kept = RunDir.current.kept_checkpoint() if RunDir.current is not None else "nothing was written yet"
+        print(f"interrupted; {kept}: rerun with --resume", file=sys.stderr)
+        sys.exit(130)
