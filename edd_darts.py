@@ -100,10 +100,10 @@ from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
-from common.replicas import gdas_refusal
-from common.run import RunError, SearchRun, main_guard
-from common.sampling import gdas_weights
-from common.search import Forward, alpha_step, clip_grad_norm, softmax_weights, w_step
+from common.harness import Forward, Harness, SeedRun, open_run
+from common.harness import seeds_refusal as harness_refusal
+from common.run import main_guard
+from common.search import clip_grad_norm, softmax_weights
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
 
@@ -155,14 +155,14 @@ class EDDConfig(GdasConfig):
         """E[H(β)] of Eq. 13 as Eq. 14 reads it: the mean over all edges of all cell kinds of β_t."""
         return mean_entropy(beta_t)
 
-    def step_forwards(self, run: SearchRun, t: float | Tensor, s: float | Tensor) -> tuple[Forward, Forward]:
+    def step_forwards(self, run: Harness, t: float | Tensor, s: float | Tensor) -> tuple[Forward, Forward]:
         """(α step's, w step's) forward at temperature t: both weigh the ops by op_weights (Alg. 1 / Eq. 3)."""
-        forward = run.forward(lambda: op_weights(run.model.alphas, t, s, self.softmax))
+        forward = run.forward(lambda: op_weights(run.alphas, t, s, self.softmax))
         return forward, forward
 
     def seeds_refusal(self, planning: bool = False) -> str | None:
         """Why `--seeds` refuses this config, or None (`planning`: run_all.sh's grouping asks ahead)."""
-        return gdas_refusal(self.space) if self.backbone == "gdas" else None
+        return harness_refusal(self, sampled_ops=self.backbone == "gdas")
 
     def resolve(self) -> None:
         gdas = self.backbone == "gdas"
@@ -355,45 +355,29 @@ def op_weights(alphas: Mapping[str, Tensor], t: float | Tensor, s: float | Tenso
 
 
 def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
-    """Why `--seeds` refuses cfg, or None; `planning` (run_all.sh's grouping): also where it may refuse mid-run."""
+    """run_all.sh's grouping: why `--seeds` refuses cfg, or None (`planning`: also where it may refuse mid-run)."""
     return cfg.seeds_refusal(planning)
 
 
 def search(cfg: EDDConfig) -> dict:
-    if cfg.seeds and (why := seeds_refusal(cfg)):
-        raise RunError(why)
+    gdas = cfg.backbone == "gdas"
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
     ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
            else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
     d_exp = (cfg.pcd_d if cfg.schedule in ("pcd", "lpcd") else  # fixed d^exp (PCD), Eq. 11's (ETS); EDD's d^exp(0)
              ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1)) if cfg.schedule == "ets" else 0.0)
     t = cfg.pcd_point(0, -1) if cfg.schedule == "pcd" else cfg.t0  # t(0) = t0 (Alg. 2), or PCD's point of epoch 0
-    run = SearchRun(cfg, method_state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam}, script="edd_darts")
-    model, gdas = run.model, cfg.backbone == "gdas"
+    run = open_run(cfg, "edd_darts", state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam}, sampled_ops=gdas)
     if cfg.clip_alpha:
-        clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
-    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
-
-    def gdas_forward(tau: float | Tensor) -> Forward:  # a fresh hard sample on every call
-        def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(model.alphas, tau, gumbel)
-            return run.forward(lambda: weights, index)(x)
-        return fwd
-
+        clip_grad_before_step(run.a_optimizer, run.alphas.values(), cfg.clip_alpha)
     for epoch in run.epochs():
-        # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch: a float (--seeds: each replica's, (S, 1, 1))
-        t = run.replica_number(run.replica_values("t"), next(iter(model.alphas.values())))
+        t = run.per_seed(run.state("t"))  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
-        forward, forward_w = (gdas_forward(t),) * 2 if gdas else cfg.step_forwards(run, t, s)
+        forward, forward_w = (run.gdas_forward(t),) * 2 if gdas else cfg.step_forwards(run, t, s)
+        for batch in run.batches():  # Alg. 2's inner loop at this epoch's t
+            run.bilevel(batch, w=run.w_step(forward_w), alpha=run.alpha_step(forward))
 
-        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
-            return run.ordered(  # --step-order: w then α (paper, NB201 code) or α then w (authors' DARTS code)
-                lambda: w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                lambda: alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
-        for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
-
-        def end_of_epoch(r: SearchRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # a replica's (Alg. 2)
+        def end_of_epoch(r: SeedRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # Alg. 2, per seed
             state, t = r.method_state, r.method_state["t"]
             with torch.no_grad():
                 beta_t = {k: F.softmax(a / t, dim=-1) for k, a in r.model.alphas.items()}  # = sn forward
@@ -403,8 +387,8 @@ def search(cfg: EDDConfig) -> dict:
             return used, {"temperature": t, "s": 1 / t if cfg.st_const else cfg.s, "mean_entropy": entropy,
                           "d_exp": state["d_exp"], "k": state["k"], "lam": state["lam"],
                           "next_temperature": state["t"]}, 1.0 if gdas else t
-        run.end_epoch(*run.per_replica(end_of_epoch))  # (used, schedule, derive_temperature) of each replica
-    return run.finish(run.per_replica(lambda r: {"temperature": r.method_state["t"], "e_a": cfg.e_a}))
+        run.end_epoch(end_of_epoch)
+    return run.finish(lambda r: {"temperature": r.method_state["t"], "e_a": cfg.e_a})
 
 
 def main(argv: list[str] | None = None) -> None:

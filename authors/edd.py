@@ -90,8 +90,9 @@ from torch import Tensor
 import edd_darts
 from common.config import ConfigError, arg, check_ranges
 from common.data import NUM_CLASSES
-from common.run import RunError, SearchRun
-from common.search import Forward, softmax_weights
+from common.harness import Forward, Harness
+from common.run import RunError
+from common.search import softmax_weights
 from common.spaces import SPACES
 from edd_darts import edd_temperature, ets_forward, mean_entropy, op_weights
 
@@ -205,8 +206,8 @@ class EDDConfig(edd_darts.EDDConfig):
         pooled = {"normal": beta_t["normal"]} if self.entropy_cells == "normal" else beta_t
         return mean_entropy(pooled, self.entropy)
 
-    def step_forwards(self, run: SearchRun, t: float | Tensor, s: float | Tensor) -> tuple[Forward, Forward]:
-        unit = {math.isclose(v, 1.0) for v in run.replica_values("t")}  # authors' PCD: no noise at t = 1
+    def step_forwards(self, run: Harness, t: float | Tensor, s: float | Tensor) -> tuple[Forward, Forward]:
+        unit = {math.isclose(v, 1.0) for v in run.state("t")}  # authors' PCD: no noise at t = 1
         if self.sn_unit_off and len(unit) > 1:
             raise RunError("--sn-unit-off with --seeds: the replicas' temperatures are 1 for some and not for "
                            "others this epoch (one softmax kind per batched step); run one --seed per process")
@@ -258,7 +259,7 @@ def pcd_updown_temperature(epoch: int, e_a: float, t0: float, d_exp: float, peri
     return t0 if n == 0 else edd_temperature(e_a, t0_exp, n, d_exp)
 
 
-def step_forwards(run: SearchRun, t: float | Tensor, s: float | Tensor, softmax: str, sn_kinds: list[str] | None,
+def step_forwards(run: Harness, t: float | Tensor, s: float | Tensor, softmax: str, sn_kinds: list[str] | None,
                   double: bool = False, w_noise: bool = True) -> tuple[Forward, Forward]:
     """(α step's, w step's) forward at temperature t: op_weights of α (Alg. 1 / Eq. 3) on `sn_kinds`; with
     `double` (--w-double-softmax, the authors' S1-S4 scripts) the w step's weights are softmax(softmax(α)/t);

@@ -273,15 +273,15 @@ def test_config_defaults_and_errors(capsys):
 # ------------------------------------------------------------------- the authors' PCD step (NB201)
 
 class _Run:
-    """What the step_forwards hook uses of a SearchRun: .model, .forward(weights_fn), .replica_values."""
+    """What the step_forwards hook uses of the run harness: .model, .alphas, .forward(weights_fn), .state."""
 
     def __init__(self, model, t: float):
-        self.model, self.t = model, t
+        self.model, self.alphas, self.t = model, model.alphas, t
 
     def forward(self, weights_fn):
         return lambda x: self.model(x, weights_fn())
 
-    def replica_values(self, key):
+    def state(self, key):
         return [self.t]
 
 
@@ -312,8 +312,8 @@ def test_authors_pcd_w_step_is_plain_softmax_and_matches_their_step():
     """--recipe authors (PCD, NB201): the sn noise is their α step's hook only, so the w step's α gradient,
     which their clip of network.parameters() counts, is plain softmax(α/t)'s."""
     from common.config import parse_config
+    from common.fast import build_supernet
     from common.search import alpha_step, w_step
-    from common.supernet import build_supernet
     cfg = parse_config(EDDConfig, ["--recipe", "authors", "--schedule", "pcd"])
     assert (cfg.softmax, cfg.st_const, cfg.sn_unit_off, cfg.clip_scope) == ("sn", True, True, "official")
     torch.manual_seed(0)
