@@ -16,8 +16,8 @@ This file implements the paper; the authors' fork and its differences: authors/e
     python edd_darts.py --space nb201 --recipe authors                 # the authors' script (authors/edd.py)
 
 Equation map (paper numbering)
-    Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
-    Eq. 2      argmax pruning of β (here β_t, see choices)    → run.genotype / run.finish (common.genotypes)
+    Eq. 1      bilevel min_a L_val(w*(a), a)                  → search(): run.w_step, run.alpha_step
+    Eq. 2      argmax pruning of β (here β_t, see choices)    → run.end_epoch / run.finish (common.genotypes)
     Eq. 3      β_t = softmax(A/t)                             → SnSoftmax.forward; op_weights (normal softmax)
     Eq. 4–6    ∂β_t/∂A = 𝒜_t/t, 𝒜_t = diag(β_t) − β_tβ_tᵀ   → softmax_vjp (the true softmax gradient)
     Eq. 7–8    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st)               → SnSoftmax.backward
