@@ -178,11 +178,10 @@ class EDDConfig(GdasConfig):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
-        gt0 = (lambda v: v > 0, "> 0")
-        check_ranges(self, {"s": (lambda v: v > 1, "> 1 (Eq. 7)"), "lam": gt0, "rho": (lambda v: 0 <= v < 1, "in [0, 1)"),
-                            "e_a": gt0, "t0": gt0, "t_end": (lambda v: 0 < v < self.t0, "in (0, t0)"),
-                            "warmup": (lambda v: v >= 0, ">= 0"), "pcd_d": gt0, "pcd_period": (lambda v: v >= 1, ">= 1"),
-                            "clip_alpha": gt0})
+        gt0, ge0, ge1 = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0"), (lambda v: v >= 1, ">= 1")
+        check_ranges(self, {"s": (lambda v: v > 1, "> 1 (Eq. 7)"), "lam": gt0, "rho": (lambda v: 0 <= v < 1,
+                            "in [0, 1)"), "e_a": gt0, "t0": gt0, "t_end": (lambda v: 0 < v < self.t0, "in (0, t0)"),
+                            "warmup": ge0, "pcd_d": gt0, "pcd_period": ge1, "clip_alpha": gt0})
 
 
 # ----------------------------------------------------------------------------- sn-softmax (Alg. 1)

@@ -43,8 +43,8 @@ constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: 
 of `model.parameters()`, which holds no α there (model_search_cyc.py:153-154 makes α plain Variables):
 `--clip-scope w`; sn-softmax st ≡ 1 on the *normal* cell only, in the α step alone (their w step,
 cyc.py:173-179, runs model(input, new_temp): softmax(α/t)), off at t = 1 (architect_cyc.py:56-59):
-`--softmax sn --st-const --sn-cells normal --sn-unit-off`; EDD: warm-up 5, every 5 epochs, every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
-(pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
+`--softmax sn --st-const --sn-cells normal --sn-unit-off`; EDD: warm-up 5, every 5 epochs, every epoch
+from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges (pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
 PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
 uses `--space darts-nonone`. Their genotype(t) at the epoch's t (pl.py and cyc.py: `model.genotype(new_temp)`)
 ranks edges by softmax(α/t) rounded to 3 decimals, the earlier of equal edges and the first of equal ops
@@ -77,7 +77,8 @@ equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-d
 earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
 (pl.py:246-251, cyc.py:239-244): `--step-order alpha-first --valid-batch random`. Not reproduced: their
 last, partial batch of an epoch (no drop_last, :152-160; ours drops it); their "valid" accuracy is the
-supernet at t = 1e-4 (pl.py:216); their seed is random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
+supernet at t = 1e-4 (pl.py:216); their seed is random (:106). ETS-GDAS has no authors' recipe (refused
+with a one-line reason).
 """
 from __future__ import annotations
 
