@@ -40,12 +40,36 @@ EVAL=0
 GROUP=1
 EXTRA=()
 
-usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; echo "options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' (default: each row's published count) --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --eval --no-group-seeds --dry-run -- EXTRA FLAGS (to the searches, or with --eval to common.train)"; }
+usage() {
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+  cat <<EOF
+options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' --datasets 'D..' --spaces 'S..' --only REGEX --gpus LIST --per-gpu N --slurm --quick --eval --no-group-seeds --dry-run -- EXTRA FLAGS
+  --runs DIR         where runs land (default: $RUNS; with --quick: runs/quick)
+  --data-dir DIR     dataset folder (default: $DATA_DIR; with --quick: ../shared/data)
+  --nb201 PATH       NB201 table for the searches (default: each script's own, the packaged table on nb201;
+                     with --quick: ../shared/data/nb201/nb201_200ep.csv when present)
+  --seeds 'S..'      seeds of every row (default: each row's published seed count, from 0)
+  --datasets 'D..'   a filter on the datasets each space's papers searched (default: $DATASETS)
+  --spaces 'S..'     a filter on the spaces (default: $SPACES)
+  --only REGEX       only rows whose label matches (default: every row)
+  --gpus LIST        fan out over these GPUs, e.g. 0,1 (default: none, one process at a time)
+  --per-gpu N        processes at a time on each GPU (default: $PER_GPU)
+  --slurm            write and submit an sbatch job array instead (default: off)
+  --quick            tiny config on the CIFAR subsets, CPU (default: off)
+  --eval             train every finished DARTS/S1-S4 search's genotype (default: off)
+  --no-group-seeds   one process per seed (default: a cell's seeds as one --seeds process where allowed)
+  --dry-run          print the commands, run nothing (default: off)
+  -- EXTRA FLAGS     passed to the searches, or with --eval to common.train
+EOF
+}
 die() { echo "run_all.sh: $*" >&2; exit 2; }
 q() { printf '%q ' "$@" | sed 's/ $//'; }  # shell-quote (paths with spaces survive `bash -c`)
 out_of() { local -a a; eval "a=($1)"; local i; for ((i = 0; i < ${#a[@]}; i++)); do [ "${a[i]}" = --out ] && echo "${a[i + 1]}"; done; }
 log_dir() { local out; out=$(out_of "$1"); case "$out" in *"{seed}"*) dirname "$out" ;; *) echo "$out" ;; esac; }  # a --seeds group: its cell
 
+for a in "$@"; do  # --help first: its defaults are the defaults, whatever else the line sets
+  case "$a" in -h|--help) usage; exit 0 ;; --) break ;; esac
+done
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; shift 2 ;;

@@ -20,9 +20,9 @@ Equation map (paper numbering)
     Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
     Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
     Eq. 11–14 joint objective L(a_sm) + L(a_sp)        → `--objective eq13`: `two_pass_step`
-    Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `fwd = f_sp if φ else f_sm` in `search`
+    Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `branch_forwards` (φⁿ of the batch: the run's step flag)
     Eq. 16–19 φ ~ B(1, p) per batch                    → `draw_phi`
-    Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability`
+    Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability` (per epoch: `SPConfig.epoch_schedule`)
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
     Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`;
@@ -53,52 +53,13 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4` (the authors'
   recipe) and `sp-darts-tsp{4,5,6,7}e-4-paper` (Table IV), one run each.
 - Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
-  converges to (as the authors' `model.genotype(temp)`; issue 17); NB201: argmax of A.
+  converges to (as the authors' `model.genotype(temp)`); NB201: argmax of A.
 - w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
   DARTS"); w step before α step on every space (METHODS.md §1).
 
-`--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors`: the authors' scripts
-(github.com/chaoji90/SP-DARTS; explicit flags still win; args.json records recipe and values):
-- NB201 (AutoDL-Projects_sp: scripts-search/algos/DARTS-V1_10.sh / _100.sh:40-43, configs/nas-benchmark/
-  algos/DARTS-10.config / -100.config, exps/algos/DARTS-V1-10.py / -100.py): batch 256, w lr 0.05
-  constant (config LR = eta_min), w wd 5e-4, α Adam 3e-4 wd 0 (.sh:43), 50 epochs, warm-up 1, p = C with
-  C += 1/49 (C10, -10.py:196) or 0.9/49 (C100, -100.py:197) per epoch; t_sm = 11·t_sp (.py:36:
-  `--t-sm-ratio 11`); clip 5 of `network.parameters()` (.py:53): `--clip-scope official`; t_sp 1.1e-3
-  (C10) / 1.3e-3 (C100); CIFAR-100 only (not in the paper): from epoch 45 t_sp = 6e-4 and p frozen at
-  0.9·44/49 = 0.808 (-100.py:196): `--freeze-from 45 --t-sp-late 6e-4` (t_sm stays 11·t_sp).
-  ImageNet16-120 gets the CIFAR-100 script. Not reproduced: their warm-up epoch reads an unassigned
-  temperature (fails; ours trains it at t_sm), their "valid" accuracy is the supernet at t = 1e-4, and on
-  CIFAR-100 their split: w on all 50k training images, α on the test set's 5k `xvalid` half
-  (lib/datasets/get_dataset_with_transform.py, the NB201 loader); ours halves the training set.
-- DARTS space (SP-DARTS/train_search_mf.py): batch 80, w lr 0.05 constant, w wd 3e-4, α wd 0, 50
-  epochs (:26-48), SGD without Nesterov (:86-90: `--no-w-nesterov`), warm-up 1 at t = 10 (temp·10 with temp = 1, :107-115, :147): `--t-warmup 10`, then
-  t_sp 1e-3, t_sm 1e-2; clip of `model.parameters()`, which holds no α there (model_search.py:129-130
-  makes α plain Variables): `--clip-scope w`. Their op list has no `none` (genotypes.py:5-13): run_all
-  uses `--space darts-nonone`. Their genotype ranks edges by softmax(α/t_sp) rounded to 4 decimals, ties →
-  later input (model_search.py:139-165): `--derive-decimals 4` (we rank at t_sp unrounded by default).
-  The α step before the w step (:162, then 164-171), on a fresh random valid batch each step (:157
-  `next(iter(valid_queue))`, a SubsetRandomSampler, :101): `--step-order alpha-first --valid-batch random`.
-  Not reproduced: the supernet evaluated at t_sp/10.
-- S1–S4 (SmoothDARTS/sota/cnnmul/train_search.py, run as the README's S1-S4 section; lines of that file
-  unless named): batch 128, w lr 0.025 constant (:39-41, cosine with eta_min = lr, :160-161), SGD momentum
-  0.9 without Nesterov (:127-131), w wd 3e-4 (:43), 50 epochs, C 16, 8 cells (:46-48), α Adam 3e-4 (0.5,
-  0.999) wd 0 (:58-59; SmoothDARTS/optimizers/darts/architect.py:17-19), clip 5 of `model.parameters()`, which
-  holds no α (:253; model_search.py:148-149): `--clip-scope w`; 50/50 split of the training set of
-  cifar10, cifar100 or svhn (:133-158), as ours; no warm-up (:167): `--warmup 0`; p = C = 0.8 + 0.3/50
-  per epoch from epoch 0, the sparse branch when rand < C, so p = 1 from epoch 33 (:166, :172, :219):
-  `--p-low 0.8 --p-up 1.1` (Eq. 20's line, capped at 1); t_sm = 10·t_sp (:218). t_sp: the script
-  hard-codes 3e-4 (:171) and has no `--temp_start` option, which the README passes with 7, 6, 5, 4e-4;
-  the paper (Sec. IV-C) runs t_sp ∈ {4, 5, 6, 7}e-4 on each space and dataset and keeps the best
-  validation accuracy: `--recipe authors` on S1–S4 requires `--t-sp` (one-line refusal otherwise);
-  run_all.sh runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.
-  softmax_arch_parameters()` (:238; model_search.py:161-164) overwrites α with softmax(α) before
-  `model(input, t)` (:249; model_search.py:129-134): `--w-double-softmax`; the α step takes softmax(α/t)
-  (:233). Near α's init softmax(α) ≈ (1 + α − ᾱ)/M, so their w step trains at about M·t (S2, t = 4e-4:
-  mean edge entropy 0.49 nats against 0.32 at t). Their genotype at t_sp (:202) rounds softmax(α/t) to 3 decimals, keeps the earlier of equal
-  edges and the last of equal ops (model_search.py:180-214): `--derive-decimals 3 --derive-ties
-  earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
-  (:229-233, w step :234-254): `--step-order alpha-first --valid-batch random`. Not reproduced: their last, partial batch of an epoch (no drop_last, :150-158; ours drops
-  it); their "valid" accuracy is the supernet at t/10 (:197); their seed is random (:104).
+`--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors` and the authors'-code
+flags: authors/sp.py (their scripts' values with file:line; their quirks override the hooks
+`SPConfig.epoch_schedule` and `SPConfig.w_weights`).
 
 Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
 (Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
@@ -116,7 +77,6 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -124,17 +84,14 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, SearchConfig, arg, parse_config
 from common.data import NUM_CLASSES
-from common.replicas import replica_losses
-from common.run import SearchRun, main_guard
-from common.search import alpha_step, clip_grad_norm, entropy_stats, softmax_weights, w_step
+from common.harness import Forward, Half, Harness, SeedRun, StepFlag, open_run
+from common.run import main_guard
+from common.search import clip_grad_norm, entropy_stats
 from common.spaces import SPACES
 
 # Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
 TABLE_II = {"cifar10": (1.0, 1.1e-3), "cifar100": (0.9, 1.3e-3)}
 TABLE_IV = (1.0, 1.0e-3)
-#: The authors' DARTS-skeleton loop (darts, darts-nonone, S1-S4): α step first, each on a fresh random batch of
-#: the valid half (SP-DARTS/train_search_mf.py:157, 162-168; module docstring).
-AUTHORS_DARTS_LOOP = {"step_order": "alpha-first", "valid_batch": "random"}
 PHI_SEED_OFFSET = 0x5D5D  # the φ generator's stream is its own, apart from the global RNG
 
 
@@ -166,40 +123,6 @@ class SPConfig(SearchConfig):
     objective: str = arg("mixed", "mixed: Algorithm 1, one temperature per batch; eq13: L(a_sm) + L(a_sp) "
                                   "every batch, two passes (Eq. 13, reference); expected: (1-p) L(a_sm) + "
                                   "p L(a_sp), two passes", choices=("mixed", "eq13", "expected"))
-    freeze_from: int | None = arg(None, "from this epoch (0-based) on, p stays at the previous epoch's value and "
-                                        "t_sp is --t-sp-late (authors' CIFAR-100 script: 45; off)")
-    t_sp_late: float | None = arg(None, "t_sp from --freeze-from on (authors' CIFAR-100 script: 6e-4); t_sm keeps "
-                                        "its ratio to t_sp (default: t_sp)")
-    t_warmup: float | None = arg(None, "temperature of both branches in the warm-up epochs (epoch < --warmup; "
-                                       "authors' DARTS-space script: 10; default t_sm)")
-    w_double_softmax: bool = arg(False, "the w step's forward weighs the ops by softmax(softmax(α)/t), the α step "
-                                        "by softmax(α/t) (authors' S1-S4 script: model.softmax_arch_parameters() "
-                                        "before model(input, temp), SmoothDARTS/sota/cnnmul/train_search.py:238-249, "
-                                        "model_search.py:129-134, 161-164; off)")
-
-    def authors_recipe(self) -> dict[str, Any]:
-        """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
-        skeleton = SPACES[self.space].skeleton
-        if skeleton == "nb201":  # AutoDL-Projects_sp: DARTS-V1_10.sh / DARTS-V1_100.sh and their .py, .config
-            out = dict(batch_size=256, w_lr=0.05, w_lr_min=None, w_wd=5e-4, a_lr=3e-4, a_wd=0.0, epochs=50,
-                       warmup=1, p_low=0.0, t_sm_ratio=11.0, clip_scope="official")
-            if NUM_CLASSES[self.dataset] <= 10:
-                return {**out, "t_sp": 1.1e-3, "p_up": 1.0}
-            return {**out, "t_sp": 1.3e-3, "p_up": 0.9, "freeze_from": 45, "t_sp_late": 6e-4}
-        if self.space in ("s1", "s2", "s3", "s4"):  # SmoothDARTS/sota/cnnmul/train_search.py (module docstring)
-            if "t_sp" not in getattr(self, "_explicit", ()):
-                raise ConfigError(f"--recipe authors on {self.space}: give --t-sp (the paper and README sweep 4e-4, "
-                                  f"5e-4, 6e-4, 7e-4 per space and dataset; their train_search.py:171 hard-codes 3e-4)")
-            if self.dataset not in ("cifar10", "cifar100", "svhn"):
-                raise ConfigError(f"--recipe authors on {self.space}: their train_search.py searches cifar10, "
-                                  f"cifar100 or svhn (not {self.dataset})")
-            return dict(batch_size=128, w_lr=0.025, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False,
-                        a_lr=3e-4, a_wd=0.0, a_beta1=0.5, epochs=50, C=16, N=8, grad_clip=5.0, warmup=0, p_low=0.8,
-                        p_up=1.1, t_sm_ratio=10.0, clip_scope="w", w_double_softmax=True, derive_decimals=3,
-                        derive_ties="earlier-input-last-op", **AUTHORS_DARTS_LOOP)
-        return dict(batch_size=80, w_lr=0.05, w_lr_min=None, w_wd=3e-4, a_lr=3e-4, a_wd=0.0, epochs=50,  # SP-DARTS/
-                    warmup=1, p_low=0.0, p_up=1.0, t_sp=1e-3, t_sm_ratio=10.0, t_warmup=10.0, clip_scope="w",
-                    w_nesterov=False, derive_decimals=4, **AUTHORS_DARTS_LOOP)
 
     def resolve(self) -> None:
         nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
@@ -222,17 +145,17 @@ class SPConfig(SearchConfig):
             raise ConfigError(f"--p-up must be >= 0 (got {self.p_up}; p is capped at 1)")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0 (got {self.warmup})")
-        self.t_sp_late = self.t_sp if self.t_sp_late is None else self.t_sp_late
-        for name in ("t_sp_late", "t_warmup"):
-            if getattr(self, name) is not None and not 0 < getattr(self, name) < math.inf:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
-        if self.freeze_from is not None and self.freeze_from < 1:
-            raise ConfigError(f"--freeze-from must be >= 1 (got {self.freeze_from})")
         if self.clip_scope == "official" and self.objective != "mixed":
             raise ConfigError("--clip-scope official applies to --objective mixed (the authors' scheme) only")
-        if self.w_double_softmax and (self.objective != "mixed" or self.clip_scope == "official"):
-            raise ConfigError("--w-double-softmax applies to --objective mixed with --clip-scope w (the authors' "
-                              "S1-S4 script clips model.parameters(), which holds no α)")
+
+    # hooks: the paper's behaviour; authors/sp.py overrides them with the authors' code's
+    def epoch_schedule(self, epoch: int) -> tuple[float, float, float]:
+        """(p, t_sp, t_sm) of `epoch` (0-based): Eq. 20's p; t_sp and t_sm fixed for the run (Eq. 15)."""
+        return mixing_probability(epoch, self.epochs, self.p_low, self.p_up, self.warmup), self.t_sp, self.t_sm
+
+    def w_weights(self, alphas: Mapping[str, Tensor], t: float) -> dict[str, Tensor]:
+        """The op weights of the w step's forward at temperature t: the α step's, softmax(A/t) (Eq. 15)."""
+        return tempered_weights(alphas, t)
 
 
 # ----------------------------------------------------------------------------- the method's pieces
@@ -265,119 +188,94 @@ def mixing_probability(epoch: int, epochs: int, p_low: float, p_up: float, warmu
     return min(p_low + (p_up - p_low) * frac, 1.0)  # Eq. 20
 
 
-def epoch_schedule(epoch: int, cfg: SPConfig) -> tuple[float, float, float]:
-    """(p, t_sp, t_sm) of `epoch` (0-based): Eq. 20, frozen from --freeze-from on with t_sp = --t-sp-late
-    (t_sm keeps its ratio); both temperatures --t-warmup in the warm-up epochs if that is set."""
-    late = cfg.freeze_from is not None and epoch >= cfg.freeze_from
-    p = mixing_probability(cfg.freeze_from - 1 if late else epoch, cfg.epochs, cfg.p_low, cfg.p_up, cfg.warmup)
-    t_sp, t_sm = (cfg.t_sp_late, cfg.t_sp_late * cfg.t_sm / cfg.t_sp) if late else (cfg.t_sp, cfg.t_sm)
-    if cfg.t_warmup is not None and epoch < cfg.warmup:
-        t_sp = t_sm = cfg.t_warmup
-    return p, t_sp, t_sm
-
-
 def draw_phi(n: int, p: float, generator: torch.Generator) -> list[bool]:
     """Φ = {φ¹ … φⁿ}, φ ~ B(1, p) (Eq. 15–19, Algorithm 1), from `generator` (a CPU generator) only."""
     return (torch.rand(n, generator=generator, dtype=torch.float64) < p).tolist()
 
 
-Forward = Callable[[Tensor], Tensor]
-
-
 def two_pass_step(terms: Sequence[tuple[float, Forward]], x: Tensor, y: Tensor, params: list[nn.Parameter],
-                  optimizer: torch.optim.Optimizer, grad_clip: float | None = None) -> tuple[Tensor, Tensor]:
+                  optimizer: torch.optim.Optimizer, grad_clip: float | None = None,
+                  report: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy) -> tuple[Tensor, Tensor]:
     """One optimiser step on Σ_k c_k·CE(f_k(x), y) (Eq. 13: c = (1, 1)); one forward/backward per term.
 
     Gradients are accumulated term by term (peak memory of one pass); zero-weight terms are skipped;
-    `grad_clip` clips the total gradient norm of `params`. Returns (Σ c_k·CE, logits of the first
-    term with c_k ≠ 0). With --seeds (stacked replicas) the clip is each replica's and Σ c_k·CE is
-    each replica's own, (S,) (common/replicas.py).
+    `grad_clip` clips the total gradient norm of `params` (common.search.clip_grad_norm). Returns
+    (Σ c_k·report(logits_k, y), logits of the first term with c_k ≠ 0); `report` is the mean
+    cross-entropy, or the run's (`Harness.cross_entropy`: each seed's with --seeds).
     """
-    S = getattr(params[0], "replicas", 0)  # --seeds: S stacked replicas, logits (S·B, classes)
     grads: list[Tensor] = [torch.zeros_like(p) for p in params]
     total, first = torch.zeros((), device=x.device), None
     for c, forward in terms:
         if c == 0:
             continue
         logits = forward(x)
-        loss = c * F.cross_entropy(logits, y)  # --seeds: the mean over replicas (1/S of each gradient)
+        loss = c * F.cross_entropy(logits, y)  # Eq. 13's term c_k·L(a_k)
         for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
             if d is not None:
                 g += d
-        total = total + (c * replica_losses(logits.detach(), y, S) if S else loss.detach())
+        total = total + c * report(logits.detach(), y)
         first = logits.detach() if first is None else first
     if first is None:
         raise ValueError("two_pass_step needs a term with a non-zero weight")
     for p, g in zip(params, grads):
         p.grad = g
     if grad_clip:
-        clip_grad_norm(params, grad_clip)  # torch's; per replica with --seeds
+        clip_grad_norm(params, grad_clip)
     optimizer.step()
     return total, first
 
 
 # ----------------------------------------------------------------------------- search loop
 
-def branch_forwards(run: SearchRun, t_sp: float, t_sm: float, phi_now: Tensor,
-                    double: bool = False) -> tuple[Forward, Forward, Forward]:
-    """The run's forwards at a_sp (Eq. 9), a_sm (Eq. 14) and each replica's a(φ) (Eq. 15, φ from `phi_now`,
-    (S, 1, 1)); `double` (--w-double-softmax, the authors' S1-S4 w step): of softmax(α) in place of α."""
-    logits = (lambda: softmax_weights(run.model.alphas)) if double else (lambda: run.model.alphas)
-    return (run.forward(lambda: tempered_weights(logits(), t_sp)), run.forward(lambda: tempered_weights(logits(), t_sm)),
-            run.forward(lambda: {k: torch.where(phi_now, tempered_softmax(a, t_sp), tempered_softmax(a, t_sm))
-                                 for k, a in logits().items()}))
+def branch_forwards(run: Harness, t_sp: float, t_sm: float, phi: StepFlag,
+                    weigh: Callable[[Mapping[str, Tensor], float], dict[str, Tensor]] | None = None,
+                    ) -> tuple[Forward, Forward, Forward]:
+    """The run's forwards at a_sp (Eq. 9), a_sm (Eq. 14) and a(φ) (Eq. 15: a_sp where φ, else a_sm);
+    `weigh(α, t)`: the op weights at temperature t (default `tempered_weights`)."""
+    weigh = weigh or tempered_weights
+
+    def at(t: float) -> Callable[[], dict[str, Tensor]]:
+        return lambda: weigh(run.model.alphas, t)
+    return run.forward(at(t_sp)), run.forward(at(t_sm)), run.forward(lambda: phi.where(at(t_sp), at(t_sm)))
+
+
+def two_pass_halves(run: Harness, terms: Sequence[tuple[float, Forward]], grad_clip: float | None
+                    ) -> tuple[Half, Half]:
+    """The w and α halves of a two-pass objective: `two_pass_step` on the train batch (w) and the valid one (α)."""
+    return (lambda x_t, y_t, x_v, y_v: two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, grad_clip,
+                                                     run.cross_entropy),
+            lambda x_t, y_t, x_v, y_v: two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer, None,
+                                                     run.cross_entropy))
 
 
 def search(cfg: SPConfig) -> dict:
-    run = SearchRun(cfg, script="sp_darts")
-    # CPU generators, never the global RNG: one per replica (one without --seeds), restored on --resume
-    generators = [torch.Generator().manual_seed(seed + PHI_SEED_OFFSET) for seed in run.seeds]
-    for generator, state in zip(generators, run.replica_values("phi_generator")):
-        if run.start_epoch > 0:
-            generator.set_state(state)
-    run.set_replica_values("phi_generator", [g.get_state() for g in generators])
-    model = run.model
-    phi_now = torch.zeros(len(generators), 1, 1, dtype=torch.bool, device=run.device)  # --seeds: this batch's φ
+    run = open_run(cfg, "sp_darts", state={})
+    phi_rngs = run.seed_generators("phi_generator", PHI_SEED_OFFSET, device="cpu")  # φ's own streams
+    phi = run.step_flag()  # φⁿ of the batch
     for epoch in run.epochs():
-        p, t_sp, t_sm = epoch_schedule(epoch, cfg)  # Eq. 20 (and the authors' late phase / warm-up t)
-        f_sp, f_sm, f_phi = branch_forwards(run, t_sp, t_sm, phi_now)  # Eq. 9, Eq. 14, Eq. 15 (α step)
-        f_sp_w, f_sm_w, f_phi_w = (branch_forwards(run, t_sp, t_sm, phi_now, double=True) if cfg.w_double_softmax
-                                   else (f_sp, f_sm, f_phi))  # the w step's (authors' S1-S4: of softmax(α))
-        phis = [draw_phi(len(run.train_loader), p, g) for g in generators]  # Algorithm 1: Φ for this epoch
-        # c_sm, c_sp: loss weights of the two-pass objectives (Eq. 13 or its p-weighted expectation)
-        c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)
-        terms = [(c_sm, f_sm), (c_sp, f_sp)]
+        p, t_sp, t_sm = cfg.epoch_schedule(epoch)  # Eq. 20
+        phis = [draw_phi(run.steps_per_epoch, p, g) for g in phi_rngs]  # Algorithm 1: Φ for this epoch
+        f_sp, f_sm, f_phi = branch_forwards(run, t_sp, t_sm, phi)  # Eq. 9, Eq. 14, Eq. 15
+        *_, f_phi_w = branch_forwards(run, t_sp, t_sm, phi, cfg.w_weights)  # the w step's (Eq. 15: the same)
+        mixed = cfg.objective == "mixed"
+        c_sm, c_sp = (1.0, 1.0) if cfg.objective == "eq13" else (1.0 - p, p)  # two-pass objectives' weights
+        if mixed:  # Algorithm 1: the w step, then the α step, both with a(φⁿ)
+            w, alpha = run.w_step(f_phi_w), run.alpha_step(f_phi)
+        else:  # Eq. 13 (or its p-weighted expectation): both terms every batch
+            w, alpha = two_pass_halves(run, [(c_sm, f_sm), (c_sp, f_sp)], cfg.grad_clip)
+        for n, batch in enumerate(run.batches()):
+            run.bilevel(batch, w, alpha, key=phi.set([phi_s[n] for phi_s in phis]) if mixed else None)
+        fraction = {seed: sum(phi_s) / max(len(phi_s), 1) for seed, phi_s in zip(run.seeds, phis)}
+        q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
 
-        def mixed(fwd, fwd_w):  # Eq. 15: the same a(φⁿ) for the w step and the α step
-            return lambda x_t, y_t, x_v, y_v: run.ordered(  # --step-order (authors' DARTS code: α first)
-                lambda: w_step(fwd_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                lambda: alpha_step(fwd, x_v, y_v, run.a_params, run.a_optimizer))
-
-        def two_pass(x_t, y_t, x_v, y_v):  # Eq. 13 / the expected objective, every batch
-            return run.ordered(lambda: two_pass_step(terms, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip),
-                               lambda: two_pass_step(terms, x_v, y_v, run.a_params, run.a_optimizer))
-        steps = {True: mixed(f_sp, f_sp_w), False: mixed(f_sm, f_sm_w), None: mixed(f_phi, f_phi_w)}
-        for n, batch in enumerate(run.steps()):
-            if cfg.objective != "mixed":
-                run.step(two_pass, *batch)
-            elif len(phis) == 1:
-                run.step(steps[phis[0][n]], *batch, key=phis[0][n])  # one CUDA graph per branch
-            else:  # --seeds: each replica's φ through a device buffer (filled outside the step), one graph
-                phi_now.copy_(torch.tensor([phi[n] for phi in phis]).view(-1, 1, 1))
-                run.step(steps[None], *batch)
-        run.set_replica_values("phi_generator", [g.get_state() for g in generators])
-        with torch.no_grad():
-            a_sp, a_sm = tempered_weights(model.alphas, t_sp), tempered_weights(model.alphas, t_sm)
-            q = c_sp / (c_sm + c_sp)  # share of the sparse branch: p (mixed, expected), ½ (eq13)
-            used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
-            ies = {t: run.per_replica(lambda r, t=t: entropy_stats(tempered_weights(r.model.alphas, t))[1])
-                   for t in (t_sp, t_sm)}  # Eq. 21 of each replica's a_sp, a_sm
-        fraction = {seed: sum(phi) / max(len(phi), 1) for seed, phi in zip(run.seeds, phis)}
-        run.end_epoch(used, {
-            "p": p, "t_sp": t_sp, "t_sm": t_sm,
-            "sparse_fraction": run.per_replica(lambda r: fraction[r.cfg.seed]) if cfg.objective == "mixed" else None,
-            "ies_sparse": ies[t_sp], "ies_smooth": ies[t_sm]},  # Eq. 21
-            derive_temperature=t_sp)
+        def report(r: SeedRun) -> tuple:  # per seed
+            with torch.no_grad():
+                a_sp, a_sm = tempered_weights(r.model.alphas, t_sp), tempered_weights(r.model.alphas, t_sm)
+                used = {k: q * a_sp[k] + (1 - q) * a_sm[k] for k in a_sp}  # E[a(φ)]
+                return used, {"p": p, "t_sp": t_sp, "t_sm": t_sm,
+                              "sparse_fraction": fraction[r.cfg.seed] if mixed else None,
+                              "ies_sparse": entropy_stats(a_sp)[1], "ies_smooth": entropy_stats(a_sm)[1]}, t_sp  # Eq. 21
+        run.end_epoch(report)
     return run.finish()
 
 

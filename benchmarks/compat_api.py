@@ -3,7 +3,7 @@
     python benchmarks/compat_api.py                 # exit 1 and one line per problem, else a one-line OK
 
 The CPU test suite never runs the CUDA-only lines (graph capture, `torch.cuda.*`, capturable Adam), so
-a torch version that lacks one of them would only fail on a lent GPU, after its start-up minutes. This
+a torch version that lacks one of them would only fail on the GPU, after its start-up minutes. This
 reads every `.py` file of the checkout (tests included) with `ast`, follows the imports of torch and
 torchvision (`from torch.nn import functional as F`, `import torch.nn as nn`, ...), and for every dotted
 name rooted there (`torch.cuda.graph`, `F.cross_entropy`, `torch.func.vmap`) checks that it resolves in
@@ -12,7 +12,7 @@ the installed packages; for a call of such a name it also checks that every keyw
 A method of an object is checked where the file makes that object in one place from one torch class
 (`graph = torch.cuda.CUDAGraph()` or `self.x = ...`, then `graph.register_generator_state(g)`); other
 objects (`tensor.foo()`, `opt.param_groups`) are out of its reach: the test suite covers those on CPU.
-`benchmarks/compat_check.sh` runs it under the lent GPU's torch (2.11, 2026-12-01: no problem in 65 files).
+`benchmarks/compat_check.sh` runs it under the GPU image's torch (2.11, 2026-12-01: no problem in 65 files).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The code under the lent GPU's versions (Python 3.12, torch 2.11, torchvision 0.26), checked on CPU here,
-# before a draw's 15 device-minutes are spent on a version mismatch (issue 18 item 8, issue 19):
+# The code under the GPU image's versions (Python 3.12, torch 2.11, torchvision 0.26), checked on CPU here,
+# before a time-boxed GPU call is spent on a version mismatch (docs/time-boxed-gpu.md):
 #
 #   bash benchmarks/compat_check.sh PYTHON312 [--venv DIR] [--logs DIR] [--no-suite] [--suite "PYTEST ARGS"]
 #                                             [--budget S] [--cells N]
@@ -8,7 +8,7 @@
 # 1. env:       a venv at DIR (default: ../venv-py312-torch2.11 beside the checkout; never inside it) from
 #               PYTHON312, with torch==$TORCH and torchvision==$TORCHVISION (PyPI's default CUDA-linked
 #               wheels; they import on a CPU machine) and the packages of the device image that the code
-#               and tests use (KINDS.md's list: numpy==$NUMPY, pillow, matplotlib, tqdm, pytest, hypothesis,
+#               and tests use (the image's package list: numpy==$NUMPY, pillow, matplotlib, tqdm, pytest, hypothesis,
 #               scipy, pytest-xdist). Made once, reused after.
 # 2. api:       benchmarks/compat_api.py under it: every torch/torchvision name and keyword the code names,
 #               the CUDA-only lines that the CPU tests never run included.
@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
 done
 command -v "$py312" >/dev/null 2>&1 || die "$py312: no such python"
 pyver=$("$py312" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || die "$py312 does not run"
-[ "$pyver" = 3.12 ] || die "$py312 is Python $pyver; the lent GPU runs 3.12"
+[ "$pyver" = 3.12 ] || die "$py312 is Python $pyver; the GPU image runs 3.12"
 [[ $budget =~ ^[0-9]+$ ]] && [ "$budget" -ge 60 ] && [ "$budget" -le 570 ] || die "--budget must be 60..570 s (got $budget)"
 [[ $cells =~ ^[0-9]+$ ]] && [ "$cells" -ge 1 ] || die "--cells must be a positive integer (got $cells)"
 eval "suite_args=($suite)" 2>/dev/null || die "--suite: cannot split '$suite' into arguments (shell quoting)"
@@ -114,7 +114,7 @@ rehearse() {
     bytes=$(du -sb "$dest" | cut -f1)
     links=$(find "$dest" -type l | wc -l)
     echo "travels: $((bytes / 1048576)) MiB ($bytes bytes) in $(find "$dest" -type f | wc -l) files; symbolic links: $links"
-    [ "$bytes" -le $((64 * 1048576)) ] || { echo "over the device call's 64 MiB"; return 1; }
+    [ "$bytes" -le $((64 * 1048576)) ] || { echo "over the call's 64 MiB"; return 1; }
     [ "$links" -eq 0 ] || { echo "symbolic links travel as links only: $(find "$dest" -type l | head -3)"; return 1; }
     # a stub calibration (CPU figures mean nothing for the plan): every path at batch 16, 0.5 s a step
     "$vpy" -c 'import json, sys; json.dump({"source": "compat_check stub", "rows": [{"method": m, "batch": 16,
@@ -137,18 +137,18 @@ rehearse() {
     "${clean[@]}" python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$tmp/site" .whl/*.whl
     (cd / && "${clean[@]}" PYTHONPATH="$tmp/site" python3 -c 'import nas_201_api; print("carried wheels import offline:", nas_201_api.__file__)')
     local tar
-    tar=$(ls "$tmp"/out/gpu-*.tar)
+    tar=$(ls "$tmp"/out/gpu-*.tar | grep -v '\.ckpt-')  # the session's tar, not an unfinished run's checkpoint
     local log=$dest/.gpu/session/session.log
     grep -q "^python 3.12.* | torch $TORCH" "$log" || { echo "session.log names other versions"; return 1; }
     grep -q "DATA REBUILD FAILED\|MISSING" "$log" && { echo "the set-up failed"; return 1; }
     local ndone nfailed
     ndone=$(grep -c "^done " "$log" || true)
-    nfailed=$(grep -c "^failed \|^killed " "$log" || true)
+    nfailed=$(grep -c "^failed \|^stopped at deadline " "$log" || true)
     echo "runs: $ndone done, $nfailed failed or killed; tar $(tar -tf "$tar" | wc -l) members"
-    "${clean[@]}" python3 benchmarks/gpu_session.py ingest "$tar"
+    "${clean[@]}" python3 benchmarks/gpu_session.py ingest "$tar" --carry "$tmp/carry"
     # the speed and sharing stages' benchmark commands (GPU only in a session), on the CPU at a tiny size
     "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none bf16 \
-        --no-reference --no-activations --replicas 1 4 --C 4 --N 1 --batch 8 --iters 1 --warmup 0 --json "$tmp/speed.json"
+        --no-reference --no-activations --replicas 1 3 --C 4 --N 1 --batch 8 --iters 1 --warmup 0 --json "$tmp/speed.json"
     "${clean[@]}" python3 benchmarks/search_step.py --device cpu --paths fast --methods darts-v1 --amp none --batch 8 \
         --C 4 --N 1 --concurrent 2 --iters 1 --warmup 0 --no-reference --no-activations --json "$tmp/sharing.json"
     echo "speed-stage benchmark: $(grep -c '"step_s"' "$tmp/speed.json") rows; sharing: $(grep -c median_step_s_each "$tmp/sharing.json") row"

@@ -1,27 +1,32 @@
-"""One lent-GPU session turned into committed NB201 evidence: prepare → one device call → ingest → commit.
+"""Time-boxed GPU runs (preemptible instances, time-limited cluster jobs) that resume across calls:
+prepare → one call → ingest → commit; the guide is docs/time-boxed-gpu.md.
 
-    python benchmarks/gpu_session.py prepare            # here: .gpu/ (data, tool, commit) + .whl/, prints the run call
-    bash benchmarks/gpu_session.sh                      # there, as ONE device `run` call (timeout_s 570)
+    python benchmarks/gpu_session.py prepare            # here: .gpu/ (data, tool, commit, carried checkpoints)
+                                                        # + .whl/; prints the 64 MiB budget and the call
+    bash benchmarks/gpu_session.sh                      # there, as ONE call of ≤ 570 s (files back in $OUT)
     bash benchmarks/gpu_session.sh --dry-run            # anywhere: the plan and its budget arithmetic, no search
-    python benchmarks/gpu_session.py ingest OUT.tar     # here: unpack into results/, regenerate the README table
-    python benchmarks/gpu_session.py table              # regenerate the README table only
+    python benchmarks/gpu_session.py ingest OUT.tar     # here: results/, .gpu-carry/ (its checkpoint files), table
+    python benchmarks/gpu_session.py table              # regenerate the results table only
+    python benchmarks/gpu_session.py rehearse           # CPU: two tiny calls, the first cut mid-search, vs one run
 
 `session` (what gpu_session.sh runs) works in stages under a wall-clock budget it checks itself
 (`--budget`, default 540 s of the call's 570): set-up (≤ 60 s: full CIFAR-10 from the carried JPEG copy,
-versions), smoke (≤ 60 s: the CUDA-graph replay tests; on failure the queue runs eager and says so),
-calibrate (≤ 60 s: the bilevel step of each queued method on the fastest path available: replica-batched
-seeds when the scripts take `--seeds`, CUDA graphs, fp32 or bf16), then the queue: the next unfinished
-NB201 cells in `ORDER`, 3 seeds each, only cells whose estimate fits the time left, `--parallel`
-processes at once (as many as the GPU's memory holds), runs still going at the deadline stopped; on a
-GPU model's first draw, the time the queue leaves goes to the README's speed figures. Every run's
-args.json, metrics.jsonl and result.json (never checkpoints), the calibration figures, session.json and
-the log go into ONE tar under $OUT (even when a stage fails: the log then holds why).
+versions), smoke (≤ 60 s: the GPU checks in SMOKE; a failing or skipping check is named and the rest runs
+eager), calibrate (≤ 60 s: the step the queue runs, for each queued method: `--seeds` batched, CUDA
+graphs, fp32 or bf16; from a GPU model's second call on, its committed figures instead), on a GPU model's
+first call a 2-epoch timing search (per-epoch overhead, start-up) and the speed figures, then the queue:
+carried runs resumed first, then the next unfinished NB201 cells in `ORDER`, 3 seeds each, a cell
+started when its first epoch fits the time left; at the deadline every search stops at its last finished
+epoch (SIGTERM = Ctrl-C for a search). ONE tar comes back under $OUT (every run's args.json, metrics.jsonl,
+result.json; calibration.json, session.json, session.log, carry.json), even when a stage fails, and one
+`<tar>.ckpt-<space>-<label>-<dataset>-seed<k>.tar` per unfinished seed (its args.json, checkpoint.pt and
+sha256), at most 7, for `ingest` to keep in .gpu-carry/ and `prepare` to carry into the next call.
 
-Estimate of one search process (every term printed with each plan; the constants are assumptions, to
-be checked against session.json's elapsed times after a draw):
-    safety × (startup + epochs × (steps/epoch × step × slowdown + per-epoch overhead)),
-step from the calibration (a smaller batch's figure scaled up linearly), slowdown = per-process step
-with `--parallel` processes sharing the GPU / alone (measured; else assumed = the number of processes).
+Estimate of one search process (every term printed with each plan):
+    safety × (startup + epochs left × (steps/epoch × step × slowdown + per-epoch overhead)),
+step from the calibration (a smaller batch's figure scaled up linearly), startup and overhead from the
+2-epoch timing (assumed 45 s and 2 s until measured), slowdown = per-process step with `--parallel`
+processes sharing the GPU / alone (measured; else assumed = the number of processes).
 
 The queue's commands are `run_all.sh --dry-run`'s lines (the matrix lives there only); a cell's seed
 is finished when a folder `results/gpu-*/**/<space>/<label>/<dataset>/seed<k>/` holds a result.json
@@ -49,20 +54,32 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's common/, not an installed one
-#: The issue-19 queue order (run_all.sh labels). `<label>-authors` ranks as `<label>`; then the paper-recipe
+#: The queue order (run_all.sh labels): the papers' own methods first. `<label>-authors` ranks as `<label>`; then the paper-recipe
 #: rows (`<label>-paper`), then every other NB201 label of the matrix, each group in run_all.sh's order.
 ORDER = ("sa-darts", "sp-darts", "edd-darts", "darts-v1", "sac-darts", "gdas", "darts-v1-aer", "gdas-aer",
          "pcd", "ets-gdas", "beta-darts", "darts-v2", "darts-v2-aer")
 RUN_FILES = ("args.json", "metrics.jsonl", "result.json")
-SESSION_FILES = ("calibration.json", "session.json", "session.log")  # + speed.json on a GPU model's first draw
+SESSION_FILES = ("calibration.json", "session.json", "session.log", "carry.json")  # + speed.json on a first call
 #: Flags that do not change what is searched: dropped before a committed run is matched to a matrix line.
 NEUTRAL_VALUE_FLAGS = {"--data-dir", "--out", "--nb201", "--device", "--log-every", "--loader", "--amp",
                        "--seed", "--seeds"}
 NEUTRAL_BARE_FLAGS = {"--resume", "--no-resume", "--progress", "--no-progress", "--cuda-graphs",
                       "--no-cuda-graphs", "--fast", "--no-fast", "--deterministic", "--no-deterministic"}
-WHEELS = ("nas-bench-201==2.1",)  # the device image lacks it (KINDS.md package list); pure Python, no deps
+#: The GPU checks of the smoke stage, as pytest node ids: every one runs on CUDA (none skips there:
+#: tests/test_gpu_smoke.py collects them on CPU with CUDA made to look present and fails if one would skip).
+#: Graph replay against eager searches for every captured method, the `--seeds` batched step included, the
+#: replay/reset/generator behaviour of StepGraphs, and the device-resident loader.
+SMOKE = ("tests/test_graphs.py::test_replay_bakes_python_values_until_reset_and_draws_new_random_numbers",
+         "tests/test_graphs.py::test_graph_replay_matches_eager_search_on_cuda",
+         "tests/test_data.py::test_device_loader_cuda_matches_cpu")
+WHEELS = ("nas-bench-201==2.1",)  # the GPU image lacks it; pure Python, no deps
 TRAIN_HALF = 25000  # images per half of the CIFAR search split
-CARRY_LIMIT = 64 * 2**20
+CARRY_LIMIT = 64 * 2**20  # what one call may carry in: tree + data + wheels + checkpoints
+FILE_LIMIT = 16 * 2**20   # what one file that comes back may weigh
+FILES_BACK = 8            # files that may come back: the tar + one per unfinished seed's checkpoint
+MAX_CARRIED_SEEDS = 3     # checkpoints (~13.5 MB each at C=16) that fit the next call's 64 MiB with tree + data
+CARRY_DIR = ROOT / ".gpu-carry"  # ignored: unfinished runs' checkpoints between calls (ingest → prepare)
+CKPT_FILES = ("args.json", "checkpoint.pt", "checkpoint.pt.sha256")  # what resumes a run (metrics: from it)
 _SEED_DIR = re.compile(r"seed(\d+)")
 
 
@@ -331,7 +348,8 @@ def fit_slots(slots: int, smi: str, rows: Sequence[dict[str, Any]], margin: floa
 
 @dataclass
 class Planned:
-    """A job with its estimate, and (once planned) its slot, start and end in seconds from queue start."""
+    """A job with its estimate (`first`: until its first epoch's checkpoint), and (once planned) its slot,
+    start and end in seconds from queue start."""
 
     job: Job
     estimate: float
@@ -339,14 +357,24 @@ class Planned:
     slot: int = -1
     start: float = 0.0
     end: float = 0.0
+    first: float = math.nan  # NaN: the whole estimate (the job is not worth starting unless it finishes)
+    epochs_left: int = 0
+    resumed_at: int = 0  # epochs its carried checkpoints hold
+
+    @property
+    def first_epoch(self) -> float:
+        return self.estimate if math.isnan(self.first) else self.first
 
 
-def plan_queue(cells: Sequence[tuple[Cell, list[Planned]]], window: float, slots: int
-               ) -> tuple[list[tuple[Cell, list[Planned]]], list[tuple[Cell, str]]]:
-    """Greedy plan: each cell in order goes on the earliest-free slots if ALL its jobs end within `window`
-    seconds, else it is skipped (a later, smaller cell may still fit). Returns (admitted, skipped+reason)."""
+def plan_queue(cells: Sequence[tuple[Cell, list[Planned]]], window: float, slots: int,
+               max_cut_seeds: int = 3) -> tuple[list[tuple[Cell, list[Planned]]], list[tuple[Cell, str]]]:
+    """Greedy plan: each cell in order goes on the earliest-free slots if every one of its jobs finishes its
+    FIRST epoch within `window` seconds (a job still going at the end stops at its last finished epoch and
+    its checkpoints come back for the next slot), and if the seeds left in flight at the end stay within
+    `max_cut_seeds` (the checkpoints that can come back); else it is skipped (a later, smaller cell may
+    still fit). Returns (admitted, skipped+reason)."""
     free = [0.0] * max(1, slots)
-    admitted, skipped = [], []
+    admitted, skipped, cut_seeds = [], [], 0
     for cell, planned in cells:
         if any(not math.isfinite(p.estimate) for p in planned):
             skipped.append((cell, "no calibration figure for its step: "
@@ -356,30 +384,37 @@ def plan_queue(cells: Sequence[tuple[Cell, list[Planned]]], window: float, slots
         placed = []
         for p in planned:
             slot = min(range(len(trial)), key=trial.__getitem__)
-            placed.append((slot, trial[slot], trial[slot] + p.estimate))
+            placed.append((slot, trial[slot], trial[slot] + p.estimate, trial[slot] + p.first_epoch))
             trial[slot] += p.estimate
-        end = max(e for _, _, e in placed)
-        if end <= window:
-            for p, (slot, s, e) in zip(planned, placed):
-                p.slot, p.start, p.end = slot, s, e
-            free = trial
-            admitted.append((cell, planned))
+        first_end = max(f for *_, f in placed)
+        cut = sum(len(p.job.seeds) for p, (_, _, e, _) in zip(planned, placed) if e > window)
+        if first_end > window:
+            skipped.append((cell, f"its first epoch ends at {first_end:.0f} s of a {window:.0f} s window; per "
+                                  f"process {planned[0].note} = {planned[0].estimate:.0f} s"))
+        elif cut_seeds + cut > max_cut_seeds:
+            skipped.append((cell, f"it would leave {cut_seeds + cut} seeds in flight at the end, over the "
+                                  f"{max_cut_seeds} whose checkpoints can come back"))
         else:
-            skipped.append((cell, f"needs until {end:.0f} s of a {window:.0f} s window; per process "
-                                  f"{planned[0].note} = {planned[0].estimate:.0f} s"))
+            for p, (slot, st, e, _) in zip(planned, placed):
+                p.slot, p.start, p.end = slot, st, e
+            free = trial
+            cut_seeds += cut
+            admitted.append((cell, planned))
     return admitted, skipped
 
 
 def estimate_cells(cells: Sequence[Cell], calib: dict[str, Any], amp: str, graphs: bool, batched: bool,
-                   slowdown: float, cost: Cost, configs: Callable[[Job], dict[str, Any]] = resolve_config
-                   ) -> list[tuple[Cell, list[Planned]]]:
-    """Each cell's jobs with their estimates from `calib` rows (NaN + a note where no figure applies)."""
+                   slowdown: float, cost: Cost, configs: Callable[[Job], dict[str, Any]] = resolve_config,
+                   resumed: dict[tuple[str, str, str, int], int] | None = None) -> list[tuple[Cell, list[Planned]]]:
+    """Each cell's jobs with their estimates from `calib` rows (NaN + a note where no figure applies);
+    `resumed`: (space, label, dataset, seed) → epochs its carried checkpoint holds (only the rest is run)."""
     out = []
     for cell in cells:
         planned = []
         for job in cell.jobs:
             cfg = configs(job)
             method, batch, epochs = bench_method(cfg), int(cfg["batch_size"]), int(cfg["epochs"])
+            done = min((resumed or {}).get((job.space, job.label, job.dataset, s), 0) for s in job.seeds)
             steps = (cfg.get("limit_train") or TRAIN_HALF) // batch
             replicas = len(job.seeds) if batched else 1
             found = lookup_step(calib.get("rows", []), method, batch, amp, graphs and method != "gdas", replicas)
@@ -390,10 +425,12 @@ def estimate_cells(cells: Sequence[Cell], calib: dict[str, Any], amp: str, graph
                 planned.append(Planned(job, math.nan, f"{method} b={batch} {amp} graphs={graphs} S={replicas}"))
                 continue
             step_s, how = found
-            est = job_estimate(epochs, steps, step_s, slowdown, cost)
-            note = (f"{epochs} ep × ({steps} steps × {1000 * step_s:.1f} ms [{method} b={batch}, {how}] × "
-                    f"{slowdown:.2f} + {cost.epoch_overhead_s:g} s) + {cost.startup_s:g} s, × {cost.safety:g}")
-            planned.append(Planned(job, est, note))
+            est = job_estimate(epochs - done, steps, step_s, slowdown, cost)
+            note = (f"{epochs - done}{f' of {epochs}' if done else ''} ep × ({steps} steps × {1000 * step_s:.1f} ms "
+                    f"[{method} b={batch}, {how}] × {slowdown:.2f} + {cost.epoch_overhead_s:g} s) + "
+                    f"{cost.startup_s:g} s, × {cost.safety:g}")
+            planned.append(Planned(job, est, note, first=job_estimate(1, steps, step_s, slowdown, cost),
+                                   epochs_left=epochs - done, resumed_at=done))
         out.append((cell, planned))
     return out
 
@@ -404,8 +441,12 @@ def format_plan(admitted: Sequence[tuple[Cell, list[Planned]]], skipped: Sequenc
     for cell, planned in admitted:
         lines.append(f"  RUN  {cell.name} ({cell.done} seed(s) already finished)")
         for p in planned:
-            lines.append(f"       seeds {','.join(map(str, p.job.seeds))}: slot {p.slot}, {p.start:.0f} → {p.end:.0f} s"
-                         f" = {p.note} = {p.estimate:.0f} s")
+            cut = p.end > window
+            lines.append(f"       seeds {','.join(map(str, p.job.seeds))}"
+                         f"{f' (resumed at epoch {p.resumed_at})' if p.resumed_at else ''}: slot {p.slot}, "
+                         f"{p.start:.0f} → {p.end:.0f} s = {p.note} = {p.estimate:.0f} s"
+                         + (f"; stopped at the end after ~{_epochs_by(p, window)} more epoch(s), its checkpoints "
+                            "come back" if cut else ""))
     for cell, why in skipped:
         lines.append(f"  SKIP {cell.name} ({cell.done} finished): {why}")
     if not admitted:
@@ -413,11 +454,20 @@ def format_plan(admitted: Sequence[tuple[Cell, list[Planned]]], skipped: Sequenc
     return "\n".join(lines)
 
 
+def _epochs_by(p: Planned, window: float) -> int:
+    """Epochs a planned job finishes by `window` (its epochs spread evenly after the first's start-up)."""
+    if not p.epochs_left or p.estimate <= p.first_epoch:
+        return p.epochs_left
+    per = (p.estimate - p.first_epoch) / max(1, p.epochs_left - 1)
+    return max(0, min(p.epochs_left, 1 + int((window - p.start - p.first_epoch) // per)))
+
+
 # ---------------------------------------------------------------------------------------- calibration
-def h100_fallback(results: Path) -> dict[str, Any]:
-    """A calibration for planning without a device: the newest committed results/gpu-*/calibration.json,
-    else the eager H100 figures in results/h100-partial/bench_gpu.json (fast path)."""
-    mine = sorted(results.glob("gpu-*/calibration.json"))
+def h100_fallback(results: Path, gpu: str = "") -> dict[str, Any]:
+    """A calibration for planning without measuring: the newest committed calibration.json of this GPU model
+    (results/gpu-*-<gpu>/), else of any, else the eager H100 figures in results/h100-partial/bench_gpu.json."""
+    mine = sorted(results.glob(f"gpu-*-{slug(gpu)}/calibration.json")) if gpu else []
+    mine = mine or sorted(results.glob("gpu-*/calibration.json"))
     if mine:
         calib = json.loads(mine[-1].read_text())
         calib["source"] = str(mine[-1])
@@ -431,18 +481,44 @@ def h100_fallback(results: Path) -> dict[str, Any]:
     return {"source": str(bench), "rows": rows}
 
 
+def newest_calibration(results: Path, gpu: str) -> dict[str, Any] | None:
+    """The newest committed calibration.json of this GPU model (results/gpu-*-<gpu>/), or None."""
+    for path in sorted(results.glob(f"gpu-*-{slug(gpu)}/calibration.json"), reverse=True):
+        try:
+            return {**json.loads(path.read_text()), "source": str(path)}
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def committed_calibration(results: Path, gpu: str, graphs: bool, replicas: int,
+                          needs: Sequence[tuple[str, int]]) -> dict[str, Any] | None:
+    """The newest committed calibration of this GPU model measured on the path this call runs (graphs or
+    not, `replicas` seeds batched) with a figure for every needed step and a measured epoch timing; None
+    when there is none (then this call measures)."""
+    for path in sorted(results.glob(f"gpu-*-{slug(gpu)}/calibration.json"), reverse=True):
+        try:
+            calib = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        rows = calib.get("rows", [])
+        if calib.get("epoch_timing") and all(lookup_step(rows, m, b, amp, graphs and m != "gdas", replicas)
+                                             for m, b in needs for amp in {r.get("amp") for r in rows} or {"none"}):
+            return {**calib, "source": str(path)}
+    return None
+
+
 def calibrate(needs: Sequence[tuple[str, int]], amps: Sequence[str], graphs: bool, replicas: int,
               deadline: float, out: Path, device: str = "cuda", iters: int = 10, warmup: int = 3, C: int = 16,
               N: int = 5) -> list[dict[str, Any]]:
-    """Time the bilevel step of each (method, batch) × amp with benchmarks/search_step.py's make_step;
-    `out` is rewritten after every figure, so a stage cut short keeps what it measured."""
-    import inspect
-
+    """Time the step the queue will run for each (method, batch) × amp: `replicas` > 1 seeds batched as
+    `--seeds` runs them (search_step.make_replica_step), else the single run's step (make_step); graph-
+    replayed where `graphs` (GDAS stays eager). `out` is rewritten after every figure, so a stage cut short
+    keeps what it measured."""
     import torch
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from search_step import make_step, time_step
+    from search_step import make_replica_step, make_step, time_step
     dev = torch.device(device)
-    batched = "replicas" in inspect.signature(make_step).parameters  # issue 18's benchmark, when built
     rows: list[dict[str, Any]] = []
     for method, batch in needs:
         for amp in amps:
@@ -451,17 +527,33 @@ def calibrate(needs: Sequence[tuple[str, int]], amps: Sequence[str], graphs: boo
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
             torch.manual_seed(0)
-            kw = {"replicas": replicas} if batched and replicas > 1 else {}
-            step, _ = make_step(method, "nb201", C, N, batch, dev, True, amp, False, graphs and method != "gdas", **kw)
+            captured = graphs and method != "gdas"
+            if replicas > 1:
+                step = make_replica_step(method, "nb201", C, N, batch, dev, amp, replicas, captured)
+            else:
+                step, _ = make_step(method, "nb201", C, N, batch, dev, True, amp, False, captured)
             step_s = sorted(time_step(step, dev, warmup, iters))[iters // 2]
-            rows.append({"method": method, "batch": batch, "amp": amp, "graphs": graphs and method != "gdas",
-                         "replicas": replicas if kw else 1, "step_s": step_s,
+            rows.append({"method": method, "batch": batch, "amp": amp, "graphs": captured, "replicas": replicas,
+                         "step_s": step_s,
                          "peak_mem_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None})
             out.write_text(json.dumps({"rows": rows}, indent=1))
-            print(f"calibrate {method} b={batch} {amp} graphs={rows[-1]['graphs']} S={rows[-1]['replicas']}: "
+            print(f"calibrate {method} b={batch} {amp} graphs={captured} S={replicas}: "
                   f"{1000 * step_s:.1f} ms/step", flush=True)
     out.write_text(json.dumps({"rows": rows}, indent=1))
     return rows
+
+
+def epoch_timing(records: Sequence[dict[str, Any]], process_s: float, steps_per_epoch: int,
+                 step_s: float) -> dict[str, float]:
+    """The estimate's two non-step terms from a short real search: per-epoch overhead = mean epoch time −
+    steps × step (eager warm-up steps, graph capture, the discretized-net evaluation, the checkpoint), and
+    start-up = the process's wall time − its epochs (interpreter, data to the device, NB201 table)."""
+    times = [float(r["time"]) for r in records]
+    if not times:
+        raise SessionError("the timing search wrote no epoch record")
+    return {"epoch_overhead_s": max(0.0, sum(times) / len(times) - steps_per_epoch * step_s),
+            "startup_s": max(0.0, process_s - sum(times)), "epoch_times_s": times,
+            "steps_per_epoch": steps_per_epoch, "step_s": step_s}
 
 
 # ---------------------------------------------------------------------------------------- the queue
@@ -470,24 +562,29 @@ class Outcome:
     label: str
     dataset: str
     seeds: tuple[int, ...]
-    status: str  # done | failed (rc N) | killed at deadline | not started: ...
+    status: str  # done | failed (rc N) | stopped at deadline | not started: ...
     elapsed_s: float
     estimate_s: float
 
 
 def run_queue(planned: Sequence[Planned], deadline: float, slots: int, log: Callable[[str], None],
-              cwd: Path = ROOT, grace_s: float = 10.0, env: dict[str, str] | None = None) -> list[Outcome]:
-    """Run the planned jobs in order, `slots` at a time; a job whose estimate no longer fits the time left
-    is not started; at `deadline` the running ones get SIGTERM, then SIGKILL after `grace_s`."""
+              cwd: Path = ROOT, grace_s: float = 10.0, env: dict[str, str] | None = None,
+              cut: Callable[[], bool] | None = None) -> list[Outcome]:
+    """Run the planned jobs in order, `slots` at a time; a job whose first epoch no longer fits the time
+    left is not started; at `deadline` (or once `cut()` says so: the rehearsal's mid-search deadline) the
+    running ones get SIGTERM, which a search takes as Ctrl-C (its last finished epoch's checkpoint kept),
+    then SIGKILL after `grace_s`."""
     pending, running, outcomes = list(planned), [], []
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     while pending or running:
+        if cut is not None and running and cut():
+            deadline = time.time()
         while pending and len(running) < slots:
             p = pending.pop(0)
-            if time.time() + p.estimate > deadline:
+            if time.time() + p.first_epoch > deadline:
                 outcomes.append(Outcome(p.job.label, p.job.dataset, p.job.seeds,
-                                        f"not started: needs {p.estimate:.0f} s, {deadline - time.time():.0f} s left",
-                                        0.0, p.estimate))
+                                        f"not started: needs {p.first_epoch:.0f} s for its first epoch, "
+                                        f"{deadline - time.time():.0f} s left", 0.0, p.estimate))
                 continue
             logdir = p.job.log_dir
             (cwd / logdir).mkdir(parents=True, exist_ok=True)
@@ -505,9 +602,11 @@ def run_queue(planned: Sequence[Planned], deadline: float, slots: int, log: Call
             for p, proc, t0, _ in running:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
-                outcomes.append(Outcome(p.job.label, p.job.dataset, p.job.seeds, "killed at deadline",
+                outcomes.append(Outcome(p.job.label, p.job.dataset, p.job.seeds, "stopped at deadline",
                                         time.time() - t0, p.estimate))
-                log(f"killed at deadline {p.job.label}/{p.job.dataset} seeds {p.job.seeds}")
+                done = [_epochs_done(cwd / p.job.run_dir(k)) for k in p.job.seeds]
+                log(f"stopped at deadline {p.job.label}/{p.job.dataset} seeds {p.job.seeds} (rc {proc.returncode}): "
+                    f"epochs kept in their checkpoints {done}")
             for p in pending:
                 outcomes.append(Outcome(p.job.label, p.job.dataset, p.job.seeds, "not started: deadline", 0.0,
                                         p.estimate))
@@ -526,6 +625,14 @@ def run_queue(planned: Sequence[Planned], deadline: float, slots: int, log: Call
                 log("  | " + "\n  | ".join(tail))
         time.sleep(0.2)
     return outcomes
+
+
+def _epochs_done(run: Path) -> int:
+    """Epochs a run directory's metrics.jsonl records (written after each epoch's checkpoint)."""
+    try:
+        return sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
+    except OSError:
+        return 0
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -557,7 +664,145 @@ def pack(tar_path: Path, folder: str, runs_dir: Path, extra: Iterable[Path]) -> 
     return names
 
 
+# ---------------------------------------------------------------------------------------- carry-over
+def _with_seeds(job: Job, seeds: tuple[int, ...]) -> Job:
+    """The same matrix line for a subset of its `--seeds`."""
+    if seeds == job.seeds:
+        return job
+    tokens = shlex.split(job.line)
+    at = tokens.index("--seeds")
+    end = next((i for i in range(at + 1, len(tokens)) if tokens[i].startswith("--")), len(tokens))
+    tokens[at + 1:end] = map(str, seeds)
+    return Job(shlex.join(tokens), job.script, job.space, job.label, job.dataset, seeds, job.out, job.key)
+
+
+def run_rel(space: str, label: str, dataset: str, seed: int) -> Path:
+    """A run's place under a runs folder (run_all.sh's layout)."""
+    return Path(space) / label / dataset / f"seed{seed}"
+
+
+def carried_runs(carry: Path) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """(space, label, dataset, seed) → its carry.json (+ "dir") for every complete carried run under `carry`."""
+    found = {}
+    for manifest in sorted(carry.glob("*/*/*/seed*/carry.json")) if carry.is_dir() else []:
+        run = manifest.parent
+        try:
+            info = json.loads(manifest.read_text())
+            seed = int(_SEED_DIR.fullmatch(run.name).group(1))  # type: ignore[union-attr]
+        except (OSError, ValueError, AttributeError):
+            continue
+        if all((run / n).is_file() for n in CKPT_FILES):
+            found[(run.parts[-4], run.parts[-3], run.parts[-2], seed)] = {**info, "dir": run}
+    return found
+
+
+def resume_carried(cells: Sequence[Cell], carry: Path, runs_dir: Path, committed: dict, log: Callable[[str], None],
+                   graphs_ok: bool = True) -> tuple[list[Cell], dict[tuple[str, str, str, int], int]]:
+    """Put the carried checkpoints of the cells' seeds into `runs_dir` (their search lines `--resume` them),
+    split each batched line into its seeds resumed at one epoch with one precision and graph setting (a
+    checkpoint resumes only with the `--amp` and `--cuda-graphs` it was made with: the line says them) and
+    its fresh ones, and order the cells with resumed seeds first. A checkpoint made with CUDA graphs waits,
+    carried, while this call runs eager (`graphs_ok` False). A seed that reached an epoch in a committed
+    session but whose checkpoint is not here (a new machine, nothing carried) starts over, and the log says
+    so. Returns (cells, resumed: (space, label, dataset, seed) → epochs its checkpoint holds)."""
+    have = carried_runs(carry)
+    resumed: dict[tuple[str, str, str, int], int] = {}
+    out: list[tuple[bool, int, Cell]] = []
+    for i, cell in enumerate(cells):
+        jobs = []
+        for job in cell.jobs:
+            groups: dict[tuple[int, str, bool], list[int]] = {}
+            for seed in job.seeds:
+                key = (job.space, job.label, job.dataset, seed)
+                info = have.get(key)
+                args: dict[str, Any] = {}
+                if info is not None:
+                    args = json.loads((info["dir"] / "args.json").read_text())
+                    if method_key([str(a) for a in args.get("argv", [])]) != job.key:
+                        log(f"carried {'/'.join(map(str, key))} was searched with other method flags than today's "
+                            "matrix line: not resumed")
+                        info = None
+                    elif args.get("cuda_graphs") and not graphs_ok:
+                        log(f"WAIT {cell.name} seed {seed}: its checkpoint (epoch {info['epoch']}) resumes only with "
+                            "--cuda-graphs, which this call does not run; it stays carried for a call that does")
+                        continue
+                if info is None:
+                    reached = [(_epochs_done(run), run) for k, fin, run in committed.get(key, []) if k == job.key
+                               and not fin]
+                    if reached and max(reached)[0] > 0:
+                        epochs, run = max(reached)
+                        log(f"RESTART {cell.name} seed {seed}: epoch {epochs} was reached in {run.parts[-6]}, but "
+                            f"its checkpoint is not here (no {carry.name}/ entry: a new machine, or `prepare` did "
+                            "not carry it): starting over from epoch 0")
+                    groups.setdefault((0, "", False), []).append(seed)
+                    continue
+                dst = runs_dir / run_rel(*key)
+                dst.mkdir(parents=True, exist_ok=True)
+                for name in CKPT_FILES:
+                    shutil.copyfile(info["dir"] / name, dst / name)
+                resumed[key] = int(info["epoch"])
+                groups.setdefault((int(info["epoch"]), str(args.get("amp") or "none"), bool(args.get("cuda_graphs"))),
+                                  []).append(seed)
+                log(f"RESUME {cell.name} seed {seed} at epoch {info['epoch']} (checkpoint of {info.get('session')}, "
+                    f"commit {str(info.get('commit', '?'))[:10]})")
+            for epoch, amp, graphs in sorted(groups, reverse=True):
+                part = _with_seeds(job, tuple(groups[epoch, amp, graphs])) if len(job.seeds) > 1 else job
+                if epoch:  # the checkpoint's own precision and graph setting (appended: the last flag wins)
+                    flags = ["--amp", amp, "--cuda-graphs" if graphs else "--no-cuda-graphs"]
+                    part = Job(f"{part.line} {shlex.join(flags)}", part.script, part.space, part.label, part.dataset,
+                               part.seeds, part.out, part.key)
+                jobs.append(part)
+        out.append((any(k[1:3] == (cell.label, cell.dataset) for k in resumed), i,
+                    Cell(cell.label, cell.dataset, jobs, cell.done)))
+    return [c for _, _, c in sorted(out, key=lambda t: (not t[0], t[1])) if c.jobs], resumed
+
+
+def pack_checkpoints(out: Path, folder: str, runs_dir: Path, log: Callable[[str], None],
+                     max_files: int = FILES_BACK - 1, limit: int = FILE_LIMIT) -> list[dict[str, Any]]:
+    """One tar per unfinished run (a checkpoint.pt and no result.json) under `runs_dir`:
+    `<folder>.ckpt-<space>-<label>-<dataset>-seed<k>.tar` holding `runs/<rel>/` args.json, checkpoint.pt and
+    its sha256, at most `max_files` of them, each under `limit` bytes. Returns their carry entries."""
+    import torch
+    entries = []
+    for ckpt in sorted(runs_dir.glob("*/*/*/seed*/checkpoint.pt")) if runs_dir.is_dir() else []:
+        run = ckpt.parent
+        rel = run.relative_to(runs_dir)
+        if (run / "result.json").exists() or not all((run / n).is_file() for n in CKPT_FILES):
+            continue
+        name = f"{folder}.ckpt-{'-'.join(rel.parts)}.tar"
+        size = sum((run / n).stat().st_size for n in CKPT_FILES)
+        if len(entries) >= max_files or size + 10240 > limit:
+            log(f"checkpoint of {rel} NOT returned ({size / 2**20:.1f} MiB; {len(entries)} returned already): "
+                "the next call starts it over")
+            continue
+        epoch = int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"])
+        tmp = out / (name + ".tmp")
+        with tarfile.open(tmp, "w") as tar:
+            for n in CKPT_FILES:
+                tar.add(run / n, arcname=f"runs/{rel.as_posix()}/{n}")
+        tmp.replace(out / name)
+        entries.append({"file": name, "run": rel.as_posix(), "epoch": epoch, "bytes": (out / name).stat().st_size})
+        log(f"checkpoint of {rel} (epoch {epoch}) returned as {name} ({entries[-1]['bytes'] / 2**20:.1f} MiB)")
+    return entries
+
+
 # ---------------------------------------------------------------------------------------- session
+def smoke_failure(rc: int, text: str) -> str:
+    """Why the smoke stage failed, naming the checks ("" when every check passed): pytest's `-rA` summary
+    lines (`FAILED <node id>`, `ERROR <node id>`, `SKIPPED [n] <file:line>: <reason>`); a skipped check is a
+    failure (an unverified path is not trusted with the searches)."""
+    bad = [ln.split(" - ")[0].strip() for ln in text.splitlines() if re.match(r"(FAILED|ERROR) ", ln)]
+    bad += [ln.strip() for ln in text.splitlines() if ln.startswith("SKIPPED ")]
+    passed = re.search(r"(\d+) passed", text)
+    if rc == 124:
+        bad.insert(0, "timed out")
+    elif not bad and rc != 0:
+        bad.append(f"pytest rc {rc}")
+    elif not bad and passed is None:
+        bad.append("no check passed")
+    return "; ".join(bad)
+
+
 class Log:
     """Prints and appends to session.log."""
 
@@ -627,17 +872,26 @@ class SessionArgs:
     max_cells: int | None = None
     speed: str = "auto"
     speed_s: float = 90.0
+    timing_s: float = 90.0
+    timing_steps: int = 50  # batches an epoch of the timing search has at least
+    cut_after_epochs: int | None = None  # the rehearsal: the deadline falls once a run has this many epochs
 
 
 class Session:
-    """The device call, stage by stage: set-up, smoke, calibrate, queue (+ speed), one tar under `a.out`."""
+    """One time-boxed call, stage by stage: set-up, smoke, calibrate (+ timing, speed), queue; one tar under
+    `a.out`, with a checkpoint file per unfinished seed beside it."""
 
     def __init__(self, a: SessionArgs) -> None:
         self.a, self.t0 = a, time.time()
         self.end = self.t0 + a.budget - a.reserve_s  # the queue's deadline; the reserve stops runs and packs
         self.gpu, self.smi = gpu_name()
-        stamp = time.strftime("%Y%m%d-%H%M", time.gmtime(self.t0))
-        self.folder = f"{'dryrun' if a.dry_run else 'gpu'}-{stamp}-{slug(self.gpu)}"
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.t0))
+        commit = _commit_info(a.gpu_dir)
+        sha = str(commit.get("commit", ""))
+        named = (sha[:10] if re.fullmatch(r"[0-9a-f]{7,40}", sha) else "nocommit") + ("-dirty" if commit.get("dirty")
+                                                                                     else "")
+        # the tar names the commit it ran; the GPU model stays last (results/gpu-*-<gpu>/ finds a model's calls)
+        self.folder = f"{'dryrun' if a.dry_run else 'gpu'}-{stamp}-{named}-{slug(self.gpu)}"
         self.work = a.gpu_dir / "session"
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -646,12 +900,18 @@ class Session:
         self.log = Log(self.work / "session.log")
         self.summary: dict[str, Any] = {"folder": self.folder, "gpu": self.gpu, "nvidia_smi": self.smi,
                                         "budget_s": a.budget, "dry_run": a.dry_run, "stages": {},
-                                        "commit": _commit_info(a.gpu_dir)}
+                                        "commit": commit}
         self.calib: dict[str, Any] = {"rows": []}
         self.tar_path = a.out / f"{self.folder}.tar"
         self.data_ok = self.graphs = self.batched = False
         self.amp, self.slots, self.slowdown = "none", 1, 1.0
         self.committed: dict = {}
+        self.cost = a.cost
+        self.carry = a.gpu_dir / "carry"  # prepare's copy of the unfinished runs' checkpoints
+        self.resumed: dict[tuple[str, str, str, int], int] = {}
+        self.returned: list[dict[str, Any]] = []
+        self.log(f"commit {self.summary['commit'].get('commit', '?')}"
+                 f"{' + uncommitted changes' if self.summary['commit'].get('dirty') else ''}")
 
     def __call__(self) -> int:
         """Every stage in order; the tar is written whatever happens (with the traceback in its log)."""
@@ -661,9 +921,8 @@ class Session:
             self.calibrate()
             if not self.a.dry_run:
                 self.write_tar()  # the calibration survives even if the queue overruns the call
-            status = self.queue()
-            self.speed()
-            return status
+            self.speed()  # a GPU model's first call: its speed figures before the queue
+            return self.queue()
         except SessionError as err:
             self.log(f"error: {err}")
             self.summary["error"] = str(err)
@@ -674,7 +933,7 @@ class Session:
             self.summary["error"] = f"{type(err).__name__}: {err}"
             return 1
         finally:
-            names = self.write_tar()
+            names = self.write_tar(final=not self.a.dry_run)
             self.log(f"tar: {self.tar_path} ({sum(n.endswith('/result.json') for n in names)} finished run(s), "
                      f"{sum(n.endswith('/args.json') for n in names)} run(s) in all, {time.time() - self.t0:.0f} s)")
             self.write_tar()  # again, with that last line in session.log
@@ -684,11 +943,17 @@ class Session:
         self.log(f"== {name}: {time.time() - started:.1f} s (total {time.time() - self.t0:.0f} of "
                  f"{self.a.budget:.0f} s)")
 
-    def write_tar(self) -> list[str]:
+    def write_tar(self, final: bool = False) -> list[str]:
+        """The tar; `final`: first every unfinished run's checkpoint as its own file beside it (carry.json
+        lists them, with the commit)."""
         self.summary["wall_s"] = round(time.time() - self.t0, 1)
+        self.a.out.mkdir(parents=True, exist_ok=True)
+        if final and not self.returned:
+            self.returned = pack_checkpoints(self.a.out, self.folder, self.runs_dir, self.log)
+            (self.work / "carry.json").write_text(json.dumps(
+                {"commit": self.summary["commit"], "session": self.folder, "checkpoints": self.returned}, indent=1))
         (self.work / "calibration.json").write_text(json.dumps(self.calib, indent=1))
         (self.work / "session.json").write_text(json.dumps(self.summary, indent=1, default=str))
-        self.a.out.mkdir(parents=True, exist_ok=True)
         return pack(self.tar_path, self.folder, self.runs_dir,
                     [self.work / n for n in (*SESSION_FILES, "speed.json")])
 
@@ -722,25 +987,21 @@ class Session:
         self.stage_done("set-up", s, data=self.data_ok)
 
     def smoke(self) -> None:
-        """2. The CUDA-graph replay tests (gpu_check.sh's test stage); any failure or skip → eager."""
+        """2. The GPU checks in SMOKE; a failed, erroring or skipped check → eager, named in the log."""
         import importlib.util
         a, s = self.a, time.time()
-        cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_graphs.py",
-               "tests/test_data.py", "-k", "cuda or replay"]
-        if importlib.util.find_spec("xdist") is not None:  # 12 replay-vs-eager searches: 6 at a time
+        cmd = [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *SMOKE]
+        if importlib.util.find_spec("xdist") is not None:  # 17 replay-vs-eager search pairs: 6 at a time
             cmd += ["-n", "6"]
         if a.dry_run or a.skip_smoke:
             self.log(f"== smoke: would run DARTS_SHARED_DATA={self.full} {shlex.join(cmd)}")
             self.graphs = self.gpu != "cpu" and not a.skip_smoke
         else:
             rc, text = _sh(cmd, min(a.smoke_s, self.end - time.time()), env={"DARTS_SHARED_DATA": str(self.full)})
-            text = "\n".join(text.strip().splitlines()[-40:])  # the summary and the skip/failure reasons
-            self.log(text)
-            passed, skipped = re.search(r"(\d+) passed", text), re.search(r"(\d+) skipped", text)
-            self.graphs = rc == 0 and passed is not None and skipped is None and self.gpu != "cpu"
-            if not self.graphs:  # a skipped replay test is an unverified path: not trusted for the searches
-                why = ("timed out" if rc == 124 else f"rc {rc}" if rc else "tests skipped" if skipped
-                       else "no GPU" if self.gpu == "cpu" else "no test passed")
+            self.log("\n".join(text.strip().splitlines()[-40:]))  # the summary: every check's outcome
+            why = smoke_failure(rc, text) or ("no GPU" if self.gpu == "cpu" else "")
+            self.graphs = not why
+            if why:
                 self.log(f"SMOKE FAILED ({why}): the rest runs EAGER (no --cuda-graphs)")
         self.stage_done("smoke", s, graphs=self.graphs)
 
@@ -749,12 +1010,14 @@ class Session:
         a = self.a
         jobs = read_matrix(self.runs_dir, str(self.full), str(self.nb201), a.seeds, a.datasets, [*a.extra, *extra])
         if probe:
-            self.batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)  # issue 18, once built
+            self.batched = bool(jobs) and all(takes_flag(j.script, "--seeds") for j in jobs)
             self.log(f"matrix: {len(jobs)} NB201 lines for {', '.join(a.datasets)}, seeds {a.seeds}")
         return unfinished_cells(jobs, self.committed, a.datasets)
 
     def calibrate(self) -> None:
-        """3. The path (batched, graphs, fp32/bf16), each queued method's step, the cost of sharing the GPU."""
+        """3. The path (batched, graphs, fp32/bf16), each queued method's step as the queue runs it, the cost
+        of sharing the GPU, and the per-epoch overhead and start-up from a 2-epoch real search; from a GPU
+        model's second call on, its committed figures (results/gpu-*-<gpu>/calibration.json) instead."""
         a, s = self.a, time.time()
         self.committed = committed_runs(a.results)
         cells = self.matrix(probe=True)
@@ -762,21 +1025,38 @@ class Session:
         needs = list(dict.fromkeys([*((bench_method(cfg), int(cfg["batch_size"]))
                                       for cfg in (resolve_config(j) for c in cells for j in c.jobs)),
                                     ("darts-v1", 64)]))  # the README's reference step, even with nothing queued
+        replicas = len(a.seeds) if self.batched else 1
+        mine = None if a.calibration or a.dry_run else committed_calibration(a.results, self.gpu, self.graphs,
+                                                                               replicas, needs)
         if a.calibration is not None or a.dry_run:
-            self.calib = json.loads(a.calibration.read_text()) if a.calibration else h100_fallback(a.results)
+            self.calib = json.loads(a.calibration.read_text()) if a.calibration else h100_fallback(a.results, self.gpu)
             self.calib.setdefault("source", str(a.calibration))
             self.log(f"== calibrate: using {self.calib['source']} (not measured)")
-        else:
+        elif mine is not None:
+            self.calib = mine
+            self.log(f"== calibrate: using {self.gpu}'s committed figures, {mine['source']} (not measured again)")
+        else:  # measure what no committed calibration of this GPU model has (a cut-off first call: the rest)
+            prior = newest_calibration(a.results, self.gpu)
+            amps = ["none", "bf16"] if a.amp == "auto" else [a.amp]
+            have = prior.get("rows", []) if prior else []
+            missing = [(m, b) for m, b in needs if not all(lookup_step(have, m, b, amp, self.graphs and m != "gdas",
+                                                                       replicas) for amp in amps)]
             part = self.work / "calibration.part.json"
             rc, text = _sh([sys.executable, str(Path(__file__).resolve()), "calibrate", "--json", str(part),
-                            "--deadline", str(min(time.time() + a.calib_s, self.end)),
-                            "--amp", *(["none", "bf16"] if a.amp == "auto" else [a.amp]),
-                            "--replicas", str(len(a.seeds) if self.batched else 1),
-                            *(["--graphs"] if self.graphs else []), "--need", *[f"{m}:{b}" for m, b in needs]],
-                           min(a.calib_s + 30, self.end - time.time()))
+                            "--deadline", str(min(time.time() + a.calib_s, self.end)), "--amp", *amps,
+                            "--replicas", str(replicas),
+                            *(["--graphs"] if self.graphs else []), "--need", *[f"{m}:{b}" for m, b in missing]],
+                           min(a.calib_s + 30, self.end - time.time())) if missing else (0, "")
             self.log(text.strip())
             self.calib = json.loads(part.read_text()) if part.is_file() else {"rows": []}
-            self.calib["source"] = f"measured on {self.gpu} this session (rc {rc})"
+            self.calib["source"] = f"measured on {self.gpu} (rc {rc})"
+            if prior:
+                self.calib["rows"] = [*self.calib["rows"], *have]
+                self.calib["source"] += f" + {prior['source']}"
+                if prior.get("epoch_timing") and "epoch_timing" not in self.calib:
+                    self.calib["epoch_timing"] = prior["epoch_timing"]
+                self.log(f"with {self.gpu}'s committed figures of {prior['source']}: measured only "
+                         f"{', '.join(f'{m}:{b}' for m, b in missing) or 'nothing'}")
         rows = self.calib["rows"]
         if self.graphs and not any(r.get("graphs") for r in rows):
             self.graphs = False
@@ -794,7 +1074,7 @@ class Session:
             self.log(f"GPU memory ({self.smi}) holds only {self.slots} search process(es) at once")
         left = min(s + a.calib_s, self.end) - time.time()
         alone = lookup_step(rows, head_method, head_batch, self.amp, head_graphs)
-        if self.slots > 1 and alone and not a.dry_run and a.calibration is None and left > 20:
+        if self.slots > 1 and alone and not a.dry_run and a.calibration is None and mine is None and left > 20:
             self.calib.setdefault("slowdown", {}).update(_measure_sharing(
                 needs[0], self.amp, self.graphs, self.slots, self.calib, left, self.log, self.work / "sharing.json"))
         self.slowdown = float(self.calib.get("slowdown", {}).get(str(self.slots), self.slots))
@@ -803,31 +1083,87 @@ class Session:
                else "assumed = processes: no gain from sharing")
         self.log(f"path: {path}, {'bf16' if self.amp == 'bf16' else 'fp32'}; {self.slots} process(es) at once, "
                  f"each step × {self.slowdown:.2f} ({how})")
-        self.summary.update(path=path, amp=self.amp, graphs=self.graphs, slots=self.slots, slowdown=self.slowdown,
-                            cost=asdict(a.cost))
         self.stage_done("calibrate", s, rows=len(rows))
+        if cells and "epoch_timing" not in self.calib and not a.dry_run and a.calibration is None and self.data_ok:
+            self.epoch_timing(cells[0].jobs[0], rows)
+        timing = self.calib.get("epoch_timing") or {}
+        if timing.get("epoch_overhead_s") is not None:
+            self.cost = Cost(float(timing["startup_s"]), float(timing["epoch_overhead_s"]), a.cost.safety)
+        self.log(f"estimate terms: start-up {self.cost.startup_s:.1f} s, per-epoch overhead "
+                 f"{self.cost.epoch_overhead_s:.1f} s ({'measured: ' + str(timing.get('source')) if timing else 'assumed'})"
+                 f", safety × {self.cost.safety:g}")
+        self.summary.update(path=path, amp=self.amp, graphs=self.graphs, slots=self.slots, slowdown=self.slowdown,
+                            cost=asdict(self.cost))
+
+    def epoch_timing(self, job: Job, rows: Sequence[dict[str, Any]]) -> None:
+        """The estimate's start-up and per-epoch overhead, measured: the head job's search line as the queue
+        runs it, for 2 epochs on the first max(50 batches, --eval-images) images of each half (so the
+        evaluation is the full one), in a scratch folder."""
+        a, s = self.a, time.time()
+        cfg = resolve_config(job)
+        batch = int(cfg["batch_size"])
+        method = bench_method(cfg)
+        found = lookup_step(rows, method, batch, self.amp, self.graphs and method != "gdas",
+                            len(job.seeds) if self.batched else 1)
+        left = min(a.timing_s, self.end - time.time() - 150)  # the queue keeps ≥ 120 s after the speed stage
+        if found is None or left < 30:
+            self.log(f"== epoch timing: skipped ({'no step figure' if found is None else f'{left:.0f} s left'}); "
+                     "the assumed terms stand")
+            return
+        scratch = self.work / "timing"
+        limit = max(a.timing_steps * batch, int(cfg.get("eval_images") or 0))  # the full evaluation kept
+        steps = limit // batch
+        flags = ["--epochs", "2", "--limit-train", str(limit), "--out", str(scratch / "seed{seed}"
+                 if "{seed}" in str(job.out) else scratch / "run"), "--no-resume",
+                 *(["--cuda-graphs"] if self.graphs else []), *(["--amp", "bf16"] if self.amp == "bf16" else [])]
+        line = job.line + " " + shlex.join(flags)
+        t0 = time.time()
+        rc, text = _sh(line, left)
+        process_s = time.time() - t0
+        runs = sorted(scratch.rglob("metrics.jsonl"))
+        if rc != 0 or not runs:
+            self.log(f"== epoch timing failed (rc {rc}): the assumed terms stand\n" + "\n".join(text.splitlines()[-10:]))
+            return
+        records = [json.loads(ln) for ln in runs[0].read_text().splitlines() if ln.strip()]
+        timing = epoch_timing(records, process_s, steps, found[0])
+        timing["source"] = f"2-epoch {job.label} search on {self.gpu}, {time.strftime('%Y-%m-%d', time.gmtime())}"
+        self.calib["epoch_timing"] = timing
+        self.log(f"epoch timing: epochs {', '.join(f'{t:.1f}' for t in timing['epoch_times_s'])} s for {steps} steps of "
+                 f"{1000 * found[0]:.1f} ms → overhead {timing['epoch_overhead_s']:.1f} s per epoch; start-up "
+                 f"{timing['startup_s']:.1f} s")
+        shutil.rmtree(scratch, ignore_errors=True)
+        self.stage_done("epoch timing", s, rc=rc)
 
     def queue(self) -> int:
-        """4. Plan the unfinished cells into the time left, run them, stop what is still going at the end."""
+        """4. Resume the carried runs, plan the unfinished cells into the time left (a cell starts when its
+        first epoch fits), run them, stop what is still going at the end (checkpoints kept)."""
         a, s = self.a, time.time()
         cells = self.matrix(["--cuda-graphs"] * self.graphs + ["--amp", "bf16"] * (self.amp == "bf16"))
         if not self.data_ok and not a.dry_run:
             cells = []
+        cells, self.resumed = resume_carried(cells, self.carry, self.runs_dir, self.committed, self.log, self.graphs)
+        first = [x for x, on in ((a.timing_s, "epoch_timing" not in self.calib and a.calibration is None),
+                                 (a.speed_s, self.first_call())) if on and x > 0]
         window = a.budget - a.reserve_s - a.setup_s - a.smoke_s - a.calib_s if a.dry_run else self.end - time.time()
-        estimates = estimate_cells(cells, self.calib, self.amp, self.graphs, self.batched, self.slowdown, a.cost)
-        admitted, skipped = plan_queue(estimates, window, self.slots)
+        if a.dry_run and first:  # a GPU model's first call: its timing and speed stages leave the queue ≥ 120 s
+            window = max(min(120.0, window), window - sum(first))
+        estimates = estimate_cells(cells, self.calib, self.amp, self.graphs, self.batched, self.slowdown, self.cost,
+                                   resumed=self.resumed)
+        admitted, skipped = plan_queue(estimates, window, self.slots, MAX_CARRIED_SEEDS)
         if a.max_cells is not None and len(admitted) > a.max_cells:
             skipped = [(c, f"over --max-cells {a.max_cells}") for c, _ in admitted[a.max_cells:]] + skipped
             admitted = admitted[:a.max_cells]
-        spent = (f"{a.setup_s:.0f}+{a.smoke_s:.0f}+{a.calib_s:.0f} s of stages" if a.dry_run
-                 else f"{time.time() - self.t0:.0f} s spent")
+        spent = (f"{a.setup_s:.0f}+{a.smoke_s:.0f}+{a.calib_s:.0f} s of stages"
+                 + (f" − {'+'.join(f'{x:.0f}' for x in first)} s of a first call's timing/speed (the queue keeps "
+                    "≥ 120 s)" if first else "") if a.dry_run else f"{time.time() - self.t0:.0f} s spent")
         self.log(f"== queue (budget arithmetic: {a.budget:.0f} s budget − {a.reserve_s:.0f} s for the tar − "
                  f"{spent} = {window:.0f} s)")
         self.log(format_plan(admitted, skipped, window, self.slots))
         self.summary["plan"] = {
             "window_s": round(window, 1), "skipped": [{"cell": c.name, "why": why} for c, why in skipped],
             "admitted": [{"cell": c.name, "jobs": [{"seeds": p.job.seeds, "estimate_s": round(p.estimate),
-                                                    "line": p.job.line} for p in ps]} for c, ps in admitted]}
+                                                    "resumed_at": p.resumed_at, "line": p.job.line} for p in ps]}
+                         for c, ps in admitted]}
         if a.dry_run:
             for _, ps in admitted:
                 for p in ps:
@@ -836,36 +1172,56 @@ class Session:
             return 0
         order = sorted((p for _, ps in admitted for p in ps), key=lambda p: p.start)
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, self.slots)))
-        outcomes = run_queue(order, self.end, self.slots, self.log, env={"OMP_NUM_THREADS": threads})
+        cut = None
+        if a.cut_after_epochs is not None:
+            n = a.cut_after_epochs
+            cut = lambda: any(_epochs_done(m.parent) >= n for m in self.runs_dir.glob("*/*/*/seed*/metrics.jsonl"))  # noqa: E731
+        outcomes = run_queue(order, self.end, self.slots, self.log, env={"OMP_NUM_THREADS": threads}, cut=cut)
         self.summary["outcomes"] = [asdict(o) for o in outcomes]
         self.stage_done("queue", s, done=sum(o.status == "done" for o in outcomes), jobs=len(outcomes))
         return 0 if all(o.status == "done" for o in outcomes) else 1
 
+    def first_call(self) -> bool:
+        """Whether this call measures the speed figures: a GPU model's first (or --speed on)."""
+        a = self.a
+        return a.speed == "on" or (a.speed == "auto" and self.gpu != "cpu"
+                                   and not any(a.results.glob(f"gpu-*-{slug(self.gpu)}/speed.json")))
+
     def speed(self) -> None:
-        """The README's speed figures (graph-replayed / batched step, fp32 and bf16), in the time the queue left,
-        on a GPU model's first draw (or with --speed on)."""
+        """A GPU model's first call, before the queue: its speed figures (the graph-replayed batched step at
+        S = 1, 3, 8, 16, fp32 and bf16) for the results page, in at most --speed-s."""
         a, s = self.a, time.time()
-        if not (a.speed == "on" or (a.speed == "auto" and self.gpu != "cpu"
-                                    and not any(a.results.glob(f"gpu-*-{slug(self.gpu)}/speed.json")))):
+        if not self.first_call():
             return
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "search_step.py"), "--device", "cuda", "--paths", "fast",
-               "--methods", "darts-v1", "--amp", "none", "bf16", "--no-reference", "--no-activations",
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "search_step.py"), "--device", "cuda", "--methods",
+               "darts-v1", "--amp", "none", "bf16", "--replicas", "1", "3", "8", "16", "--no-activations",
                "--json", str(self.work / "speed.json"), *(["--cuda-graphs"] if self.graphs else [])]
-        if '"--replicas"' in (ROOT / "benchmarks" / "search_step.py").read_text():  # issue 18's benchmark, once built
-            cmd += ["--replicas", "1", "4", "16"]
-        left = min(a.speed_s, self.end - time.time())
+        left = min(a.speed_s, self.end - time.time() - 120)
         if a.dry_run:
-            self.log(f"== speed: after the queue, in the time it leaves (≤ {a.speed_s:.0f} s): {shlex.join(cmd)}")
+            self.log(f"== speed: first call of this GPU model, before the queue (≤ {a.speed_s:.0f} s): "
+                     f"{shlex.join(cmd)}")
         elif left < 30:
-            self.log(f"== speed: skipped, {left:.0f} s left (a later draw measures it)")
+            self.log(f"== speed: skipped, {left:.0f} s left (a later call measures it)")
         else:
             rc, text = _sh(cmd, left)
             self.log(text.strip())
+            left = min(60.0, self.end - time.time() - 120)  # the fusion route, where it compiles within a minute
+            if left >= 30:
+                fused = self.work / "speed-compile.json"
+                rc2, text = _sh([*cmd[:cmd.index("--replicas")], "--replicas", "3", "--compile", "--no-activations",
+                                 "--json", str(fused)], left)
+                self.log(text.strip()[-2000:] + f"\n(fusion route: rc {rc2}{', over 60 s' if rc2 == 124 else ''})")
+                try:
+                    speed = json.loads((self.work / "speed.json").read_text())
+                    speed["rows"] += json.loads(fused.read_text())["rows"]
+                    (self.work / "speed.json").write_text(json.dumps(speed, indent=1))
+                except (OSError, ValueError, KeyError):
+                    pass
             self.stage_done("speed", s, rc=rc)
 
 
 def session(a: SessionArgs) -> int:
-    """The device call (see `Session`). Returns the exit status: 0 all queued runs done, 1 not, 2 bad set-up."""
+    """One time-boxed call (see `Session`). Returns the exit status: 0 all queued runs done, 1 not, 2 bad set-up."""
     return Session(a)()
 
 
@@ -900,18 +1256,49 @@ def _commit_info(gpu_dir: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- this machine
 def carry_list() -> list[str]:
-    """What the device call carries (never .gpu/session or a rebuilt .gpu/cifar10_full)."""
-    return [".gpu/data", ".gpu/tools", ".gpu/commit.json", ".whl"]
+    """What a call carries in (never .gpu/session or a rebuilt .gpu/cifar10_full)."""
+    return [".gpu/data", ".gpu/tools", ".gpu/commit.json", ".gpu/carry", ".whl"]
 
 
 def _tree_bytes(paths: Iterable[Path]) -> int:
     return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
 
 
+def select_carry(carry: Path, dst: Path, results: Path, room: int, log: Callable[[str], None] = print
+                 ) -> list[tuple[str, int, int]]:
+    """Copy into `dst` (emptied first) the carried runs that are still unfinished in `results`, resumed
+    first in queue order, while they fit `room` bytes; returns [(run, epoch, bytes)] of those copied."""
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    finished = {k for k, runs in committed_runs(results).items() if any(fin for _, fin, _ in runs)}
+    taken, used = [], 0
+    for key, info in sorted(carried_runs(carry).items(), key=lambda kv: (rank(kv[0][1]), kv[0])):
+        rel = run_rel(*key)
+        if key in finished:
+            log(f"  {rel}: finished in results/ since; not carried")
+            continue
+        size = _tree_bytes(info["dir"] / n for n in (*CKPT_FILES, "carry.json"))
+        if used + size > room:
+            log(f"  {rel} (epoch {info['epoch']}, {size / 2**20:.1f} MiB): does NOT fit the call's 64 MiB; the next "
+                "call starts it over unless you make room")
+            continue
+        (dst / rel).mkdir(parents=True)
+        for n in (*CKPT_FILES, "carry.json"):
+            try:
+                os.link(info["dir"] / n, dst / rel / n)
+            except OSError:
+                shutil.copyfile(info["dir"] / n, dst / rel / n)
+        used += size
+        taken.append((rel.as_posix(), int(info["epoch"]), size))
+    return taken
+
+
 def prepare(shared: Path, gpu_dir: Path = ROOT / ".gpu", whl_dir: Path = ROOT / ".whl", exact_pixels: bool = False,
-            wheels: bool = True) -> dict[str, Any]:
+            wheels: bool = True, carry: Path = CARRY_DIR, results: Path = ROOT / "results",
+            log: Callable[[str], None] = print) -> dict[str, Any]:
     """Copy the JPEG CIFAR-10, its rebuild tool and the NB201 table into `gpu_dir`, record the commit,
-    download the wheels into `whl_dir`; return the device call to make."""
+    download the wheels into `whl_dir`, and put the unfinished runs' checkpoints (`carry`, from `ingest`)
+    that fit the 64 MiB into `gpu_dir`/carry; print the budget and return the call to make."""
     data, tools = shared / "data", shared / "tools"
     need = [data / "cifar10_jpeg.npz", data / "cifar-10-batches-py" / "batches.meta", data / "nb201" / "nb201_200ep.csv",
             tools / "cifar10_full.py"]
@@ -948,25 +1335,64 @@ def prepare(shared: Path, gpu_dir: Path = ROOT / ".gpu", whl_dir: Path = ROOT / 
             if rc != 0:
                 raise SessionError(f"pip download {spec} failed: {text.strip().splitlines()[-1:]}")
     rc, listing = _sh(["git", "ls-files", "-co", "--exclude-standard"], 30)
-    tree = [ROOT / n for n in listing.splitlines() if n and (ROOT / n).is_file()] if rc == 0 else []
-    carry = carry_list()
-    carried = [gpu_dir / "data", gpu_dir / "tools", gpu_dir / "commit.json", whl_dir]
-    size = _tree_bytes(tree) + _tree_bytes(c for c in carried if c.exists())
-    if size > CARRY_LIMIT:
-        raise SessionError(f"the working tree and carried paths are {size / 2**20:.1f} MiB, over the call's 64 MiB")
-    return {"command": "bash benchmarks/gpu_session.sh", "carry": carry, "timeout_s": 570,
-            "travels_mib": round(size / 2**20, 1), "commit": commit}
+    tree_files = [ROOT / n for n in listing.splitlines() if n and (ROOT / n).is_file()] if rc == 0 else []
+    tree = _tree_bytes(tree_files)
+    fixed = _tree_bytes(c for c in (gpu_dir / "data", gpu_dir / "tools", gpu_dir / "commit.json", whl_dir)
+                        if c.exists())
+    if tree + fixed > CARRY_LIMIT:
+        raise SessionError(f"the working tree and carried data are {(tree + fixed) / 2**20:.1f} MiB, over the "
+                           "call's 64 MiB")
+    taken = select_carry(carry, gpu_dir / "carry", results, CARRY_LIMIT - tree - fixed, log)
+    ckpts = sum(b for *_, b in taken)
+    size = tree + fixed + ckpts
+    budget = (f"{size / 2**20:.1f} of 64 MiB: tree {tree / 2**20:.1f} + data, tools and wheels {fixed / 2**20:.1f} "
+              f"+ {len(taken)} checkpoint(s) {ckpts / 2**20:.1f}"
+              + "".join(f"\n  resumes {run} at epoch {epoch}" for run, epoch, _ in taken))
+    return {"command": "bash benchmarks/gpu_session.sh", "carry": carry_list(), "timeout_s": 570,
+            "travels_mib": round(size / 2**20, 1), "commit": commit, "budget": budget}
 
 
 TAR_MEMBER = re.compile(r"(gpu-[A-Za-z0-9._-]+)/(runs/([A-Za-z0-9._-]+/)+(args\.json|metrics\.jsonl|result\.json)"
-                        r"|calibration\.json|session\.json|session\.log|speed\.json)")
+                        r"|calibration\.json|session\.json|session\.log|speed\.json|carry\.json)")
+CKPT_MEMBER = re.compile(r"runs/([A-Za-z0-9._-]+)/([A-Za-z0-9._-]+)/([A-Za-z0-9._-]+)/seed(\d+)/"
+                         r"(args\.json|checkpoint\.pt|checkpoint\.pt\.sha256)")
 
 
-def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path = ROOT / "README.md") -> str:
+def commit_relation(sha: str, cwd: Path = ROOT) -> str:
+    """How a session's commit relates to this checkout: in its history, elsewhere, or unknown here."""
+    if not re.fullmatch(r"[0-9a-f]{7,40}", sha or ""):
+        return "no commit recorded"
+    rc, _ = _sh(["git", "merge-base", "--is-ancestor", sha, "HEAD"], 30, cwd=cwd)
+    return {0: "in this checkout's history", 1: "NOT in this checkout's history (another branch)"}.get(
+        rc, "unknown to this clone (a colleague's commit? fetch it to check)")
+
+
+def _read_checkpoint_tar(path: Path) -> tuple[tuple[str, str, str, int], dict[str, bytes]]:
+    """(space, label, dataset, seed) and {file name: bytes} of one returned checkpoint file."""
+    with tarfile.open(path) as tar:
+        files, keys = {}, set()
+        for m in tar.getmembers():
+            match = CKPT_MEMBER.fullmatch(m.name)
+            if m.isdir():
+                continue
+            if not m.isfile() or match is None or {".", ".."} & set(m.name.split("/")):
+                raise SessionError(f"{path}: unexpected member {m.name!r}: nothing unpacked")
+            keys.add((match.group(1), match.group(2), match.group(3), int(match.group(4))))
+            files[match.group(5)] = tar.extractfile(m).read()  # type: ignore[union-attr]
+    if len(keys) != 1 or set(files) != set(CKPT_FILES):
+        raise SessionError(f"{path}: expected {', '.join(CKPT_FILES)} of one run: nothing unpacked")
+    return keys.pop(), files
+
+
+def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path | None = None, carry: Path = CARRY_DIR,
+           checkpoints: Sequence[Path] | None = None, log: Callable[[str], None] = print) -> str:
     """Unpack one session tar into results/<gpu-folder>/ (refusing anything unexpected, and an existing
-    folder), then regenerate the README table and results/gpu-report/. Returns the folder name."""
-    if not readme.is_file() or BEGIN not in readme.read_text():
-        raise SessionError(f"{readme} lacks the {BEGIN} / {END} markers: nothing unpacked")
+    folder); keep its unfinished runs' checkpoint files (`checkpoints`, default: the `<folder>.ckpt-*.tar`
+    beside it) in `carry` with the session's commit and config, for `prepare` to carry to the next call;
+    then regenerate the results table and results/gpu-report/. The tar may come from any clone of any
+    commit: the commit is recorded per carried run and its relation to this checkout is said. Returns the
+    folder name."""
+    page = results_page(readme)
     try:
         with tarfile.open(tar_path) as tar:
             members = tar.getmembers()
@@ -983,18 +1409,55 @@ def ingest(tar_path: Path, results: Path = ROOT / "results", readme: Path = ROOT
             folder = tops.pop()
             if (results / folder).exists():
                 raise SessionError(f"{results / folder} exists already: nothing unpacked (remove it to re-ingest)")
-            tmp = results / f".{folder}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for m in members:
-                if m.isfile():
-                    dst = tmp / Path(m.name).relative_to(folder)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    dst.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
+            unpacked = {Path(m.name).relative_to(folder).as_posix(): tar.extractfile(m).read()  # type: ignore[union-attr]
+                        for m in members if m.isfile()}
+        if checkpoints is None:
+            checkpoints = sorted(tar_path.parent.glob(f"{folder}.ckpt-*.tar"))
+        returned = [_read_checkpoint_tar(c) for c in checkpoints]
     except (tarfile.TarError, OSError) as err:
-        raise SessionError(f"cannot read {tar_path}: {err}") from None
+        raise SessionError(f"cannot read {tar_path} or its checkpoint files: {err}") from None
+    try:
+        session_info = json.loads(unpacked.get("session.json", b"{}"))
+        manifest = json.loads(unpacked.get("carry.json", b"{}"))
+    except ValueError:
+        raise SessionError(f"{tar_path}: session.json or carry.json is not JSON: nothing unpacked") from None
+    commit = session_info.get("commit") or manifest.get("commit") or {}
+    sha = str(commit.get("commit", ""))
+    log(f"{folder}: commit {sha[:10] or '?'}{' + uncommitted changes' if commit.get('dirty') else ''}, "
+        f"{commit_relation(sha)}")
+    expected = {e["run"] for e in manifest.get("checkpoints", [])}
+    got = {run_rel(*key).as_posix() for key, _ in returned}
+    for run in sorted(expected - got):
+        log(f"  checkpoint of {run} is not beside the tar: that run starts over in the next call")
+    tmp = results / f".{folder}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, data in unpacked.items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_bytes(data)
     tmp.replace(results / folder)
-    update_readme(results, readme)
+    for key, files in returned:
+        import io
+
+        import torch
+        epoch = int(torch.load(io.BytesIO(files["checkpoint.pt"]), map_location="cpu", weights_only=False)["epoch"])
+        dst = carry / run_rel(*key)
+        old = carried_runs(carry).get(key)
+        if old is not None and int(old["epoch"]) > epoch:
+            log(f"  kept the carried {run_rel(*key)} at epoch {old['epoch']} (this one is at {epoch})")
+            continue
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(parents=True)
+        for name, data in files.items():
+            (dst / name).write_bytes(data)
+        argv = json.loads(files["args.json"]).get("argv", [])
+        (dst / "carry.json").write_text(json.dumps({"epoch": epoch, "session": folder, "commit": sha, "dirty":
+                                                    commit.get("dirty"), "argv": argv}, indent=1))
+        log(f"  kept {run_rel(*key)} at epoch {epoch} in {dst} for the next call")
+    for key in list(carried_runs(carry)):  # runs this session finished need no checkpoint any more
+        if (results / folder / "runs" / run_rel(*key) / "result.json").is_file():
+            shutil.rmtree(carry / run_rel(*key))
+            log(f"  {run_rel(*key)} finished: its carried checkpoint removed")
+    update_readme(results, page)
     return folder
 
 
@@ -1021,7 +1484,10 @@ def gpu_table(results: Path) -> str:
                 groups.setdefault((run.label, data_description(run.args)), []).append((run, sha))
     if not groups:
         return "No GPU runs committed yet."
-    for (label, data), group in groups.items():
+    finished = {(label, data, r.args.get("seed")) for (label, data), group in groups.items() for r, _ in group
+                if r.finished}
+    for (label, data), group in groups.items():  # a call's cut-off run that a later call finished counts once
+        group[:] = [(r, sha) for r, sha in group if r.finished or (label, data, r.args.get("seed")) not in finished]
         done = [r for r, _ in group if r.finished]
         cells = [mean_std([float((r.result.get("nb201") or {}).get(c) or "nan") for r in done]) for c in NB201_COLUMNS]
         n = f"{len(done)}" + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
@@ -1066,8 +1532,14 @@ BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
 SPEED_BEGIN, SPEED_END = "<!-- gpu-speed:begin -->", "<!-- gpu-speed:end -->"
 
 
-def speed_table(results: Path) -> str:
-    """Markdown: every row of results/gpu-*/speed.json (benchmarks/search_step.py's JSON)."""
+def _rel(path: Path, page: Path) -> str:
+    """A link from `page` to `path`."""
+    return Path(os.path.relpath(path, page.parent)).as_posix()
+
+
+def speed_table(results: Path, page: Path | None = None) -> str:
+    """Markdown: every row of results/gpu-*/speed.json (benchmarks/search_step.py's JSON; `--replicas` rows:
+    the batched step of S seeds), linked from `page`."""
     rows = []
     for f in sorted(results.glob("gpu-*/speed.json")):
         try:
@@ -1078,13 +1550,18 @@ def speed_table(results: Path) -> str:
             if "step_s" not in r:
                 continue
             search = r.get("nb201_search_min")
-            rows.append([str(r.get("device", "?")), str(r.get("method")), str(r.get("path")),
+            path = r.get("path") or ("batched" if int(r.get("replicas", 1)) > 1 else "single") + (
+                "+graphs" if r.get("graphs") else "")
+            link = _rel(f, page) if page is not None else f.relative_to(results.parent).as_posix()
+            if search is None and r.get("nb201_searches_per_hour"):
+                search = 60 / float(r["nb201_searches_per_hour"])  # minutes per search, S at once
+            rows.append([str(r.get("device", "?")), str(r.get("method")), str(path),
                          "bf16" if r.get("amp") == "bf16" else "fp32", str(r.get("replicas", 1)), str(r.get("batch")),
                          f"{1000 * r['step_s']:.1f}", f"{search:.1f}" if isinstance(search, (int, float)) else "—",
-                         f"[{f.parent.name}]({f.relative_to(results.parent).as_posix()})"])
+                         f"[{f.parent.name}]({link})"])
     if not rows:
         return "Not measured yet."
-    head = ["GPU", "method", "path", "precision", "S (replicas)", "batch", "ms / step", "50-epoch search (min)",
+    head = ["GPU", "method", "path", "precision", "S (replicas)", "batch", "ms / step", "50-epoch search (min; batched: per search)",
             "record"]
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(row) + " |" for row in rows])
@@ -1095,12 +1572,26 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     return head + begin + "\n" + body + "\n" + end + rest.split(end, 1)[1]
 
 
-def update_readme(results: Path = ROOT / "results", readme: Path = ROOT / "README.md") -> None:
-    """Rewrite the README block between the gpu-results markers; results/gpu-report/ gets results.md + plots."""
+DOC = ROOT / "docs" / "time-boxed-gpu.md"
+
+
+def results_page(page: Path | None = None) -> Path:
+    """Where the results table goes: `page` if given, else README.md while it holds the markers, else
+    docs/time-boxed-gpu.md; refused (nothing written) when that page lacks them."""
+    if page is None:
+        readme = ROOT / "README.md"
+        page = readme if readme.is_file() and BEGIN in readme.read_text() else DOC
+    if not page.is_file() or BEGIN not in page.read_text() or END not in page.read_text():
+        raise SessionError(f"{page} lacks the {BEGIN} / {END} markers: nothing unpacked")
+    return page
+
+
+def update_readme(results: Path = ROOT / "results", readme: Path | None = None) -> None:
+    """Rewrite the page's block between the gpu-results markers (and gpu-speed, where it has them);
+    results/gpu-report/ gets results.md + plots."""
     from common.report import collect_runs, make_plots, render
+    readme = results_page(readme)
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SessionError(f"{readme} lacks the {BEGIN} / {END} markers")
     runs = [r for folder in sorted(results.glob("gpu-*")) if folder.is_dir() for r in collect_runs(folder)]
     block = ["NB201 200-epoch accuracies (%) of the derived cells, mean ± sample std over finished seeds; every "
              "run under `results/gpu-*/`, written by `python benchmarks/gpu_session.py ingest`.", "", gpu_table(results)]
@@ -1110,28 +1601,127 @@ def update_readme(results: Path = ROOT / "results", readme: Path = ROOT / "READM
         plots = make_plots(runs, report, None, notes)
         (report / "results.md").write_text(render(runs, plots, notes))
         block += ["", "Curves (entropy, discretized accuracy) and the full report: "
-                      "[`results/gpu-report/results.md`](results/gpu-report/results.md)."]
+                      f"[`results/gpu-report/results.md`]({_rel(report / 'results.md', readme)})."]
     text = _replace_block(text, BEGIN, END, "\n".join(block))
     if SPEED_BEGIN in text and SPEED_END in text:
-        text = _replace_block(text, SPEED_BEGIN, SPEED_END, speed_table(results))
+        text = _replace_block(text, SPEED_BEGIN, SPEED_END, speed_table(results, readme))
     readme.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------- rehearsal
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """A metrics record or result.json without what depends on the clock."""
+    out = {k: v for k, v in record.items() if k not in ("time", "wall_time_s")}
+    if isinstance(out.get("final"), dict):
+        out["final"] = _comparable(out["final"])
+    return out
+
+
+def _differences(name: str, a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two JSON values differ (at most a few paths)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = [f"{name}{path}.{k}: only in {'the resumed' if k in a else 'the uninterrupted'} run"
+               for k in sorted(set(a) ^ set(b))]
+        for k in sorted(set(a) & set(b)):
+            out += _differences(name, a[k], b[k], f"{path}.{k}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(name, x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{name}{path}: {str(a)[:60]} (resumed) vs {str(b)[:60]} (uninterrupted)"]
+
+
+def rehearse(data_dir: Path, work: Path | None = None, epochs: int = 3, cut_after: int = 1,
+             log: Callable[[str], None] = print) -> str:
+    """Two tiny time-boxed calls back to back on CPU, as a user's slots would run: the first cut at a
+    deadline mid-search (once its search has `cut_after` epochs), `ingest` of what it returned (the tar and
+    its checkpoint files), `prepare`'s carry selection, the second call resuming; then the same search run
+    once without a break. Returns "identical" or what differs (metrics records and result.json per seed,
+    the clock's fields aside)."""
+    import tempfile
+    if not (data_dir / "cifar-10-batches-py").is_dir() or not (data_dir / "nb201" / "nb201_200ep.csv").is_file():
+        raise SessionError(f"rehearse needs the CIFAR-10 subset (cifar-10-batches-py/) and nb201/nb201_200ep.csv "
+                           f"under {data_dir} (--data-dir)")
+    if work is None:
+        with tempfile.TemporaryDirectory(prefix="gpu-rehearsal-") as tmp:
+            return rehearse(data_dir, Path(tmp), epochs, cut_after, log)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the searches and the uninterrupted one alike
+    gpu_dir, results, carry, page = work / "gpu", work / "results", work / "carry", work / "page.md"
+    (gpu_dir / "data" / "nb201").mkdir(parents=True)
+    (gpu_dir / "data" / "nb201" / "nb201_200ep.csv").symlink_to(data_dir / "nb201" / "nb201_200ep.csv")
+    (gpu_dir / "cifar10_full").symlink_to(data_dir)  # stands in for the rebuilt full CIFAR-10
+    results.mkdir()
+    page.write_text(f"{BEGIN}\n{END}\n")
+    calib = work / "calibration.json"
+    calib.write_text(json.dumps({"source": "rehearsal: a stub", "rows": [
+        {"method": m, "batch": 16, "amp": "none", "graphs": False, "replicas": 2, "step_s": 0.5}
+        for m in ("darts-v1", "darts-v2", "pc-k4", "gdas")]}))
+    tiny = f"--limit-train 128 --C 4 --N 1 --epochs {epochs} --batch-size 16 --eval-images 32 --device cpu"
+    args = SessionArgs(budget=570, out=work / "out1", results=results, gpu_dir=gpu_dir, seeds=(0, 1), amp="none",
+                       parallel="1", skip_setup=True, skip_smoke=True, calibration=calib, extra=tuple(shlex.split(tiny)),
+                       max_cells=1, speed="off", cut_after_epochs=cut_after)
+    log(f"== call 1 (deadline after epoch {cut_after} of {epochs})")
+    session(args)
+    (tar1,) = [t for t in (work / "out1").glob("gpu-*.tar") if ".ckpt-" not in t.name]
+    plan = json.loads((gpu_dir / "session" / "session.json").read_text()).get("plan", {}).get("admitted", [])
+    if not plan:
+        return "differs: the first call ran nothing"
+    job = parse_job(plan[0]["jobs"][0]["line"])
+    folder1 = ingest(tar1, results, page, carry, log=log)
+    left = [k for k in job.seeds if not (results / folder1 / "runs" / run_rel(job.space, job.label, job.dataset, k)
+                                         / "result.json").exists()]
+    if not left:
+        return "differs: the first call finished before its deadline, nothing was cut (raise --epochs)"
+    log(f"== prepare: carry {[r for r, *_ in select_carry(carry, gpu_dir / 'carry', results, CARRY_LIMIT, log)]}")
+    log("== call 2")
+    session(SessionArgs(**{**asdict(args), "out": work / "out2", "cut_after_epochs": None,
+                           "cost": args.cost, "calibration": calib}))
+    (tar2,) = [t for t in (work / "out2").glob("gpu-*.tar") if ".ckpt-" not in t.name]
+    folder2 = ingest(tar2, results, page, carry, log=log)
+    resumed = "RESUME" in (results / folder2 / "session.log").read_text()
+    log(f"== one uninterrupted run: {job.line}")
+    ref = work / "uninterrupted"
+    rc, text = _sh(job.line + " " + shlex.join(["--out", str(ref / "seed{seed}" if "{seed}" in str(job.out)
+                                                                else ref / f"seed{job.seeds[0]}")]), 600)
+    if rc != 0:
+        return f"differs: the uninterrupted run failed (rc {rc}): {text.strip().splitlines()[-1:]}"
+    diffs = [] if resumed else ["the second call resumed nothing"]
+    for k in job.seeds:
+        rel = run_rel(job.space, job.label, job.dataset, k)
+        mine = next((results / f / "runs" / rel for f in (folder2, folder1)
+                     if (results / f / "runs" / rel / "result.json").is_file()), None)
+        if mine is None:
+            diffs.append(f"seed {k}: no result.json after the second call")
+            continue
+        theirs = ref / f"seed{k}"
+        for name in ("metrics.jsonl", "result.json"):
+            a, b = ((mine / name).read_text(), (theirs / name).read_text())
+            if name == "metrics.jsonl":
+                a, b = ([_comparable(json.loads(x)) for x in t.splitlines() if x.strip()] for t in (a, b))
+            else:
+                a, b = _comparable(json.loads(a)), _comparable(json.loads(b))
+            diffs += _differences(f"seed {k} {name}", a, b)[:5]
+    log(f"cut: seeds {left} of {job.label} stopped in call 1, resumed in call 2: {resumed}")
+    return "identical" if not diffs else "differs: " + "; ".join(diffs[:8])
 
 
 # ---------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="this machine: .gpu/ and .whl/ for the device call; prints the call")
+    p = sub.add_parser("prepare", help="this machine: .gpu/ and .whl/ for the next call; prints the call")
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the folder holding data/ and tools/")
     p.add_argument("--exact-pixels", action="store_true", help="also carry the exact CIFAR-10 subset (27 MB) so the "
                    "rebuild swaps in its exact pixels (~10%% of the images)")
     p.add_argument("--no-wheels", action="store_true", help="skip the wheel download")
-    p = sub.add_parser("session", help="the device call (what gpu_session.sh runs)")
+    p.add_argument("--carry", type=Path, default=CARRY_DIR, help="unfinished runs' checkpoints kept by ingest")
+    p.add_argument("--results", type=Path, default=ROOT / "results")
+    p = sub.add_parser("session", help="one time-boxed call (what gpu_session.sh runs)")
     p.add_argument("--budget", type=float, default=540.0, help="seconds this command may take in all (≤ 570)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ROOT / ".gpu" / "out")),
                    help="where the tar goes ($OUT on the device)")
     p.add_argument("--dry-run", action="store_true", help="plan and budget arithmetic only: no rebuild, no test, "
-                   "no search (calibration: --calibration, else the newest committed one, else the H100 figures)")
+                   "no search (calibration: --calibration, else this GPU model's newest committed one, else any, else the "
+                   "eager H100 figures)")
     p.add_argument("--results", type=Path, default=ROOT / "results", help="committed runs (results/gpu-*/)")
     p.add_argument("--gpu-dir", type=Path, default=ROOT / ".gpu", help="what prepare wrote (carried)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per cell")
@@ -1143,19 +1733,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke-s", type=float, default=60.0)
     p.add_argument("--calib-s", type=float, default=60.0)
     p.add_argument("--reserve-s", type=float, default=25.0, help="kept at the end for stopping runs and the tar")
-    p.add_argument("--startup-s", type=float, default=Cost.startup_s, help="estimate: seconds before a search's first step")
+    p.add_argument("--startup-s", type=float, default=Cost.startup_s, help="estimate: seconds before a search's first step "
+                   "(until a 2-epoch timing search has measured it)")
     p.add_argument("--epoch-overhead-s", type=float, default=Cost.epoch_overhead_s,
-                   help="estimate: seconds per epoch beside the steps (capture, evaluation, checkpoint)")
+                   help="estimate: seconds per epoch beside the steps (capture, evaluation, checkpoint; until a "
+                   "2-epoch timing search has measured it)")
     p.add_argument("--safety", type=float, default=Cost.safety, help="estimate: multiplies the whole estimate")
     p.add_argument("--skip-setup", action="store_true", help="use the data already in --gpu-dir/cifar10_full")
     p.add_argument("--skip-smoke", action="store_true", help="no replay tests: run eager")
     p.add_argument("--calibration", type=Path, default=None, help="a calibration.json to use instead of measuring")
     p.add_argument("--extra", default="", help="flags appended to every search (tests: tiny configs)")
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells")
-    p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the README's speed figures "
-                   "(search_step.py: graph-replayed step, fp32/bf16, S = 1, 4, 16 once --replicas exists); auto: on "
-                   "a GPU model's first draw (no results/gpu-*-<gpu>/speed.json yet)")
+    p.add_argument("--speed", default="auto", choices=("auto", "on", "off"), help="the speed figures, before the "
+                   "queue (search_step.py: the graph-replayed batched step, fp32/bf16, S = 1, 3, 8, 16, then the "
+                   "torch.compile route at S = 3 if it compiles within 60 s); auto: on a GPU model's first call "
+                   "(no results/gpu-*-<gpu>/speed.json yet)")
     p.add_argument("--speed-s", type=float, default=90.0, help="at most this long for the speed figures")
+    p.add_argument("--timing-s", type=float, default=90.0, help="at most this long for the 2-epoch timing search "
+                   "(a GPU model's first call)")
     p = sub.add_parser("calibrate", help="(internal) time the steps; writes JSON after every figure")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--deadline", type=float, required=True, help="epoch seconds")
@@ -1164,24 +1759,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--graphs", action="store_true")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--device", default="cuda")
-    p = sub.add_parser("ingest", help="this machine: unpack a session tar into results/, regenerate the README table")
+    page = ("the page with the results markers (default: README.md while it has them, else "
+            "docs/time-boxed-gpu.md)")
+    p = sub.add_parser("ingest", help="this machine: unpack a session tar into results/ (its checkpoint files into "
+                       "--carry), regenerate the results table")
     p.add_argument("tar", type=Path)
+    p.add_argument("checkpoints", type=Path, nargs="*", help="its checkpoint files (default: <tar>.ckpt-*.tar "
+                   "beside it)")
     p.add_argument("--results", type=Path, default=ROOT / "results")
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    p = sub.add_parser("table", help="regenerate the README table from results/gpu-*/")
+    p.add_argument("--readme", type=Path, default=None, help=page)
+    p.add_argument("--carry", type=Path, default=CARRY_DIR, help="where unfinished runs' checkpoints are kept")
+    p = sub.add_parser("table", help="regenerate the results table from results/gpu-*/")
     p.add_argument("--results", type=Path, default=ROOT / "results")
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--readme", type=Path, default=None, help=page)
+    p = sub.add_parser("rehearse", help="two tiny time-boxed calls on CPU, the first cut mid-search, the second "
+                       "resuming it, against one uninterrupted run; last line: identical, or what differs")
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
+                   help="the CIFAR-10 subset and nb201/ (default ../shared/data)")
+    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--cut-after", type=int, default=1, help="the first call's deadline falls after this epoch")
     ns = parser.parse_args(argv)
     for name, value in vars(ns).items():  # relative paths are the caller's, whatever the cwd of subprocesses
         if isinstance(value, Path):
             setattr(ns, name, value.resolve())
     try:
         if ns.cmd == "prepare":
-            call = prepare(ns.shared, exact_pixels=ns.exact_pixels, wheels=not ns.no_wheels)
-            print(f"prepared .gpu/ and .whl/ ({call['travels_mib']} MiB travel; commit {call['commit']['commit'][:10]}"
-                  f"{' + uncommitted changes' if call['commit']['dirty'] else ''}). Make ONE device call:")
+            call = prepare(ns.shared, exact_pixels=ns.exact_pixels, wheels=not ns.no_wheels, carry=ns.carry,
+                           results=ns.results)
+            print(f"prepared .gpu/ and .whl/ (commit {call['commit']['commit'][:10]}"
+                  f"{' + uncommitted changes' if call['commit']['dirty'] else ''}); carried in: {call['budget']}")
+            print("Run ONE time-boxed call (in the job, from the checkout's root, with these paths beside the "
+                  "tracked files; $OUT: where files come back):")
             print(json.dumps({k: call[k] for k in ("command", "carry", "timeout_s")}))
-            print("then: python benchmarks/gpu_session.py ingest <files_at>/gpu-*.tar")
+            print("then: python benchmarks/gpu_session.py ingest <OUT>/gpu-*.tar   (its .ckpt-*.tar files beside it)")
             return 0
         if ns.cmd == "session":
             if not 60 <= ns.budget <= 570:
@@ -1200,25 +1811,33 @@ def main(argv: list[str] | None = None) -> int:
                 setup_s=ns.setup_s, smoke_s=ns.smoke_s, calib_s=ns.calib_s, reserve_s=ns.reserve_s,
                 cost=Cost(ns.startup_s, ns.epoch_overhead_s, ns.safety), skip_setup=ns.skip_setup,
                 skip_smoke=ns.skip_smoke, calibration=ns.calibration, extra=tuple(shlex.split(ns.extra)),
-                max_cells=ns.max_cells, speed=ns.speed, speed_s=ns.speed_s))
+                max_cells=ns.max_cells, speed=ns.speed, speed_s=ns.speed_s, timing_s=ns.timing_s))
         if ns.cmd == "calibrate":
             if not all(re.fullmatch(r"[a-z0-9-]+:\d+", n) for n in ns.need):
                 raise SessionError(f"--need takes METHOD:BATCH items (got {' '.join(ns.need)})")
             needs = [(n.split(":")[0], int(n.split(":")[1])) for n in ns.need]
             calibrate(needs, ns.amp, ns.graphs, ns.replicas, ns.deadline, ns.json, ns.device)
             return 0
+        if ns.cmd == "rehearse":
+            if not 1 <= ns.cut_after < ns.epochs:
+                raise SessionError(f"--cut-after must be in [1, --epochs) (got {ns.cut_after} of {ns.epochs})")
+            verdict = rehearse(ns.data_dir, ns.work, ns.epochs, ns.cut_after)
+            print(verdict)
+            return 0 if verdict == "identical" else 1
         if ns.cmd == "ingest":
-            folder = ingest(ns.tar, ns.results, ns.readme)
+            folder = ingest(ns.tar, ns.results, ns.readme, ns.carry, ns.checkpoints or None)
             table = gpu_table(ns.results)
-            if "Rows that miss" in table:  # for the closing note of the issue
+            if "Rows that miss" in table:  # said on the terminal too
                 print(table[table.index("Rows that miss"):] + "\n")
-            print(f"unpacked into {ns.results / folder}; README table and results/gpu-report/ regenerated. Commit:")
-            rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", ns.readme) if p.exists()]
+            page = results_page(ns.readme)
+            print(f"unpacked into {ns.results / folder}; the table in {page} and results/gpu-report/ regenerated. "
+                  "Commit:")
+            rel = [os.path.relpath(p) for p in (ns.results / folder, ns.results / "gpu-report", page) if p.exists()]
             print(f"git add {' '.join(map(shlex.quote, rel))} && "
                   f"git commit -m 'GPU session {folder}: NB201 runs and calibration (benchmarks/gpu_session.py)'")
             return 0
         update_readme(ns.results, ns.readme)
-        print(f"regenerated the GPU results table in {ns.readme}")
+        print(f"regenerated the GPU results table in {results_page(ns.readme)}")
         return 0
     except SessionError as err:
         print(f"gpu_session: error: {err}", file=sys.stderr)

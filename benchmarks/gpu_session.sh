@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# One lent-GPU session as ONE device `run` call (issue 19; README "GPU sessions"):
+# One time-boxed GPU call (a preemptible instance, a time-limited cluster job; docs/time-boxed-gpu.md):
 #
-#   python benchmarks/gpu_session.py prepare            # here, first: prints the exact call, i.e.
-#   run(command="bash benchmarks/gpu_session.sh", carry=[".gpu/data", ".gpu/tools", ".gpu/commit.json", ".whl"],
-#       timeout_s=570)
-#   python benchmarks/gpu_session.py ingest <files_at>/gpu-*.tar    # here, after: results/ + README table
+#   python benchmarks/gpu_session.py prepare            # here, first: prints the 64 MiB budget and the call:
+#   bash benchmarks/gpu_session.sh                      # there, ≤ 570 s, with .gpu/data .gpu/tools
+#                                                       # .gpu/commit.json .gpu/carry .whl beside the tree
+#   python benchmarks/gpu_session.py ingest $OUT/gpu-*.tar    # here, after: results/, .gpu-carry/, the table
 #   bash benchmarks/gpu_session.sh --dry-run            # anywhere: the plan and its budget arithmetic, no search
 #
 # Installs the carried wheels (.whl/, as the device README says), then runs `gpu_session.py session`
 # with any options given here (`python benchmarks/gpu_session.py session --help`): set-up, smoke,
-# calibrate, queue under a --budget (default 540 s) it checks itself; ONE tar lands in $OUT (default .gpu/out).
+# calibrate, queue under a --budget (default 540 s) it checks itself; ONE tar lands in $OUT (default .gpu/out),
+# with one checkpoint file per unfinished seed beside it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}

@@ -21,6 +21,13 @@ importable, its DARTS-V1 step on `TinyNetworkDarts` is timed in the same process
 time per batched step, aten operators per search-step (ops / S), the implied 50-epoch NB201 searches per
 hour (S searches per batched run) and peak memory; `--compare-sequential` adds S single steps run one
 after the other in the same process and the ratio.
+`--bytes` counts the bytes each aten operator of one eager step reads (its tensor inputs) and writes (its
+tensor outputs), operator by operator, for the single run's step and, with `--replicas`, the batched one
+(per search-step = / S; per 50-epoch search = × 19,500): device-independent, what an unfused step moves
+through memory, the floor a bandwidth-bound GPU step cannot beat. `--bytes --compile` also tries the
+fusion route (torch.compile of the batched step's forward): its compile time, its step against the eager
+one (tolerance stated in the row), and the bytes inductor's kernels and the operators it leaves to aten
+move per step.
 """
 from __future__ import annotations
 
@@ -102,7 +109,8 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
 
 
 def make_replica_step(method: str, space: str, C: int, N: int, batch: int, device: torch.device, amp: str,
-                      S: int, graphs: bool = False) -> Callable[[], None]:
+                      S: int, graphs: bool = False, compile_forward: bool = False, return_model: bool = False
+                      ) -> Callable[[], None] | tuple[Callable[[], None], object]:
     """One batched bilevel step of S replicas (common/replicas.py, as `--seeds` runs it): the S supernets'
     parameters stacked, the vmapped forward, per-replica clip and NaN freeze; S different batches."""
     from common.replicas import batched_forward, stack_replicas
@@ -120,6 +128,8 @@ def make_replica_step(method: str, space: str, C: int, N: int, batch: int, devic
     xs = [torch.randn(S, batch, 3, 32, 32, device=device) for _ in range(2)]
     ys = [torch.randint(10, (S * batch,), device=device) for _ in range(2)]
     fwd = batched_forward(model, lambda: softmax_weights(model.alphas), amp=amp == "bf16", cache=not graphs)
+    if compile_forward:  # the fusion route: inductor fuses the elementwise ops around the convolutions
+        fwd = torch.compile(fwd)
     gens = [torch.Generator(device=device).manual_seed(s) for s in range(S)]  # GDAS: each replica's draws
 
     def gdas_fwd():  # a fresh sample per replica: its one-hots mask the all-ops forward
@@ -138,8 +148,9 @@ def make_replica_step(method: str, space: str, C: int, N: int, batch: int, devic
             alpha_step(fwd, xs[1], ys[1], a_params, a_opt)
     if graphs:
         replay = StepGraphs(enabled=True)
-        return lambda: replay(None, step, capture=method != "gdas")
-    return step
+        run = lambda: replay(None, step, capture=method != "gdas")  # noqa: E731
+        return (run, model) if return_model else run
+    return (step, model) if return_model else step
 
 
 def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
@@ -155,13 +166,22 @@ def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                                         graphs=args.cuda_graphs)
                 else:
                     step = make_replica_step(method, "nb201", args.C, args.N, args.batch[0], device, amp, S,
-                                             args.cuda_graphs)
+                                             args.cuda_graphs and not args.compile, compile_forward=args.compile)
+                compile_s = None
+                if args.compile:  # the fusion route: its first step compiles
+                    t0 = time.perf_counter()
+                    step()
+                    _sync(device)
+                    compile_s = time.perf_counter() - t0
                 med = statistics.median(time_step(step, device, args.warmup, args.iters))
-                ops, views = ops_per_step(step, views=True) if args.activations and not args.cuda_graphs else (None, None)
+                ops, views = (ops_per_step(step, views=True) if args.activations and not args.cuda_graphs
+                              and not args.compile else (None, None))
                 peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
                 row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0],
-                       "C": args.C, "N": args.N, "graphs": args.cuda_graphs, "step_s": med,
+                       "C": args.C, "N": args.N, "graphs": args.cuda_graphs and not args.compile, "step_s": med,
+                       **({"path": "batched+compile" if S > 1 else "single", "compile_s": compile_s}
+                          if args.compile else {}),
                        "step_s_per_search": med / S, "aten_ops": ops,
                        "aten_ops_per_search_step": ops / S if ops else None, "aten_views": views,
                        "kernel_ops_per_search_step": (ops - views) / S if ops else None,
@@ -177,7 +197,14 @@ def replica_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
                     row["batched_over_sequential"] = med / row["sequential_s"]
                 rows.append(row)
                 print(_fmt_replicas(row), flush=True)
+                if args.json:  # after every row: a stage cut short keeps what it measured
+                    _write_json(args, rows)
     return rows
+
+
+def _write_json(args: argparse.Namespace, rows: list[dict]) -> None:
+    Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "torch": torch.__version__,
+                                           "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
 
 
 def _fmt_replicas(r: dict) -> str:
@@ -258,6 +285,131 @@ class _OpCounter(TorchDispatchMode):
         self.n += 1
         self.views += func.is_view  # a view: metadata only, no kernel
         return func(*args, **(kwargs or {}))
+
+
+def _tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a kernel touches for tensor `t`: its elements (an expanded view's repeats counted once)."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        n *= size if stride else 1
+    return n * t.element_size()
+
+
+class _ByteCounter(TorchDispatchMode):
+    """Per aten operator: calls, bytes read (tensor inputs), bytes written (tensor outputs). Views and the
+    operators that only re-label a tensor move nothing and are left out."""
+
+    FREE = {"detach", "alias", "view", "_unsafe_view", "lift_fresh", "set_", "empty", "empty_like",
+            "empty_strided", "new_empty", "new_empty_strided", "_to_copy_noop"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: dict[str, list[int]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.utils._pytree import tree_leaves
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if func.is_view or name in self.FREE:
+            return out
+        read = sum(_tensor_bytes(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+        written = sum(_tensor_bytes(t) for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+        row = self.ops.setdefault(name, [0, 0, 0])
+        row[0] += 1
+        row[1] += read
+        row[2] += written
+        return out
+
+
+def bytes_per_step(step: Callable[[], None]) -> dict[str, list[int]]:
+    """{aten operator: [calls, bytes read, bytes written]} of one eager step."""
+    with _ByteCounter() as counter:
+        step()
+    return counter.ops
+
+
+def bytes_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """--bytes: one row per (method, amp, S): the bytes one step moves, operator by operator."""
+    rows = []
+    for method in [m for m in args.methods if m in REPLICA_METHODS]:
+        for amp in args.amp:
+            for S in args.replicas or [1]:
+                torch.manual_seed(0)
+                if S == 1:
+                    step, _ = make_step(method, "nb201", args.C, args.N, args.batch[0], device, True, amp)
+                else:
+                    step = make_replica_step(method, "nb201", args.C, args.N, args.batch[0], device, amp, S)
+                step()  # the optimisers' state exists from the second step on, as in a search
+                ops = bytes_per_step(step)
+                read, written = sum(r[1] for r in ops.values()), sum(r[2] for r in ops.values())
+                row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0],
+                       "C": args.C, "N": args.N, "bytes_read": read, "bytes_written": written,
+                       "bytes_per_search_step": (read + written) / S,
+                       "gb_per_search": (read + written) / S * NB201_STEPS_PER_SEARCH / 1e9,
+                       "ops": {k: v for k, v in sorted(ops.items(), key=lambda kv: -(kv[1][1] + kv[1][2]))}}
+                rows.append(row)
+                print(_fmt_bytes(row, args.top), flush=True)
+                if args.compile and S > 1:
+                    rows.append(compiled_bytes(method, args, device, amp, S, row))
+    return rows
+
+
+def _fmt_bytes(r: dict, top: int) -> str:
+    total = r["bytes_read"] + r["bytes_written"]
+    lines = [f"nb201 {r['method']} S={r['replicas']} {r['amp']} b={r['batch']} C={r['C']} N={r['N']}: one step "
+             f"reads {r['bytes_read'] / 1e9:.3f} GB, writes {r['bytes_written'] / 1e9:.3f} GB = "
+             f"{r['bytes_per_search_step'] / 1e6:.0f} MB per search-step, {r['gb_per_search']:.0f} GB per "
+             f"50-epoch search ({NB201_STEPS_PER_SEARCH} steps)"]
+    for name, (calls, rd, wr) in list(r["ops"].items())[:top]:
+        lines.append(f"    {name:32} {calls:6} calls  read {rd / 1e6:9.1f} MB  written {wr / 1e6:9.1f} MB  "
+                     f"{100 * (rd + wr) / total:5.1f}%")
+    return "\n".join(lines)
+
+
+def compiled_bytes(method: str, args: argparse.Namespace, device: torch.device, amp: str, S: int,
+                   eager: dict) -> dict:
+    """The fusion route: the batched step with its vmapped forward under torch.compile (inductor). Its
+    compile time (the first step's time less the eager first step's); the replicas' w and α after two steps
+    against the eager step's from the same state (rtol 1e-3, atol 1e-4: fp32 reassociation, grown through two
+    SGD/Adam updates and batch-statistics BN; the largest difference is in the row); and the
+    bytes inductor's generated kernels read and write per call of each compiled graph
+    (`torch._inductor.metrics.num_bytes_accessed`, which inductor counts for its GPU kernels only: None on
+    a CPU). The dispatch-mode count cannot see inside compiled code, so it is not taken here."""
+    import torch._dynamo
+    from torch._inductor import metrics
+    results = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        torch._dynamo.reset()
+        metrics.reset()
+        step, model = make_replica_step(method, "nb201", args.C, args.N, args.batch[0], device, amp, S,
+                                        compile_forward=compiled, return_model=True)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        first = time.perf_counter() - t0
+        step()
+        _sync(device)
+        results[compiled] = {"first_step_s": first, "model": model, "inductor_bytes": metrics.num_bytes_accessed}
+    worst, ok = 0.0, True
+    pairs = [(results[False]["model"].params[n], results[True]["model"].params[n]) for n in results[False]["model"].params]
+    pairs += list(zip(results[False]["model"].arch_parameters(), results[True]["model"].arch_parameters()))
+    for a, b in pairs:
+        a, b = a.detach(), b.detach()
+        ok &= torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+        worst = max(worst, float((a - b).abs().max()))
+    inductor = results[True]["inductor_bytes"] if device.type == "cuda" else None
+    row = {"space": "nb201", "method": method, "replicas": S, "amp": amp, "batch": args.batch[0], "C": args.C,
+           "N": args.N, "route": "torch.compile(vmapped forward)", "compile_s": results[True]["first_step_s"]
+           - results[False]["first_step_s"], "equivalent": ok, "tolerance": "rtol 1e-3, atol 1e-4 after 2 steps",
+           "max_abs_diff": worst, "inductor_bytes_per_graph_call": inductor,
+           "eager_bytes_per_step": eager["bytes_read"] + eager["bytes_written"]}
+    print(f"  fusion route {row['route']}: compile {row['compile_s']:.0f} s; "
+          f"{'equivalent' if ok else 'NOT equivalent'} ({row['tolerance']}; max |Δ| {worst:.2e}); bytes per step "
+          f"eager {row['eager_bytes_per_step'] / 1e9:.3f} GB, inductor's kernels "
+          + (f"{inductor / 1e9:.3f} GB per call of each graph" if inductor is not None else "not counted on a CPU"),
+          flush=True)
+    return row
 
 
 def ops_per_step(step: Callable[[], None], views: bool = False) -> int | tuple[int, int]:
@@ -369,7 +521,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--compile", action="store_true", help="torch.compile the supernet")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (with --replicas or --bytes: "
+                   "the batched step's vmapped forward, the fusion route)")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each step from a CUDA graph (CUDA only)")
     p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--activations", action=argparse.BooleanOptionalAction, default=True)
@@ -378,6 +531,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="batched replicas S (--seeds): rows per S for darts-v1/v2, gdas, pc-k4 on NB201 (first --batch)")
     p.add_argument("--compare-sequential", action="store_true",
                    help="with --replicas: also time S single steps one after the other (ratio in the row)")
+    p.add_argument("--bytes", action="store_true", help="bytes read and written per step, operator by operator "
+                   "(single run; with --replicas the batched step too; with --compile the fusion route)")
+    p.add_argument("--top", type=int, default=12, help="with --bytes: operators listed per row")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -386,13 +542,14 @@ def main(argv: list[str] | None = None) -> None:
         p.exit(2, "error: --device cuda but torch sees no GPU\n")
     if args.cuda_graphs and not args.device.startswith("cuda"):
         p.exit(2, "error: --cuda-graphs needs --device cuda\n")
-    if args.replicas:
+    if args.bytes:
+        rows = bytes_rows(args, torch.device(args.device))
+    elif args.replicas:
         rows = replica_rows(args, torch.device(args.device))
     else:
         rows = concurrent(args) if args.concurrent else bench(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"argv": argv, "torch": torch.__version__,
-                                               "cpu_count": os.cpu_count(), "rows": rows}, indent=1))
+        _write_json(args, rows)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 from dataclasses import dataclass
 
 from common.config import SearchConfig, parse_config
-from common.run import SearchRun, main_guard
-from common.search import alpha_step, softmax_weights, w_step
+from common.harness import open_run
+from common.rundir import main_guard
+from common.search import softmax_weights
 
 
 @dataclass
@@ -25,18 +26,12 @@ class DartsConfig(SearchConfig):
 
 
 def search(cfg: DartsConfig) -> dict:
-    run = SearchRun(cfg, script="darts")
-    model = run.model
-    forward = run.forward(lambda: softmax_weights(model.alphas))
-
-    def bilevel(x_t, y_t, x_v, y_v):  # w step on a train batch and α step on a valid batch (--step-order)
-        return run.ordered(lambda: w_step(forward, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
-                                          run.clip_extra),
-                           lambda: alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
+    run = open_run(cfg, "darts")
+    fwd = run.forward(lambda: softmax_weights(run.alphas))  # Eq. 2: op weights softmax(α)
     for _ in run.epochs():
-        for batch in run.steps():
-            run.step(bilevel, *batch)
-        run.end_epoch(softmax_weights(model.alphas))
+        for batch in run.batches():  # w step on a train batch, α step on a valid batch (--step-order)
+            run.bilevel(batch, w=run.w_step(fwd), alpha=run.alpha_step(fwd))
+        run.end_epoch(lambda r: (softmax_weights(r.model.alphas), {}))
     return run.finish()
 
 

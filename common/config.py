@@ -351,7 +351,7 @@ def _help(flag: _Flag) -> str:
     text = flag.help
     if flag.name in PER_SCRIPT_FLAGS:
         text += f" [--{flag.name.replace('_', '-')} means something different in each script: this is its meaning here]"
-    if "default" in flag.help.lower() or (flag.default is None or flag.default is False) and re.search(r"\boff\b", flag.help):
+    if "default" in flag.help.lower() or (flag.default is None or flag.default is False) and re.search(r"\boff\b(?!-)", flag.help):
         return text.replace("%", "%%")  # the help already names the default
     shown = {None: "off", False: "off", True: "on"}.get(flag.default, flag.default) \
         if isinstance(flag.default, (bool, type(None))) else flag.default

@@ -24,7 +24,10 @@ Only NB201-skeleton runs (`nb201`, `nb201-3op`) have a table to compare with.
 """
 from __future__ import annotations
 
-import argparse
+from common.cli import answer_help_early, fidelity_parser
+
+answer_help_early(__name__, "common.fidelity")  # --help before torch is imported
+
 import json
 import math
 import os
@@ -240,24 +243,14 @@ def _plot_runs(c: Mapping[str, Any], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.fidelity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="finished NB201 search run directories")
-    parser.add_argument("--nb201", default=None, help="NB201 table (default: each run's --nb201)")
-    parser.add_argument("--k", type=int, default=50, help="(b): cells sampled from the space")
-    parser.add_argument("--eval-images", type=int, default=1000, help="(b), (c): valid images (0: all)")
-    parser.add_argument("--seed", type=int, default=0, help="(b): seed of the cell sample")
-    parser.add_argument("--metric", default=None, help="NB201 column (default by the run's dataset)")
-    parser.add_argument("--data-dir", default=None, help="data folder (default: each run's --data-dir)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=None, help="folder for fidelity_runs.* (default: the runs' parent)")
-    ns = parser.parse_args(argv)
+    ns = fidelity_parser().parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if ns.device == "auto" else ns.device
     try:
         table = NB201Table.load(ns.nb201) if ns.nb201 else None
         if ns.metric is not None and ns.metric not in METRIC_OF.values() and ns.metric not in (
                 "cifar10_valid_valid", "cifar100_valid", "imagenet16_valid"):
             raise FidelityError(f"unknown --metric {ns.metric!r}")
-        results = [run_fidelity(r, table, ns.k, ns.eval_images, ns.seed, ns.metric, ns.data_dir, ns.device)
+        results = [run_fidelity(r, table, ns.k, ns.eval_images, ns.seed, ns.metric, ns.data_dir, device)
                    for r in ns.runs]
         for r in results:
             print(f"{r['run']}: (a) edge τ mean {_fmt(r['a']['tau_mean'])}, (b) supernet τ {_fmt(r['b']['tau'])} "

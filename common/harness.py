@@ -18,13 +18,19 @@ returning (loss, logits), detached; a *forward* is x → logits):
     run.bilevel(batch, w, alpha, key=None)     one step: the halves in --step-order, CUDA-graph capture (eager
         for a sampled op on one seed), tracked loss/accuracy; `key`: one graph per value of a Python value
     run.generator(key, offset=0, device=None)  a named RNG per seed, seeded seed + offset, checkpointed in
-        method_state[key]: what a draw passes as `generator=` (a Generator; with --seeds a list, one per seed)
+        method_state[key]: what a draw passes as `generator=` (a Generator; with --seeds a list, one per seed);
+        run.generators[key] is always the list
     run.global_generator()                     the global RNG as `generator=` (None; with --seeds a list)
+    run.seed_generators(key, offset=0, device=None)  `generator`'s RNGs as a list, one per seed (draws seed by seed)
     run.per_seed(values)                       one number per seed as a step uses it (a float; (S, 1, 1))
+    run.step_flag()                            a per-seed bool the step's forwards read (SP's φ): `flag.set(values)`
+        before each step → the step's graph key; `flag.where(a, b)`: the weights a() where set, else b()
+    run.cross_entropy(logits, y)               the loss a custom half reports: the mean cross-entropy; (S,) with --seeds
     run.state(key) / run.set_state(key, v)     method_state[key] of every seed (a list) / set (a list or one value)
     run.end_epoch(report)                      report(r) once per seed (r: that seed's own SearchRun) →
         (op weights used, metrics dict[, derive temperature]): measure, log, checkpoint
     run.finish(extra=None)                     result.json (extra: a dict, or extra(r) per seed)
+    run.inner                                  the run beneath (its older API; P-DARTS's stage_epoch())
 
 SA-DARTS's loop (sa_darts.py), the whole algorithm:
 
@@ -57,7 +63,7 @@ from torch.nn import functional as F
 
 from common.config import SearchConfig
 from common.replica_run import ReplicaRun
-from common.replicas import gdas_refusal
+from common.replicas import gdas_refusal, replica_losses
 from common.run import RunError, SearchRun
 from common.sampling import Generators, gdas_weights
 from common.search import alpha_step, ordered_step, unrolled_alpha_step, w_step
@@ -229,6 +235,20 @@ class Harness:
     def global_generator(self) -> Generators:
         return self.inner.global_generators()
 
+    def seed_generators(self, key: str, offset: int = 0, device: torch.device | str | None = None
+                        ) -> list[torch.Generator]:
+        """The RNGs of `generator(key, offset, device)` as a list, one per seed (one without --seeds)."""
+        self.generator(key, offset, device)
+        return self.generators[key]
+
+    def step_flag(self) -> StepFlag:
+        """A per-seed bool that the step's forwards read (see `StepFlag`)."""
+        return StepFlag(len(self.seeds) if self.batched else 0, self.device)
+
+    def cross_entropy(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The mean cross-entropy as a half reports it: a scalar; with --seeds each seed's own, (S,)."""
+        return replica_losses(logits, y, len(self.seeds)) if self.batched else F.cross_entropy(logits, y)
+
     def per_seed(self, values: list[float]) -> float | Tensor:
         return self.inner.replica_number(values, next(iter(self.alphas.values())))
 
@@ -254,3 +274,32 @@ class Harness:
 
     def finish(self, extra: Mapping[str, Any] | Callable[[SeedRun], Mapping[str, Any]] | None = None) -> dict:
         return self.inner.finish(self.inner.per_replica(extra) if callable(extra) else extra)
+
+
+class StepFlag:
+    """A bool per seed that changes every step and picks between two sets of op weights (SP-DARTS's φ).
+
+    One seed: a Python bool, which `set` returns as the step's graph key (one CUDA graph per value), and
+    `where(a, b)` computes only the picked weights. With --seeds: an (S, 1, 1) device buffer, filled outside
+    the step (one graph reads it), and `where(a, b)` picks per seed from both.
+    """
+
+    def __init__(self, seeds: int, device: torch.device) -> None:
+        self.value = False
+        self.buffer = torch.zeros(seeds, 1, 1, dtype=torch.bool, device=device) if seeds else None
+
+    def set(self, values: list[bool]) -> bool | None:
+        """This step's value of every seed; returns the step's graph key (None with --seeds)."""
+        if self.buffer is None:
+            self.value = bool(values[0])
+            return self.value
+        self.buffer.copy_(torch.tensor(values).view(-1, 1, 1))
+        return None
+
+    def where(self, a: Callable[[], Mapping[str, Tensor]], b: Callable[[], Mapping[str, Tensor]]
+              ) -> Mapping[str, Tensor]:
+        """a() where the flag is set, else b(): the op weights (kind → (E, M); (S, E, M) with --seeds)."""
+        if self.buffer is None:
+            return a() if self.value else b()
+        w_a, w_b = a(), b()
+        return {k: torch.where(self.buffer, w_a[k], w_b[k]) for k in w_a}

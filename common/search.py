@@ -148,8 +148,8 @@ def unrolled_alpha_step(forward: Forward, x_train: Tensor, y_train: Tensor, x_va
     Returns (L_val(w', α), logits), detached.
     """
     if getattr(w_params[0], "replicas", 0):  # --seeds: each replica its own ε (common/replicas.py)
-        return w_params[0].flat_group.unrolled_alpha_step(forward, x_train, y_train, x_valid, y_valid, w_params, a_params,
-                                               w_optimizer, a_optimizer, xi, reg, eps_scale)
+        return w_params[0].flat_group.unrolled_alpha_step(forward, x_train, y_train, x_valid, y_valid, w_params,
+                                                          a_params, w_optimizer, a_optimizer, xi, reg, eps_scale)
     w0 = [p.detach().clone() for p in w_params]
     # w' = w − ξ ∇w L_train(w, α)  (plus DARTS's momentum and weight-decay terms)
     loss_train = F.cross_entropy(forward(x_train), y_train)

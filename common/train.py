@@ -40,17 +40,28 @@ result.json (params in M without the auxiliary head, final test error, wall time
 """
 from __future__ import annotations
 
+from common.cli import answer_help_early
+
+answer_help_early(__name__, "common.train")  # --help before torch is imported
+
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from common.config import DEVICE_FORM, RANGES, ConfigError, _in, arg, build_parser, check_ranges, config_dict
+from common.cli import (  # noqa: F401 - re-exported: tests and users import them from common.train
+    EVAL_DATASETS,
+    PRESETS,
+    ROBUSTDARTS_SIZE,
+    TRAIN_RANGES,
+    TrainConfig,
+    train_parser,
+)
+from common.config import ConfigError, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, load_arrays, make_loader
 from common.evalnet import NAMED_GENOTYPES, EvalNetwork, GenotypeError, eval_loss, parse_genotype
 from common.genotypes import Genotype, genotype_to_json
@@ -70,86 +81,11 @@ from common.run import (
 )
 from common.search import cosine_lr
 
-EVAL_DATASETS = ("cifar10", "cifar100", "svhn")
-_PROTOCOL = dict(epochs=600, batch_size=96, C=36, layers=20, lr=0.025, lr_min=0.0, momentum=0.9, wd=3e-4,
-                 cutout=16, drop_path=0.3, aux_weight=0.4, grad_clip=5.0)
-#: Preset values (a flag given on the command line wins); "robustdarts" sizes depend on the dataset.
-PRESETS: dict[str, dict[str, Any]] = {
-    "darts": _PROTOCOL,
-    "robustdarts": {**_PROTOCOL, "drop_path": 0.2},
-    "smoke": {**_PROTOCOL, "epochs": 1, "batch_size": 32, "C": 8, "layers": 5, "limit_train": 192,
-              "limit_test": 128},
-}
-ROBUSTDARTS_SIZE = {"cifar10": (20, 36), "cifar100": (8, 16), "svhn": (8, 16)}  # (layers, C)
-_AT_LEAST_1 = RANGES["epochs"]
-#: The range of every numeric flag (floats must also be finite; None is not checked).
-TRAIN_RANGES = {**{k: _AT_LEAST_1 for k in ("epochs", "batch_size", "C", "layers", "limit_train", "limit_test",
-                                             "log_every")},
-                "seed": RANGES["seed"], "lr": RANGES["w_lr"], "lr_min": RANGES["w_lr_min"],
-                "momentum": RANGES["w_momentum"], "wd": RANGES["w_wd"], "cutout": RANGES["cutout"],
-                "drop_path": _in(0, 1), "aux_weight": RANGES["w_wd"], "grad_clip": RANGES["grad_clip"],
-                "debug_nan_step": RANGES["debug_nan_step"]}
 #: Entries of an evaluation checkpoint (checked on resume).
 TRAIN_CHECKPOINT_KEYS = ("version", "config", "genotype", "epoch", "step", "wall_time", "model", "optimizer",
                          "metrics", "rng")
 #: Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir", "debug_nan_step"}
-
-
-@dataclass
-class TrainConfig:
-    """Flags of `python -m common.train`; None = the preset's value (args.json records the value used)."""
-
-    preset: str = arg("darts", "protocol: darts (DARTS space), robustdarts (S1-S4), smoke (tiny CPU check)",
-                      choices=tuple(PRESETS))
-    dataset: str | None = arg(None, "cifar10, cifar100 or svhn (default: the search's dataset, else cifar10)")
-    data_dir: str = arg("./data", "folder holding cifar-10-batches-py/, cifar-100-python/ or the SVHN files")
-    epochs: int | None = arg(None, "training epochs (darts/robustdarts: 600)")
-    batch_size: int | None = arg(None, "batch size (96)")
-    C: int | None = arg(None, "initial channels (darts: 36; robustdarts: 36 on CIFAR-10, else 16)")
-    layers: int | None = arg(None, "cells (darts: 20; robustdarts: 20 on CIFAR-10, else 8)")
-    lr: float | None = arg(None, "SGD learning rate (0.025)")
-    lr_min: float | None = arg(None, "final learning rate of the cosine schedule (0)")
-    lr_step_first: bool = arg(False, "DARTS code's off-by-one: epoch e trains at the cosine value of e+1")
-    momentum: float | None = arg(None, "SGD momentum (0.9)")
-    wd: float | None = arg(None, "weight decay (3e-4)")
-    cutout: int | None = arg(None, "cutout side (16; 0: off)")
-    drop_path: float | None = arg(None, "final drop-path probability, reached linearly (darts 0.3, robustdarts 0.2)")
-    aux_weight: float | None = arg(None, "weight of the auxiliary head's loss (0.4; 0: no head)")
-    grad_clip: float | None = arg(None, "clip the gradient norm of all weights at this value (5; 0: off)")
-    limit_train: int | None = arg(None, "train on the first N training images only (smoke: 192)")
-    limit_test: int | None = arg(None, "test on the first N test images only (smoke: 128)")
-    seed: int = arg(0, "random seed")
-    device: str = arg("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
-    out: str | None = arg(None, "run directory (default RUN_DIR/eval, or runs/train/<name>-<dataset>-seed<k>)")
-    resume: bool = arg(False, "continue from the run directory's checkpoint")
-    loader: str = arg("auto", "device-resident loader (default on CUDA) or torch DataLoader",
-                      choices=("auto", "device", "torch"))
-    amp: str = arg("auto", "autocast: auto (bf16 on CUDA, none on CPU), none, bf16", choices=("auto", "none", "bf16"))
-    deterministic: bool = arg(True, "deterministic algorithms (cudnn.benchmark off)")
-    progress: bool = arg(True, "tqdm progress bars (the per-epoch lines go to stdout and log.txt either way)")
-    log_every: int = arg(50, "steps between NaN checks on CUDA (every step on CPU)")
-    debug_nan_step: int | None = arg(None, "testing only: feed NaN inputs at this global step (NaN guard)")
-
-    def resolve(self, search_dataset: str | None = None) -> None:
-        """Fill None fields from the preset; raise ConfigError on out-of-range values."""
-        self.dataset = self.dataset or (search_dataset if search_dataset in EVAL_DATASETS else "cifar10")
-        if self.dataset not in EVAL_DATASETS:
-            raise ConfigError(f"--dataset {self.dataset} is not one of {', '.join(EVAL_DATASETS)}")
-        values = dict(PRESETS[self.preset])
-        if self.preset == "robustdarts":
-            values["layers"], values["C"] = ROBUSTDARTS_SIZE[self.dataset]
-        for key, value in values.items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        check_ranges(self, TRAIN_RANGES)
-        if self.lr_min > self.lr:
-            raise ConfigError(f"--lr-min must be <= --lr {self.lr} (got {self.lr_min})")
-        if self.layers < 2 and self.aux_weight > 0:
-            raise ConfigError("--layers must be >= 2 with the auxiliary head (it needs two reductions before it; "
-                              "--aux-weight 0 drops the head)")
-        if not DEVICE_FORM.fullmatch(self.device):
-            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device})")
 
 
 # ------------------------------------------------------------------------------------- the genotype
@@ -263,8 +199,9 @@ class Trainer:
         set_rng_state(ckpt["rng"])
 
     def log(self, line: str) -> None:
-        """Print a timestamped line on stdout and append it to log.txt (the searches' RunDir.log)."""
-        self.dir.log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
+        """Print a plain line on stdout and append it to log.txt (the searches' RunDir.log: no timestamps, the
+        records hold the times)."""
+        self.dir.log(line)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -278,7 +215,7 @@ class Trainer:
         sums, n = torch.zeros(2, dtype=torch.float64, device=self.device), 0  # (loss·n, correct), images
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, dynamic_ncols=True)
+                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
         for x, y in bar:
             if cfg.debug_nan_step is not None and self.step == cfg.debug_nan_step:
                 x = x * float("nan")
@@ -354,17 +291,14 @@ class Trainer:
                   "wall_time_s": self.wall_time, "device": device, "final": final}
         write_json(self.dir.path / "result.json", result)
         self.log(f"summary: params {result['params_M']:.2f}M (auxiliary head excluded), test error "
-                 f"{result['test_error']:.2f}% after {final['epoch']} epochs on {self.cfg.dataset}, wall time "
+                 f"{result['test_error']:.2f}% after {final['epoch']} epoch{'s' * (final['epoch'] != 1)} on {self.cfg.dataset}, wall time "
                  f"{self.wall_time / 3600:.2f} h on {device}")
         self.dir.release()
         return result
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser(TrainConfig, __doc__)
-    parser.add_argument("source", metavar="RUN_DIR|GENOTYPE_JSON|NAME",
-                        help=f"a finished search's run directory, a genotype JSON file, or one of {', '.join(NAMED_GENOTYPES)}")
-    ns = vars(parser.parse_args(argv))
+    ns = vars(train_parser().parse_args(argv))
     source = ns.pop("source")
     cfg = TrainConfig(**ns)
 

@@ -47,6 +47,7 @@ def _np_entropy(a: np.ndarray, drop: int | None = None) -> float:
 
 # ----------------------------------------------------------------------------- architecture_entropy
 
+@pytest.mark.numerics
 @given(st.integers(1, 14), st.integers(2, 8), st.data())
 def test_entropy_matches_numpy(E: int, M: int, data: st.DataObject) -> None:
     a = data.draw(arrays(np.float64, (E, M), elements=finite))
@@ -56,6 +57,7 @@ def test_entropy_matches_numpy(E: int, M: int, data: st.DataObject) -> None:
     assert -1e-12 <= got <= math.log2(M - (drop is not None)) + 1e-12
 
 
+@pytest.mark.numerics
 @given(arrays(np.float64, (5, 5), elements=finite), arrays(np.float64, (3, 5), elements=finite))
 def test_entropy_pools_the_edges_of_all_cell_kinds(a: np.ndarray, b: np.ndarray) -> None:
     """Both cells: the mean over all 8 edges (not the mean of the two cells' means)."""
@@ -63,6 +65,7 @@ def test_entropy_pools_the_edges_of_all_cell_kinds(a: np.ndarray, b: np.ndarray)
     assert got == pytest.approx(_np_entropy(np.concatenate([a, b])), abs=1e-12)
 
 
+@pytest.mark.numerics
 @given(st.integers(1, 6), st.integers(3, 8), st.data())
 def test_entropy_drop_is_renormalised_softmax(E: int, M: int, data: st.DataObject) -> None:
     """Dropping `none` = softmax(α) with that column removed and the rest renormalised (authors' code)."""
@@ -73,6 +76,7 @@ def test_entropy_drop_is_renormalised_softmax(E: int, M: int, data: st.DataObjec
     assert architecture_entropy(a, drop=0).item() == pytest.approx(direct.item(), abs=1e-12)
 
 
+@pytest.mark.numerics
 def test_entropy_gradient_matches_finite_differences() -> None:
     gen = torch.Generator().manual_seed(0)
     for drop in (None, 0, 3):
@@ -83,6 +87,7 @@ def test_entropy_gradient_matches_finite_differences() -> None:
     assert torch.autograd.gradcheck(lambda n, r: architecture_entropy({"normal": n, "reduce": r}, 0), two)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("M", [2, 5, 8])
 def test_entropy_extremes(M: int) -> None:
     uniform = torch.full((6, M), 0.37, dtype=torch.float64, requires_grad=True)
@@ -98,6 +103,7 @@ def test_entropy_extremes(M: int) -> None:
 
 # ----------------------------------------------------------------------------- aer_coefficient
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("E", [1, 2, 7, 50, 250])
 @pytest.mark.parametrize("lam", [0.2, 0.5, 1.0])
 def test_coefficient_schedule(E: int, lam: float) -> None:
@@ -110,6 +116,7 @@ def test_coefficient_schedule(E: int, lam: float) -> None:
         assert aer_coefficient(E - e, E, -lam, lam) == pytest.approx(-values[e], abs=1e-15)
 
 
+@pytest.mark.numerics
 def test_coefficient_closed_form_and_authors_formula() -> None:
     """λ(e) = λ_neg + (λ_pos − λ_neg)(1 − cos(πe/E))/2 = the authors' `0.2 + (−0.4)(1 + cos(πe/E))/2`."""
     for e in range(50):
@@ -120,6 +127,7 @@ def test_coefficient_closed_form_and_authors_formula() -> None:
     assert aer_coefficient(3, 9, 0.0, 0.0) == 0.0 and aer_coefficient(3, 9, 0.2, 0.2) == 0.2  # constants
 
 
+@pytest.mark.numerics
 def test_coefficient_warmup_restarts_the_cosine() -> None:
     """PC-DARTS-AER: λ = 0 for the 15 warm-up epochs, then the cosine over the remaining 35."""
     assert [aer_coefficient(e, 50, warmup=15) for e in range(15)] == [0.0] * 15
@@ -128,6 +136,7 @@ def test_coefficient_warmup_restarts_the_cosine() -> None:
         assert aer_coefficient(e, 50, warmup=15) == pytest.approx(authors, abs=1e-15)
 
 
+@pytest.mark.numerics
 def test_lam_at_constant_and_warmup() -> None:
     cfg = parse_config(AERConfig, ["--lam", "0.2", "--warmup", "2", "--epochs", "6"])
     assert [lam_at(e, cfg) for e in range(6)] == [0.0, 0.0, 0.2, 0.2, 0.2, 0.2]
@@ -169,6 +178,7 @@ def _smooth(model: Supernet) -> Supernet:
     return model
 
 
+@pytest.mark.numerics
 def test_unrolled_step_with_regulariser_matches_exact_gradient() -> None:
     """DARTS-V2 + AER: ∇α of L_val(w − ξ(μ·buf + ∇w L_train(w, α) + wd·w), α) + λH̄(α), by double backward,
     equals the finite-difference Hessian-vector step of common.search up to O(ε²)."""
@@ -222,6 +232,7 @@ def test_unrolled_step_with_regulariser_matches_exact_gradient() -> None:
 
 # ----------------------------------------------------------------------------- GDAS sampling
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("tau", [0.1, 1.0, 10.0])
 def test_gumbel_hard_forward_is_one_hot_with_straight_through_gradient(tau: float) -> None:
     gen = torch.Generator().manual_seed(1)
@@ -238,6 +249,7 @@ def test_gumbel_hard_forward_is_one_hot_with_straight_through_gradient(tau: floa
     assert torch.allclose(g_hard, g_soft, atol=1e-14)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("tau", [0.1, 1.0, 10.0])
 def test_gumbel_hard_sample_frequency_is_softmax_alpha_for_every_tau(tau: float) -> None:
     """Gumbel-max trick: P(o* = o) = softmax(α)_o, whatever τ (not softmax(α/τ): τ only shapes the
@@ -253,6 +265,7 @@ def test_gumbel_hard_sample_frequency_is_softmax_alpha_for_every_tau(tau: float)
         assert ((freq - F.softmax(alpha / tau, -1)).abs() > 10 * sigma).any()
 
 
+@pytest.mark.numerics
 def test_linear_tau_endpoints() -> None:
     assert linear_tau(0, 250) == 10.0 and linear_tau(249, 250) == pytest.approx(0.1)
 

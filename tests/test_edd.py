@@ -76,12 +76,14 @@ def autograd_vjp(a: torch.Tensor, g: torch.Tensor, temp: float) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------- sn-softmax
 
+@pytest.mark.numerics
 @given(logits_and_grad(), temperatures, scales)
 def test_sn_forward_is_tempered_softmax_exactly(ag, t, s):
     a, _ = ag
     assert torch.equal(sn_softmax(a, t, s), F.softmax(a / t, dim=-1))
 
 
+@pytest.mark.numerics
 @given(logits_and_grad(), temperatures, scales)
 def test_sn_backward_equals_finite_difference_jacobians(ag, t, s):
     """Eq. 8: (𝒜_t/t + 𝒜_st/(st))·g = FD Jacobian of softmax(A/t) plus that of softmax(A/(st)), with g."""
@@ -92,6 +94,7 @@ def test_sn_backward_equals_finite_difference_jacobians(ag, t, s):
     assert torch.allclose(got, expected, rtol=1e-6, atol=1e-7 / t)
 
 
+@pytest.mark.numerics
 @given(logits_and_grad(), temperatures, scales)
 def test_sn_backward_is_plain_gradient_plus_noise_term(ag, t, s):
     a, g = ag
@@ -101,6 +104,7 @@ def test_sn_backward_is_plain_gradient_plus_noise_term(ag, t, s):
     assert torch.allclose(sn_grad(a, g, t, 1 / t), plain + autograd_vjp(a, g, 1.0), rtol=1e-12, atol=1e-12 / t)
 
 
+@pytest.mark.numerics
 @given(logits_and_grad(), temperatures)
 def test_sn_tends_to_plain_softmax_gradient_as_s_grows(ag, t):
     a, g = ag
@@ -111,6 +115,7 @@ def test_sn_tends_to_plain_softmax_gradient_as_s_grows(ag, t):
     assert torch.allclose(sn_grad(a, g, t, 1e15), plain, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.numerics
 def test_sn_dim_and_batched_rows():
     gen = torch.Generator().manual_seed(0)
     a, g = torch.randn(6, 5, generator=gen, dtype=torch.float64), torch.randn(6, 5, generator=gen, dtype=torch.float64)
@@ -119,6 +124,7 @@ def test_sn_dim_and_batched_rows():
     assert torch.allclose(sn_grad(a, g, 0.3, 50.0), rows, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("st_const", [False, True])
 def test_sn_stable_at_tiny_temperature_and_escapes_saturation(dtype, st_const):
@@ -138,12 +144,14 @@ def test_sn_stable_at_tiny_temperature_and_escapes_saturation(dtype, st_const):
 
 # ---------------------------------------------------------------------------------------- ETS
 
+@pytest.mark.numerics
 def test_expected_positive_alpha_matches_paper_and_sampling():
     assert E_A == pytest.approx(3.98942e-4, rel=1e-5)  # paper ≈ 4e-4, authors' code 3.99e-4
     a = 1e-3 * torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert a.clamp_min(0).mean().item() == pytest.approx(E_A, rel=5e-3)
 
 
+@pytest.mark.numerics
 def test_ets_worked_example_of_section_2_2():
     ts = ets_temperatures(4e-4, 1.0, 1e-3, 4)
     l_exp = [math.exp(x) for x in ets_log_points(4e-4, 1.0, 1e-3, 4)]
@@ -156,6 +164,7 @@ def test_ets_worked_example_of_section_2_2():
         assert abs(ets_inverse(x, 4e-4) - float(printed)) < half_unit
 
 
+@pytest.mark.numerics
 @given(st.floats(1e-5, 1e-2), st.floats(0.1, 10.0), st.floats(1e-3, 0.9), st.integers(1, 60))
 def test_ets_round_trip_equidistant_monotone_endpoints(e_a, t0, frac, n):
     t_end = t0 * frac
@@ -172,6 +181,7 @@ def test_ets_round_trip_equidistant_monotone_endpoints(e_a, t0, frac, n):
     assert ets_inverse(ets_forward(t0, e_a), e_a) == pytest.approx(t0, rel=1e-9)
 
 
+@pytest.mark.numerics
 def test_ets_no_overflow_at_tiny_temperatures():
     ts = ets_temperatures(E_A, 1.0, 1e-7, 10)  # E(a)/t_end = 3989: exp() would overflow
     assert all(math.isfinite(t) and t > 0 for t in ts)
@@ -182,6 +192,7 @@ def test_ets_no_overflow_at_tiny_temperatures():
 
 # ---------------------------------------------------------------------------------------- EDD, PCD
 
+@pytest.mark.numerics
 def test_edd_moving_average_by_hand():
     d, ds = 0.0, []
     for h in (1.6, 1.2, 0.8, 0.0):
@@ -195,6 +206,7 @@ def test_edd_moving_average_by_hand():
     assert ts[0] > ts[1] > ts[2] and ts[3] > ts[2]  # collapsed entropy (H = 0) lets t rise again (Eq. 15)
 
 
+@pytest.mark.numerics
 @given(st.floats(0.01, 2.0), st.floats(0.01, 0.5), st.floats(0.0, 0.9), st.floats(0.1, 5.0))
 def test_edd_temperature_decreases_as_entropy_is_fed_in(h, lam, rho, t0):
     t0_exp, d, prev = ets_forward(t0, E_A), 0.0, t0
@@ -208,6 +220,7 @@ def test_edd_temperature_decreases_as_entropy_is_fed_in(h, lam, rho, t0):
         prev = t
 
 
+@pytest.mark.numerics
 def test_pcd_cycles_through_a_fixed_list():
     ts = [pcd_temperature(E_A, 1.0, 0.11, k, period=10) for k in range(25)]
     assert ts[0] == pytest.approx(1.0, rel=1e-9) and ts[10] == ts[0] and ts[20] == ts[0] and ts[13] == ts[3]
@@ -215,6 +228,7 @@ def test_pcd_cycles_through_a_fixed_list():
     assert ts[9] == pytest.approx(E_A / math.log(math.exp(E_A) + 0.99), rel=1e-12)
 
 
+@pytest.mark.numerics
 def test_mean_entropy_eq13():
     u, onehot = torch.full((6, 5), 0.2), F.one_hot(torch.arange(6) % 5, 5).float()
     assert mean_entropy({"normal": u}) == pytest.approx(math.log(5), rel=1e-6)
@@ -224,6 +238,7 @@ def test_mean_entropy_eq13():
     assert mean_entropy(w, "sum") == pytest.approx(4 * math.log(5), rel=1e-6)
 
 
+@pytest.mark.numerics
 def test_advance_schedule_follows_alg2():
     cfg = EDDConfig(lam=0.06)
     cfg.resolve()

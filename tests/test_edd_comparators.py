@@ -27,6 +27,7 @@ from edd_darts import (
 E_A = expected_positive_alpha()
 
 
+@pytest.mark.numerics
 def test_lts_is_the_papers_example():
     ts = lts_temperatures(1.0, 1e-3, 4)
     # printed in Sec. 2.2 as "LTS (1, 0.75, 0.5, 0.25, 0.001)"
@@ -35,6 +36,7 @@ def test_lts_is_the_papers_example():
     assert lts_temperatures(2.0, 0.5, 0) == [2.0]
 
 
+@pytest.mark.numerics
 @given(st.floats(0.01, 10.0), st.floats(1e-4, 0.99), st.integers(1, 60))
 def test_lts_linear_monotone_endpoints(t0, frac, n):
     ts = lts_temperatures(t0, t0 * frac, n)
@@ -43,6 +45,7 @@ def test_lts_linear_monotone_endpoints(t0, frac, n):
     assert all(t > 0 for t in ts)
 
 
+@pytest.mark.numerics
 def test_fig2b_ets_smoother_than_lts():
     """Fig. 2B: at DARTS's α init, LTS leaves the entropy at ln 5 until its last point, then drops it at once;
     ETS spends the same entropy drop in steps."""
@@ -59,6 +62,7 @@ def test_fig2b_ets_smoother_than_lts():
     assert init_entropy_at([1e-9]) == pytest.approx([0.0], abs=1e-6)
 
 
+@pytest.mark.numerics
 def test_init_entropy_matches_torch_on_the_same_draw():
     a = 1e-3 * np.random.default_rng(0).standard_normal((20000, 5))
     for t in (1e-2, 1e-3, 3e-4):
@@ -67,6 +71,7 @@ def test_init_entropy_matches_torch_on_the_same_draw():
         assert init_entropy_at([t]) == pytest.approx([want], rel=1e-9)
 
 
+@pytest.mark.numerics
 def test_lpcd_cycles_pcd_endpoints_linearly():
     period = 10
     pcd = [pcd_temperature(E_A, 1.0, 0.11, k, period) for k in range(period)]

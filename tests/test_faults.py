@@ -28,6 +28,7 @@ import torch
 import common.data as data_module
 from aer_darts import AERConfig
 from authors.edd import EDDConfig
+from authors.sp import SPConfig
 from common.baseline import DartsConfig, search
 from common.config import SearchConfig, _base_type, parse_config
 from common.data import DataError, load_arrays
@@ -37,7 +38,6 @@ from common.report import main as report_main
 from common.run import NonFiniteLoss, RunDir, RunError, SearchRun, write_json
 from common.safeio import DigestFile, json_safe, sha256_of
 from sa_darts import SAConfig
-from sp_darts import SPConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"space": "nb201", "limit_train": 64, "C": 4, "N": 1, "batch_size": 32, "eval_images": 32,

@@ -33,12 +33,12 @@ from torch.nn import functional as F
 
 from aer_darts import AERConfig
 from authors.edd import EDDConfig, pcd_updown_temperature
+from authors.sp import SPConfig, epoch_schedule
 from common.config import build_parser, parse_config
 from common.fast import build_supernet
 from common.search import alpha_step, w_step
 from edd_darts import end_epoch_schedule, op_weights
 from sa_darts import SAConfig
-from sp_darts import SPConfig, epoch_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 E_A_CODE = 0.000399  # their hard-coded E(a)
@@ -520,7 +520,7 @@ def _s_optimisers(model):
 @pytest.mark.parametrize("method", ["edd", "sp"])
 def test_w_double_softmax_equals_the_transcribed_authors_s_step(method):
     from authors.edd import step_forwards
-    from sp_darts import branch_forwards
+    from authors.sp import branch_forwards
     torch.manual_seed(0)
     model = build_supernet("s2", 4, 3, 10).double()
     for a in model.alphas.values():  # a spread α, so that softmax(α) and α weigh the ops visibly apart
@@ -668,7 +668,7 @@ def test_w_double_softmax_replicas_equal_their_single_runs(shared_data, tmp_path
     each replica is its single run (float64; test_replicas' harness, 3 seeds, 1 step)."""
     from test_replicas import _equivalent
 
-    import sp_darts
+    from authors import sp as sp_darts
     _equivalent(shared_data, tmp_path, (sp_darts.SPConfig, sp_darts.search), space="s2", N=3, limit_train=16,
                 eval_images=16, w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op",
                 w_nesterov=False, t_sp=4e-4, warmup=0, p_low=0.5, p_up=0.5)

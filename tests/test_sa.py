@@ -49,12 +49,14 @@ def eq7_reference(values: list[float], lam: float, nu: float, mu: float) -> floa
 
 # ----------------------------------------------------------------------------- Eq. 7 / Eq. 8
 
+@pytest.mark.numerics
 @given(alpha_tensors(), st.floats(0.0, 10.0), st.floats(0.0, 1e3))
 def test_nu_one_is_exactly_lambda_mean(alpha, lam, mu):
     """Eq. 8: ν = 1 removes the erf term, L_SA = λ·mean(α) for every μ (bit for bit)."""
     assert sa_loss(alpha, lam, nu=1.0, mu=mu).item() == (lam * alpha.mean()).item()
 
 
+@pytest.mark.numerics
 @given(alpha_tensors(), st.floats(0.0, 10.0), st.floats(-2.0, 3.0))
 def test_mu_zero_is_scaled_mean(alpha, lam, nu):
     """μ = 0: erf(0) = 0 so L_SA = λ·(1+ν)/2·mean(α) (Eq. 8 only when ν = 1)."""
@@ -65,6 +67,7 @@ def test_mu_zero_is_scaled_mean(alpha, lam, nu):
 away_from_zero = st.one_of(st.floats(-5.0, -1e-3), st.floats(1e-3, 5.0))
 
 
+@pytest.mark.numerics
 @given(alpha_tensors(away_from_zero), st.floats(0.0, 0.99))
 def test_mu_infinite_is_leaky_relu(alpha, nu):
     """μ → ∞ (1e6): the term becomes max(α, να), leaky ReLU with slope ν."""
@@ -72,11 +75,13 @@ def test_mu_infinite_is_leaky_relu(alpha, nu):
     torch.testing.assert_close(sa_loss(alpha, 1.0, nu=nu, mu=1e6), expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.numerics
 def test_mu_infinite_nu_zero_is_relu():
     alpha = torch.tensor([[-2.0, -0.5, 0.25, 3.0]], dtype=f64)
     assert sa_loss(alpha, 2.0, nu=0.0, mu=1e6).item() == pytest.approx(2.0 * (0.25 + 3.0) / 4, abs=1e-15)
 
 
+@pytest.mark.numerics
 @given(alpha_tensors(), st.floats(0.0, 10.0))
 def test_gelu_special_case(alpha, lam):
     """ν = 0, μ = 1/√2: (α + α·erf(α/√2))/2 = α·Φ(α), the exact GELU (Φ from torch.special.ndtr)."""
@@ -86,18 +91,21 @@ def test_gelu_special_case(alpha, lam):
                                rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.numerics
 @given(alpha_tensors(), st.floats(0.0, 10.0), st.floats(-2.0, 3.0), st.floats(0.0, 20.0))
 def test_value_against_scalar_reference(alpha, lam, nu, mu):
     expected = eq7_reference(alpha.reshape(-1).tolist(), lam, nu, mu)
     assert sa_loss(alpha, lam, nu, mu).item() == pytest.approx(expected, rel=1e-12, abs=1e-13)
 
 
+@pytest.mark.numerics
 @given(alpha_tensors(st.floats(-3.0, 3.0)), st.floats(0.1, 5.0), st.floats(-1.0, 2.0), st.floats(0.0, 5.0))
 def test_gradient_against_finite_differences(alpha, lam, nu, mu):
     alpha = alpha.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a: sa_loss(a, lam, nu, mu), (alpha,), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+@pytest.mark.numerics
 def test_gradient_of_eq8_is_constant():
     """ν = 1: ∂L_SA/∂α = λ/(N_o·N_e) for every entry, whatever α is."""
     alphas = {"normal": torch.randn(14, 8, dtype=f64, requires_grad=True),
@@ -107,6 +115,7 @@ def test_gradient_of_eq8_is_constant():
         torch.testing.assert_close(g, torch.full_like(g, 3.0 / 224), rtol=0, atol=1e-17)
 
 
+@pytest.mark.numerics
 @given(st.floats(-2.0, 3.0), st.floats(0.0, 20.0))
 def test_both_cells_count_every_entry(nu, mu):
     """On the DARTS skeleton N_o·N_e is every α entry of both cells: dict == concatenation == list."""
@@ -119,6 +128,7 @@ def test_both_cells_count_every_entry(nu, mu):
     assert sa_loss(alphas, 1.5, nu, mu).item() == pytest.approx(expected, rel=1e-12, abs=1e-13)
 
 
+@pytest.mark.numerics
 def test_sa_coefficient():
     assert [sa_coefficient(e) for e in (1, 5, 10, 50)] == [0.2, 1.0, 2.0, 10.0]
     assert sa_coefficient(10, divisor=2.0) == 5.0
@@ -126,6 +136,7 @@ def test_sa_coefficient():
 
 # ----------------------------------------------------------------------------- β-DARTS comparator, metrics
 
+@pytest.mark.numerics
 @given(alpha_tensors(), st.floats(0.0, 10.0))
 def test_beta_loss_value_and_gradient(alpha, lam):
     rows = alpha.tolist()
@@ -136,6 +147,7 @@ def test_beta_loss_value_and_gradient(alpha, lam):
     torch.testing.assert_close(g, lam * F.softmax(alpha, -1) / alpha.shape[0], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.numerics
 def test_measurements():
     w = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.0], [0.5, 0.05, 0.05, 0.35, 0.05]], dtype=f64)
     torch.testing.assert_close(top2_gap(w), torch.tensor([0.1, 0.15], dtype=f64))
@@ -147,6 +159,7 @@ def test_measurements():
     assert stats["alpha_std"] == pytest.approx(torch.tensor([1.0, 2.0, 3.0, 10.0]).std().item())
 
 
+@pytest.mark.numerics
 def test_skip_bias_gives_the_papers_initial_beta():
     """Fig. 4: α = [0, 0.1, 0, 0, 0] → β = [0.196, 0.216, 0.196, 0.196, 0.196]."""
     from common.spaces import SPACES

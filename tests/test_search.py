@@ -52,6 +52,7 @@ def _exact_unrolled_grad(model, x_t, y_t, x_v, y_v, xi, mu, wd, bufs, reg):
     return torch.autograd.grad(loss, alpha)[0]
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("with_reg", [False, True])
 def test_unrolled_step_equals_exact_double_backward(with_reg: bool) -> None:
     model, x_t, y_t, x_v, y_v = _tiny()
@@ -78,6 +79,7 @@ def test_unrolled_step_equals_exact_double_backward(with_reg: bool) -> None:
     assert (first_order - exact).norm() / exact.norm() > 1e-3
 
 
+@pytest.mark.numerics
 def test_alpha_step_first_order_gradient() -> None:
     model, _, _, x_v, y_v = _tiny()
     a_params = model.arch_parameters()
@@ -87,6 +89,7 @@ def test_alpha_step_first_order_gradient() -> None:
     assert torch.allclose(model.alphas["normal"].grad, expected, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.numerics
 @given(st.integers(2, 9), st.integers(1, 6), st.integers(0, 1000))
 def test_edge_entropy_closed_forms(M: int, E: int, seed: int) -> None:
     p = torch.softmax(torch.randn(E, M, generator=torch.Generator().manual_seed(seed), dtype=torch.float64), -1)

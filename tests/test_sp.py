@@ -57,6 +57,7 @@ def eq20(i: int, I: int, p_low: float, p_up: float, i_wp: int) -> float:  # noqa
 
 # ----------------------------------------------------------------------------- Eq. 20
 
+@pytest.mark.numerics
 def test_mixing_probability_warmup_mid_end():
     E = 50
     # warm-up: i < i_wp → 0; at i = i_wp (epoch i_wp − 1) → p_low
@@ -73,6 +74,7 @@ def test_mixing_probability_warmup_mid_end():
         assert mixing_probability(e, E, 0.1, 0.9, 4) == pytest.approx(eq20(e + 1, E, 0.1, 0.9, 4))
 
 
+@pytest.mark.numerics
 def test_mixing_probability_is_the_authors_running_sum():
     """NB201 script: `if epoch >= warmup: C += 1/(50 - warmup)` at the start of each epoch."""
     for warmup in (0, 1, 5):
@@ -83,6 +85,7 @@ def test_mixing_probability_is_the_authors_running_sum():
             assert mixing_probability(epoch, 50, 0.0, 1.0, warmup) == pytest.approx(C, abs=1e-12)
 
 
+@pytest.mark.numerics
 @given(epochs=st.integers(1, 300), warmup=st.integers(0, 320), p_low=st.floats(0, 1), p_up=st.floats(0, 1),
        data=st.data())
 def test_mixing_probability_in_unit_interval_and_monotone(epochs, warmup, p_low, p_up, data):
@@ -96,6 +99,7 @@ def test_mixing_probability_in_unit_interval_and_monotone(epochs, warmup, p_low,
 
 # ----------------------------------------------------------------------------- Bernoulli mixing (Eq. 15–19)
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("p", [0.0, 0.02, 0.3, 0.5, 0.9, 1.0])
 def test_sparse_fraction_matches_p(p):
     g = torch.Generator().manual_seed(0)
@@ -109,6 +113,7 @@ def test_sparse_fraction_matches_p(p):
     assert abs(frac - p) <= 5 * math.sqrt(p * (1 - p) / n)
 
 
+@pytest.mark.numerics
 def test_draws_reproducible_from_generator_state():
     g = torch.Generator().manual_seed(7)
     first = draw_phi(50, 0.5, g)
@@ -122,6 +127,7 @@ def test_draws_reproducible_from_generator_state():
 
 # ----------------------------------------------------------------------------- temperatures
 
+@pytest.mark.numerics
 @given(rows=st.lists(st.lists(st.floats(-2, 2), min_size=5, max_size=5), min_size=1, max_size=6),
        t_sp=st.floats(1e-4, 1e-2), ratio=st.floats(1.0, 100.0))
 def test_argmax_is_temperature_free(rows, t_sp, ratio):
@@ -133,6 +139,7 @@ def test_argmax_is_temperature_free(rows, t_sp, ratio):
     assert torch.equal(tempered_softmax(alpha, ratio * t_sp).argmax(-1), ref)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("seed", range(5))
 def test_derived_nb201_genotype_is_temperature_free(seed):
     torch.manual_seed(seed)
@@ -143,12 +150,14 @@ def test_derived_nb201_genotype_is_temperature_free(seed):
         assert derive_genotype(tempered_weights(alphas, t), space) == plain
 
 
+@pytest.mark.numerics
 def test_unit_temperature_is_exactly_softmax():
     torch.manual_seed(0)
     alpha = torch.randn(14, 8)
     assert torch.equal(tempered_softmax(alpha, 1.0), F.softmax(alpha, dim=-1))
 
 
+@pytest.mark.numerics
 @given(row=st.lists(st.floats(-1, 1), min_size=2, max_size=8), t=st.sampled_from([1e-4, 1e-3, 1.1e-2, 1.0]),
        seed=st.integers(0, 2**16))
 def test_jacobian_is_eq10(row, t, seed):
@@ -162,6 +171,7 @@ def test_jacobian_is_eq10(row, t, seed):
     torch.testing.assert_close(vjp, expected, rtol=1e-9, atol=1e-9 / t)
 
 
+@pytest.mark.numerics
 def test_tiny_temperature_is_finite_forward_and_backward():
     torch.manual_seed(0)
     alpha = torch.randn(6, 5, requires_grad=True)  # float32 logits of order 1
@@ -187,6 +197,7 @@ def test_tiny_temperature_is_finite_forward_and_backward():
 
 # ----------------------------------------------------------------------------- Eq. 13 two-pass step
 
+@pytest.mark.numerics
 def test_two_pass_step_is_the_weighted_gradient():
     """Linear softmax regression: ∇W CE(xWᵀ/s) = (softmax(xWᵀ/s) − Y)ᵀ x / (s·B), closed form."""
     gen = torch.Generator().manual_seed(0)
