@@ -1,4 +1,4 @@
-"""The command lines of `python -m common.train` and `python -m common.fidelity`, torch-free: --help answers at once.
+"""The command lines of `python -m common.train` and `common.fidelity`, torch-free: --help answers at once.
 
 Each entry point calls `answer_help_early(name)` before importing torch; its parser is built here either way,
 so the early answer and the real parser are one parser.

@@ -278,7 +278,7 @@ class GdasConfig(SearchConfig):
 
 def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, Any]:
     """Set the recipe's values on `cfg` for the fields not in `explicit`; returns what was set."""
-    if cfg.recipe == "paper":
+    if getattr(cfg, "recipe", "paper") == "paper":  # a config without --recipe has the paper's
         return {}
     cfg._recipe_applied = True  # type: ignore[attr-defined]  # not a field: args.json and equality ignore it
     explicit = set(explicit)
@@ -534,7 +534,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
     cls = with_authors(cls)
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
-    preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if ns.preset else set()
+    preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if getattr(ns, "preset", None) else set()
     cfg = cls(**vars(ns))
     explicit = vars(build_parser(cls, description, suppress_defaults=True).parse_args(argv))  # flags given
     try:

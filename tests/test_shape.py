@@ -95,16 +95,16 @@ def test_the_circle_check_finds_a_circle_through_a_function_level_import(tmp_pat
     assert import_cycles(module_imports(tmp_path)) == []
 
 
-COMMON = sorted((ROOT / "common").glob("*.py"))
+COMMON = sorted((ROOT / "common").rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", COMMON, ids=[p.name for p in COMMON])
+@pytest.mark.parametrize("path", COMMON, ids=[str(p.relative_to(ROOT / "common")) for p in COMMON])
 def test_common_module_is_at_most_600_lines(path: Path) -> None:
     n = len(path.read_text().splitlines())
     assert n <= MAX_LINES, f"{path.name} has {n} lines: split it along what it owns (docs: DESIGN.md layers)"
 
 
-@pytest.mark.parametrize("path", COMMON, ids=[p.name for p in COMMON])
+@pytest.mark.parametrize("path", COMMON, ids=[str(p.relative_to(ROOT / "common")) for p in COMMON])
 def test_common_module_opens_with_one_line_saying_what_it_owns(path: Path) -> None:
     doc = ast.get_docstring(ast.parse(path.read_text()))
     assert doc, f"{path.name} has no module docstring"
