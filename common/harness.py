@@ -10,7 +10,7 @@ returning (loss, logits), detached; a *forward* is x → logits):
     run.epochs()                               the epochs still to run (0-based); sets the cosine lr of w
     run.batches()                              this epoch's (x_t, y_t, x_v, y_v); --valid-batch, --seeds stacked
     run.forward(weights)                       forward with op weights weights() (a dict kind → (E, M)), per call
-    run.gdas_forward(tau)                      GDAS's sampled-op forward: a fresh hard Gumbel sample per call
+    run.gdas_forward(tau, sample=gdas_weights) GDAS's sampled-op forward: a fresh hard Gumbel sample per call
     run.w_step(fwd)                            half: one step on w (--grad-clip, --clip-scope), α fixed
     run.alpha_step(fwd, reg=None)              half: first-order α step on L_val + reg() (DARTS-V1)
     run.unrolled_alpha_step(fwd, reg=None)     half: DARTS-V2's second-order α step (ξ = the w lr); runs first
@@ -172,11 +172,11 @@ class Harness:
     def forward(self, weights: Callable[[], Mapping[str, Tensor]]) -> Forward:
         return _tagged(self.inner.forward(weights), False)
 
-    def gdas_forward(self, tau: float | Tensor) -> Forward:
+    def gdas_forward(self, tau: float | Tensor, sample: Callable[..., tuple] = gdas_weights) -> Forward:
         generator = self.global_generator()
 
         def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(self.inner.model.alphas, tau, generator)
+            weights, index = sample(self.inner.model.alphas, tau, generator)
             return self.inner.forward(lambda: weights, index)(x)
         return _tagged(fwd, not self.batched)  # batched: one-hots on the device, capturable
 
