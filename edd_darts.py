@@ -103,6 +103,7 @@ from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_conf
 from common.harness import Forward, Harness, SeedRun, open_run
 from common.harness import seeds_refusal as harness_refusal
 from common.run import main_guard
+from common.sampling import gdas_weights  # GDAS's hard Gumbel sample (ETS-GDAS)
 from common.search import clip_grad_norm, softmax_weights
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
@@ -372,7 +373,8 @@ def search(cfg: EDDConfig) -> dict:
     for epoch in run.epochs():
         t = run.per_seed(run.state("t"))  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
-        forward, forward_w = (run.gdas_forward(t),) * 2 if gdas else cfg.step_forwards(run, t, s)
+        forward, forward_w = ((run.gdas_forward(t, gdas_weights),) * 2 if gdas  # ETS-GDAS: τ = t
+                              else cfg.step_forwards(run, t, s))
         for batch in run.batches():  # Alg. 2's inner loop at this epoch's t
             run.bilevel(batch, w=run.w_step(forward_w), alpha=run.alpha_step(forward))
 
