@@ -98,12 +98,19 @@ def open_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, A
             (e.g. `functools.partial(PdartsRun, schedule=...)`).
         sampled_ops: the loop samples one op per edge (GDAS), which `--seeds` cannot do on every space.
     """
+    return Harness(build_run(cfg, script, state, run_class, sampled_ops))
+
+
+def build_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, Any] | None = None,
+              run_class: Callable[..., Any] | None = None, sampled_ops: bool = False) -> SearchRun | ReplicaRun:
+    """The run beneath `open_run`'s harness (same arguments): `run_class` for one seed, `ReplicaRun` of it
+    for `--seeds`; the one place that chooses between them."""
     single = run_class or SearchRun
     if cfg.seeds:
         if why := seeds_refusal(cfg, single, sampled_ops):
             raise RunError(why)
-        return Harness(ReplicaRun(cfg, dict(state or {}), script, single=single))
-    return Harness(single(cfg, method_state=dict(state or {}), script=script))
+        return ReplicaRun(cfg, dict(state or {}), script, single=single)
+    return single(cfg, method_state=dict(state or {}), script=script)
 
 
 def _tagged(fn: Callable, sampled: bool, **tags: Any) -> Callable:

@@ -5,8 +5,7 @@ table, run directory, common/rundir.py) and resumes from the run directory's che
 method's loop sees it through the harness (common/harness.py: `open_run`), which also batches `--seeds`
 (common/replica_run.py, whose replicas are each a `SearchRun`). The pre-harness loop API (`run.forward`,
 `run.ordered`, `run.steps`, `run.step`, `run.end_epoch`, `run.per_replica`, `run.replica_values`, …) works
-on both kinds of run, and `SearchRun(cfg)` with `--seeds` still returns the batched run, for the loops
-not yet on the harness.
+on both kinds of run; `common.harness.build_run` is the one place that picks the single or the batched run.
 
 `--step-order alpha-first` runs each step's α half before its w half (`run.ordered`); `--valid-batch
 random` gives every step's α half a fresh random batch of the valid half (`random_valid_batch`) from a
@@ -85,14 +84,6 @@ class SearchRun(RunLoop):
             saved in every checkpoint and restored on resume — mutate it in place.
         script: name of the run directory's parent (default: the running script's name).
     """
-
-    def __new__(cls, cfg: SearchConfig, *args: Any, **kwargs: Any) -> Any:
-        """`SearchRun(cfg)` with --seeds: the batched run (`common.harness.open_run`'s), not a SearchRun, for
-        the loops not yet on the harness; `ReplicaRun` is no subclass of this class."""
-        if cls is SearchRun and getattr(cfg, "seeds", None):
-            from common.replica_run import ReplicaRun
-            return ReplicaRun(cfg, *args, single=SearchRun, **kwargs)
-        return super().__new__(cls)
 
     def __init__(self, cfg: SearchConfig, method_state: dict[str, Any] | None = None,
                  script: str | None = None) -> None:
