@@ -271,6 +271,7 @@ def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_o
                 marker=SCHEDULE_MARKERS[i % len(SCHEDULE_MARKERS)], linestyle=SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)],
                 markersize=5, label=" = ".join(names))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
