@@ -68,7 +68,7 @@ from common.rundir import (  # noqa: F401 - re-exported: their home was this mod
 from common.search import entropy_stats, evaluate, ordered_step, softmax_weights
 from common.summary import run_summary
 from common.supernet import Supernet
-from common.threads import apply_threads, other_load, usable_cores
+from common.threads import apply_threads, free_cores_now
 
 #: `--valid-batch random`: the seed of a run's valid-batch generator is --seed plus this.
 VALID_SEED_OFFSET = 104729
@@ -289,8 +289,7 @@ class SearchRun(RunLoop):
         if len(self._step_times) == CPU_STEPS_TIMED:
             step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
             left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
-            free = max(1, usable_cores() - other_load())
-            if (note := cpu_cost_note(step_s, left, self.threads, free)) is not None:
+            if (note := cpu_cost_note(step_s, left, self.threads, free_cores_now())) is not None:
                 self.dir.log(note)
             self._step_clock = None
 

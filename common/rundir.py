@@ -304,9 +304,9 @@ CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than t
 def cpu_cost_note(step_s: float, steps_left: int, threads: int = 1, free_cores: int | None = None) -> str | None:
     """"about N h on this CPU" from a measured step time, when the search is long; else None.
 
-    The note names the thread count; when other work leaves fewer free cores than threads (`free_cores`, as
-    `--threads auto` counts them now) it says to lower --threads, since waiting threads can make a step ten
-    times slower; else what to try if the step is far slower than this machine should manage."""
+    The note names the thread count; when other work leaves fewer free cores than threads (`free_cores`,
+    common.threads.free_cores_now) it says to lower --threads, since threads waiting for a core can make a
+    step ten times slower; else what to try if the step is far slower than this machine should manage."""
     total = step_s * steps_left
     if total < CPU_NOTE_FROM_S:
         return None

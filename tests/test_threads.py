@@ -20,10 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("edd_darts.py", "aer_darts.py", "sp_darts.py", "sa_darts.py")
 
 
-def _machine(monkeypatch, cores: int, load_average: float, runnable_now: int | None) -> None:
+def _machine(monkeypatch, cores: int, load_average: float, runnable_now: int | None, busy: float | None = None,
+             machine_cores: int | None = None) -> None:
     monkeypatch.setattr(th.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(th.os, "cpu_count", lambda: machine_cores or cores)
     monkeypatch.setattr(th.os, "getloadavg", lambda: (load_average, 0.0, 0.0))
     monkeypatch.setattr(th, "_runnable_now", lambda: runnable_now)
+    monkeypatch.setattr(th, "busy_cores", lambda cpus: busy)
 
 
 @pytest.mark.parametrize("cores, load_average, runnable_now, expected", [
@@ -37,6 +40,46 @@ def _machine(monkeypatch, cores: int, load_average: float, runnable_now: int | N
 def test_auto_is_free_cores_at_least_one(monkeypatch, cores, load_average, runnable_now, expected) -> None:
     _machine(monkeypatch, cores, load_average, runnable_now)
     assert th.resolve_threads("auto", environ={})[0] == expected
+
+
+@pytest.mark.parametrize("busy, expected", [(0.2, 8), (3.4, 5), (9.0, 1), (None, 1)])
+def test_a_cpu_set_counts_only_the_busy_cores_it_holds(monkeypatch, busy, expected) -> None:
+    """8 of a 64-core node's cores (a cluster job): the node's load average of 60 is the other jobs', on other
+    cores; only the measured busy cores of the 8 count (None: no /proc/stat, so the load average does)."""
+    _machine(monkeypatch, 8, 60.0, 58, busy=busy, machine_cores=64)
+    assert th.resolve_threads("auto", environ={})[0] == expected
+
+
+def test_the_whole_machine_takes_the_largest_of_the_three_counts(monkeypatch) -> None:
+    _machine(monkeypatch, 4, 0.4, 0, busy=2.6)
+    assert th.resolve_threads("auto", environ={})[0] == 1  # busy now: 3 of 4 cores
+    _machine(monkeypatch, 4, 0.4, 0, busy=0.4)
+    assert th.resolve_threads("auto", environ={})[0] == 4
+
+
+def test_busy_cores_reads_the_cpus_it_may_use(monkeypatch, tmp_path) -> None:
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(th, "PROC_STAT", str(stat))
+    samples = iter([
+        "cpu 0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 0 0 0 100 0 0 0 0\n",
+        "cpu 0 0 0 0 0 0 0 0\ncpu0 200 0 0 100 0 0 0 0 0 0\ncpu1 100 0 50 140 10 0 0 0\ncpu2 0 0 0 200 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(th.time, "sleep", lambda s: stat.write_text(next(samples, "")))
+    stat.write_text(next(samples))
+    # cpu0: 100 busy of 100; cpu1: 50 busy of 100 (iowait is idle); cpu2 is not ours
+    assert th.busy_cores({0, 1}) == pytest.approx(2 * 150 / 200)
+    monkeypatch.setattr(th, "PROC_STAT", str(tmp_path / "absent"))
+    assert th.busy_cores({0, 1}) is None
+
+
+def test_free_cores_now_leaves_out_the_load_average(monkeypatch) -> None:
+    """A running search's own steps are in the load average; the busy cores and runnable tasks seen while it
+    sleeps are not its own."""
+    _machine(monkeypatch, 4, 9.0, 1, busy=0.6)
+    monkeypatch.setattr(th.time, "sleep", lambda s: None)
+    assert th.free_cores_now() == 3
+    _machine(monkeypatch, 4, 0.0, 0, busy=3.7)
+    assert th.free_cores_now() == 1
 
 
 def test_number_wins_over_omp_num_threads_which_wins_over_auto(monkeypatch) -> None:
