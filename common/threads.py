@@ -126,10 +126,24 @@ def resolve_threads(flag: str, environ: Mapping[str, str] | None = None) -> tupl
     return max(1, cores - load), f"auto: {cores} cores, other load {load}"
 
 
+#: `auto`'s last measurement (monotonic time, threads, source), reused for AUTO_REUSE_S: the replica runs of one
+#: `--seeds` batch, built one after the other in one process, get one count and measure once.
+_last_auto: tuple[float, int, str] | None = None
+AUTO_REUSE_S = 60.0
+
+
 def apply_threads(flag: str) -> tuple[int, str]:
     """Resolve `--threads` and set torch's intra-op thread count; returns what `resolve_threads` does."""
     import torch
 
-    threads, why = resolve_threads(flag)
+    global _last_auto
+    now = time.monotonic()
+    if flag == "auto" and _last_auto is not None and now - _last_auto[0] < AUTO_REUSE_S \
+            and "OMP_NUM_THREADS" not in os.environ:
+        threads, why = _last_auto[1:]
+    else:
+        threads, why = resolve_threads(flag)
+        if why.startswith("auto"):
+            _last_auto = (now, threads, why)
     torch.set_num_threads(threads)
     return threads, why

@@ -82,6 +82,22 @@ def test_free_cores_now_leaves_out_the_load_average(monkeypatch) -> None:
     assert th.free_cores_now() == 1
 
 
+def test_auto_measures_once_for_the_runs_of_one_batch(monkeypatch) -> None:
+    """The replicas of a --seeds batch open one after the other: they get one count, measured once."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(th, "_last_auto", None)
+    calls = []
+    monkeypatch.setattr(th, "resolve_threads", lambda flag: calls.append(flag) or (len(calls), "auto: test"))
+    before = torch.get_num_threads()
+    try:
+        assert th.apply_threads("auto")[0] == th.apply_threads("auto")[0] == 1 and calls == ["auto"]
+        monkeypatch.setattr(th, "_last_auto", (th.time.monotonic() - th.AUTO_REUSE_S - 1, 1, "auto: old"))
+        assert th.apply_threads("auto")[0] == 2  # a minute later: measured again
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_number_wins_over_omp_num_threads_which_wins_over_auto(monkeypatch) -> None:
     _machine(monkeypatch, 16, 0.0, 0)
     assert th.resolve_threads("3", environ={"OMP_NUM_THREADS": "1"}) == (3, "--threads")
