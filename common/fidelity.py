@@ -47,7 +47,7 @@ from common.search import evaluate
 from common.spaces import SPACES, SearchSpace
 from common.stats import kendall_tau  # noqa: F401 - re-exported (tests, users)
 from common.supernet import Supernet
-from common.threads import apply_threads
+from common.threads import apply_threads, threads_text
 
 #: NB201 column compared with, by search dataset (`--metric` overrides).
 METRIC_OF = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_test"}
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ns = fidelity_parser().parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if ns.device == "auto" else ns.device
     threads, threads_from = apply_threads(ns.threads)  # set once, before any work (common/threads.py)
-    print(f"CPU threads: {threads} ({threads_from})")
+    print(threads_text(threads, threads_from))
     try:
         table = NB201Table.load(ns.nb201) if ns.nb201 else None
         if ns.metric is not None and ns.metric not in METRIC_OF.values() and ns.metric not in (

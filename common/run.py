@@ -68,7 +68,7 @@ from common.rundir import (  # noqa: F401 - re-exported: their home was this mod
 from common.search import entropy_stats, evaluate, ordered_step, softmax_weights
 from common.summary import run_summary
 from common.supernet import Supernet
-from common.threads import apply_threads, free_cores_now
+from common.threads import apply_threads, free_cores_now, threads_text
 
 #: `--valid-batch random`: the seed of a run's valid-batch generator is --seed plus this.
 VALID_SEED_OFFSET = 104729
@@ -143,11 +143,11 @@ class SearchRun(RunLoop):
                          f"checkpoint {self.dir.checkpoint})")
         else:
             self.dir.log(f"search: {self.script}, {cfg.space} on {cfg.dataset}, {cfg.epochs} epochs, "
-                         f"seed {cfg.seed}, {self.device}; run directory {self.dir.path}")
+                         f"seed {cfg.seed}, {self.device}, {threads_text(self.threads, threads_from)}; "
+                         f"run directory {self.dir.path}")
             write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
                                                      "argv": sys.argv, "torch": torch.__version__,
                                                      "torch_threads": self.threads})
-        self.dir.log(f"CPU threads: {self.threads} ({threads_from})")
         self.dir.log(EPOCH_LEGEND)
         self.epoch = self.start_epoch
         self._step_clock: float | None = 0.0  # None once the CPU cost has been measured

@@ -126,6 +126,11 @@ def resolve_threads(flag: str, environ: Mapping[str, str] | None = None) -> tupl
     return max(1, cores - load), f"auto: {cores} cores, other load {load}"
 
 
+def threads_text(threads: int, source: str) -> str:
+    """How a log line names the thread count: `2 CPU threads (--threads)`."""
+    return f"{threads} CPU thread{'s' if threads > 1 else ''} ({source})"
+
+
 #: `auto`'s last measurement (monotonic time, threads, source), reused for AUTO_REUSE_S: the replica runs of one
 #: `--seeds` batch, built one after the other in one process, get one count and measure once.
 _last_auto: tuple[float, int, str] | None = None

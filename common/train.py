@@ -80,7 +80,7 @@ from common.run import (
     write_json,
 )
 from common.search import cosine_lr
-from common.threads import apply_threads
+from common.threads import apply_threads, threads_text
 
 #: Entries of an evaluation checkpoint (checked on resume).
 TRAIN_CHECKPOINT_KEYS = ("version", "config", "genotype", "epoch", "step", "wall_time", "model", "optimizer",
@@ -165,8 +165,8 @@ class Trainer:
                 "genotype": genotype_to_json(genotype), "param_count": self.param_count,
                 "argv": sys.argv, "torch": torch.__version__, "torch_threads": self.threads})
             self.log(f"training the genotype of {source} on {cfg.dataset}: {self.param_count / 1e6:.3f}M params, "
-                     f"{cfg.layers} cells, C={cfg.C}, {cfg.epochs} epochs, preset {cfg.preset}, {self.device}")
-        self.log(f"CPU threads: {self.threads} ({threads_from})")
+                     f"{cfg.layers} cells, C={cfg.C}, {cfg.epochs} epochs, preset {cfg.preset}, {self.device}, "
+                     f"{threads_text(self.threads, threads_from)}")
 
     def _build_data(self) -> None:
         cfg = self.cfg

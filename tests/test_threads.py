@@ -160,7 +160,8 @@ def test_search_run_sets_and_records_threads(shared_data, tmp_path, flag, expect
     assert torch.get_num_threads() == expected
     args = json.loads((tmp_path / "o" / "args.json").read_text())
     assert args["torch_threads"] == expected and args["threads"] == flag
-    assert f"CPU threads: {expected} (--threads)" in (tmp_path / "o" / "log.txt").read_text()
+    first = (tmp_path / "o" / "log.txt").read_text().splitlines()[0]
+    assert first.startswith("search: ") and f", {expected} CPU thread{'s' * (expected > 1)} (--threads); " in first
 
 
 def test_trainer_sets_and_records_threads(shared_data, tmp_path) -> None:
