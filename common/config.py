@@ -80,8 +80,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 RANGES["debug_nan_seed"] = RANGES["seed"]
 DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
-THREADS_HELP = ("CPU threads, set once at the start: auto (the cores this process may use minus the other "
-                "runnable load, at least 1; OMP_NUM_THREADS, when set, instead) or a number (wins over "
+THREADS_HELP = ("CPU threads, set once at the start: auto (the cores this process may use minus the other work "
+                "on them, at least 1; OMP_NUM_THREADS, when set, instead) or a number (wins over "
                 "OMP_NUM_THREADS); args.json records the count used (torch_threads)")
 
 
