@@ -264,12 +264,12 @@ def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_o
     lines: dict[tuple[float, ...], list[str]] = {}
     for name, temps in schedules.items():
         lines.setdefault(tuple(float(t) for t in temps), []).append(name)
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig, ax = plt.subplots(figsize=(9, 4.4))
     colors = plt.get_cmap("tab10")
-    for i, (temps, names) in enumerate(lines.items()):
+    for i, (temps, names) in enumerate(lines.items()):  # later lines smaller and on top: close points nest
         ax.plot(range(start, start + len(temps)), init_entropy_at(temps, n_ops), color=colors(i % 10),
                 marker=SCHEDULE_MARKERS[i % len(SCHEDULE_MARKERS)], linestyle=SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)],
-                markersize=5, label=" = ".join(names))
+                markersize=max(10 - 1.2 * i, 4), zorder=2 + i, label=" = ".join(names))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
