@@ -67,6 +67,7 @@ from common.rundir import (  # noqa: F401 - re-exported: their home was this mod
 from common.search import entropy_stats, evaluate, ordered_step, softmax_weights
 from common.summary import run_summary
 from common.supernet import Supernet
+from common.threads import apply_threads, free_cores_now, threads_text
 
 #: `--valid-batch random`: the seed of a run's valid-batch generator is --seed plus this.
 VALID_SEED_OFFSET = 104729
@@ -92,6 +93,7 @@ class SearchRun(RunLoop):
         self.script = script or script_name()
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.device = resolve_device(cfg.device)
+        self.threads, threads_from = apply_threads(cfg.threads)  # set once, before any work (common/threads.py)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
         out = cfg.out or f"runs/{self.script}/{cfg.space}-{cfg.dataset}-seed{cfg.seed}"
@@ -137,9 +139,11 @@ class SearchRun(RunLoop):
                          f"checkpoint {self.dir.checkpoint})")
         else:
             self.dir.log(f"search: {self.script}, {cfg.space} on {cfg.dataset}, {cfg.epochs} epochs, "
-                         f"seed {cfg.seed}, {self.device}; run directory {self.dir.path}")
+                         f"seed {cfg.seed}, {self.device}, {threads_text(self.threads, threads_from)}; "
+                         f"run directory {self.dir.path}")
             write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
-                                                     "argv": sys.argv, "torch": torch.__version__})
+                                                     "argv": sys.argv, "torch": torch.__version__,
+                                                     "torch_threads": self.threads})
         self.dir.log(EPOCH_LEGEND)
         self.epoch = self.start_epoch
         self._step_clock: float | None = 0.0  # None once the CPU cost has been measured
@@ -281,7 +285,7 @@ class SearchRun(RunLoop):
         if len(self._step_times) == CPU_STEPS_TIMED:
             step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
             left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
-            if (note := cpu_cost_note(step_s, left)) is not None:
+            if (note := cpu_cost_note(step_s, left, self.threads, free_cores_now())) is not None:
                 self.dir.log(note)
             self._step_clock = None
 
