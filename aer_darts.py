@@ -15,7 +15,7 @@ PCDARTS-AER/, PDARTS-AER/).
 
 Equation map (paper numbering)
     Eq. 1   p^(i,j) = softmax(α^(i,j))                         → softmax_weights (forward), architecture_entropy
-    Eq. 2   min_α L_val(w*(α), α), w* = argmin_w L_train       → w_step + alpha_step (common.search)
+    Eq. 2   min_α L_val(w*(α), α), w* = argmin_w L_train       → run.w_step + run.alpha_step (common.harness)
     Eq. 3   H(α^(i,j)) = −Σ_o p_o log₂ p_o;  H̄(α) = mean_(i,j) H → architecture_entropy
             min_α L_val + λ·H̄(α)                               → `reg` of the α step in search()
     Eq. 4   λ(t) from λ_neg to λ_pos on a cosine (Fig. 1)      → aer_coefficient
@@ -48,13 +48,12 @@ Defaults and their sources
   `--N 5`, ops 8 → 5 → 3, skip-connect dropout, at most 2 skip-connects in the final normal cell (numbers
   and sources: common/pdarts.py). In each stage the first `--warmup` (10) epochs train w only and λ follows
   the cosine over the rest of the stage (their PDARTS-AER/train_search_aer.py:124, 150); α step first-order.
-  H̄ is over each edge's remaining ops, `none` left out where still present (paper §3.3); their code drops
-  column 0 of α in every stage (train_search_aer.py:298-299), `none` only while it is op 0 of the edge:
-  `--entropy-ops column0` (set by `--recipe authors`).
+  H̄ is over each edge's remaining ops, `none` left out where still present (paper §3.3; their code
+  differs: authors/aer.py).
 - Everything else: the shared protocol, METHODS.md §1 (NB201's DARTS code).
 
 Choices where the paper is silent
-- H uses log-softmax exactly (the authors add 1e-9 inside log₂: < 1e-8 bits apart); finite at one-hot.
+- H uses log-softmax exactly, finite at one-hot (the authors' 1e-9 inside log₂: authors/aer.py).
 - The constant-λ ablations (Fig. 2–3) are `--lam`; the scheduled pairs (Fig. 6) `--lam-neg/--lam-pos`.
 - λ ≡ 0 passes no regulariser at all, so `--lam-neg 0 --lam-pos 0` is exactly plain DARTS/GDAS.
 - Derivation ranks edges by softmax(α), the weights trained with (all backbones; GDAS: the hard
@@ -67,25 +66,8 @@ Choices where the paper is silent
 - Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
   softmax(α), which for GDAS is the expectation of the hard sample (Gumbel-max trick).
 
-`--recipe paper` (default): the settings above, `--clip-scope w`. `--recipe authors`: their public scripts
-(github.com/kunjing96/DARTS-AER; explicit flags still win; args.json records recipe and values):
-- NB201 (AutoDL-Projects/scripts-search/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.sh, configs/nas-benchmark/
-  algos/DARTS.config, GDAS.config): batch 64, w lr 0.025 cosine → 0.001, w wd 5e-4, 50 epochs (GDAS 250,
-  τ 10 → 0.1), α Adam 3e-4 wd 1e-3 — the paper recipe's values — and clip 5 of `network.parameters()`
-  (exps/algos/DARTS-V1-AER.py:72, DARTS-V2-AER.py:190, GDAS-AER.py:70): `--clip-scope official`.
-- DARTS space, DARTS-V1/V2 (DARTS-AER/config.py:46-63, search_aer.py:148): batch 64, w lr 0.025 → 0.001,
-  w wd 3e-4 (DARTS's; ours 5e-4), SGD without Nesterov (search_aer.py:52-53: `--no-w-nesterov`), α 3e-4
-  wd 1e-3, clip of `model.weights()` only (`--clip-scope w`).
-- DARTS space, PC-DARTS (`--partial-channels 4`; PCDARTS-AER/V100_python1.0/train_search_aer.py:25-45,
-  82-86, 116, 167): batch 256, w lr 0.1 → 0.001, w wd 3e-4, no Nesterov, α 6e-4 wd 1e-3, 15 warm-up
-  epochs; its clip of
-  `model.parameters()` holds no α (α are plain Variables there), so `--clip-scope w`. Not reproduced: their
-  PC edge weights start at 1e-3·randn (ours 0). GDAS on the DARTS skeleton and S1–S4: no authors' script.
-- `--backbone pdarts` (PDARTS-AER/train_search_aer.py: 24-41, 124, 140; = chenxin061/pdarts): batch 96,
-  w lr 0.025 → 0, w wd 3e-4, SGD without Nesterov (134-138), α lr 6e-4 wd 1e-3 β1 0.5, 3 × 25 epochs,
-  10 warm-up epochs per stage, 5 cells. Not reproduced: their clip of the α gradient at 5 (line 307).
-  The paper recipe keeps the shared hyperparameters (the paper says PDARTS's, §4.2.1: use `--recipe
-  authors`, as run_all.sh does).
+`--recipe paper` (default): the settings above, `--clip-scope w`. `--recipe authors`: their public scripts,
+with file:line, in authors/aer.py (also the flag `--entropy-ops`).
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc., 3 runs): DARTS-V1-AER 76.68 ± 8.15,
 DARTS-V2-AER 70.92 ± 0.00, GDAS-AER 93.46 ± 0.21 (DARTS-V1/V2 54.30, GDAS 93.57 ± 0.15). Not yet
@@ -100,6 +82,7 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -107,11 +90,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from common.config import ConfigError, GdasConfig, arg, parse_config
+from common.harness import open_run
+from common.harness import seeds_refusal as harness_seeds_refusal
 from common.pdarts import PdartsRun, PdartsSchedule
-from common.replicas import gdas_refusal
-from common.run import RunError, SearchRun, main_guard
+from common.rundir import main_guard
 from common.sampling import gdas_weights, linear_tau
-from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step
+from common.search import softmax_weights
 from common.spaces import SPACES, SearchSpace
 
 BACKBONES = ("darts-v1", "darts-v2", "gdas", "pdarts")
@@ -135,10 +119,6 @@ class AERConfig(GdasConfig):
                                    "> 1, the authors' PC-DARTS-AER; pdarts: per stage, default 10)")
     skip_dropout: str | None = arg(None, "pdarts: initial skip-connect dropout of the 3 stages, comma-separated "
                                          "(default: P-DARTS paper 0,0.4,0.7; CIFAR-100 0.1,0.2,0.3)")
-    entropy_ops: str = arg("remaining", "pdarts: H̄ over each edge's remaining ops without `none` (paper §3.3), "
-                                        "or column0: α without its first column on every edge, whatever op it "
-                                        "is now (their PDARTS-AER train_search_aer.py:298-299)",
-                           choices=("remaining", "column0"))
     tau_max: float = arg(10.0, "GDAS: Gumbel-softmax temperature τ at the first epoch")
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
 
@@ -148,27 +128,6 @@ class AERConfig(GdasConfig):
             return tuple(float(p) for p in str(self.skip_dropout).split(","))
         except ValueError:
             raise ConfigError(f"--skip-dropout {self.skip_dropout}: need 3 comma-separated rates") from None
-
-    def authors_recipe(self) -> dict[str, Any]:
-        """The authors' NB201 and DARTS-space scripts (module docstring, "--recipe authors")."""
-        out = dict(lam_neg=-0.2, lam_pos=0.2, a_lr=3e-4, a_wd=1e-3, w_lr_min=0.001)
-        if self.backbone == "pdarts":  # PDARTS-AER/train_search_aer.py:24-41, 124, 140
-            return {**out, "batch_size": 96, "w_lr": 0.025, "w_lr_min": 0.0, "w_wd": 3e-4, "a_lr": 6e-4,
-                    "a_beta1": 0.5, "epochs": 75, "warmup": 10, "N": 5, "clip_scope": "w",
-                    "skip_dropout": "0.1,0.4,0.7", "entropy_ops": "column0",  # pdarts README.md:61-63
-                    "w_nesterov": False}  # their SGD (train_search_aer.py:134-138) has no Nesterov
-        if SPACES[self.space].skeleton == "nb201" and self.partial_channels == 1:  # AutoDL-Projects/scripts-search/
-            # algos/*-AER.sh with configs/nas-benchmark/algos/DARTS.config, GDAS.config
-            return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 5e-4, "clip_scope": "official",
-                    "epochs": 250 if self.backbone == "gdas" else 50}
-        if self.backbone == "gdas" or self.space not in ("darts", "darts-nonone"):  # (and PC on NB201)
-            raise ConfigError(f"--recipe authors: no authors' script for --backbone {self.backbone} on "
-                              f"{self.space} (theirs: DARTS-AER, PCDARTS-AER on the DARTS space)")
-        if self.partial_channels > 1:  # PCDARTS-AER/V100_python1.0/train_search_aer.py
-            return {**out, "batch_size": 256, "w_lr": 0.1, "w_wd": 3e-4, "a_lr": 6e-4, "epochs": 50,
-                    "w_nesterov": False, "warmup": 15, "clip_scope": "w"}
-        return {**out, "batch_size": 64, "w_lr": 0.025, "w_wd": 3e-4, "epochs": 50, "clip_scope": "w",
-                "w_nesterov": False}
 
     def resolve(self) -> None:
         pdarts = self.backbone == "pdarts"
@@ -206,6 +165,13 @@ class AERConfig(GdasConfig):
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"--tau-min/--tau-max must satisfy 0 < tau_min <= tau_max "
                               f"(got {self.tau_min}, {self.tau_max})")
+
+    def arch_entropy(self, alphas: Mapping[str, Tensor], space: SearchSpace) -> Tensor:
+        """H̄(α) that the α step regularises (Eq. 3): P-DARTS over each edge's remaining ops, otherwise over
+        all ops, `none` dropped with --drop-none. A hook: authors/aer.py overrides it."""
+        if self.backbone == "pdarts":
+            return remaining_entropy(alphas, space)
+        return architecture_entropy(alphas, 0 if self.drop_none else None)  # `none` is op 0 where it exists
 
 
 # ----------------------------------------------------------------------------- the method
@@ -248,12 +214,9 @@ def lam_at(epoch: int, cfg: AERConfig, epochs: int | None = None) -> float:
                                                                cfg.lam_pos, cfg.warmup)
 
 
-def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace, column0: bool = False) -> Tensor:
+def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tensor:
     """H̄ of Eq. 3 over each edge's remaining ops (P-DARTS stages: op sets differ per edge), `none` left
-    out where an edge still has it; the mean over all edges of both cells. `column0`: the authors' code,
-    α's first column left out on every edge, whichever op it holds after pruning."""
-    if column0:
-        return architecture_entropy(alphas, drop=0)
+    out where an edge still has it; the mean over all edges of both cells."""
     total, n = 0.0, 0
     for kind, a in alphas.items():
         has_none = torch.tensor([ops[0] == "none" for ops in space.edge_ops[kind]], device=a.device)
@@ -266,70 +229,41 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace, column0:
 
 # ----------------------------------------------------------------------------- the search
 
+def backbone_run(cfg: AERConfig) -> dict[str, Any]:
+    """What the harness must know of the backbone: P-DARTS's staged run, GDAS's sampled ops."""
+    stages = cfg.backbone == "pdarts" and PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
+                                                         dropout=cfg.dropout_rates())
+    return {"run_class": partial(PdartsRun, schedule=stages) if stages else None, "sampled_ops": cfg.backbone == "gdas"}
+
+
 def seeds_refusal(cfg: AERConfig) -> str | None:
-    """Why `--seeds` refuses cfg (run_all.sh then runs one --seed per process), or None."""
-    if cfg.backbone == "gdas" and (why := gdas_refusal(cfg.space)):
-        return why
-    if cfg.backbone == "pdarts":
-        return ("--seeds with --backbone pdarts is not supported yet: each stage builds a new supernet; "
-                "run one --seed per process")
-    return None
+    """Why `--seeds` cannot batch this search, or None (run_all.sh's planning; open_run refuses the same)."""
+    return harness_seeds_refusal(cfg, **backbone_run(cfg))
 
 
 def search(cfg: AERConfig) -> dict:
-    if cfg.seeds and (why := seeds_refusal(cfg)):
-        raise RunError(why)
-    pdarts = cfg.backbone == "pdarts"
-    run = (PdartsRun(cfg, PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup, dropout=cfg.dropout_rates()),
-                     script="aer_darts")
-           if pdarts else SearchRun(cfg, script="aer_darts"))
-    drop = 0 if cfg.drop_none else None  # `none` is op 0 of every space that has it
-    gdas, second_order = cfg.backbone == "gdas", cfg.backbone == "darts-v2"
-    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
-
-    def new_forward():  # GDAS: a fresh hard sample for every w step and every α step
-        if not gdas:
-            return softmax_forward
-        weights, index = gdas_weights(model.alphas, tau, gumbel)
-        return run.forward(lambda: weights, index)
-
+    run = open_run(cfg, "aer_darts", state={}, **backbone_run(cfg))
+    gdas = cfg.backbone == "gdas"
+    E = cfg.epochs // 3 if cfg.backbone == "pdarts" else cfg.epochs  # P-DARTS: λ(e) and the warm-up per stage
+    entropy = lambda r=run: cfg.arch_entropy(r.model.alphas, r.model.space)  # Eq. 3: H̄(α) (P-DARTS: this stage's)
     for epoch in run.epochs():
-        model = run.model  # P-DARTS: a new supernet each stage
-        softmax_forward = run.forward(lambda: softmax_weights(model.alphas))  # Eq. 1
-        e, E = run.stage_epoch()[1] if pdarts else epoch, cfg.epochs // 3 if pdarts else cfg.epochs
-        warm = e < cfg.warmup
-        lam = lam_at(e, cfg, E)  # Eq. 4
+        e = epoch % E  # the epoch within its P-DARTS stage (a new supernet each stage)
+        warm, lam = e < cfg.warmup, lam_at(e, cfg, E)  # Eq. 4
         tau = linear_tau(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
-
-        def entropy(m=model):
-            if pdarts:
-                return remaining_entropy(m.alphas, m.space, cfg.entropy_ops == "column0")
-            return architecture_entropy(m.alphas, drop)
+        # Eq. 1; GDAS: a fresh hard sample for every w step and every α step
+        fwd = run.gdas_forward(tau, gdas_weights) if gdas else run.forward(lambda: softmax_weights(run.alphas))
         # Eq. 3–4: α minimises L_val + λ·H̄(α); λ = 0 adds nothing (exactly plain DARTS / GDAS / P-DARTS)
         reg = None if lam == 0 else (lambda: lam * entropy())
-
-        def bilevel(x_t, y_t, x_v, y_v):
-            if second_order and not warm:  # Alg. 1 with ξ = lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
-                valid = unrolled_alpha_step(softmax_forward, x_t, y_t, x_v, y_v, run.w_params, run.a_params,
-                                            run.w_optimizer, run.a_optimizer, xi=run.w_lr, reg=reg)
-                return (*w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip,
-                                run.clip_extra), *valid)
-
-            def valid_half():
-                if warm:  # w only; the valid split is still measured
-                    with torch.no_grad():
-                        logits = new_forward()(x_v)
-                    return F.cross_entropy(logits, y_v), logits
-                # Alg. 1 with ξ = 0: ∇α[L_val(w, α) + λH̄]
-                return alpha_step(new_forward(), x_v, y_v, run.a_params, run.a_optimizer, reg=reg)
-            return run.ordered(lambda: w_step(new_forward(), x_t, y_t, run.w_params, run.w_optimizer,
-                                              cfg.grad_clip, run.clip_extra), valid_half)  # --step-order
-        for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
-        h_bar = run.per_replica(lambda r: entropy(r.model).item())  # each replica's
-        schedule = {"lam": lam, "arch_entropy": h_bar,
-                    "warmup": warm, **({"tau": tau} if gdas else {})}
-        run.end_epoch(softmax_weights(model.alphas), schedule, derive_temperature=1.0)
+        if warm:
+            alpha = run.valid_loss(fwd)  # w only; the valid split is still measured
+        elif cfg.backbone == "darts-v2":
+            alpha = run.unrolled_alpha_step(fwd, reg)  # Alg. 1, ξ = w lr: ∇α[L_val(w − ξ∇w L_train, α) + λH̄]
+        else:
+            alpha = run.alpha_step(fwd, reg)  # Alg. 1, ξ = 0: ∇α[L_val(w, α) + λH̄]
+        for batch in run.batches():
+            run.bilevel(batch, w=run.w_step(fwd), alpha=alpha)  # Alg. 1: the α step and the w step
+        run.end_epoch(lambda r: (softmax_weights(r.model.alphas), {"lam": lam, "arch_entropy": entropy(r).item(),
+                                                                   "warmup": warm, **({"tau": tau} if gdas else {})}))
     return run.finish()
 
 

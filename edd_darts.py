@@ -2,7 +2,7 @@
 
 Jiuling Zhang, Zhiming Ding, "Small Temperature is All You Need for Differentiable Architecture
 Search". The paper names no code repository; its DARTS-space runs build on DrNAS's code.
-This file implements the paper, not the authors' fork (differences listed below).
+This file implements the paper; the authors' fork and its differences: authors/edd.py.
 
     python edd_darts.py --space nb201 --nb201 ../shared/data/nb201/nb201_200ep.csv   # EDD, sn-softmax s=100
     python edd_darts.py --space nb201 --clip-alpha 5                   # Table 1 "EDD-DARTS (clip)"
@@ -13,14 +13,11 @@ This file implements the paper, not the authors' fork (differences listed below)
     python edd_darts.py --space nb201 --schedule lpcd --warmup 20      # Fig. 4A LPCD (PCD, linear L)
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
-    python edd_darts.py --space nb201 --recipe authors                  # the authors' NB201 EDD script
-    python edd_darts.py --space nb201 --recipe authors --schedule pcd   # the authors' NB201 PCD script
-    python edd_darts.py --space s3 --dataset svhn --recipe authors --lam 0.24   # their S1-S4 EDD script
-    python edd_darts.py --space s3 --recipe authors --schedule pcd --pcd-d 0.11  # their S1-S4 PCD script
+    python edd_darts.py --space nb201 --recipe authors                 # the authors' script (authors/edd.py)
 
 Equation map (paper numbering)
-    Eq. 1      bilevel min_a L_val(w*(a), a)                  → w_step + alpha_step (common.search), search()
-    Eq. 2      argmax pruning of β (here β_t, see choices)    → run.genotype / run.finish (common.genotypes)
+    Eq. 1      bilevel min_a L_val(w*(a), a)                  → search(): run.w_step, run.alpha_step
+    Eq. 2      argmax pruning of β (here β_t, see choices)    → run.end_epoch / run.finish (common.genotypes)
     Eq. 3      β_t = softmax(A/t)                             → SnSoftmax.forward; op_weights (normal softmax)
     Eq. 4–6    ∂β_t/∂A = 𝒜_t/t, 𝒜_t = diag(β_t) − β_tβ_tᵀ   → softmax_vjp (the true softmax gradient)
     Eq. 7–8    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st)               → SnSoftmax.backward
@@ -55,7 +52,6 @@ Defaults and their sources
 - Decay after every epoch from the first, no warm-up: Alg. 2. PCD d^exp = 0.11, period 10 (Sec. 4 and
   the authors' code, METHODS.md §2). ETS-GDAS: GDAS's τ range 10 → 0.1 and 250 epochs (NB201's GDAS).
 - Everything else (optimisers, lr, batch 64, 50 epochs, `--clip-scope w`): the shared protocol, METHODS.md §1.
-- `--late-from E`: the decays that set the temperatures of epochs ≥ E use `--lam-late`, one per epoch.
 
 Choices where the paper is silent
 - E[H(β)] (Eq. 13) is taken over the tempered β = softmax(A/t) actually used (Eq. 13 writes softmax(A),
@@ -67,82 +63,19 @@ Choices where the paper is silent
   t = 1 that doubles the gradient, the formula's value). PC-DARTS's edge weights use a plain softmax.
 - Numerics: the schedule works with ln t^exp = E(a)/t, so t_end = 1e-7 (E(a)/t = 4000) does not overflow.
 - `--schedule ets` spreads the N = (number of decay events in the run) points over the run, so the last
-  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings). With GDAS the
-  op_entropy metrics are of softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
-  ETS-GDAS's edge form (`--gdas-form`, common/supernet.py) is the official GDAS code's per skeleton: NB201,
-  the sampled op plus the others' zero-valued weights (xautodl search_cells.py:72-84); DARTS skeleton, the
-  sampled op alone (search_cells.py:163-164).
+  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings), with the official
+  GDAS code's edge form per skeleton (`--gdas-form`, common/supernet.py); its op_entropy metrics are of
+  softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
 - `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
 - Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
-  trained with (issue 17; ranking across edges depends on t, the per-edge argmax does not); ETS-GDAS
-  ranks by softmax(A), its hard samples' expectation. NB201: argmax of A either way.
+  trained with (ETS-GDAS: softmax(A), its hard samples' expectation); NB201: argmax of A either way.
 - LTS (Fig. 2B) spreads its N points like `--schedule ets` (last epoch at t_end); LPCD (Fig. 4A) keeps
   PCD's calendar and endpoints (t0 and PCD's last point, from --pcd-d/--pcd-period), linear in t between.
 - Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
   k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
 
-`--recipe paper` (default): everything above. `--recipe authors`: every setting of the authors' published
-search script for the space and dataset (github.com/chaoji90/PCDEDD; paths below are in that repository;
-explicit flags still win; args.json records the recipe and the values used). NB201, EDD
-(AutoDL-Projects_edd: scripts-search/algos/DARTS-V1-10.sh:40-43, configs/nas-benchmark/algos/DARTS.config,
-exps/algos/DARTS-V1-10.py; their -100 files are the same schedule):
-- batch 256, w lr 0.025 constant (DARTS.config: LR = eta_min = 0.025), w wd 5e-4, 50 epochs, α Adam 3e-4
-  with weight decay 0 (.sh:43); clip 5 of `network.parameters()` (.py:48): `--clip-scope official`.
-- `--softmax normal`: their sn-softmax hook is a no-op in the EDD scripts (.py:68-72 `pass`).
-- warm-up 10 at t = 1 (.py:197), a decay every 5 epochs (.py:191, 204), every epoch from 40 (.py:211);
-  λ 0.04, 0.08 for the decays that set epochs ≥ 40 (.py:208-212: `if epoch <= 39` runs at the *start* of
-  an epoch): `--late-from 40` now means exactly that (it used to apply λ-late one decay later: epochs
-  40–49 then trained up to 22 % hotter); ρ = 0.5 (.py:196).
-- E[H] summed over the 6 edges of softmax(α/t) (.py:206-207): `--entropy sum`; E(a) = 3.99e-4 and
-  t0^exp = 1 (.py:213: 0.000399/ln(1 + d·count)): `--e-a 3.99e-4 --t0-exp-one` (ours: exp(E(a)/t0), 1.9e-3
-  relative on NB201). Their `--track_running_stats 1` only changes their eval at t = 1e-4, not the search.
-NB201, PCD (AutoDL-Projects_pcd/exps/algos/DARTS-V1-10.py): the same optimiser settings; d = 0.11, period
-10 (.py:190-196), `--pcd-shape updown`: by epoch % 10 the list 1, t1…t5, t4…t1, from epoch 40 t1…t10
-(.py:203-205), t_n = 3.99e-4/ln(1 + 0.11n); warm-up 5 on CIFAR-10 (-10.py:198), 10 on CIFAR-100 and
-ImageNet16-120 (-100.py:194: we read -10/-100 as the dataset, as SP's same-named scripts are); sn-softmax
-with st ≡ 1 whenever t ≠ 1 (.py:70-72): `--softmax sn --st-const --sn-unit-off`. (So: their EDD NB201
-scripts run without sn-softmax, their PCD ones with it.) Not reproduced (no flag): on CIFAR-100 their
-search trains w on all 50k training images and α on the 5k `xvalid` half of the test set
-(lib/datasets/get_dataset_with_transform.py:205-209); ours splits the training set 50/50.
-DARTS space (PCDEDD-DARTS/train_search_pl.py = EDD, train_search_cyc.py = PCD): batch 80, w lr 0.025
-constant, w wd 3e-4, α wd 0, 50 epochs (:27-49), SGD without Nesterov (:87-91: `--no-w-nesterov`); clip 5 of `model.parameters()`, which holds no α there
-(model_search_cyc.py:153-154 makes α plain Variables): `--clip-scope w`; sn-softmax st ≡ 1 on the *normal*
-cell only, off at t = 1 (architect_cyc.py:56-59): `--sn-cells normal`; EDD: warm-up 5, every 5 epochs,
-every epoch from 40, λ 0.06 → 0.12 (pl.py:109-131), E[H] of the normal cell only, mean over its edges
-(pl.py:123): `--entropy-cells normal --entropy mean`; t0^exp = 1, E(a) 3.99e-4 (pl.py:130; 6.6e-3 relative);
-PCD: warm-up 0, the NB201 lists (cyc.py:109-126). Their op list has no `none` (genotypes.py:5-13): run_all
-uses `--space darts-nonone`. Their genotype(t) at the epoch's t (pl.py and cyc.py: `model.genotype(new_temp)`)
-ranks edges by softmax(α/t) rounded to 3 decimals, the earlier of equal edges and the first of equal ops
-(model_search_cyc.py:163-194): `--derive-decimals 3 --derive-ties earlier-input-first-op` (saturated edges
-round to 1.000 and tie). Their α step precedes the w step (pl.py:176, then 178-184; cyc.py:171, 173) and
-takes a fresh random batch of the valid half each step (pl.py:172 `next(iter(valid_queue))`, a
-SubsetRandomSampler, :102): `--step-order alpha-first --valid-batch random`.
-S1–S4 (SmoothDARTS/sota/pcdedd/train_search_pl.py = EDD, train_search_cyc.py = PCD, run as the README's
-S1-S4 section; both import `sota.cnnspp.model_search_cyc` / `sota.cnnspp.spaces` (:23-25), a folder the
-repository lacks: we read sota/pcdedd/model_search_cyc.py and spaces.py, whose op lists are RobustDARTS's,
-as ours): batch 192, w lr 0.025 constant (:42-43, cosine with eta_min = lr, :162-163), SGD momentum 0.9
-without Nesterov (:129-133), w wd 3e-4 (:45), 50 epochs, C 16, 8 cells (:48-50), α Adam 3e-4 (0.5, 0.999)
-wd 0 (:60-61; SmoothDARTS/optimizers/darts/architect_cyc.py:18-20), clip 5 of `model.parameters()`,
-which holds no α (model_search_cyc.py:150-151): `--clip-scope w`; 50/50 split of the training set of
-cifar10, cifar100 or svhn (:135-160), as ours; sn-softmax st ≡ 1 on the normal cell while t ≠ 1
-(architect_cyc.py:48-60): `--softmax sn --st-const --sn-unit-off --sn-cells normal`; E(a) 3.99e-4,
-t0^exp = 1. EDD (pl.py:167-190): warm-up 5, a decay at the start of every 5th epoch, of every epoch from
-40, λ = --decay_strength before epoch 40 and 2λ from it (:183-188: `--lam-late` = 2·--lam), ρ 0.5, E[H]
-the mean over the normal cell's edges (:181-182). PCD (cyc.py:167-183): warm-up 0, the NB201 lists with
-d = --decay_strength. λ and d are swept by the README (pl: 0.12, 0.24, 0.48, 0.96; cyc: 0.1, 0.11, 0.12,
-0.13; we read the brackets as alternatives: no value per space or dataset is published), so `--recipe
-authors` on S1–S4 requires `--lam` (EDD) or `--pcd-d` (PCD) and refuses otherwise (one line); run_all.sh
-runs one row per value. Their w step runs on softmax(softmax(α)/t): `model.softmax_arch_parameters()`
-(pl.py:255, cyc.py:248; model_search_cyc.py:163-166) overwrites α with softmax(α) before `model(input,
-temp)` (pl.py:266; model_search_cyc.py:124-125): `--w-double-softmax` (their α step: softmax(α/t)).
-Near α's init softmax(α) ≈ (1 + α − ᾱ)/M, so their w step trains at about M·t (S2, α = 1e-3·N(0, 1),
-t = 4e-4: mean edge entropy 0.49 nats against 0.32 at t; 10,000 draws, this CPU).
-Their genotype(t) at the epoch's t (pl.py:221) rounds softmax(α/t) to 3 decimals, keeps the earlier of
-equal edges and the last of equal ops (model_search_cyc.py:194-211): `--derive-decimals 3 --derive-ties
-earlier-input-last-op`. Their α step precedes the w step, on a fresh random valid batch each step
-(pl.py:246-251, cyc.py:239-244): `--step-order alpha-first --valid-batch random`. Not reproduced: their last, partial batch of an epoch (no drop_last,
-:152-160; ours drops it); their "valid" accuracy is the supernet at t = 1e-4 (pl.py:216); their seed is
-random (:106). ETS-GDAS has no authors' recipe (refused with a one-line reason).
+`--recipe paper` (default): everything above. `--recipe authors` and the authors'-code flags (their NB201,
+DARTS-space and S1-S4 scripts, github.com/chaoji90/PCDEDD, with file:line): authors/edd.py.
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
 0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,
@@ -157,7 +90,7 @@ from common.config import answer_help_early
 answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,19 +99,19 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.hooks import RemovableHandle
 
-from common.config import ConfigError, GdasConfig, arg, parse_config
-from common.data import NUM_CLASSES
-from common.replicas import gdas_refusal
-from common.run import RunError, SearchRun, main_guard
-from common.sampling import gdas_weights
-from common.search import alpha_step, clip_grad_norm, softmax_weights, w_step
-from common.spaces import SPACES
+from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
+from common.harness import Forward, Harness, SeedRun, open_run
+from common.harness import seeds_refusal as harness_refusal
+from common.run import main_guard
+from common.sampling import gdas_weights  # GDAS's hard Gumbel sample (ETS-GDAS)
+from common.search import clip_grad_norm, softmax_weights
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
 
 @dataclass
 class EDDConfig(GdasConfig):
-    """EDD-DARTS, ETS-GDAS, PCD (defaults: the paper; see the module docstring)."""
+    """EDD-DARTS, ETS-GDAS, PCD (defaults: the paper; see the module docstring). The methods below the fields
+    are the hooks holding the paper's behaviour; authors/edd.py overrides them with the authors' code."""
 
     backbone: str = arg("darts", "darts: α → (sn-)softmax(α/t) mixing all ops; gdas: ETS-GDAS, Gumbel hard "
                                  "sampling at τ = t", choices=("darts", "gdas"))
@@ -193,65 +126,47 @@ class EDDConfig(GdasConfig):
     st_const: bool = arg(False, "sn-softmax with s·t ≡ 1 (s = 1/t), Table 5's second variant")
     lam: float = arg(0.06, "λ of Eq. 14 (Tables 1, 5, 6)")
     rho: float = arg(0.5, "ρ of Eq. 14, momentum of the moving average")
-    entropy: str = arg("mean", "E[H(β)] of Eq. 13 as mean over edges (paper) or sum (authors' NB201 code)",
-                       choices=("mean", "sum"))
     e_a: float | None = arg(None, "E(a) of Eq. 10-15 (default --alpha-init·sqrt(2/pi)/2, Sec. 2.2: 3.99e-4; "
                                   "--alpha-init-mean is not counted)")
     t0: float | None = arg(None, "initial temperature t0 (default 1, Alg. 2; 10 with gdas, GDAS's τ_max)")
     t_end: float | None = arg(None, "--schedule ets target t_N (default 1e-3, Sec. 2.2; 0.1 with gdas)")
     warmup: int = arg(0, "epochs at t0 before the first decay (paper 0; authors' code 10 NB201, 5 DARTS)")
-    decay_every: int = arg(1, "epochs between decay steps (paper 1, Alg. 2; authors' code 5)")
-    late_from: int | None = arg(None, "epochs >= this get their temperature from a decay with --lam-late, one "
-                                      "per epoch (authors: 40); PCD updown: t1…tP from this epoch")
-    lam_late: float | None = arg(None, "λ from --late-from on (default --lam; authors' NB201 code 0.08)")
     pcd_d: float = arg(0.11, "PCD: fixed d^exp per step (authors' code 0.11)")
     pcd_period: int = arg(10, "PCD: decay steps per cycle (Sec. 4: periods of 10 epochs)")
     clip_alpha: float | None = arg(None, "clip the gradient norm of α at this value (Table 1 'clip'; off)")
-    t0_exp_one: bool = arg(False, "t0^exp = 1 in Eq. 15 and PCD's list, as the authors' code (paper: exp(E(a)/t0))")
-    entropy_cells: str = arg("all", "cell kinds E[H] of Eq. 13 pools: all (paper) or normal (authors' DARTS code)",
-                             choices=("all", "normal"))
-    sn_cells: str = arg("all", "cell kinds whose sn-softmax gets the noise term: all, or normal (authors' "
-                               "DARTS code; the others use softmax(α/t))", choices=("all", "normal"))
-    sn_unit_off: bool = arg(False, "no sn noise term while t = 1 (authors' PCD scripts: `if not isclose(t, 1)`)")
-    pcd_shape: str = arg("saw", "PCD calendar: saw (t0…t_{P-1} by decay step, restarting) or updown (authors: "
-                                "by epoch %% P, t0, t1…t_{P/2}, …, t1; t1…tP from --late-from)",
-                         choices=("saw", "updown"))
-    w_double_softmax: bool = arg(False, "the w step's forward weighs the ops by softmax(softmax(α)/t), the α step "
-                                        "by softmax(α/t) (authors' S1-S4 scripts: model.softmax_arch_parameters() "
-                                        "before model(input, temp), SmoothDARTS/sota/pcdedd/train_search_pl.py:255-266, "
-                                        "model_search_cyc.py:124-125, 163-166; off)")
 
-    def authors_recipe(self) -> dict[str, Any]:
-        """The authors' NB201 / DARTS-space / S1-S4 search scripts (module docstring, "--recipe authors")."""
-        pcd = self.schedule == "pcd"
-        if self.backbone == "gdas" or self.schedule in ("ets", "none"):
-            raise ConfigError("--recipe authors: the authors published EDD and PCD scripts only (no ETS-GDAS/ETS)")
-        skeleton = SPACES[self.space].skeleton
-        common = dict(w_lr=0.025, w_lr_min=None, a_wd=0.0, clip_scope="official", e_a=3.99e-4, t0_exp_one=True)
-        if self.space in S_SWEPT:  # chaoji90/PCDEDD SmoothDARTS/sota/pcdedd/train_search_{pl,cyc}.py
-            return {**common, **s_space_recipe(self, pcd)}
-        if skeleton == "nb201":  # AutoDL-Projects_{edd,pcd}: DARTS.config, DARTS-V1-10/-100.sh, -.py
-            common.update(batch_size=256, w_wd=5e-4, epochs=50)
-            if pcd:  # warm-up 5 in DARTS-V1-10.py (CIFAR-10), 10 in DARTS-V1-100.py (CIFAR-100)
-                return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
-                        "late_from": 40, "warmup": 5 if NUM_CLASSES[self.dataset] <= 10 else 10,
-                        "softmax": "sn", "st_const": True, "sn_unit_off": True}
-            return {**common, "schedule": "edd", "softmax": "normal", "warmup": 10, "decay_every": 5,
-                    "late_from": 40, "lam": 0.04, "lam_late": 0.08, "entropy": "sum"}
-        common.update(batch_size=80, w_wd=3e-4, w_nesterov=False, epochs=50, clip_scope="w",  # PCDEDD-DARTS/
-                      softmax="sn", st_const=True, sn_unit_off=True, sn_cells="normal", derive_decimals=3,
-                      derive_ties="earlier-input-first-op", **AUTHORS_DARTS_LOOP)
-        if pcd:
-            return {**common, "schedule": "pcd", "pcd_shape": "updown", "pcd_d": 0.11, "pcd_period": 10,
-                    "late_from": 40, "warmup": 0}
-        return {**common, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam": 0.06,
-                "lam_late": 0.12, "entropy": "mean", "entropy_cells": "normal"}
+    def decays_after(self, epoch: int) -> bool:
+        """Whether a decay step ends `epoch` (0-based): Alg. 2, after every epoch once the warm-up is over."""
+        return epoch + 1 >= max(self.warmup, 1)
+
+    def decay_lam(self, epoch: int) -> float:
+        """λ of Eq. 14 in the decay step that ends `epoch`."""
+        return self.lam
+
+    def t0_exp(self) -> float:
+        """t0^exp of Eq. 11, 15 and PCD's list: Eq. 10 at t0, exp(E(a)/t0)."""
+        return ets_forward(self.t0, self.e_a)
+
+    def pcd_point(self, k: int, epoch: int) -> float:
+        """PCD's t after decay step k, which ends `epoch` (Sec. 4: L^exp cycled every --pcd-period steps; k = 0,
+        epoch = −1: the first epoch's t)."""
+        return pcd_temperature(self.e_a, self.t0, self.pcd_d, k, self.pcd_period, self.t0_exp())
+
+    def schedule_entropy(self, beta_t: Mapping[str, Tensor]) -> float:
+        """E[H(β)] of Eq. 13 as Eq. 14 reads it: the mean over all edges of all cell kinds of β_t."""
+        return mean_entropy(beta_t)
+
+    def step_forwards(self, run: Harness, t: float | Tensor, s: float | Tensor) -> tuple[Forward, Forward]:
+        """(α step's, w step's) forward at temperature t: both weigh the ops by op_weights (Alg. 1 / Eq. 3)."""
+        forward = run.forward(lambda: op_weights(run.alphas, t, s, self.softmax))
+        return forward, forward
+
+    def seeds_refusal(self, planning: bool = False) -> str | None:
+        """Why `--seeds` refuses this config, or None (`planning`: run_all.sh's grouping asks ahead)."""
+        return harness_refusal(self, sampled_ops=self.backbone == "gdas")
 
     def resolve(self) -> None:
         gdas = self.backbone == "gdas"
-        if self.w_double_softmax and (gdas or self.clip_scope == "official"):
-            raise ConfigError("--w-double-softmax applies to --backbone darts with --clip-scope w (the authors' "
-                              "S1-S4 scripts clip model.parameters(), which holds no α)")
         if self.epochs is None:  # filled first: the shared checks compare it with 1
             self.epochs = 250 if gdas else 50
         super().resolve()
@@ -260,57 +175,14 @@ class EDDConfig(GdasConfig):
         self.e_a = expected_positive_alpha(self.alpha_init) if self.e_a is None else self.e_a
         self.t0 = (10.0 if gdas else 1.0) if self.t0 is None else self.t0
         self.t_end = (0.1 if gdas else 1e-3) if self.t_end is None else self.t_end
-        self.lam_late = self.lam if self.lam_late is None else self.lam_late
         if gdas and (self.softmax == "sn" or self.st_const):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
             raise ConfigError("--st-const needs --softmax sn")
-        if self.schedule == "lpcd" and self.pcd_shape != "saw":
-            raise ConfigError("--schedule lpcd cycles the paper's saw calendar; --pcd-shape updown is for pcd")
-        if "normal" in (self.entropy_cells, self.sn_cells) and "normal" not in SPACES[self.space].cell_kinds:
-            raise ConfigError(f"--entropy-cells/--sn-cells normal: space {self.space} has no normal cell")
-        checks = [("s", self.s > 1, "> 1 (Eq. 7)"), ("lam", self.lam > 0, "> 0"),
-                  ("lam_late", self.lam_late > 0, "> 0"),
-                  ("rho", 0 <= self.rho < 1, "in [0, 1)"), ("e_a", self.e_a > 0, "> 0"),
-                  ("t0", self.t0 > 0, "> 0"), ("t_end", 0 < self.t_end < self.t0, "in (0, t0)"),
-                  ("warmup", self.warmup >= 0, ">= 0"), ("decay_every", self.decay_every >= 1, ">= 1"),
-                  ("pcd_d", self.pcd_d > 0, "> 0"), ("pcd_period", self.pcd_period >= 1, ">= 1"),
-                  ("clip_alpha", self.clip_alpha is None or self.clip_alpha > 0, "> 0"),
-                  ("late_from", self.late_from is None or self.late_from >= 0, ">= 0")]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
-
-
-#: The spaces of the authors' SmoothDARTS/sota/pcdedd scripts.
-S_SWEPT = {"s1", "s2", "s3", "s4"}
-#: The authors' DARTS-skeleton loop (darts, darts-nonone, S1-S4): α step first, each on a fresh random batch of
-#: the valid half (PCDEDD-DARTS/train_search_pl.py:172-176, 179-184; module docstring).
-AUTHORS_DARTS_LOOP = {"step_order": "alpha-first", "valid_batch": "random"}
-#: Their `--decay_strength` per script (EDD: False, PCD: True), swept in chaoji90/PCDEDD README.md (S1-S4
-#: section) with no value per space or dataset: (our flag, the values, their script).
-S_DECAY_SWEEP = {False: ("lam", "0.12, 0.24, 0.48, 0.96", "train_search_pl.py"),
-                 True: ("pcd_d", "0.1, 0.11, 0.12, 0.13", "train_search_cyc.py")}
-
-
-def s_space_recipe(cfg: EDDConfig, pcd: bool) -> dict[str, Any]:
-    """The authors' S1-S4 EDD (`pcd` False) or PCD script, SmoothDARTS/sota/pcdedd/train_search_{pl,cyc}.py
-    (lines in the module docstring); their swept `--decay_strength` must be given (ConfigError)."""
-    flag, values, script = S_DECAY_SWEEP[pcd]
-    if flag not in getattr(cfg, "_explicit", ()):
-        raise ConfigError(f"--recipe authors on {cfg.space}: give --{flag.replace('_', '-')} (their {script} "
-                          f"--decay_strength; the README sweeps {values}, with no value per space or dataset)")
-    if cfg.dataset not in ("cifar10", "cifar100", "svhn"):
-        raise ConfigError(f"--recipe authors on {cfg.space}: their {script} searches cifar10, cifar100 or svhn "
-                          f"(not {cfg.dataset})")
-    out = dict(batch_size=192, w_lr_min=None, w_momentum=0.9, w_wd=3e-4, w_nesterov=False, a_lr=3e-4, a_beta1=0.5,
-               epochs=50, C=16, N=8, grad_clip=5.0, clip_scope="w", softmax="sn", st_const=True, sn_unit_off=True,
-               sn_cells="normal", w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op",
-               **AUTHORS_DARTS_LOOP)
-    if pcd:
-        return {**out, "schedule": "pcd", "pcd_shape": "updown", "pcd_period": 10, "late_from": 40, "warmup": 0}
-    return {**out, "schedule": "edd", "warmup": 5, "decay_every": 5, "late_from": 40, "lam_late": 2 * cfg.lam,
-            "rho": 0.5, "entropy": "mean", "entropy_cells": "normal"}
+        gt0, ge0, ge1 = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0"), (lambda v: v >= 1, ">= 1")
+        check_ranges(self, {"s": (lambda v: v > 1, "> 1 (Eq. 7)"), "lam": gt0, "rho": (lambda v: 0 <= v < 1,
+                            "in [0, 1)"), "e_a": gt0, "t0": gt0, "t_end": (lambda v: 0 < v < self.t0, "in (0, t0)"),
+                            "warmup": ge0, "pcd_d": gt0, "pcd_period": ge1, "clip_alpha": gt0})
 
 
 # ----------------------------------------------------------------------------- sn-softmax (Alg. 1)
@@ -341,10 +213,8 @@ class SnSoftmax(torch.autograd.Function):
 
 
 def sn_softmax(logits: Tensor, t: float, s: float, dim: int = -1) -> Tensor:
-    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8).
-
-    logits: any shape, e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant.
-    """
+    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8); logits of any shape,
+    e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant."""
     return SnSoftmax.apply(logits, t, s, dim)
 
 
@@ -366,10 +236,8 @@ def ets_inverse(t_exp: float, e_a: float) -> float:
 
 
 def ets_log_points(e_a: float, t0: float, t_end: float, n: int) -> list[float]:
-    """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space.
-
-    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends.
-    """
+    """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space:
+    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends."""
     if n == 0:
         return [e_a / t0]
     out = []
@@ -414,35 +282,15 @@ def edd_temperature(e_a: float, t0_exp: float, k: int, d_exp: float) -> float:
 
 def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 10,
                     t0_exp: float | None = None) -> float:
-    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period]).
-
-    n = 0 is t0 itself; `t0_exp` defaults to exp(E(a)/t0) (the authors' code: 1).
-    """
+    """PCD (Sec. 4): the fixed L^exp = [t0^exp + n·d^exp, n < period] cycled: t = E(a)/ln(L^exp[k mod period]);
+    n = 0 is t0 itself; `t0_exp` defaults to exp(E(a)/t0) (the authors' code: 1)."""
     n = k % period
     return t0 if n == 0 else edd_temperature(e_a, ets_forward(t0, e_a) if t0_exp is None else t0_exp, n, d_exp)
 
 
-def pcd_updown_temperature(epoch: int, e_a: float, t0: float, d_exp: float, period: int = 10, warmup: int = 0,
-                           late_from: int | None = None, t0_exp: float | None = None) -> float:
-    """The authors' PCD calendar: t of `epoch` (0-based), t_n = E(a)/ln(t0^exp + n·d^exp) (Eq. 12 on L^exp).
-
-    t0 during the warm-up; then by epoch % P the list t0, t1 … t_{P/2}, t_{P/2−1} … t1 (down and back up);
-    from `late_from` on, t_{epoch % P + 1}: t1 … tP. `t0_exp` (default exp(E(a)/t0)); the authors' is 1.
-    """
-    if epoch < warmup:
-        return t0
-    i = epoch % period
-    n = i + 1 if late_from is not None and epoch >= late_from else min(i, period - i)
-    t0_exp = ets_forward(t0, e_a) if t0_exp is None else t0_exp
-    return t0 if n == 0 else edd_temperature(e_a, t0_exp, n, d_exp)
-
-
 def lts_temperatures(t0: float, t_end: float, n: int) -> list[float]:
-    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N.
-
-    The paper's example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); the exact points are
-    (1, 0.75025, 0.5005, 0.25075, 0.001): the step is fixed by both ends so t never reaches 0.
-    """
+    """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N. The paper's
+    example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); exact: (1, 0.75025, 0.5005, 0.25075, 0.001)."""
     if n == 0:
         return [t0]
     return [t0 + i * (t_end - t0) / n for i in range(n + 1)]
@@ -466,13 +314,8 @@ def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Ten
 # ----------------------------------------------------------------------------- the search (Alg. 2)
 
 def decays_after(epoch: int, cfg: EDDConfig) -> bool:
-    """Whether a decay step ends `epoch` (0-based): after the warm-up, every --decay-every epochs."""
-    done = epoch + 1
-    if done < max(cfg.warmup, 1):
-        return False
-    if cfg.late_from is not None and done >= cfg.late_from:  # sets the t of epoch `done` >= --late-from
-        return True
-    return (done - cfg.warmup) % cfg.decay_every == 0
+    """Whether a decay step ends `epoch` (0-based): the config's calendar (Alg. 2: every epoch after the warm-up)."""
+    return cfg.decays_after(epoch)
 
 
 def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
@@ -480,22 +323,16 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
     """One decay step k → k + 1 of the chosen schedule; updates `state` (t, k, d_exp, lam) in place."""
     state["k"] += 1
     k = state["k"]
-    lam = cfg.lam_late if cfg.late_from is not None and epoch + 1 >= cfg.late_from else cfg.lam
-    state["lam"] = lam
-    t0_exp = 1.0 if cfg.t0_exp_one else ets_forward(cfg.t0, cfg.e_a)
+    state["lam"] = lam = cfg.decay_lam(epoch)
+    t0_exp = cfg.t0_exp()
     if cfg.schedule == "edd":
         state["d_exp"] = edd_decay(state["d_exp"], entropy, lam, cfg.rho)  # Eq. 14
         x = t0_exp + k * state["d_exp"]  # t^exp(k) of Eq. 15; t0^exp = 1 with no decay yet would be t = ∞
         state["t"] = edd_temperature(cfg.e_a, t0_exp, k, state["d_exp"]) if x > 1 else cfg.t0  # Eq. 15
-    elif cfg.schedule == "ets":
-        state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12
-    elif cfg.schedule == "lts":
-        state["t"] = ets[min(k, len(ets) - 1)]  # linear in t (LTS, Fig. 2B)
-    elif cfg.schedule == "pcd" and cfg.pcd_shape == "saw":
-        state["t"] = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, k, cfg.pcd_period, t0_exp)
-    elif cfg.schedule == "pcd":  # updown: the authors' calendar, a function of the epoch
-        state["t"] = pcd_updown_temperature(epoch + 1, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
-                                            cfg.late_from, t0_exp)
+    elif cfg.schedule in ("ets", "lts"):
+        state["t"] = ets[min(k, len(ets) - 1)]  # Eq. 11–12 (ets), or linear in t (LTS, Fig. 2B)
+    elif cfg.schedule == "pcd":
+        state["t"] = cfg.pcd_point(k, epoch)  # Sec. 4
     elif cfg.schedule == "lpcd":  # the same endpoints as PCD's list, spaced linearly in t (Fig. 4A)
         t_last = pcd_temperature(cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period - 1, cfg.pcd_period, t0_exp)
         state["t"] = lpcd_temperature(cfg.t0, t_last, k, cfg.pcd_period)
@@ -503,12 +340,12 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
 
 def end_epoch_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
                        ets: list[float]) -> None:
-    """After `epoch`: a decay step if one ends it (every epoch for PCD updown); sets next epoch's t."""
-    if (cfg.schedule == "pcd" and cfg.pcd_shape == "updown") or decays_after(epoch, cfg):
+    """After `epoch`: a decay step if one ends it; sets the next epoch's t."""
+    if decays_after(epoch, cfg):
         advance_schedule(state, cfg, entropy, epoch, ets)
 
 
-def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
+def op_weights(alphas: Mapping[str, Tensor], t: float | Tensor, s: float | Tensor, softmax: str,
                sn_kinds: Iterable[str] | None = None) -> dict[str, Tensor]:
     """β_t per cell kind, (E, M): sn_softmax(α, t, s) (Alg. 1) or softmax(α/t) (Eq. 3); `sn_kinds`: the
     cell kinds that get sn-softmax (default all)."""
@@ -517,88 +354,42 @@ def op_weights(alphas: Mapping[str, Tensor], t: float, s: float, softmax: str,
             for k, a in alphas.items()}
 
 
-def step_forwards(run: SearchRun, t: float | Tensor, s: float | Tensor, softmax: str, sn_kinds: Iterable[str] | None,
-                  double: bool = False) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """(α step's, w step's) forward at temperature t: op_weights of α (Alg. 1 / Eq. 3); with `double`
-    (--w-double-softmax, the authors' S1-S4 scripts) the w step's weights are softmax(softmax(α)/t)."""
-    forward = run.forward(lambda: op_weights(run.model.alphas, t, s, softmax, sn_kinds))
-    if not double:
-        return forward, forward
-    return forward, run.forward(lambda: op_weights(softmax_weights(run.model.alphas), t, s, "normal"))
-
-
 def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
-    """Why `--seeds` refuses cfg, or None. `planning` (run_all.sh's grouping): also where it may refuse
-    mid-run, --sn-unit-off under Eq. 15's entropy-driven schedule (the replicas' t can disagree about 1)."""
-    if cfg.backbone == "gdas" and (why := gdas_refusal(cfg.space)):
-        return why
-    if planning and cfg.sn_unit_off and cfg.schedule == "edd":
-        return "--sn-unit-off with --schedule edd: the replicas' temperatures may disagree about t = 1"
-    return None
+    """run_all.sh's grouping: why `--seeds` refuses cfg, or None (`planning`: also where it may refuse mid-run)."""
+    return cfg.seeds_refusal(planning)
 
 
 def search(cfg: EDDConfig) -> dict:
-    if cfg.seeds and (why := seeds_refusal(cfg)):
-        raise RunError(why)
-    run = SearchRun(cfg, method_state={"t": cfg.t0, "k": 0, "d_exp": 0.0, "lam": cfg.lam}, script="edd_darts")
-    model, gdas = run.model, cfg.backbone == "gdas"
-    if cfg.clip_alpha:
-        clip_grad_before_step(run.a_optimizer, model.alphas.values(), cfg.clip_alpha)
+    gdas = cfg.backbone == "gdas"
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
     ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
            else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
-    if cfg.schedule in ("pcd", "lpcd"):
-        run.set_replica_values("d_exp", [cfg.pcd_d] * len(run.seeds))
-    elif cfg.schedule == "ets":
-        run.set_replica_values("d_exp", [ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1))]
-                               * len(run.seeds))
-
-    gumbel = run.global_generators() if gdas else None  # GDAS's draws: the global RNG (--seeds: per replica)
-
-    def gdas_forward(tau: float) -> Callable[[Tensor], Tensor]:  # a fresh hard sample on every call
-        def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(model.alphas, tau, gumbel)
-            return run.forward(lambda: weights, index)(x)
-        return fwd
-
-    if cfg.schedule == "pcd" and cfg.pcd_shape == "updown" and run.start_epoch == 0:
-        t0 = pcd_updown_temperature(0, cfg.e_a, cfg.t0, cfg.pcd_d, cfg.pcd_period, cfg.warmup,
-                                    cfg.late_from, 1.0 if cfg.t0_exp_one else None)  # epoch 0
-        run.set_replica_values("t", [t0] * len(run.seeds))
-    sn_kinds = ["normal"] if cfg.sn_cells == "normal" else None
+    d_exp = (cfg.pcd_d if cfg.schedule in ("pcd", "lpcd") else  # fixed d^exp (PCD), Eq. 11's (ETS); EDD's d^exp(0)
+             ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1)) if cfg.schedule == "ets" else 0.0)
+    t = cfg.pcd_point(0, -1) if cfg.schedule == "pcd" else cfg.t0  # t(0) = t0 (Alg. 2), or PCD's point of epoch 0
+    run = open_run(cfg, "edd_darts", state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam}, sampled_ops=gdas)
+    if cfg.clip_alpha:
+        clip_grad_before_step(run.a_optimizer, run.alphas.values(), cfg.clip_alpha)
     for epoch in run.epochs():
-        # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch: a float (--seeds: each replica's, (S, 1, 1))
-        temps = run.replica_values("t")
-        t = run.replica_number(temps, next(iter(model.alphas.values())))
+        t = run.per_seed(run.state("t"))  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
-        unit = {math.isclose(v, 1.0) for v in temps}  # authors' PCD: no noise at t = 1
-        if cfg.sn_unit_off and len(unit) > 1:
-            raise RunError("--sn-unit-off with --seeds: the replicas' temperatures are 1 for some and not for "
-                           "others this epoch (one softmax kind per batched step); run one --seed per process")
-        softmax = "normal" if cfg.sn_unit_off and unit == {True} else cfg.softmax
-        forward, forward_w = ((gdas_forward(t),) * 2 if gdas
-                              else step_forwards(run, t, s, softmax, sn_kinds, cfg.w_double_softmax))
+        forward, forward_w = ((run.gdas_forward(t, gdas_weights),) * 2 if gdas  # ETS-GDAS: τ = t
+                              else cfg.step_forwards(run, t, s))
+        for batch in run.batches():  # Alg. 2's inner loop at this epoch's t
+            run.bilevel(batch, w=run.w_step(forward_w), alpha=run.alpha_step(forward))
 
-        def bilevel(x_t, y_t, x_v, y_v):  # Alg. 2's inner loop at this epoch's t
-            return run.ordered(  # --step-order: w then α (paper, NB201 code) or α then w (authors' DARTS code)
-                lambda: w_step(forward_w, x_t, y_t, run.w_params, run.w_optimizer, cfg.grad_clip, run.clip_extra),
-                lambda: alpha_step(forward, x_v, y_v, run.a_params, run.a_optimizer))
-        for batch in run.steps():
-            run.step(bilevel, *batch, capture=not gdas or len(run.seeds) > 1)  # GDAS alone: op index on the host
-
-        def end_of_epoch(r: SearchRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # a replica's (Alg. 2)
+        def end_of_epoch(r: SeedRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # Alg. 2, per seed
             state, t = r.method_state, r.method_state["t"]
             with torch.no_grad():
                 beta_t = {k: F.softmax(a / t, dim=-1) for k, a in r.model.alphas.items()}  # = sn forward
-            pooled = {"normal": beta_t["normal"]} if cfg.entropy_cells == "normal" else beta_t
-            entropy = mean_entropy(pooled, cfg.entropy)  # Eq. 13 at this epoch's t
+            entropy = cfg.schedule_entropy(beta_t)  # Eq. 13 at this epoch's t
             end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
             used = softmax_weights(r.model.alphas) if gdas else beta_t
             return used, {"temperature": t, "s": 1 / t if cfg.st_const else cfg.s, "mean_entropy": entropy,
                           "d_exp": state["d_exp"], "k": state["k"], "lam": state["lam"],
                           "next_temperature": state["t"]}, 1.0 if gdas else t
-        run.end_epoch(*run.per_replica(end_of_epoch))  # (used, schedule, derive_temperature) of each replica
-    return run.finish(run.per_replica(lambda r: {"temperature": r.method_state["t"], "e_a": cfg.e_a}))
+        run.end_epoch(end_of_epoch)
+    return run.finish(lambda r: {"temperature": r.method_state["t"], "e_a": cfg.e_a})
 
 
 def main(argv: list[str] | None = None) -> None:

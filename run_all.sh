@@ -50,7 +50,7 @@ options: --runs DIR --data-dir DIR --nb201 PATH --seeds 'S..' --datasets 'D..' -
                      with --quick: ../shared/data/nb201/nb201_200ep.csv when present)
   --seeds 'S..'      seeds of every row (default: each row's published seed count, from 0)
   --datasets 'D..'   a filter on the datasets each space's papers searched (default: $DATASETS)
-  --spaces 'S..'     a filter on the spaces (default: $SPACES)
+  --spaces 'S..'     a filter on the spaces (default: $SPACES; sr: the ×2 super-resolution rows, GPU days)
   --only REGEX       only rows whose label matches (default: every row)
   --gpus LIST        fan out over these GPUs, e.g. 0,1 (default: none, one process at a time)
   --per-gpu N        processes at a time on each GPU (default: $PER_GPU)
@@ -93,6 +93,7 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
+  [[ " $SPACES " == *" sr "* ]] && die "--quick covers the CIFAR rows; the SR rows (--spaces sr) need DIV2K and GPU days (tests/test_sr.py runs a tiny SR search and retrain)"
   [ "$DATA_DIR" = ./data ] && DATA_DIR=../shared/data
   [ -z "$NB201" ] && [ -f ../shared/data/nb201/nb201_200ep.csv ] && NB201=../shared/data/nb201/nb201_200ep.csv
   [ -z "$SEEDS" ] && SEEDS=0
@@ -189,9 +190,24 @@ quick_flags() {  # $1 = space, $2 = label, $3 = command. Tiny and 2 epochs, so e
   echo "$f"
 }
 
+# ×2 super-resolution (SA paper §4.3, Tables 3 and 7; common/sr): `--spaces sr` only, never in the default
+# list: a search is 1.2-2.2 GPU-days (the paper's budget), a retrain (--eval) about 1-2, the six rows about
+# 20 GPU-days on one V100-class GPU (estimates, common/sr/__init__.py). DATA_DIR holds DIV2K/ and benchmark/.
+# The label is the paper row the retrain prints its PSNR beside (common/sr/train.py PAPER_ROWS).
+SR_ENTRIES=(
+  "dlsr|sa_darts.py --task sr --space dlsr --reg none"
+  "sa-dlsr|sa_darts.py --task sr --space dlsr --reg sa"
+  "sac-dlsr|sa_darts.py --task sr --space dlsr --reg sa --partial-channels 4"
+  "dlsr-beta|sa_darts.py --task sr --space dlsr --reg beta"
+  "imdn-beta|sa_darts.py --task sr --space imdn --reg beta"
+  "sac-imdn|sa_darts.py --task sr --space imdn --reg sa --partial-channels 4"
+  "sac-imdn-flops|sa_darts.py --task sr --space imdn --reg sa --partial-channels 4 --flops-weight 1"
+)
+
 space_datasets() {  # $1 = space: the datasets the papers searched it on
   case "$1" in
     nb201) echo "cifar10 cifar100" ;;
+    sr) echo "div2k" ;;
     s1|s2|s3|s4) echo "cifar10 cifar100 svhn" ;;  # SP Table V, EDD Tables 2/7
     *) echo "cifar10" ;;
   esac
@@ -203,6 +219,7 @@ paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for 
     darts:sp-darts|darts:sp-darts-paper) echo 5 ;;                 # SP-DARTS Sec. IV-B: five seeds
     s[1-4]:sp-darts-tsp*) echo 1 ;;                                # SP-DARTS Table V: one run per t_sp
     s[1-4]:edd-darts-lam*|s[1-4]:pcd-d*) echo 1 ;;                 # the authors' swept λ / d: one run each
+    sr:*) echo 1 ;;                                                # SA paper Tables 3/7: one network per row
     *) echo 3 ;;                                                   # EDD Sec. 3, AER, SP NB201, the rest
   esac
 }
@@ -250,6 +267,7 @@ for space in $SPACES; do
     nb201) entries=("${NB201_ENTRIES[@]}") ;;
     nb201-3op) entries=("${THREE_OP_ENTRIES[@]}") ;;
     s1|s2|s3|s4) entries=("${S_ENTRIES[@]}") ;;
+    sr) entries=("${SR_ENTRIES[@]}") ;;
     *) entries=("${DARTS_ENTRIES[@]}") ;;
   esac
   for entry in "${entries[@]}"; do
@@ -258,16 +276,18 @@ for space in $SPACES; do
     if [ -n "$ONLY" ] && ! [[ "$label" =~ ^($ONLY)$ ]]; then continue; fi
     [[ " $cmd " == *" --recipe authors "* ]] && ! [[ "$space" =~ ^(nb201|darts|s[1-4])$ ]] && continue
     for dataset in ${row_datasets:-$(space_datasets "$space")}; do
-      [[ " $DATASETS " == *" $dataset "* ]] || continue
+      [[ " $DATASETS " == *" $dataset "* ]] || [ "$space" = sr ] || continue  # SR: DIV2K, whatever --datasets
       cell="$RUNS/$space/$label/$dataset"
       space_flag="--space $space"; [[ " $cmd " == *" --space "* ]] && space_flag=""  # the row's own space
       head="$PY $cmd${space_flag:+ $space_flag} --dataset $dataset"  # then --seed k / --seeds …, --out
       mid="--data-dir $(q "$DATA_DIR")"
       rest="--resume --no-progress"
+      [ "$space" = sr ] && { head="$PY $cmd"; rest="--resume"; }  # its own space flag, no dataset or bars
       [ -n "$NB201" ] && [[ "$space" == nb201* ]] && rest="$rest --nb201 $(q "$NB201")"
       [ "$QUICK" = 1 ] && rest="$rest $(quick_flags "$space" "$label" "$cmd")"
       [ "${#EXTRA[@]}" -gt 0 ] && rest="$rest $(q "${EXTRA[@]}")"
       group=$GROUP; groupable "$space" "$cmd${EXTRA[*]:+ ${EXTRA[*]}}" || group=0
+      [ "$space" = sr ] && group=0  # the SR search takes one --seed
       # cell, grouped?, seeds, the line before the seed flag, between it and --out, after --out (US-separated)
       JOBS+=("$cell$US$group$US$(seeds_for "$label" "$space" | tr '\n' ' ')$US$head$US$mid$US$rest")
       runs=$((runs + $(seeds_for "$label" "$space" | wc -w)))
@@ -283,6 +303,11 @@ eval_line() {  # $1 = a search's run directory
   local out=$1 rel space seed preset=darts
   rel=${out#"$RUNS"/}; space=${rel%%/*}; seed=${out##*/seed}
   [[ "$space" =~ ^s[1-4]$ ]] && preset=robustdarts
+  if [ "$space" = sr ]; then  # retrain the derived SR network and test it beside its paper row
+    local label=${rel#sr/}; label=${label%%/*}
+    echo "$PY -m common.sr.train --genotype $(q "$out/result.json") --paper-row $label --seed $seed --data-dir $(q "$DATA_DIR") --out $(q "$out/eval") --resume${EXTRA[*]:+ $(q "${EXTRA[@]}")}"
+    return
+  fi
   [ "$QUICK" = 1 ] && preset=smoke
   echo "$PY -m common.train $(q "$out") --out $(q "$out/eval") --preset $preset --seed $seed --data-dir $(q "$DATA_DIR") --resume --no-progress${EXTRA[*]:+ $(q "${EXTRA[@]}")}"
 }

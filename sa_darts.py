@@ -9,6 +9,7 @@ Activation" (Samsung; ../shared/papers/003). No public code exists: this file is
     python sa_darts.py --space nb201 --reg beta                # β-DARTS comparator;  --reg none: DARTS / PC-DARTS
     python sa_darts.py --space nb201 --backbone snas           # SNAS + SA (Table 6)
     python sa_darts.py --space nb201 --partial-channels 4 --init-skip-bias 0.1 --warmup 15   # Fig. 4
+    python sa_darts.py --task sr --space imdn --reg sa --data-dir DIV2K_PARENT   # ×2 SR (§4.3; common/sr)
 
 Equation map (paper → code)
     Eq. 1  β = softmax(α) per edge                       → `softmax_weights` (common.search); metrics
@@ -67,9 +68,12 @@ Not yet measured here.
 """
 from __future__ import annotations
 
+import sys
+
 from common.config import answer_help_early
 
-answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
+if sys.argv[1:3] != ["--task", "sr"]:  # `--task sr --help` is common.sr.search's
+    answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -273,6 +277,10 @@ def search(cfg: SAConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["--task", "sr"]:  # ×2 super-resolution (§4.3, §6.7): the SR search with this file's L_SA
+        from common.sr import search as sr_search
+        return sr_search.main(argv[2:], regulariser)
     cfg = parse_config(SAConfig, argv, description=__doc__)
     main_guard(lambda: search(cfg))
 

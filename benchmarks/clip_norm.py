@@ -1,4 +1,4 @@
-"""The `official` clip scope's norm vs the w-only norm, measured on real steps (issue 17, item 1).
+"""The `official` clip scope's norm vs the w-only norm, measured on real steps.
 
     python benchmarks/clip_norm.py                   # NB201 C=16 N=5, t = 1e-3, CIFAR-10 subset, 6 steps
     python benchmarks/clip_norm.py --t 1 --steps 4   # plain DARTS temperature, for comparison

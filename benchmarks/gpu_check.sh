@@ -10,7 +10,7 @@
 # 2. the bilevel step on NB201 C=16 N=5 batch 64, eager and replayed, fp32 and bf16, with the implied
 #    50-epoch search time;
 # 3. the evaluation network's training step (common.train, DARTS_V2, C=36, 20 cells, batch 96, bf16) and
-#    the implied 600-epoch time: the README's evaluation cost, measured;
+#    the implied 600-epoch time: docs/speed.md's evaluation cost, measured;
 # 4. CONCURRENT (default "4 8") replayed searches at once on the GPU: searches per GPU-hour.
 # Everything printed is also written under OUTDIR (tests.txt, bench.txt and the benchmark JSON).
 # A failing stage does not stop the later ones (GPU time is scarce); the exit status is 1 if any failed,

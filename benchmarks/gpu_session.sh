@@ -7,7 +7,7 @@
 #   python benchmarks/gpu_session.py ingest $OUT/gpu-*.tar    # here, after: results/, .gpu-carry/, the table
 #   bash benchmarks/gpu_session.sh --dry-run            # anywhere: the plan and its budget arithmetic, no search
 #
-# Installs the carried wheels (.whl/, as the device README says), then runs `gpu_session.py session`
+# Installs the carried wheels (.whl/: a GPU machine without a package index), then runs `gpu_session.py session`
 # with any options given here (`python benchmarks/gpu_session.py session --help`): set-up, smoke,
 # calibrate, queue under a --budget (default 540 s) it checks itself; ONE tar lands in $OUT (default .gpu/out),
 # with one checkpoint file per unfinished seed beside it.

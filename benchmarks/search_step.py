@@ -49,6 +49,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.fast import build_supernet  # noqa: E402
 from common.graphs import StepGraphs  # noqa: E402
+from common.run import CHANNELS_LAST_MIN_C  # noqa: E402
 from common.sampling import gdas_weights, gumbel_softmax_hard  # noqa: E402
 from common.search import alpha_step, softmax_weights, unrolled_alpha_step, w_step  # noqa: E402
 
@@ -67,7 +68,7 @@ def make_step(method: str, space: str, C: int, N: int, batch: int, device: torch
     """A closure running one bilevel step of `method` on random CIFAR-shaped data (`graphs`: replayed)."""
     K = 4 if method == "pc-k4" else 1
     model = build_supernet(space, C, N, 10, partial_channels=K, fast=fast).to(device)
-    channels_last = fast and K == 1  # as SearchRun: the fast path without partial channels
+    channels_last = fast and K == 1 and C >= CHANNELS_LAST_MIN_C  # as SearchRun
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     w_params, a_params = model.weight_parameters(), model.arch_parameters()

@@ -1,6 +1,6 @@
 """Time one training step and one test batch of the evaluation network; estimate an epoch and a full run.
 
-    python benchmarks/train_step.py --device cpu --threads 2 --iters 3     # what the README's cost uses
+    python benchmarks/train_step.py --device cpu --threads 2 --iters 3     # what docs/speed.md's evaluation cost uses
     python benchmarks/train_step.py --device cuda                          # bf16 autocast, channels_last
 
 The step is `common.train`'s: forward (with the auxiliary head and drop-path), the loss with the head's

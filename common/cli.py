@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.config import DEVICE_FORM, RANGES, ConfigError, _in, arg, build_parser, check_ranges
+from common.config import DEVICE_FORM, RANGES, THREADS_HELP, ConfigError, _in, arg, build_parser, check_ranges
+from common.threads import THREADS_FORM
 
 #: The named genotypes `python -m common.train` takes (common.evalnet.NAMED_GENOTYPES; a test keeps them equal).
 NAMED_GENOTYPE_NAMES = ("DARTS_V1", "DARTS_V2", "DARTS", "PC_DARTS")
@@ -62,6 +63,7 @@ class TrainConfig:
     limit_test: int | None = arg(None, "test on the first N test images only (default: all; smoke: 128)")
     seed: int = arg(0, "random seed")
     device: str = arg("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
+    threads: str = arg("auto", THREADS_HELP)
     out: str | None = arg(None, "run directory (default: RUN_DIR/eval, or runs/train/<name>-<dataset>-seed<k>)")
     resume: bool = arg(False, "continue from the run directory's checkpoint")
     loader: str = arg("auto", "auto (device-resident on CUDA, else torch), device (the data kept on the device) or torch (a DataLoader)",
@@ -91,6 +93,8 @@ class TrainConfig:
                               "--aux-weight 0 drops the head)")
         if not DEVICE_FORM.fullmatch(self.device):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device})")
+        if not THREADS_FORM.fullmatch(self.threads):
+            raise ConfigError(f"--threads must be auto or a whole number >= 1 (got {self.threads!r})")
 
 
 
@@ -123,8 +127,15 @@ def fidelity_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="data folder (default: each run's --data-dir)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda if available), cpu, cuda, cuda:1, ... (default: auto)")
+    parser.add_argument("--threads", default="auto", type=_threads, help=f"{THREADS_HELP} (default: auto)")
     parser.add_argument("--out", default=None, help="folder for fidelity_runs.* (default: the runs' parent)")
     return parser
+
+
+def _threads(text: str) -> str:
+    if not THREADS_FORM.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be auto or a whole number >= 1 (got {text!r})")
+    return text
 
 
 PARSERS = {"common.train": train_parser, "common.fidelity": fidelity_parser}

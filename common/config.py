@@ -42,6 +42,7 @@ from common.spaces import (  # torch-free: --help never imports torch
     GDAS_FORMS,
     SPACES,
 )
+from common.threads import THREADS_FORM
 
 
 def arg(default: Any, help: str, choices: Sequence[Any] | None = None) -> Any:
@@ -79,6 +80,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 RANGES["debug_nan_seed"] = RANGES["seed"]
 DEVICE_FORM = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+THREADS_HELP = ("CPU threads, set once at the start: auto (the cores this process may use minus the other work "
+                "on them, at least 1; OMP_NUM_THREADS, when set, instead) or a number (wins over "
+                "OMP_NUM_THREADS); args.json records the count used (torch_threads)")
 
 
 def check_ranges(cfg: Any, ranges: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
@@ -134,6 +138,7 @@ class SearchConfig:
                                         "each writes the run directory its --seed run would (--out may hold "
                                         "{seed}, else <out>/seed<k>); default: none, the one --seed run")
     device: str = arg("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
+    threads: str = arg("auto", THREADS_HELP)
     out: str | None = arg(None, "run directory (default runs/<script>/<space>-<dataset>-seed<seed>)")
     resume: bool = arg(False, "continue from the run directory's checkpoint if it has one")
     checkpoint_every: float = arg(600.0, "also checkpoint inside an epoch, at most every this many seconds, so a "
@@ -216,6 +221,8 @@ class SearchConfig:
         check_ranges(self, RANGES)
         if not DEVICE_FORM.fullmatch(self.device):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N (got {self.device!r})")
+        if not THREADS_FORM.fullmatch(self.threads):
+            raise ConfigError(f"--threads must be auto or a whole number >= 1 (got {self.threads!r})")
         if not (0 <= self.alpha_init < math.inf and math.isfinite(self.alpha_init_mean)):
             raise ConfigError(f"--alpha-init must be >= 0 and finite, --alpha-init-mean finite (got {self.alpha_init}, "
                               f"{self.alpha_init_mean}; a negative init is --alpha-init-mean)")
@@ -281,7 +288,7 @@ class GdasConfig(SearchConfig):
 
 def apply_recipe(cfg: SearchConfig, explicit: Iterable[str] = ()) -> dict[str, Any]:
     """Set the recipe's values on `cfg` for the fields not in `explicit`; returns what was set."""
-    if cfg.recipe == "paper":
+    if getattr(cfg, "recipe", "paper") == "paper":  # a config without --recipe has the paper's
         return {}
     cfg._recipe_applied = True  # type: ignore[attr-defined]  # not a field: args.json and equality ignore it
     explicit = set(explicit)
@@ -537,7 +544,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
     cls = with_authors(cls)
     parser = build_parser(cls, description)
     ns = parser.parse_args(argv)
-    preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if ns.preset else set()
+    preset = _apply_preset(ns, sys.argv[1:] if argv is None else argv) if getattr(ns, "preset", None) else set()
     cfg = cls(**vars(ns))
     explicit = vars(build_parser(cls, description, suppress_defaults=True).parse_args(argv))  # flags given
     try:

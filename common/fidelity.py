@@ -47,6 +47,7 @@ from common.search import evaluate
 from common.spaces import SPACES, SearchSpace
 from common.stats import kendall_tau  # noqa: F401 - re-exported (tests, users)
 from common.supernet import Supernet
+from common.threads import apply_threads, threads_text
 
 #: NB201 column compared with, by search dataset (`--metric` overrides).
 METRIC_OF = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_test"}
@@ -229,22 +230,51 @@ def _plot_run(out: Mapping[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _run_label(run: str) -> str:
+    """A run directory's method label as results.md writes it (common.report.label_of), else its folder name."""
+    from common.report import label_of
+    try:
+        return label_of(run, _read_json(Path(run) / "args.json"))
+    except (FidelityError, OSError, ValueError):
+        return Path(run).name
+
+
 def _plot_runs(c: Mapping[str, Any], path: Path) -> None:
+    """(c) as a scatter: one colour and marker per method (the legend), each point annotated with its seed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter(c["nb201_acc"], c["supernet_acc"])
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    labels = [_run_label(r) for r in c["runs"]]
+    markers = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+    for i, method in enumerate(dict.fromkeys(labels)):
+        at = [k for k, label in enumerate(labels) if label == method]
+        ax.scatter([c["nb201_acc"][k] for k in at], [c["supernet_acc"][k] for k in at], s=40, label=method,
+                   marker=markers[i % len(markers)], color=plt.get_cmap("tab10")(i % 10))
+    for run, x, y in zip(c["runs"], c["nb201_acc"], c["supernet_acc"]):
+        seed = _seed_of(run)
+        ax.annotate(Path(run).name if seed is None else f"seed {seed}", (x, y), xytext=(4, 4),
+                    textcoords="offset points", fontsize=7)
     ax.set(xlabel="NB201 accuracy of the derived cell (%)", ylabel="its final supernet's valid acc (%)",
            title=f"(c) search-evaluation τ = {_fmt(c['tau'])} over {len(c['runs'])} runs")
+    ax.legend(fontsize=8, title="method", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def _seed_of(run: str) -> Any:
+    try:
+        return _read_json(Path(run) / "args.json").get("seed")
+    except (FidelityError, OSError, ValueError, AttributeError):
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ns = fidelity_parser().parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if ns.device == "auto" else ns.device
+    threads, threads_from = apply_threads(ns.threads)  # set once, before any work (common/threads.py)
+    print(threads_text(threads, threads_from))
     try:
         table = NB201Table.load(ns.nb201) if ns.nb201 else None
         if ns.metric is not None and ns.metric not in METRIC_OF.values() and ns.metric not in (

@@ -10,7 +10,7 @@ returning (loss, logits), detached; a *forward* is x → logits):
     run.epochs()                               the epochs still to run (0-based); sets the cosine lr of w
     run.batches()                              this epoch's (x_t, y_t, x_v, y_v); --valid-batch, --seeds stacked
     run.forward(weights)                       forward with op weights weights() (a dict kind → (E, M)), per call
-    run.gdas_forward(tau)                      GDAS's sampled-op forward: a fresh hard Gumbel sample per call
+    run.gdas_forward(tau, sample=gdas_weights) GDAS's sampled-op forward: a fresh hard Gumbel sample per call
     run.w_step(fwd)                            half: one step on w (--grad-clip, --clip-scope), α fixed
     run.alpha_step(fwd, reg=None)              half: first-order α step on L_val + reg() (DARTS-V1)
     run.unrolled_alpha_step(fwd, reg=None)     half: DARTS-V2's second-order α step (ξ = the w lr); runs first
@@ -98,12 +98,19 @@ def open_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, A
             (e.g. `functools.partial(PdartsRun, schedule=...)`).
         sampled_ops: the loop samples one op per edge (GDAS), which `--seeds` cannot do on every space.
     """
+    return Harness(build_run(cfg, script, state, run_class, sampled_ops))
+
+
+def build_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, Any] | None = None,
+              run_class: Callable[..., Any] | None = None, sampled_ops: bool = False) -> SearchRun | ReplicaRun:
+    """The run beneath `open_run`'s harness (same arguments): `run_class` for one seed, `ReplicaRun` of it
+    for `--seeds`; the one place that chooses between them."""
     single = run_class or SearchRun
     if cfg.seeds:
         if why := seeds_refusal(cfg, single, sampled_ops):
             raise RunError(why)
-        return Harness(ReplicaRun(cfg, dict(state or {}), script, single=single))
-    return Harness(single(cfg, method_state=dict(state or {}), script=script))
+        return ReplicaRun(cfg, dict(state or {}), script, single=single)
+    return single(cfg, method_state=dict(state or {}), script=script)
 
 
 def _tagged(fn: Callable, sampled: bool, **tags: Any) -> Callable:
@@ -177,11 +184,13 @@ class Harness:
     def forward(self, weights: Callable[[], Mapping[str, Tensor]]) -> Forward:
         return _tagged(self.inner.forward(weights), False)
 
-    def gdas_forward(self, tau: float | Tensor) -> Forward:
+    def gdas_forward(self, tau: float | Tensor, sample: Callable[..., tuple] = gdas_weights) -> Forward:
+        """`sample(alphas, tau, generator)` → (weights, index), by default common.sampling.gdas_weights; a method
+        passes the name its own module holds, so that patching that name (a test recording every draw) works."""
         generator = self.global_generator()
 
         def fwd(x: Tensor) -> Tensor:
-            weights, index = gdas_weights(self.inner.model.alphas, tau, generator)
+            weights, index = sample(self.inner.model.alphas, tau, generator)
             return self.inner.forward(lambda: weights, index)(x)
         return _tagged(fwd, not self.batched)  # batched: one-hots on the device, capturable
 

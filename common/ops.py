@@ -78,13 +78,6 @@ class Noise(nn.Module):
         return torch.randn_like(x)
 
 
-#: Below this many input channels a strided 1×1 conv runs on an NCHW copy on CPU: with a channels_last input,
-#: torch 2.14's oneDNN weight gradient of it corrupts the heap (glibc aborts, "double free or corruption";
-#: seen with 2, 4 and 6 input channels, not with 7, 8, 12 or 16; tests/test_torch_workarounds.py). Only tiny
-#: supernets (C = 2, the tests') reach it; every larger configuration runs unchanged.
-ONEDNN_MIN_STRIDED_1X1_C_IN = 8
-
-
 class FactorizedReduce(nn.Module):
     """ReLU → two offset strided 1×1 convs concatenated → BN: halves H, W (DARTS skip at stride 2)."""
 
@@ -97,8 +90,6 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(x)
-        if x.device.type == "cpu" and x.shape[1] < ONEDNN_MIN_STRIDED_1X1_C_IN and not x.is_contiguous():
-            x = x.contiguous()  # channels_last → NCHW: see ONEDNN_MIN_STRIDED_1X1_C_IN
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 

@@ -102,7 +102,7 @@ def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Pa
         cols = 4 if len(names) <= 16 else 5
         rows = math.ceil(len(names) / cols)
         fig, grid = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows + 1.0), sharex=True, sharey=True,
-                                 squeeze=False)
+                                 squeeze=False, layout="constrained")  # keeps the shared labels off the ticks
         axes = list(grid.flat)
         for ax, name in zip(axes, names):
             for other in names:
@@ -121,7 +121,8 @@ def _curve_plot(runs: Sequence[Run], key: str, ylabel: str, title: str, path: Pa
     if ymin is not None:
         top = max(axes[0].get_ylim()[1], ymin + 1e-3)
         axes[0].set_ylim(ymin, top + 0.05 * (top - ymin))  # shared: sets every panel
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
@@ -247,24 +248,42 @@ def init_entropy_at(temperatures: Sequence[float], n_ops: int = 5, std: float = 
     return out
 
 
+#: Marker and line style per schedule line, so that lines and their legend entries tell apart in grey too.
+SCHEDULE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+SCHEDULE_STYLES = ("-", "--", "-.", ":")
+
+
 def schedule_entropy_plot(schedules: dict[str, Sequence[float]], path: Path, n_ops: int = 5,
                           title: str = "Entropy of softmax(α/t) at the α init along each schedule (EDD Fig. 2B)",
-                          xlabel: str = "decay point n") -> None:
-    """One line per schedule: `init_entropy_at` of its temperatures, against the point/epoch index."""
+                          xlabel: str = "decay point n", start: int = 1) -> None:
+    """One line per distinct schedule: `init_entropy_at` of its temperatures against the point/epoch number
+    (`start`, `start` + 1, …). Schedules with equal temperatures share one line whose legend entry names them
+    all (`A = B`), so no line hides another; each line has its own marker and line style."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    from matplotlib.ticker import MaxNLocator
+    lines: dict[tuple[float, ...], list[str]] = {}
     for name, temps in schedules.items():
-        ax.plot(range(len(temps)), init_entropy_at(temps, n_ops), marker="o", markersize=3, label=name)
+        lines.setdefault(tuple(float(t) for t in temps), []).append(name)
+    fig, ax = plt.subplots(figsize=(9, 4.4))
+    colors = plt.get_cmap("tab10")
+    for i, (temps, names) in enumerate(lines.items()):  # later lines smaller and on top: close points nest
+        ax.plot(range(start, start + len(temps)), init_entropy_at(temps, n_ops), color=colors(i % 10),
+                marker=SCHEDULE_MARKERS[i % len(SCHEDULE_MARKERS)], linestyle=SCHEDULE_STYLES[i % len(SCHEDULE_STYLES)],
+                markersize=max(10 - 1.2 * i, 4), zorder=2 + i, label=" = ".join(names))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(xlabel=xlabel, ylabel=f"mean edge entropy (nats; max ln {n_ops} = {math.log(n_ops):.3f})", title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+              title="equal schedules share a line", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
 def _schedule_entropy_runs(runs: Sequence[Run], path: Path) -> bool:
-    """Fig. 2B from runs: each temperature-scheduled run's per-epoch t through `init_entropy_at` (seed 0 each)."""
+    """Fig. 2B from runs: each temperature-scheduled run's per-epoch t through `init_entropy_at` (seed 0 each),
+    against the search epoch (1-based, as metrics.jsonl and the other plots count)."""
     from common.spaces import SPACES
     schedules: dict[str, list[float]] = {}
     n_ops = 5
@@ -276,7 +295,7 @@ def _schedule_entropy_runs(runs: Sequence[Run], path: Path) -> bool:
                 n_ops = SPACES[r.space].alpha_shape("normal")[1]
     if not schedules:
         return False
-    schedule_entropy_plot(schedules, path, n_ops, xlabel="search epoch (the epoch's t)")
+    schedule_entropy_plot(schedules, path, n_ops, xlabel="search epoch (the epoch's t)", start=1)
     return True
 
 

@@ -5,7 +5,7 @@
 The batched run that drives this (data, run directories, the NaN stop, the epoch's commit) is
 common/replica_run.py; a method's loop reaches both through the harness (common/harness.py).
 
-Mechanism (measured: README "Many seeds in one process"). Every parameter (w, α, PC-DARTS β) is one
+Mechanism (measured: docs/seeds.md, docs/speed.md). Every parameter (w, α, PC-DARTS β) is one
 tensor with a leading replica axis S, and so is every optimiser state; the forward is `torch.vmap` over
 `torch.func.functional_call` of the (fast) supernet, so each operator of a step runs once for all S
 replicas: a conv becomes one grouped conv, a batch norm one BN over S·C channels with every replica's own

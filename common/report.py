@@ -203,14 +203,19 @@ def collect_runs(root: str | Path) -> list[Run]:
 # ---------------------------------------------------------------------------------------- tables
 
 
-def mean_std(values: Sequence[float]) -> str:
-    """`mean±std` with the sample std (ddof=1); `mean (n=1)` for one value; `—` for none."""
+def mean_std(values: Sequence[float], n: int | None = None) -> str:
+    """`mean±std` with the sample std (ddof=1); `mean (n=1)` for one value; `—` for none.
+
+    With `n` (the row's count, said once in its own column) a cell of exactly `n` values leaves its count
+    out; a cell of fewer (some runs lack the value) says `(n=k)`.
+    """
     v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
     if v.size == 0:
         return "—"
+    count = "" if v.size == n else f" (n={v.size})"
     if v.size == 1:
-        return f"{v[0]:.2f} (n=1)"
-    return f"{v.mean():.2f}±{v.std(ddof=1):.2f}"
+        return f"{v[0]:.2f}{count}"
+    return f"{v.mean():.2f}±{v.std(ddof=1):.2f}{count}"
 
 
 def data_description(args: dict[str, Any]) -> str:
@@ -286,7 +291,9 @@ def fidelity_cells(runs: Sequence[Run]) -> list[str]:
     pairs = [(_num(d.get("c", {}).get("supernet_acc")), _num(d.get("c", {}).get("nb201_acc"))) for d in data]
     pairs = [p for p in pairs if all(map(math.isfinite, p))]
     c = kendall_tau(*zip(*pairs)) if len(pairs) > 1 else math.nan
-    return [mean_std(a), mean_std(b), f"{c:.2f} (n={len(pairs)})" if math.isfinite(c) else "—"]
+    n = len(runs)
+    return [mean_std(a, n), mean_std(b, n), (f"{c:.2f}" + ("" if len(pairs) == n else f" (n={len(pairs)})"))
+            if math.isfinite(c) else "—"]
 
 
 def results_table(runs: Sequence[Run]) -> str:
@@ -300,7 +307,7 @@ def results_table(runs: Sequence[Run]) -> str:
     for (label, dataset), group in _groups(nb, lambda r: (r.label + ("" if r.space == "nb201" else f" [{r.space}]"),
                                                          r.dataset)).items():
         done = [r for r in group if r.finished]
-        cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done]) for c in NB201_COLUMNS]
+        cells = [mean_std([_num((r.result.get("nb201") or {}).get(c)) for r in done], len(done)) for c in NB201_COLUMNS]
         n = str(len(done)) + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
         paper = PAPER.get(base_label(label), "—") if dataset == "cifar10" else "—"
         minutes = [_num(r.result.get("wall_time_s")) / 60 for r in done]
@@ -363,7 +370,8 @@ def render(runs: Sequence[Run], plots: Sequence[Path], notes: Sequence[str]) -> 
     return "\n\n".join([
         "# Search results", header(runs),
         "## NAS-Bench-201\n\nNB201 200-epoch accuracies (%) of the derived architecture; mean ± sample "
-        "std over finished seeds (ddof=1). \"paper C10 test\": the paper's number for a CIFAR-10 search.",
+        "std over the row's n finished seeds (ddof=1; one seed: its value); a cell over fewer runs says its own "
+        "(n=k). \"paper C10 test\": the paper's number for a CIFAR-10 search.",
         results_table(runs), "## DARTS skeleton (darts, s1-s4)\n\n\"params (M)\": the derived network at 20 cells, C=36 (CIFAR-10 "
         "classes). \"eval params\" / \"test error\": the genotype trained from scratch by `python -m common.train` "
         "(`RUN/eval/`; epochs and dataset in brackets; anything short of 600 epochs is not the papers' protocol).",

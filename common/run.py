@@ -5,8 +5,7 @@ table, run directory, common/rundir.py) and resumes from the run directory's che
 method's loop sees it through the harness (common/harness.py: `open_run`), which also batches `--seeds`
 (common/replica_run.py, whose replicas are each a `SearchRun`). The pre-harness loop API (`run.forward`,
 `run.ordered`, `run.steps`, `run.step`, `run.end_epoch`, `run.per_replica`, `run.replica_values`, …) works
-on both kinds of run, and `SearchRun(cfg)` with `--seeds` still returns the batched run, for the loops
-not yet on the harness.
+on both kinds of run; `common.harness.build_run` is the one place that picks the single or the batched run.
 
 `--step-order alpha-first` runs each step's α half before its w half (`run.ordered`); `--valid-batch
 random` gives every step's α half a fresh random batch of the valid half (`random_valid_batch`) from a
@@ -68,9 +67,14 @@ from common.rundir import (  # noqa: F401 - re-exported: their home was this mod
 from common.search import entropy_stats, evaluate, ordered_step, softmax_weights
 from common.summary import run_summary
 from common.supernet import Supernet
+from common.threads import apply_threads, free_cores_now, threads_text
 
 #: `--valid-batch random`: the seed of a run's valid-batch generator is --seed plus this.
 VALID_SEED_OFFSET = 104729
+
+
+#: The smallest supernet width run in channels_last (see SearchRun: narrower ones run NCHW).
+CHANNELS_LAST_MIN_C = 4
 
 
 def default_out(script: str, cfg: SearchConfig) -> str:
@@ -90,14 +94,6 @@ class SearchRun(RunLoop):
         script: name of the run directory's parent (default: the running script's name).
     """
 
-    def __new__(cls, cfg: SearchConfig, *args: Any, **kwargs: Any) -> Any:
-        """`SearchRun(cfg)` with --seeds: the batched run (`common.harness.open_run`'s), not a SearchRun, for
-        the loops not yet on the harness; `ReplicaRun` is no subclass of this class."""
-        if cls is SearchRun and getattr(cfg, "seeds", None):
-            from common.replica_run import ReplicaRun
-            return ReplicaRun(cfg, *args, single=SearchRun, **kwargs)
-        return super().__new__(cls)
-
     def __init__(self, cfg: SearchConfig, method_state: dict[str, Any] | None = None,
                  script: str | None = None) -> None:
         from common.config import script_name
@@ -105,6 +101,7 @@ class SearchRun(RunLoop):
         self.script = script or script_name()
         self.method_state: dict[str, Any] = dict(method_state or {})
         self.device = resolve_device(cfg.device)
+        self.threads, self._threads_from = apply_threads(cfg.threads)  # set once, before any work (common/threads.py)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise RunError(f"--cuda-graphs needs a CUDA device (this run is on {self.device})")
         out = cfg.out or default_out(self.script, cfg)
@@ -139,7 +136,9 @@ class SearchRun(RunLoop):
                                               cfg.partial_channels, fast=cfg.fast, alpha_init_std=cfg.alpha_init,
                                               alpha_init_mean=cfg.alpha_init_mean,
                                               gdas_form=getattr(cfg, "gdas_form", None)).to(self.device)  # GdasConfig
-        self.channels_last = cfg.fast and cfg.partial_channels == 1  # PC's slicing/shuffle is slower in it
+        # PC's slicing/shuffle is slower in channels_last; below C = 4 torch 2.14's oneDNN conv backward corrupts
+        # the heap in it on CPU (a C = 2 DARTS-skeleton search aborts; tests/test_torch_workarounds.py)
+        self.channels_last = cfg.fast and cfg.partial_channels == 1 and cfg.C >= CHANNELS_LAST_MIN_C
         if self.channels_last:  # ~30% faster convs on CPU (mkldnn) and on tensor-core GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
         self.w_params = self.model.weight_parameters()
@@ -172,9 +171,11 @@ class SearchRun(RunLoop):
                          f"checkpoint {self.dir.checkpoint})")
         else:
             self.dir.log(f"search: {self.script}, {cfg.space} on {cfg.dataset}, {cfg.epochs} epochs, "
-                         f"seed {cfg.seed}, {self.device}; run directory {self.dir.path}")
+                         f"seed {cfg.seed}, {self.device}, {threads_text(self.threads, self._threads_from)}; "
+                         f"run directory {self.dir.path}")
             write_json(self.dir.path / "args.json", {**config_dict(cfg), "script": self.script,
-                                                     "argv": sys.argv, "torch": torch.__version__})
+                                                     "argv": sys.argv, "torch": torch.__version__,
+                                                     "torch_threads": self.threads})
         self.dir.log(EPOCH_LEGEND)
         self.epoch = self.start_epoch
         self._step_clock: float | None = 0.0  # None once the CPU cost has been measured
@@ -386,7 +387,7 @@ class SearchRun(RunLoop):
         if len(self._step_times) == CPU_STEPS_TIMED:
             step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
             left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
-            if (note := cpu_cost_note(step_s, left)) is not None:
+            if (note := cpu_cost_note(step_s, left, self.threads, free_cores_now())) is not None:
                 self.dir.log(note)
             self._step_clock = None
 

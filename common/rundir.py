@@ -39,7 +39,8 @@ RUN_FILES = ("metrics.jsonl", "result.json")
 #: Fields that may change between a run and its resumption (everything else must match). Not --epochs:
 #: the cosine lr and the methods' schedules of finished epochs depend on it (see SearchRun._restore).
 RESUMABLE_CHANGES = {"resume", "out", "device", "progress", "log_every", "loader", "data_dir", "checkpoint_every",
-                     "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic"}
+                     "nb201", "eval_images", "debug_nan_step", "debug_nan_seed", "fast", "deterministic",
+                     "threads"}
 
 
 class RunError(Exception):
@@ -430,14 +431,24 @@ CPU_STEPS_TIMED = 3  # the first is warm-up; the median of the others is the ste
 CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than this
 
 
-def cpu_cost_note(step_s: float, steps_left: int) -> str | None:
-    """"about N h on this CPU" from a measured step time, when the search is long; else None."""
+def cpu_cost_note(step_s: float, steps_left: int, threads: int = 1, free_cores: int | None = None) -> str | None:
+    """"about N h on this CPU" from a measured step time, when the search is long; else None.
+
+    The note names the thread count; when other work leaves fewer free cores than threads (`free_cores`,
+    common.threads.free_cores_now) it says to lower --threads, since threads waiting for a core can make a
+    step ten times slower; else what to try if the step is far slower than this machine should manage."""
     total = step_s * steps_left
     if total < CPU_NOTE_FROM_S:
         return None
     size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
-    return (f"note: a step takes {step_s:.3g} s on this CPU (measured); the {steps_left:,} steps left take about "
-            f"{size} here, without the per-epoch evaluation; use a GPU or --preset smoke")
+    if free_cores is not None and threads > free_cores:
+        advice = (f"other work now leaves {free_cores} core{'s' if free_cores > 1 else ''} free for {threads} "
+                  f"threads: try --threads {free_cores}")
+    else:
+        advice = "if that is far slower than this machine should be, other work may share its cores: try --threads 1"
+    return (f"note: a step takes {step_s:.3g} s on this CPU with {threads} thread{'s' if threads > 1 else ''} "
+            f"(measured); the {steps_left:,} steps left take about {size} here, without the per-epoch evaluation; "
+            f"use a GPU or --preset smoke; {advice}")
 
 
 EPOCH_LEGEND = ("  (per epoch: train/valid = supernet accuracy on the w/α batches; discrete = the derived cell, "

@@ -65,7 +65,7 @@ from common.config import ConfigError, config_dict
 from common.data import MEAN, NUM_CLASSES, STD, DataError, load_arrays, make_loader
 from common.evalnet import NAMED_GENOTYPES, EvalNetwork, GenotypeError, eval_loss, parse_genotype
 from common.genotypes import Genotype, genotype_to_json
-from common.run import (
+from common.rundir import (
     CHECKPOINT_VERSION,
     NonFiniteLoss,
     RunDir,
@@ -80,6 +80,7 @@ from common.run import (
     write_json,
 )
 from common.search import cosine_lr
+from common.threads import apply_threads, threads_text
 
 #: Entries of an evaluation checkpoint (checked on resume).
 TRAIN_CHECKPOINT_KEYS = ("version", "config", "genotype", "epoch", "step", "wall_time", "model", "optimizer",
@@ -131,6 +132,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, genotype: Genotype, source: str, info: dict[str, Any]) -> None:
         self.cfg, self.genotype = cfg, genotype
         self.device = resolve_device(cfg.device)
+        self.threads, self._threads_from = apply_threads(cfg.threads)  # set once, before any work (common/threads.py)
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         self.layout = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         default_out = (Path(info["run_dir"]) / "eval" if info["kind"] == "run"
@@ -170,9 +172,10 @@ class Trainer:
             write_json(self.dir.path / "args.json", {
                 **config_dict(cfg), "script": "train", "source": source, "source_info": info,
                 "genotype": genotype_to_json(genotype), "param_count": self.param_count,
-                "argv": sys.argv, "torch": torch.__version__})
+                "argv": sys.argv, "torch": torch.__version__, "torch_threads": self.threads})
             self.log(f"training the genotype of {source} on {cfg.dataset}: {self.param_count / 1e6:.3f}M params, "
-                     f"{cfg.layers} cells, C={cfg.C}, {cfg.epochs} epochs, preset {cfg.preset}, {self.device}")
+                     f"{cfg.layers} cells, C={cfg.C}, {cfg.epochs} epochs, preset {cfg.preset}, {self.device}, "
+                     f"{threads_text(self.threads, self._threads_from)}")
 
     def _build_data(self) -> None:
         cfg = self.cfg

@@ -17,12 +17,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn import functional as F
 
+import aer_darts
+import authors.aer as authors_aer
 from aer_darts import (
     AERConfig,
     aer_coefficient,
     architecture_entropy,
     lam_at,
     parse_config,
+    remaining_entropy,
     search,
 )
 from common.baseline import DartsConfig
@@ -30,6 +33,7 @@ from common.baseline import search as darts_search
 from common.run import SearchRun
 from common.sampling import gdas_weights, gumbel_noise, gumbel_softmax_hard, linear_tau
 from common.search import softmax_weights, unrolled_alpha_step
+from common.spaces import SearchSpace
 from common.supernet import Supernet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +103,46 @@ def test_entropy_extremes(M: int) -> None:
     assert architecture_entropy(one_hot).item() == 0.0
     (g,) = torch.autograd.grad(architecture_entropy(one_hot), one_hot)
     assert torch.isfinite(g).all()  # no NaN from 0·log 0
+
+
+@pytest.mark.parametrize("M", [5, 7])
+def test_authors_log_epsilon_moves_entropy_by_less_than_the_documented_bound(M: int) -> None:
+    """Their H = −Σ p log₂(p + 1e-9) is below the exact H by less than M·1e-9/ln 2 bits, and by nearly that
+    at uniform α: authors/aer.py states that bound (7 ops: 1.0099e-8, more than 1e-8; 5 ops: 7.2135e-9)."""
+    bound = M * 1e-9 / math.log(2)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.cat([torch.randn(500, M, generator=gen, dtype=torch.float64) * s for s in (0.1, 1.0, 10.0)])
+    a = torch.cat([a, torch.zeros(1, M, dtype=torch.float64)])  # the last edge uniform
+    p = F.softmax(a, -1)
+    theirs = -(p * torch.log2(p + 1e-9)).sum(-1)  # (E,), their entropy(c) per edge
+    gap = torch.stack([architecture_entropy(row) for row in a]) - theirs  # (E,) exact H minus theirs
+    assert (gap >= -1e-14).all() and gap.max() < bound + 1e-14  # 1e-14: float64 rounding of H ≈ 2.8 bits
+    assert gap[-1] > bound * (1 - 1e-6)  # the bound is attained in the limit: uniform α is within 1e-6 of it
+    if M == 7:
+        assert gap[-1] > 1e-8  # so "< 1e-8 bits" would be wrong for the DARTS space's 7 ops
+    stated = f"{bound:.4e}".replace("e-0", "e-")  # 1.0099e-8, 7.2135e-9
+    assert f"{stated} for " in authors_aer.__doc__.replace("\n", " ")
+
+
+def test_the_arch_entropy_hook_is_the_paper_and_the_authors_override_is_their_column_0() -> None:
+    """The H̄ the α step regularises (AERConfig.arch_entropy): the method file's is the paper's on every
+    backbone; authors/aer.py's differs only for `--backbone pdarts --entropy-ops column0`."""
+    ops = (("none", "skip_connect", "sep_conv_3x3"),) * 7 + (("skip_connect", "sep_conv_3x3", "dil_conv_3x3"),) * 7
+    space = SearchSpace("t", "darts", {"normal": ops, "reduce": ops})  # P-DARTS after a pruning
+    a = torch.randn(14, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    alphas = {"normal": a, "reduce": a.flip(0)}
+    paper, column0 = remaining_entropy(alphas, space), architecture_entropy(alphas, drop=0)
+    assert abs(paper - column0) > 0.05  # the two differ on these α
+    for backbone, drop_none, want in [("pdarts", True, paper), ("darts-v1", True, column0),
+                                      ("darts-v1", False, architecture_entropy(alphas))]:
+        cfg = aer_darts.AERConfig(backbone=backbone, drop_none=drop_none)
+        assert torch.equal(cfg.arch_entropy(alphas, space), want) and not hasattr(cfg, "entropy_ops")
+        for entropy_ops in ("remaining", "column0"):
+            authors = authors_aer.AERConfig(backbone=backbone, drop_none=drop_none, entropy_ops=entropy_ops)
+            quirk = backbone == "pdarts" and entropy_ops == "column0"
+            assert torch.equal(authors.arch_entropy(alphas, space), column0 if quirk else want)
+    cfg = parse_config(AERConfig, ["--backbone", "pdarts", "--space", "darts", "--recipe", "authors"])
+    assert type(cfg) is authors_aer.AERConfig and torch.equal(cfg.arch_entropy(alphas, space), column0)
 
 
 # ----------------------------------------------------------------------------- aer_coefficient

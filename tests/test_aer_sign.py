@@ -1,4 +1,4 @@
-"""AER's regulariser enters the search loop with the sign of λ(e) (issue 17 item 9).
+"""AER's regulariser enters the search loop with the sign of λ(e).
 
 `aer_darts.search` runs three epochs of two steps (λ(e) = −0.2, −0.1, +0.1: both signs) and is compared
 with a replay of the same steps from the same initial state and batches, in which the α objective

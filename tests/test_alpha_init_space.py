@@ -1,4 +1,4 @@
-"""SA-DARTS appendix (issue 21 item 4): `--alpha-init`/`--alpha-init-mean` (Table 8's negative inits) and
+"""SA-DARTS appendix: `--alpha-init`/`--alpha-init-mean` (Table 8's negative inits) and
 the three-op NB201 space `nb201-3op` (Sec. 2.2, Fig. 5): op list, NB201 arch strings, one-hot = discrete."""
 from __future__ import annotations
 

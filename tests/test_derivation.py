@@ -1,4 +1,4 @@
-"""Derivation at the training temperature (issue 17 item 8): NB201 takes the argmax of α itself (near ties
+"""Derivation at the training temperature: NB201 takes the argmax of α itself (near ties
 within 1e-8), the DARTS skeleton ranks edges by the weights softmax(α/T) the method trained with, and each
 search records and uses its T (EDD: t, SP: t_sp)."""
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_nb201_derivation_is_argmax_of_alpha_at_near_ties() -> None:
         assert derive_from_alphas({"normal": alpha}, space, 1e-3, gamma) == format_arch_str(ops)
         # the float32 softmax rounds the two leaders to one weight and the first op wins
         collapsed += derive_genotype({"normal": F.softmax(alpha, -1)}, space) != format_arch_str(ops)
-    assert collapsed == 100  # so this test separates the two derivations (as issue 17 found: 100/100 differ)
+    assert collapsed == 100  # so this test separates the two derivations (found before: 100/100 differ)
 
 
 def test_nb201_exclude_none_at_near_ties() -> None:

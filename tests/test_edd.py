@@ -2,6 +2,7 @@
 equations and worked example, the config, and end-to-end runs (plain-DARTS equivalence, smoke, resume)."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -17,9 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.nn import functional as F
 
+from authors.edd import EDDConfig
 from common.run import NonFiniteLoss
 from edd_darts import (
-    EDDConfig,
     advance_schedule,
     clip_grad_before_step,
     decays_after,
@@ -284,6 +285,89 @@ def test_config_defaults_and_errors(capsys):
     assert "must" in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------- the authors' PCD step (NB201)
+
+class _Run:
+    """What the step_forwards hook uses of the run harness: .model, .alphas, .forward(weights_fn), .state."""
+
+    def __init__(self, model, t: float):
+        self.model, self.alphas, self.t = model, model.alphas, t
+
+    def forward(self, weights_fn):
+        return lambda x: self.model(x, weights_fn())
+
+    def state(self, key):
+        return [self.t]
+
+
+def _their_pcd_nb201_steps(net, batches, t: float, clip: float, w_opt, a_opt) -> list[float]:
+    """Their NB201 PCD search step, transcribed (chaoji90/PCDEDD AutoDL-Projects_pcd/exps/algos/
+    DARTS-V1-10.py:45-50, 59-74): w step on softmax(α/t), backward, clip of network.parameters() (α's
+    gradient counted), step; α step on softmax(α/t) whose output gradient g is fed once more through
+    softmax(α) (st ≡ 1: 𝒜_1·g) when t ≠ 1, step. Returns the clip norms."""
+    norms = []
+    for x, y, xv, yv in batches:
+        w_opt.zero_grad()
+        F.cross_entropy(net(x, {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}), y).backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip)))
+        w_opt.step()
+        a_opt.zero_grad()
+        weights = {k: F.softmax(a / t, dim=-1) for k, a in net.alphas.items()}
+        for w in weights.values():
+            w.retain_grad()
+        F.cross_entropy(net(xv, weights), yv).backward()
+        if not math.isclose(t, 1.0):
+            for k, a in net.alphas.items():
+                F.softmax(a, dim=-1).backward(weights[k].grad)
+        a_opt.step()
+    return norms
+
+
+def test_authors_pcd_w_step_is_plain_softmax_and_matches_their_step():
+    """--recipe authors (PCD, NB201): the sn noise is their α step's hook only, so the w step's α gradient,
+    which their clip of network.parameters() counts, is plain softmax(α/t)'s."""
+    from common.config import parse_config
+    from common.fast import build_supernet
+    from common.search import alpha_step, w_step
+    cfg = parse_config(EDDConfig, ["--recipe", "authors", "--schedule", "pcd"])
+    assert (cfg.softmax, cfg.st_const, cfg.sn_unit_off, cfg.clip_scope) == ("sn", True, True, "official")
+    torch.manual_seed(0)
+    model = build_supernet("nb201", 4, 1, 10).double()
+    for a in model.alphas.values():
+        a.data.normal_(0, 0.05)
+    t = 0.05
+    # the hook's w-step forward: ∂l/∂α of softmax(α/t) alone; its α-step forward adds 𝒜_1·g
+    x = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    f_a, f_w = cfg.step_forwards(_Run(model, t), t, 1 / t)
+    grads = [torch.autograd.grad(F.cross_entropy(f(x), y), model.arch_parameters()) for f in (f_a, f_w)]
+    weights = {k: F.softmax(a / t, dim=-1) for k, a in model.alphas.items()}
+    plain = torch.autograd.grad(F.cross_entropy(model(x, weights), y), model.arch_parameters())
+    torch.testing.assert_close(grads[1], plain, rtol=1e-12, atol=0)
+    assert not all(torch.allclose(g, p) for g, p in zip(grads[0], plain))  # the α step has the noise term
+    # three steps of ours against their transcribed step: every parameter, clip active on each step
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g),
+                torch.randn(8, 3, 16, 16, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g))
+               for _ in range(3)]
+    optimisers = lambda m: (torch.optim.SGD(m.weight_parameters(), 0.025, momentum=0.9, weight_decay=5e-4),
+                            torch.optim.Adam(m.arch_parameters(), 3e-4, betas=(0.5, 0.999)))
+    theirs, ours, noisy_w = (copy.deepcopy(model) for _ in range(3))
+    norms = _their_pcd_nb201_steps(theirs, batches, t, 1.0, *optimisers(theirs))
+    assert min(norms) > 1.0
+    for net, noise_in_w in ((ours, False), (noisy_w, True)):
+        w_opt, a_opt = optimisers(net)
+        f_a, f_w = cfg.step_forwards(_Run(net, t), t, 1 / t)
+        f_w = f_a if noise_in_w else f_w  # noisy_w: the sn-softmax in both steps
+        for x, y, xv, yv in batches:  # their order: w step, then α step
+            w_step(f_w, x, y, net.weight_parameters(), w_opt, 1.0, net.arch_parameters())
+            alpha_step(f_a, xv, yv, net.arch_parameters(), a_opt)
+    for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    assert not all(torch.allclose(p, q, rtol=1e-10, atol=1e-12)
+                   for p, q in zip(noisy_w.weight_parameters(), theirs.weight_parameters()))
+
+
 # ---------------------------------------------------------------------------------------- end to end
 
 def tiny(shared_data: Path, out: Path, **kw) -> dict:
@@ -372,3 +456,22 @@ def test_backbones_and_spaces_run(shared_data, tmp_path, extra):
     else:
         assert len(result["genotype"]["normal"]) == 8 and result["param_count"] > 0
         assert result["final"]["s"] == pytest.approx(1 / result["final"]["temperature"])
+
+
+def test_authors_docstring_names_the_flags_of_their_darts_space_recipe():
+    """authors/edd.py's DARTS-space paragraph: its flags are the recipe's values, and each "off at t = 1" /
+    "t ≠ 1" of the sn noise names --sn-unit-off (not --sn-cells, which picks the cell kinds)."""
+    import re
+
+    import authors.edd
+    from common.config import parse_config
+    doc = authors.edd.__doc__
+    clauses = re.findall(r"(?:off at t = 1|t ≠ 1)[^`;]*`([^`]+)`", doc)
+    assert len(clauses) >= 3 and all("--sn-unit-off" in c.split() for c in clauses), clauses
+    darts = doc[doc.index("DARTS space (PCDEDD-DARTS"):doc.index("S1–S4 (")]
+    argv = [a for span in re.findall(r"`(--[^`]+)`", darts) if not span.startswith("--space")
+            for a in span.split()]
+    assert "--sn-unit-off" in argv and "--sn-cells" in argv
+    base = ["--recipe", "authors", "--space", "darts"]
+    assert parse_config(EDDConfig, base + argv) == parse_config(EDDConfig, base)
+

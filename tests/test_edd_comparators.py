@@ -1,4 +1,4 @@
-"""EDD's comparators (issue 21 item 3): LTS (Fig. 2B) and LPCD (Fig. 4A) against the paper's numbers and
+"""EDD's comparators: LTS (Fig. 2B) and LPCD (Fig. 4A) against the paper's numbers and
 PCD's list, the Fig. 2B entropy curve of common.report, and a tiny search with each schedule."""
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ import torch
 
 import common.data as data_module
 from aer_darts import AERConfig
+from authors.edd import EDDConfig
 from authors.sp import SPConfig
 from common.baseline import DartsConfig, search
 from common.config import SearchConfig, _base_type, parse_config
@@ -36,7 +37,6 @@ from common.nb201 import main as nb201_main
 from common.report import main as report_main
 from common.run import NonFiniteLoss, RunDir, RunError, SearchRun, write_json
 from common.safeio import DigestFile, json_safe, sha256_of
-from edd_darts import EDDConfig
 from sa_darts import SAConfig
 
 ROOT = Path(__file__).resolve().parents[1]

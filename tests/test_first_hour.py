@@ -251,8 +251,9 @@ def test_cpu_cost_note_is_measured_and_said_up_front(shared_data, tmp_path, caps
         break
     note = capsys.readouterr().out.splitlines()[-1]
     step_s, steps, size, unit = re.fullmatch(
-        r"note: a step takes ([\d.e-]+) s on this CPU \(measured\); the ([\d,]+) steps left take about ([\d.]+) "
-        r"(h|min) here, without the per-epoch evaluation; use a GPU or --preset smoke", note).groups()
+        r"note: a step takes ([\d.e-]+) s on this CPU with 1 thread \(measured\); the ([\d,]+) steps left take about "
+        r"([\d.]+) (h|min) here, without the per-epoch evaluation; use a GPU or --preset smoke; .*--threads \d+",
+        note).groups()
     assert int(steps.replace(",", "")) == 4 * EPOCHS - 3  # 64 images / batch 16, three steps timed
     seconds = float(size) * (3600 if unit == "h" else 60)
     assert seconds == pytest.approx(float(step_s) * (4 * EPOCHS - 3), rel=0.05, abs=0.06 * 3600)

@@ -305,7 +305,7 @@ BAD_INPUTS = [
     ("sa-incompatible-checkpoint", "sa_darts", ["--C", "8"], 2, ["--C", "incompatible"], "resume", None),
     ("sa-corrupt-checkpoint", "sa_darts", [], 2, ["checkpoint.pt", "corrupt"], "truncate", None),
     ("sa-out-is-a-file", "sa_darts", ["--out", "@FILE"], 2, ["not a directory"], None, None),
-    # issue 20, faults 1-4, 6 and 8
+    # faults 1-4, 6 and 8
     ("edd-record-without-checkpoint", "edd_darts", [], 2, ["metrics.jsonl", "no checkpoint.pt"], "nockpt", None),
     ("aer-record-without-checkpoint-fresh", "aer_darts", ["--no-resume"], 2,
      ["metrics.jsonl", "no checkpoint.pt"], "nockpt", None),

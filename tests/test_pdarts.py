@@ -276,7 +276,7 @@ def test_run_all_rows_pdarts(tmp_path) -> None:
 
 def test_remaining_entropy_closed_form() -> None:
     """H̄ over each edge's remaining ops: uniform α on an edge of k non-`none` ops gives log₂ k bits."""
-    from aer_darts import remaining_entropy
+    from authors.aer import remaining_entropy
     ops = ((NONE, SKIP, SEP3),) * 7 + ((SKIP, SEP3, DIL3),) * 7  # `none` left out on the first 7 edges
     space = SearchSpace("t", "darts", {"normal": ops, "reduce": ops})
     a = torch.zeros(14, 3, dtype=torch.float64, requires_grad=True)

@@ -32,11 +32,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from aer_darts import AERConfig
+from authors.edd import EDDConfig, pcd_updown_temperature
 from authors.sp import SPConfig, epoch_schedule
 from common.config import build_parser, parse_config
 from common.fast import build_supernet
 from common.search import alpha_step, w_step
-from edd_darts import EDDConfig, end_epoch_schedule, op_weights, pcd_updown_temperature
+from edd_darts import end_epoch_schedule, op_weights
 from sa_darts import SAConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,7 +365,7 @@ def test_checkpoints_from_before_the_new_flags_resume(shared_data, tmp_path):
     assert search(parse_config(DartsConfig, argv + ["--epochs", "2", "--resume"]))["epochs"] == 2
 
 
-# ------------------------------------------------------------------------- S1-S4 (issue 17): the authors' scripts
+# ------------------------------------------------------------------------- S1-S4: the authors' scripts
 # Recorded facts, read from the authors' public S1-S4 search scripts (numbers copied, no code):
 # - EDD: github.com/chaoji90/PCDEDD SmoothDARTS/sota/pcdedd/train_search_pl.py: batch 192, lr 0.025 = lr_min,
 #   momentum 0.9 (SGD, no Nesterov), wd 3e-4, 50 epochs, C 16, 8 layers, clip 5 of model.parameters() (α are
@@ -518,8 +519,8 @@ def _s_optimisers(model):
 
 @pytest.mark.parametrize("method", ["edd", "sp"])
 def test_w_double_softmax_equals_the_transcribed_authors_s_step(method):
+    from authors.edd import step_forwards
     from authors.sp import branch_forwards
-    from edd_darts import step_forwards
     torch.manual_seed(0)
     model = build_supernet("s2", 4, 3, 10).double()
     for a in model.alphas.values():  # a spread α, so that softmax(α) and α weigh the ops visibly apart
@@ -602,7 +603,7 @@ def _count_double_forward_calls(monkeypatch, module, name: str, double_at: int, 
 
 def test_edd_s_space_run_trains_w_on_the_double_softmax(shared_data, tmp_path, monkeypatch):
     """The authors' S2 PCD recipe in the real loop: its w steps go through the double-softmax forward."""
-    import edd_darts
+    from authors import edd as edd_darts
     used = [0]
     _count_double_forward_calls(monkeypatch, edd_darts, "step_forwards", 5, used)
     cfg = parse_config(EDDConfig, ["--recipe", "authors", "--space", "s2", "--schedule", "pcd", "--pcd-d", "0.11",

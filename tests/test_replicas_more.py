@@ -1,4 +1,4 @@
-"""--seeds (common/replicas.py) for S4's noise op and SP's two-pass objectives (issue 18).
+"""--seeds (common/replicas.py) for S4's noise op and SP's two-pass objectives.
 
 As tests/test_replicas.py: in float64 every replica of a 3-seed batched run equals its seed's single run after
 ≥ 3 bilevel steps (w, α, optimiser states, RNG state, metrics, genotype, result).
@@ -180,7 +180,8 @@ def test_gdas_sampling_on_s4_refuses_seeds_in_one_line(tmp_path: Path) -> None:
     """A GDAS forward (an op index per edge) on S4: a single run draws the noise op's numbers only where its
     sample picks noise, the batched all-ops forward would draw them for every replica: refused, not wrong."""
     from common.baseline import DartsConfig
-    from common.run import RunError, SearchRun
+    from common.harness import build_run as SearchRun
+    from common.run import RunError
     cfg = DartsConfig(seeds=[0, 1], space="s4", dataset="synthetic", data_dir=str(tmp_path), C=2, N=1,
                       limit_train=16, batch_size=8, device="cpu", progress=False, out=str(tmp_path / "seed{seed}"))
     cfg.resolve()

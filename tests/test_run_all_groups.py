@@ -1,4 +1,4 @@
-"""run_all.sh groups a cell's seeds into one replica-batched `--seeds` process (issue 18 item 6): the dry-run
+"""run_all.sh groups a cell's seeds into one replica-batched `--seeds` process: the dry-run
 matrix, the rows that stay one process per seed (and that run_all.sh's static rule agrees with the scripts'
 own refusals), `--no-group-seeds`, finished and interrupted seeds, and where local / --gpus / SLURM runs put
 their output (a fake `python` and a fake `sbatch` record what would run)."""

@@ -1,4 +1,4 @@
-"""run_all.sh's matrix (issue 21 items 4-6): each paper's seed count per row, S1-S4 on CIFAR-10/100 and SVHN
+"""run_all.sh's matrix: each paper's seed count per row, S1-S4 on CIFAR-10/100 and SVHN
 with SP Table V's t_sp sweep and EDD/PCD, SA's Table 8 and three-op rows, EDD's LTS/LPCD rows — read from
 `--dry-run`, and every distinct command line parsed by its script's own config parser."""
 from __future__ import annotations

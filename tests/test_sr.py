@@ -301,9 +301,8 @@ def _search_cfg(root, out, **kw) -> SRSearchConfig:
 @pytest.mark.slow  # ~12 s of CPU, 20-40 s on a busy machine
 def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
     sa_darts = pytest.importorskip("sa_darts")
-    from common.sr.search import Regularisers
     from common.sr.train import RetrainConfig, train
-    regs = Regularisers(sa_darts.sa_loss, sa_darts.sa_coefficient, sa_darts.beta_loss)
+    regs = sa_darts.regulariser
     straight = search(_search_cfg(sr_root, tmp_path / "a", flops_weight=1.0), regs)
     first = _search_cfg(sr_root, tmp_path / "b", flops_weight=1.0)
     first.epochs = 1
@@ -334,8 +333,7 @@ def test_search_resume_and_retrain_end_to_end(sr_root, tmp_path):
 
 def test_dlsr_sac_beta_search_one_epoch(sr_root, tmp_path):
     sa_darts = pytest.importorskip("sa_darts")
-    from common.sr.search import Regularisers
-    regs = Regularisers(sa_darts.sa_loss, sa_darts.sa_coefficient, sa_darts.beta_loss)
+    regs = sa_darts.regulariser
     cfg = _search_cfg(sr_root, tmp_path / "d", space="dlsr", reg="beta", partial_channels=4, warmup=0, patch=32)
     cfg.epochs = 1
     result = search(cfg, regs)
@@ -351,3 +349,37 @@ def test_search_refuses_a_regulariser_it_was_not_given(sr_root, tmp_path):
     from common.run import RunError
     with pytest.raises(RunError, match="sa_darts.py --task sr"):
         search(_search_cfg(sr_root, tmp_path / "e"), None)
+
+
+def test_run_all_sr_rows_parse_and_name_their_paper_rows(tmp_path):
+    """`run_all.sh --spaces sr`: one search per Table 3/7 row, each line a valid SR search command (its flags
+    parse), and `--eval` retrains each finished one beside the paper row its label names."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from common.config import parse_config
+    from common.sr.train import PAPER_ROWS, RetrainConfig
+    root = Path(__file__).resolve().parents[1]
+    runs = tmp_path / "runs"
+
+    def dry(*flags):
+        proc = subprocess.run(["bash", "run_all.sh", "--spaces", "sr", "--runs", str(runs), "--dry-run", *flags],
+                              cwd=root, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return [shlex.split(line) for line in proc.stdout.splitlines()]
+    searches = dry()
+    labels = [Path(argv[argv.index("--out") + 1]).parts[-3] for argv in searches]
+    assert len(searches) == 7 and set(labels) <= set(PAPER_ROWS)
+    for argv in searches:
+        assert argv[1:4] == ["sa_darts.py", "--task", "sr"]
+        cfg = parse_config(SRSearchConfig, argv[4:])
+        assert cfg.resume and cfg.seed == 0 and cfg.reg in ("sa", "beta", "none")
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "result.json").write_text("{}")
+    evals = dry("--eval")
+    assert len(evals) == 7
+    for argv in evals:
+        assert argv[1:3] == ["-m", "common.sr.train"]
+        cfg = parse_config(RetrainConfig, argv[3:])
+        assert cfg.paper_row in labels and cfg.genotype.endswith(f"{cfg.paper_row}/div2k/seed0/result.json")

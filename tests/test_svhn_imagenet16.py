@@ -1,4 +1,4 @@
-"""SVHN and ImageNet16-120 (issue 21 item 5): no such data here, so the test writes small files in the
+"""SVHN and ImageNet16-120: no such data here, so the test writes small files in the
 official formats (SVHN's MATLAB `.mat`, NB201's ImageNet16 pickles), reads them back independently of the
 reader's layout conversions, and runs one tiny search on each."""
 from __future__ import annotations

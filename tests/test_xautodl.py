@@ -13,7 +13,7 @@ What is compared, in float64, with our weights copied into its `TinyNetworkDarts
   official loop body (exps/NAS-Bench-201-algos/DARTS-V1.py, `search_func`) with its optimisers
   (`get_optim_scheduler` with configs/nas-benchmark/algos/DARTS.config, Adam 3e-4 (0.5, 0.999) wd 1e-3).
   Gradient clipping at 5 with our default scope `w` does not trigger (asserted): the official clip also
-  counts α and the stale α gradient (issue 17 item 1), which agrees with `w` only while neither clips.
+  counts α and the stale α gradient, which agrees with `w` only while neither clips.
   With `--clip-scope official` (w_step's `norm_extra` = α) and a clip of 0.5 that triggers on every step
   (asserted), ours still follows the official loop.
 

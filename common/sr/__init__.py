@@ -5,8 +5,8 @@ counts), `data` (DIV2K and the four test sets), `metrics` (MATLAB-style bicubic,
 (the bilevel search with a pluggable α regulariser and Eq. 18's FLOPs term), `train` (retrain a genotype
 and report PSNR per test set beside the paper's row).
 
-The paper's rows (commands; never run here). The search goes through `sa_darts.py --task sr`, which hands
-`sa_loss`, `sa_coefficient` and `beta_loss` to `common.sr.search.main`; DATA holds DIV2K/ and benchmark/
+The paper's rows (commands; never run here). The search goes through `sa_darts.py --task sr`, which hands its
+`regulariser` (L_SA, β-DARTS) to `common.sr.search.main`; DATA holds DIV2K/ and benchmark/
 (see common.sr.data).
 
     # DLSR reproduced (plain DARTS on DLSR's space), SA-DLSR, SAC-DLSR, DLSR + β-DARTS

@@ -4,8 +4,8 @@
     python sa_darts.py --task sr --space dlsr --reg none               # DLSR as reproduced by the SA authors
     python sa_darts.py --task sr --space imdn --reg sa --flops-weight 1   # with L_FLOPs (Eq. 18)
 
-The regulariser functions come from the method file (common never imports a method file): `main(argv,
-Regularisers(sa_loss, sa_coefficient, beta_loss))`. Without them only `--reg none` runs.
+The regulariser comes from the method file (common never imports a method file): `main(argv,
+sa_darts.regulariser)`. Without it only `--reg none` runs.
 
 One step (Algorithm 1, first order; the paper's order: α, then w):
     α ← Adam_α(∇α [L1(f(x_a; w, α), y_a) + L_reg(α) + ρ·L_FLOPs(β)])     # line 6, on the α images
@@ -60,13 +60,9 @@ from common.sr.spaces import SRGenotype, SRSupernet, build, complexity, op_costs
 SEARCH_KEYS = ("version", "config", "epoch", "model", "w_optimizer", "a_optimizer", "scheduler", "rng", "records")
 
 
-@dataclass
-class Regularisers:
-    """The method file's α regulariser functions (sa_darts.py: sa_loss, sa_coefficient, beta_loss)."""
-
-    sa_loss: Callable[..., Tensor]
-    sa_coefficient: Callable[[int, float], float]
-    beta_loss: Callable[[Tensor, float], Tensor]
+#: The method file's α regulariser: (config, α, 0-based epoch) → (λ, closure of the loss or None);
+#: sa_darts.regulariser (SA, β-DARTS), read from the config's `reg`, `lam_divisor`, `nu`, `mu`, `beta_slope`.
+Regulariser = Callable[[Any, Tensor, int], tuple[float, Callable[[], Tensor] | None]]
 
 
 @dataclass
@@ -104,7 +100,6 @@ class SRSearchConfig:
     resume: bool = arg(False, "continue the run in --out from its checkpoint")
     recipe: str = arg("paper", "hyperparameters: paper (appendix 6.2, DLSR's code where it is silent)",
                       choices=("paper",))
-    preset: str | None = arg(None, "not used by the SR search (accepted for the shared parser)", choices=(None,))
 
     def resolve(self) -> None:
         if self.warmup is None:
@@ -131,19 +126,15 @@ def flops_loss(op_weights: Tensor, costs: Tensor) -> Tensor:
     return (op_weights * costs).sum() / costs.sum()
 
 
-def regulariser(cfg: SRSearchConfig, regs: Regularisers | None, alpha: Tensor, epoch: int
+def regulariser(cfg: SRSearchConfig, method: Regulariser | None, alpha: Tensor, epoch: int
                 ) -> tuple[float, Callable[[], Tensor] | None]:
-    """(λ of this 0-based epoch, the α regulariser closure, None for --reg none)."""
+    """(λ of this 0-based epoch, the α regulariser closure, None for --reg none) from the method's regulariser."""
     if cfg.reg == "none":
         return 0.0, None
-    if regs is None:
+    if method is None:
         raise RunError(f"--reg {cfg.reg} needs the method's regulariser: run it as "
                        f"`python sa_darts.py --task sr ...`")
-    if cfg.reg == "sa":
-        lam = regs.sa_coefficient(epoch + 1, cfg.lam_divisor)  # Alg. 1: e = 1..E
-        return lam, lambda: regs.sa_loss(alpha, lam, cfg.nu, cfg.mu)  # Eq. 7
-    lam = cfg.beta_slope * epoch
-    return lam, lambda: regs.beta_loss(alpha, lam)
+    return method(cfg, alpha, epoch)  # SA: λ_e·Eq. 7, λ_e = e/5 (e = 1..E); β-DARTS: λ = slope·epoch
 
 
 def alpha_report(model: SRSupernet) -> dict[str, Any]:
@@ -187,7 +178,7 @@ def open_run(cfg: Any, keys: tuple[str, ...]) -> tuple[RunDir, dict[str, Any] | 
     return rundir, state
 
 
-def search(cfg: SRSearchConfig, regs: Regularisers | None = None) -> dict[str, Any]:
+def search(cfg: SRSearchConfig, regs: Regulariser | None = None) -> dict[str, Any]:
     """The SR search; returns result.json's content."""
     if cfg.reg != "none" and regs is None:
         regulariser(cfg, regs, torch.zeros(1), 0)  # the one-line error
@@ -270,7 +261,7 @@ def search(cfg: SRSearchConfig, regs: Regularisers | None = None) -> dict[str, A
     return result
 
 
-def main(argv: list[str] | None = None, regularisers: Regularisers | None = None) -> None:
+def main(argv: list[str] | None = None, regularisers: Regulariser | None = None) -> None:
     cfg = parse_config(SRSearchConfig, argv, description=__doc__)
     main_guard(lambda: search(cfg, regularisers))
 

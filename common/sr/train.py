@@ -85,7 +85,6 @@ class RetrainConfig:
     out: str = arg("runs/sr-train", "run directory")
     resume: bool = arg(False, "continue the run in --out from its checkpoint")
     recipe: str = arg("paper", "hyperparameters: paper (DLSR's retrain script)", choices=("paper",))
-    preset: str | None = arg(None, "not used here (accepted for the shared parser)", choices=(None,))
 
     def resolve(self) -> None:
         for name in ("scale", "patch", "batch_size", "epochs", "steps"):
