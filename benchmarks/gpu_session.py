@@ -273,16 +273,14 @@ _CONFIG_CACHE: dict[str, Any] = {}
 
 def config_class(script: str) -> Any:
     """The SearchConfig subclass a method script parses its flags into (the script imported, not run)."""
-    import importlib.util
+    import importlib
 
     from common.config import SearchConfig
     if script not in _CONFIG_CACHE:
-        spec = importlib.util.spec_from_file_location(f"_gpu_session_{script[:-3]}", ROOT / script)
-        if spec is None or not (ROOT / script).is_file():
+        if not (ROOT / script).is_file():
             raise SessionError(f"run_all.sh names {script}, which is not in {ROOT}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module.__name__] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        # under its own name: authors/<m>.py extends the config of `import <m>_darts`, this very module
+        module = importlib.import_module(Path(script).with_suffix("").as_posix().replace("/", "."))
         classes = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, SearchConfig)
                    and c.__module__ == module.__name__]
         if len(classes) != 1:
@@ -1489,7 +1487,8 @@ def gpu_table(results: Path) -> str:
     for (label, data), group in groups.items():  # a call's cut-off run that a later call finished counts once
         group[:] = [(r, sha) for r, sha in group if r.finished or (label, data, r.args.get("seed")) not in finished]
         done = [r for r, _ in group if r.finished]
-        cells = [mean_std([float((r.result.get("nb201") or {}).get(c) or "nan") for r in done]) for c in NB201_COLUMNS]
+        cells = [mean_std([float((r.result.get("nb201") or {}).get(c) or "nan") for r in done],
+                          len(done) if len(done) > 1 else None) for c in NB201_COLUMNS]  # one run: "(n=1)"
         n = f"{len(done)}" + (f" (+{len(group) - len(done)} unfinished)" if len(group) > len(done) else "")
         c10 = data.startswith("CIFAR-10")
         paper, ours = _paper(label) if c10 else None, [float((r.result.get("nb201") or {}).get("cifar10_test") or "nan")
