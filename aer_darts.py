@@ -80,10 +80,9 @@ from common.config import answer_help_early
 answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -91,7 +90,6 @@ from torch.nn import functional as F
 
 from common.config import ConfigError, GdasConfig, arg, parse_config
 from common.harness import open_run
-from common.harness import seeds_refusal as harness_seeds_refusal
 from common.pdarts import PdartsRun, PdartsSchedule
 from common.rundir import main_guard
 from common.sampling import gdas_weights, linear_tau
@@ -229,20 +227,16 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tenso
 
 # ----------------------------------------------------------------------------- the search
 
-def backbone_run(cfg: AERConfig) -> dict[str, Any]:
-    """What the harness must know of the backbone: P-DARTS's staged run, GDAS's sampled ops."""
-    stages = cfg.backbone == "pdarts" and PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
-                                                         dropout=cfg.dropout_rates())
-    return {"run_class": partial(PdartsRun, schedule=stages) if stages else None, "sampled_ops": cfg.backbone == "gdas"}
-
-
-def seeds_refusal(cfg: AERConfig) -> str | None:
-    """Why `--seeds` cannot batch this search, or None (run_all.sh's planning; open_run refuses the same)."""
-    return harness_seeds_refusal(cfg, **backbone_run(cfg))
+def backbone_run(cfg: AERConfig) -> Callable[..., PdartsRun] | None:
+    """The harness's run class of the backbone: P-DARTS's staged run, or None (one supernet; GDAS samples)."""
+    if cfg.backbone != "pdarts":
+        return None
+    return partial(PdartsRun, schedule=PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
+                                                      dropout=cfg.dropout_rates()))
 
 
 def search(cfg: AERConfig) -> dict:
-    run = open_run(cfg, "aer_darts", state={}, **backbone_run(cfg))
+    run = open_run(cfg, "aer_darts", state={}, run_class=backbone_run(cfg))
     gdas = cfg.backbone == "gdas"
     E = cfg.epochs // 3 if cfg.backbone == "pdarts" else cfg.epochs  # P-DARTS: λ(e) and the warm-up per stage
     entropy = lambda r=run: cfg.arch_entropy(r.model.alphas, r.model.space)  # Eq. 3: H̄(α) (P-DARTS: this stage's)

@@ -101,7 +101,6 @@ from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
 from common.harness import Forward, Harness, SeedRun, open_run
-from common.harness import seeds_refusal as harness_refusal
 from common.run import main_guard
 from common.sampling import gdas_weights  # GDAS's hard Gumbel sample (ETS-GDAS)
 from common.search import clip_grad_norm, softmax_weights
@@ -160,10 +159,6 @@ class EDDConfig(GdasConfig):
         """(α step's, w step's) forward at temperature t: both weigh the ops by op_weights (Alg. 1 / Eq. 3)."""
         forward = run.forward(lambda: op_weights(run.alphas, t, s, self.softmax))
         return forward, forward
-
-    def seeds_refusal(self, planning: bool = False) -> str | None:
-        """Why `--seeds` refuses this config, or None (`planning`: run_all.sh's grouping asks ahead)."""
-        return harness_refusal(self, sampled_ops=self.backbone == "gdas")
 
     def resolve(self) -> None:
         gdas = self.backbone == "gdas"
@@ -354,11 +349,6 @@ def op_weights(alphas: Mapping[str, Tensor], t: float | Tensor, s: float | Tenso
             for k, a in alphas.items()}
 
 
-def seeds_refusal(cfg: EDDConfig, planning: bool = False) -> str | None:
-    """run_all.sh's grouping: why `--seeds` refuses cfg, or None (`planning`: also where it may refuse mid-run)."""
-    return cfg.seeds_refusal(planning)
-
-
 def search(cfg: EDDConfig) -> dict:
     gdas = cfg.backbone == "gdas"
     n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
@@ -367,7 +357,7 @@ def search(cfg: EDDConfig) -> dict:
     d_exp = (cfg.pcd_d if cfg.schedule in ("pcd", "lpcd") else  # fixed d^exp (PCD), Eq. 11's (ETS); EDD's d^exp(0)
              ets_decay_strength(cfg.e_a, cfg.t0, cfg.t_end, max(n_decays, 1)) if cfg.schedule == "ets" else 0.0)
     t = cfg.pcd_point(0, -1) if cfg.schedule == "pcd" else cfg.t0  # t(0) = t0 (Alg. 2), or PCD's point of epoch 0
-    run = open_run(cfg, "edd_darts", state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam}, sampled_ops=gdas)
+    run = open_run(cfg, "edd_darts", state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam})
     if cfg.clip_alpha:
         clip_grad_before_step(run.a_optimizer, run.alphas.values(), cfg.clip_alpha)
     for epoch in run.epochs():

@@ -224,7 +224,7 @@ paper_seeds() {  # $1 = label, $2 = space: how many seeds the paper reports for 
   esac
 }
 groupable() {  # $1 = space, $2 = the row's flags: whether --seeds batches the row. The mirror of the
-  # refusals (common/replicas.py check_supported, each script's seeds_refusal(cfg, planning=True));
+  # refusals (common/replicas.py check_supported, common/harness.py seeds_refusal(cfg, planning=True));
   # tests/test_run_all_groups.py checks every row of the matrix against them.
   [[ "$1" = s4 && " $2 " == *" --backbone gdas "* ]] && return 1  # GDAS on S4: noise drawn where sampled only
   [[ " $2 " == *" --backbone pdarts "* ]] && return 1             # AER's P-DARTS: a new supernet per stage

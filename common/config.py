@@ -207,6 +207,11 @@ class SearchConfig:
     debug_nan_seed: int | None = arg(None, "testing only: with --seeds, --debug-nan-step hits this seed's replica only "
                                          "(default: every replica)")
 
+    def seeds_refusal(self, planning: bool = False) -> str | None:
+        """This config's own reason why `--seeds` cannot batch it, or None (`planning`: also a reason that may
+        only show mid-run; run_all.sh's grouping asks ahead). `common.harness.seeds_refusal` adds the run's."""
+        return None
+
     def resolve(self) -> None:
         """Fill defaults that depend on other flags; raise ConfigError on out-of-range values."""
         if self.recipe != "paper" and not getattr(self, "_recipe_applied", False):

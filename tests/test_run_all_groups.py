@@ -5,7 +5,6 @@ their output (a fake `python` and a fake `sbatch` record what would run)."""
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import re
 import shlex
@@ -43,8 +42,9 @@ def parsed(line: str) -> tuple[str, list[str], tuple[str, str, str], list[int], 
 
 def refusal(script: str, argv: list[str]) -> str | None:
     """What the script itself says about --seeds for this row: common/replicas.check_supported, then the
-    script's seeds_refusal (the planning form, which also names run-time refusals)."""
+    harness's seeds_refusal (the planning form, which also names run-time refusals)."""
     from common.config import parse_config
+    from common.harness import seeds_refusal
     from common.replica_run import check_supported
     from common.run import RunError
     mod = importlib.import_module(script[:-3])
@@ -53,10 +53,8 @@ def refusal(script: str, argv: list[str]) -> str | None:
         check_supported(script[:-3], cfg)
     except RunError as err:
         return str(err)
-    fn = getattr(mod, "seeds_refusal", None)
-    if fn is None:
-        return None
-    return fn(cfg, planning=True) if "planning" in inspect.signature(fn).parameters else fn(cfg)
+    run_class = getattr(mod, "backbone_run", lambda cfg: None)(cfg)  # aer_darts.py: P-DARTS's staged run
+    return seeds_refusal(cfg, run_class, planning=True)
 
 
 def test_matrix_groups_each_cell_and_refused_rows_stay_per_seed(tmp_path: Path) -> None:
