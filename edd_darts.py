@@ -1,27 +1,25 @@
 """EDD-DARTS: sparse-noisy softmax, exponential temperature schedule, entropy-based dynamic decay.
 
 Jiuling Zhang, Zhiming Ding, "Small Temperature is All You Need for Differentiable Architecture
-Search". The paper names no code repository; its DARTS-space runs build on DrNAS's code.
-This file implements the paper; the authors' fork and its differences: authors/edd.py.
+Search" (no code repository named; its DARTS-space runs build on DrNAS's code). This file is the paper
+(`--recipe paper`, the default); the authors' fork, github.com/chaoji90/PCDEDD, their flags with file:line
+and `--recipe authors`: authors/edd.py.
 
     python edd_darts.py --space nb201 --nb201 ../shared/data/nb201/nb201_200ep.csv   # EDD, sn-softmax s=100
     python edd_darts.py --space nb201 --clip-alpha 5                   # Table 1 "EDD-DARTS (clip)"
     python edd_darts.py --space nb201 --st-const --lam 0.12            # Table 5, sn-softmax st ≡ 1
     python edd_darts.py --space nb201 --softmax normal                 # Table 5, normal softmax
     python edd_darts.py --space nb201 --schedule pcd --warmup 20       # Sec. 4 PCD baseline
-    python edd_darts.py --space nb201 --schedule lts                   # Fig. 2B LTS (linear t, t0 → t_end)
-    python edd_darts.py --space nb201 --schedule lpcd --warmup 20      # Fig. 4A LPCD (PCD, linear L)
+    python edd_darts.py --space nb201 --schedule lts                   # Fig. 2B LTS (linear t); lpcd: Fig. 4A
     python edd_darts.py --space nb201 --backbone gdas                  # ETS-GDAS, 250 epochs, τ 10 → 0.1
     python edd_darts.py --space darts --partial-channels 4             # EDD-PC-DARTS (also s1 … s4)
-    python edd_darts.py --space nb201 --recipe authors                 # the authors' script (authors/edd.py)
 
 Equation map (paper numbering)
     Eq. 1      bilevel min_a L_val(w*(a), a)                  → search(): run.w_step, run.alpha_step
     Eq. 2      argmax pruning of β (here β_t, see choices)    → run.end_epoch / run.finish (common.genotypes)
     Eq. 3      β_t = softmax(A/t)                             → SnSoftmax.forward; op_weights (normal softmax)
     Eq. 4–6    ∂β_t/∂A = 𝒜_t/t, 𝒜_t = diag(β_t) − β_tβ_tᵀ   → softmax_vjp (the true softmax gradient)
-    Eq. 7–8    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st)               → SnSoftmax.backward
-    Eq. 9      the two terms' signs may differ (commentary: the noise term, no code)
+    Eq. 7–9    ∂β_t/∂A := 𝒜_t/t + 𝒜_{st}/(st) (Eq. 9: the terms' signs may differ) → SnSoftmax.backward
     Eq. 10     t^exp = exp(E(a)/t)                            → ets_forward
     Eq. 11     L^exp = [t0^exp + n·d^exp], d^exp = (tN^exp − t0^exp)/N → ets_log_points, ets_decay_strength
     Eq. 12     t_n = E(a)/ln(t_n^exp)                         → ets_inverse, ets_temperatures
@@ -29,59 +27,43 @@ Equation map (paper numbering)
     Eq. 14     d^exp(k) = λ(1−ρ)E[H(β)] + ρ d^exp(k−1)        → edd_decay
     Eq. 15     t(k) = E(a)/ln(t0^exp + k·d^exp(k))            → edd_temperature
     Alg. 1     sn-softmax                                     → sn_softmax (SnSoftmax)
-    Alg. 2     EDD: train at t(k), update d^exp, update t     → search() + advance_schedule
+    Alg. 2     EDD: train at t(k), update d^exp, update t     → search() + end_epoch_schedule
     E(a)       E[a·1(a>0)] of a ~ 1e-3·N(0,1): 1e-3·√(2/π)/2  → expected_positive_alpha (Sec. 2.2)
     Sec. 4     PCD: fixed L^exp cycled every `period` steps   → pcd_temperature
     Fig. 2B    LTS: t_n = t0 + n(t_N − t0)/N (linear in t)    → lts_temperatures; curves: common.report
     Fig. 4A    LPCD: PCD's cycle over a list linear in t      → lpcd_temperature; run_all.sh row `lpcd`
-    Table 1    "clip": gradient-norm clipping on α            → clip_grad_before_step
-    Tables 2, 7  S1–S4 on C10/C100/SVHN, EDD and PCD: the NB201 recipe transferred (paper; run_all.sh
-               `-paper` rows) or the authors' S1–S4 scripts with their swept λ / d (`--recipe authors`)
+    Table 1    "clip": gradient-norm clipping on α            → common.search.clip_grad_before_step
+    Tables 2, 7  S1–S4 (C10/C100/SVHN), EDD, PCD: NB201's recipe (run_all.sh `-paper` rows) or `--recipe authors`
 
-Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t = softmax(A/t) op weights; t forward
-temperature; s scale of the noise term's temperature st; 𝒜_x = diag(β_x) − β_xβ_xᵀ; g = ∂l/∂β_t;
-E(a) expected positive α at init; t^exp = exp(E(a)/t) ("exponential space"); L^exp decay points;
-d^exp decay strength; N number of decay points; k decay step (1, 2, …); λ EDD's one hyperparameter;
-ρ momentum of Eq. 14; H(β) natural-log entropy of one edge; τ GDAS's Gumbel temperature (= t here).
+Glossary: A = α (E, M) logits per cell kind, E edges × M ops; β_t op weights; t forward temperature; s scale
+of the noise term's temperature st; g = ∂l/∂β_t; t^exp "exponential space"; L^exp decay points; d^exp decay
+strength; N number of decay points; k decay step (1, 2, …); λ EDD's one hyperparameter; ρ momentum of Eq. 14;
+H(β) natural-log entropy of one edge; τ GDAS's Gumbel temperature (= t here).
 
-Defaults and their sources
+Defaults and their sources (the rest, e.g. optimisers, lr, batch 64, 50 epochs, --clip-scope w: METHODS.md §1)
 - sn-softmax, s = 100, λ = 0.06: the headline NB201 row (Table 1 = Table 5's best) and best on DS (Table 6).
-- ρ = 0.5, d^exp(0) = 0: text under Eq. 14. t0 = 1: Alg. 2 ("t0 = 1 (mostly)").
-- t_end = 1e-3 for `--schedule ets`: the worked example of Sec. 2.2. E(a) = 1e-3·√(2/π)/2 ≈ 3.99e-4
-  from the α initialisation 1e-3·N(0,1) (Sec. 2.2; METHODS.md §1), unless `--e-a` is given.
-- Decay after every epoch from the first, no warm-up: Alg. 2. PCD d^exp = 0.11, period 10 (Sec. 4 and
-  the authors' code, METHODS.md §2). ETS-GDAS: GDAS's τ range 10 → 0.1 and 250 epochs (NB201's GDAS).
-- Everything else (optimisers, lr, batch 64, 50 epochs, `--clip-scope w`): the shared protocol, METHODS.md §1.
+- ρ = 0.5, d^exp(0) = 0: text under Eq. 14. t0 = 1, a decay after every epoch from the first, no warm-up:
+  Alg. 2 ("t0 = 1 (mostly)"). PCD d^exp = 0.11, period 10: Sec. 4 and the authors' code (METHODS.md §2).
+- `--schedule ets`: t_end = 1e-3, the worked example of Sec. 2.2. E(a) = 1e-3·√(2/π)/2 ≈ 3.99e-4 from the α
+  init 1e-3·N(0,1) (Sec. 2.2; METHODS.md §1) unless `--e-a`. ETS-GDAS: NB201's GDAS, τ 10 → 0.1, 250 epochs.
 
 Choices where the paper is silent
-- E[H(β)] (Eq. 13) is taken over the tempered β = softmax(A/t) actually used (Eq. 13 writes softmax(A),
-  which hardly moves at t ≪ 1; METHODS.md §2), over all edges of all cell kinds pooled (normal and
-  reduce on the DARTS skeleton), measured after the epoch's last step with the epoch's t.
-- Decay step k = 1 happens after the first epoch (t(0) = t0 trains epoch 0); `k` counts decay events.
-  Eq. 15 is not monotone by itself: if E[H] collapses, k·d^exp(k) can shrink and t rises again.
-- sn-softmax is applied to every cell kind's α, on every space; st ≡ 1 means s = 1/t each epoch (at
-  t = 1 that doubles the gradient, the formula's value). PC-DARTS's edge weights use a plain softmax.
-- Numerics: the schedule works with ln t^exp = E(a)/t, so t_end = 1e-7 (E(a)/t = 4000) does not overflow.
-- `--schedule ets` spreads the N = (number of decay events in the run) points over the run, so the last
-  epoch trains at t_end; ETS-GDAS uses it for τ (the paper gives no ETS-GDAS settings), with the official
-  GDAS code's edge form per skeleton (`--gdas-form`, common/supernet.py); its op_entropy metrics are of
-  softmax(α), the hard sample's expectation; EDD (if asked) uses softmax(α/τ).
-- `--clip-alpha`: the paper gives no threshold; clipping is on α only (not PC's edge weights).
+- E[H(β)] (Eq. 13) is of the tempered β = softmax(A/t) actually used (Eq. 13 writes softmax(A), which hardly
+  moves at t ≪ 1; METHODS.md §2), all edges of all cell kinds pooled, after the epoch's last step at its t.
+- Decay step k = 1 follows the first epoch (t(0) = t0 trains epoch 0); `k` counts decay events. Eq. 15 is
+  not monotone by itself: if E[H] collapses, k·d^exp(k) can shrink and t rises again.
+- sn-softmax acts on every cell kind's α, on every space; st ≡ 1 means s = 1/t each epoch (at t = 1 that
+  doubles the gradient, the formula's value). PC-DARTS's edge weights use a plain softmax and are not
+  clipped by `--clip-alpha` (α only; the paper gives no threshold).
+- `--schedule ets` (and LTS, Fig. 2B) spreads N = (decay events in the run) points so the last epoch trains
+  at t_end; ETS-GDAS uses it for τ (no settings given), with the official GDAS code's edge form per skeleton
+  (`--gdas-form`); its op_entropy is of softmax(α), the hard sample's expectation, EDD's (if asked) of
+  softmax(α/τ). LPCD (Fig. 4A): PCD's calendar and endpoints (t0, PCD's last point), linear in t between.
 - Derivation (Eq. 2) ranks the DARTS skeleton's edges by β_t = softmax(A/t) at the epoch's t, the weights
-  trained with (ETS-GDAS: softmax(A), its hard samples' expectation); NB201: argmax of A either way.
-- LTS (Fig. 2B) spreads its N points like `--schedule ets` (last epoch at t_end); LPCD (Fig. 4A) keeps
-  PCD's calendar and endpoints (t0 and PCD's last point, from --pcd-d/--pcd-period), linear in t between.
-- Metrics per epoch: temperature (used this epoch), s, mean_entropy (Eq. 13 as fed to Eq. 14), d_exp,
-  k, lam, next_temperature; op_entropy_* is of the tempered weights the epoch used.
-
-`--recipe paper` (default): everything above. `--recipe authors` and the authors'-code flags (their NB201,
-DARTS-space and S1-S4 scripts, github.com/chaoji90/PCDEDD, with file:line): authors/edd.py.
+  trained with (ETS-GDAS: softmax(A)); NB201: argmax of A either way.
 
 Expected (paper Table 1, NB201, CIFAR-10 search, test acc.): EDD-DARTS 93.80 ± 0.33, with clip 94.05 ±
-0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code. Miniature check only (1 seed, 6 epochs,
-NB201 C=16 N=5 on the 5,170-image CIFAR-10 subset, H100): after 6 epochs the tempered-weight entropy is
-0.76 (EDD) vs 1.609 (plain DARTS), the discretized valid accuracy 28.1 % vs 12.1 %; t went 1 → 0.0084
-→ 0.0030 → 0.0020 → 0.0017 → 0.0015.
+0.11; ETS-GDAS 93.75 ± 0.22. Not yet reproduced with this code (docs/reproducing.md says what ran).
 """
 from __future__ import annotations
 
@@ -97,20 +79,18 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torch.utils.hooks import RemovableHandle
 
 from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
 from common.harness import Forward, Harness, SeedRun, open_run
 from common.run import main_guard
 from common.sampling import gdas_weights  # GDAS's hard Gumbel sample (ETS-GDAS)
-from common.search import clip_grad_norm, softmax_weights
+from common.search import clip_grad_before_step, softmax_weights
 from common.supernet import ALPHA_INIT_STD  # α ~ 1e-3·N(0, 1) (DARTS, NB201)
 
 
 @dataclass
 class EDDConfig(GdasConfig):
-    """EDD-DARTS, ETS-GDAS, PCD (defaults: the paper; see the module docstring). The methods below the fields
-    are the hooks holding the paper's behaviour; authors/edd.py overrides them with the authors' code."""
+    """EDD-DARTS, ETS-GDAS, PCD with the paper's defaults; its methods are hooks authors/edd.py overrides."""
 
     backbone: str = arg("darts", "darts: α → (sn-)softmax(α/t) mixing all ops; gdas: ETS-GDAS, Gumbel hard "
                                  "sampling at τ = t", choices=("darts", "gdas"))
@@ -147,8 +127,7 @@ class EDDConfig(GdasConfig):
         return ets_forward(self.t0, self.e_a)
 
     def pcd_point(self, k: int, epoch: int) -> float:
-        """PCD's t after decay step k, which ends `epoch` (Sec. 4: L^exp cycled every --pcd-period steps; k = 0,
-        epoch = −1: the first epoch's t)."""
+        """PCD's t after decay step k, ending `epoch` (Sec. 4; k = 0, epoch = −1: the first epoch's t)."""
         return pcd_temperature(self.e_a, self.t0, self.pcd_d, k, self.pcd_period, self.t0_exp())
 
     def schedule_entropy(self, beta_t: Mapping[str, Tensor]) -> float:
@@ -161,9 +140,8 @@ class EDDConfig(GdasConfig):
         return forward, forward
 
     def resolve(self) -> None:
-        gdas = self.backbone == "gdas"
-        if self.epochs is None:  # filled first: the shared checks compare it with 1
-            self.epochs = 250 if gdas else 50
+        gdas = self.backbone == "gdas"  # epochs filled first: the shared checks compare it with 1
+        self.epochs = (250 if gdas else 50) if self.epochs is None else self.epochs
         super().resolve()
         self.schedule = self.schedule or ("ets" if gdas else "edd")
         self.softmax = self.softmax or ("normal" if gdas else "sn")
@@ -208,8 +186,7 @@ class SnSoftmax(torch.autograd.Function):
 
 
 def sn_softmax(logits: Tensor, t: float, s: float, dim: int = -1) -> Tensor:
-    """β_t = softmax(logits/t) whose backward adds the noise term 𝒜_{st}/(st)·g (Eq. 7–8); logits of any shape,
-    e.g. (E, M) edges × ops; `s = 1/t` gives the st ≡ 1 variant."""
+    """β_t = softmax(logits/t), backward adding the noise term 𝒜_{st}/(st)·g (Eq. 7–8); s = 1/t: st ≡ 1."""
     return SnSoftmax.apply(logits, t, s, dim)
 
 
@@ -232,7 +209,8 @@ def ets_inverse(t_exp: float, e_a: float) -> float:
 
 def ets_log_points(e_a: float, t0: float, t_end: float, n: int) -> list[float]:
     """ln of L^exp (Eq. 11): t_n^exp = t0^exp + n·(tN^exp − t0^exp)/N, n = 0 … N, in log space:
-    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends."""
+    ln t_n^exp = ln((1 − n/N)·exp(E/t0) + (n/N)·exp(E/tN)) by logaddexp, exact at both ends; the schedule
+    works with ln t^exp = E(a)/t, so t_end = 1e-7 (E(a)/t = 4000) does not overflow."""
     if n == 0:
         return [e_a / t0]
     out = []
@@ -286,9 +264,7 @@ def pcd_temperature(e_a: float, t0: float, d_exp: float, k: int, period: int = 1
 def lts_temperatures(t0: float, t_end: float, n: int) -> list[float]:
     """LTS, the linear comparator of ETS (Sec. 2.2, Fig. 2B): t_n = t0 + n·(t_N − t0)/N, n = 0 … N. The paper's
     example t0 = 1, t_N = 1e-3, N = 4 prints (1, .75, .5, .25, .001); exact: (1, 0.75025, 0.5005, 0.25075, 0.001)."""
-    if n == 0:
-        return [t0]
-    return [t0 + i * (t_end - t0) / n for i in range(n + 1)]
+    return [t0 + i * (t_end - t0) / n for i in range(n + 1)] if n else [t0]
 
 
 def lpcd_temperature(t0: float, t_last: float, k: int, period: int = 10) -> float:
@@ -296,28 +272,12 @@ def lpcd_temperature(t0: float, t_last: float, k: int, period: int = 10) -> floa
     return lts_temperatures(t0, t_last, period - 1)[k % period] if period > 1 else t0
 
 
-def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
-                          max_norm: float) -> RemovableHandle:
-    """Table 1 "clip": clip the gradient norm of `params` (α) right before every `optimizer.step()`."""
-    params = list(params)
-
-    def hook(*_: Any) -> None:
-        clip_grad_norm(params, max_norm)  # torch's; per replica with --seeds
-    return optimizer.register_step_pre_hook(hook)
-
-
 # ----------------------------------------------------------------------------- the search (Alg. 2)
 
-def decays_after(epoch: int, cfg: EDDConfig) -> bool:
-    """Whether a decay step ends `epoch` (0-based): the config's calendar (Alg. 2: every epoch after the warm-up)."""
-    return cfg.decays_after(epoch)
-
-
-def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
-                     ets: list[float]) -> None:
+def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int, ets: list[float]
+                     ) -> None:
     """One decay step k → k + 1 of the chosen schedule; updates `state` (t, k, d_exp, lam) in place."""
-    state["k"] += 1
-    k = state["k"]
+    k = state["k"] = state["k"] + 1
     state["lam"] = lam = cfg.decay_lam(epoch)
     t0_exp = cfg.t0_exp()
     if cfg.schedule == "edd":
@@ -333,10 +293,10 @@ def advance_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoc
         state["t"] = lpcd_temperature(cfg.t0, t_last, k, cfg.pcd_period)
 
 
-def end_epoch_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int,
-                       ets: list[float]) -> None:
+def end_epoch_schedule(state: dict[str, Any], cfg: EDDConfig, entropy: float, epoch: int, ets: list[float]
+                       ) -> None:
     """After `epoch`: a decay step if one ends it; sets the next epoch's t."""
-    if decays_after(epoch, cfg):
+    if cfg.decays_after(epoch):  # Alg. 2: every epoch once the warm-up is over
         advance_schedule(state, cfg, entropy, epoch, ets)
 
 
@@ -351,7 +311,7 @@ def op_weights(alphas: Mapping[str, Tensor], t: float | Tensor, s: float | Tenso
 
 def search(cfg: EDDConfig) -> dict:
     gdas = cfg.backbone == "gdas"
-    n_decays = sum(decays_after(e, cfg) for e in range(cfg.epochs - 1))  # decay steps that reach training
+    n_decays = sum(map(cfg.decays_after, range(cfg.epochs - 1)))  # decay steps that reach training
     ets = (lts_temperatures(cfg.t0, cfg.t_end, n_decays) if cfg.schedule == "lts"
            else ets_temperatures(cfg.e_a, cfg.t0, cfg.t_end, n_decays))
     d_exp = (cfg.pcd_d if cfg.schedule in ("pcd", "lpcd") else  # fixed d^exp (PCD), Eq. 11's (ETS); EDD's d^exp(0)
@@ -359,7 +319,7 @@ def search(cfg: EDDConfig) -> dict:
     t = cfg.pcd_point(0, -1) if cfg.schedule == "pcd" else cfg.t0  # t(0) = t0 (Alg. 2), or PCD's point of epoch 0
     run = open_run(cfg, "edd_darts", state={"t": t, "k": 0, "d_exp": d_exp, "lam": cfg.lam})
     if cfg.clip_alpha:
-        clip_grad_before_step(run.a_optimizer, run.alphas.values(), cfg.clip_alpha)
+        clip_grad_before_step(run.a_optimizer, run.alphas.values(), cfg.clip_alpha)  # Table 1 "clip"
     for epoch in run.epochs():
         t = run.per_seed(run.state("t"))  # t(k) of Eq. 15 (or the ETS/PCD point), fixed for the epoch
         s = 1 / t if cfg.st_const else cfg.s
@@ -370,11 +330,10 @@ def search(cfg: EDDConfig) -> dict:
 
         def end_of_epoch(r: SeedRun) -> tuple[dict[str, Tensor], dict[str, Any], float]:  # Alg. 2, per seed
             state, t = r.method_state, r.method_state["t"]
-            with torch.no_grad():
-                beta_t = {k: F.softmax(a / t, dim=-1) for k, a in r.model.alphas.items()}  # = sn forward
+            beta_t = {k: F.softmax(a.detach() / t, dim=-1) for k, a in r.model.alphas.items()}  # = sn forward
             entropy = cfg.schedule_entropy(beta_t)  # Eq. 13 at this epoch's t
             end_epoch_schedule(state, cfg, entropy, epoch, ets)  # Alg. 2: Eq. 14, then Eq. 15 (or PCD / ETS)
-            used = softmax_weights(r.model.alphas) if gdas else beta_t
+            used = softmax_weights(r.model.alphas) if gdas else beta_t  # op_entropy_*: of the weights used
             return used, {"temperature": t, "s": 1 / t if cfg.st_const else cfg.s, "mean_entropy": entropy,
                           "d_exp": state["d_exp"], "k": state["k"], "lam": state["lam"],
                           "next_temperature": state["t"]}, 1.0 if gdas else t

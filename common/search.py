@@ -9,6 +9,7 @@ the forward rather than weights lets the second-order step re-evaluate it at per
     alpha_step(...)          first-order α step: ∇α [L_val(w, α) + reg(α)]           (DARTS-V1)
     unrolled_alpha_step(...) second-order α step on L_val(w − ξ∇w L_train(w, α), α)    (DARTS-V2)
     ordered_step(order, w, a) the two halves of a bilevel step in `--step-order` (w-first or alpha-first)
+    clip_grad_before_step(...) clip a parameter group's gradient norm before each optimiser step (EDD's clip)
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.hooks import RemovableHandle
 
 Forward = Callable[[Tensor], Tensor]
 Regulariser = Callable[[], Tensor]
@@ -73,6 +75,13 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> None:
         params[0].flat_group.clip_grad_norm(params, max_norm)
     else:
         nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def clip_grad_before_step(optimizer: torch.optim.Optimizer, params: Iterable[Tensor],
+                          max_norm: float) -> RemovableHandle:
+    """Clip the gradient norm of `params` right before every `optimizer.step()` (EDD's Table 1 "clip", on α)."""
+    params = list(params)
+    return optimizer.register_step_pre_hook(lambda *_: clip_grad_norm(params, max_norm))  # per replica with --seeds
 
 
 def alpha_step(forward: Forward, x: Tensor, y: Tensor, a_params: list[nn.Parameter],

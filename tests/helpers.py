@@ -2,6 +2,7 @@
 
 - `discrete_nb201`: an independent discrete NB201 network, the oracle the one-hot supernet is checked against.
 - `run_and_kill_after_epoch_1`: start a search/training command and SIGKILL it once epoch 1 is checkpointed.
+- `decays_after`: EDD's decay calendar (`EDDConfig.decays_after`) as a function of (epoch, cfg).
 """
 from __future__ import annotations
 
@@ -46,3 +47,8 @@ def run_and_kill_after_epoch_1(cmd: Sequence[str], out: Path, cwd: Path, poll_s:
             break
         time.sleep(poll_s)
     proc.wait()
+
+
+def decays_after(epoch: int, cfg) -> bool:
+    """Whether a decay step ends `epoch` (0-based) under `cfg`, an `EDDConfig` (Alg. 2's calendar, or the authors')."""
+    return cfg.decays_after(epoch)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import decays_after
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -20,10 +21,9 @@ from torch.nn import functional as F
 
 from authors.edd import EDDConfig
 from common.run import NonFiniteLoss
+from common.search import clip_grad_before_step
 from edd_darts import (
     advance_schedule,
-    clip_grad_before_step,
-    decays_after,
     edd_decay,
     edd_temperature,
     ets_forward,
