@@ -4,7 +4,8 @@
     python benchmarks/threads.py --C 8 --N 2 --batch 32 --iters 3 --threads 1 2 4 8 --busy 4
 
 For each condition (idle: nothing started; busy: `--busy` processes spinning on the CPU, started here and
-stopped here, each also ending by itself after `--busy-limit` seconds) it prints the median seconds per
+stopped here, each also ending by itself after `--busy-limit` seconds; after: idle again right after `--busy`
+processes spun for `--after-busy` seconds, when the 1-minute load average still counts them) it prints the median seconds per
 DARTS-V1 bilevel step (w step + α step, fp32) at each thread count, the thread count `--threads auto`
 chooses at that moment (common/threads.py: the usable cores minus the other runnable load, at least 1),
 and that choice's step time over the best one. Targets: within 1.5x of the best beside the busy processes,
@@ -30,7 +31,7 @@ from search_step import make_step, time_step  # noqa: E402
 
 from common.threads import resolve_threads, usable_cores  # noqa: E402
 
-TARGET = {"idle": 1.1, "busy": 1.5}
+TARGET = {"idle": 1.1, "busy": 1.5, "after": 1.1}
 _SPIN = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    pass\n"
 
 
@@ -50,8 +51,13 @@ def stop_busy(procs: list[subprocess.Popen]) -> None:
 
 
 def condition(name: str, args: argparse.Namespace) -> dict:
-    """Step times per thread count under `name` (idle / busy) and the auto choice's ratio to the best."""
-    procs = start_busy(args.busy, args.busy_limit) if name == "busy" else []
+    """Step times per thread count under `name` (idle / busy / after) and the auto choice's ratio to the best."""
+    if name == "after":  # --busy processes that end by themselves after --after-busy seconds, just before
+        for p in start_busy(args.busy, args.after_busy):  # `auto` measures: the load average still counts them
+            p.wait()
+        procs = []
+    else:
+        procs = start_busy(args.busy, args.busy_limit) if name == "busy" else []
     try:
         time.sleep(args.settle if procs else 0)
         auto, why = resolve_threads("auto", environ={})
@@ -87,7 +93,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds after which a busy process ends by itself (default: 900)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds between starting the busy processes and timing (default: 2)")
-    parser.add_argument("--conditions", nargs="+", default=["idle", "busy"], choices=("idle", "busy"))
+    parser.add_argument("--after-busy", type=float, default=60.0,
+                        help="the after condition: seconds the busy processes run before they end (default: 60)")
+    parser.add_argument("--conditions", nargs="+", default=["idle", "busy"], choices=("idle", "busy", "after"),
+                        help="idle, busy (--busy processes spinning), after (idle right after --busy processes "
+                             "ran --after-busy seconds: the load average still counts them); default idle busy")
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     if min(args.threads) < 1 or min(args.C, args.N, args.batch, args.iters) < 1:

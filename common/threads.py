@@ -78,18 +78,22 @@ def other_load() -> int:
     """The work besides this process on its cores, in cores (0 where the OS reports nothing).
 
     The busy cores among those this process may use, measured over a quarter second, rounded; when it may
-    use the whole machine, also the 1-minute load average (rounded) and the runnable tasks seen now, the
-    largest of the three. With fewer cores than the machine (a cluster job's CPU set) the machine-wide load
-    says nothing about this process's cores, so only the measurement on them counts.
+    use the whole machine, also the runnable tasks seen now, the larger of the two. Where the busy cores
+    cannot be measured (no /proc/stat), the 1-minute load average (rounded) and the runnable tasks instead:
+    the average lags by about a minute, so for a minute after other work ends it would still count that work.
+    With fewer cores than the machine (a cluster job's CPU set) the machine-wide load says nothing about this
+    process's cores, so only the measurement on them counts.
     """
     cpus = _affinity()
     busy = busy_cores(cpus) if cpus else None
+    whole_machine = len(cpus or ()) >= (os.cpu_count() or 1)
     counts = [round(busy)] if busy is not None else []
-    if busy is None or len(cpus or ()) >= (os.cpu_count() or 1):
+    if busy is None:
         try:
             counts.append(round(os.getloadavg()[0]))
         except (AttributeError, OSError):
             pass
+    if busy is None or whole_machine:
         counts.append(_runnable_now() or 0)
     return max(counts, default=0)
 

@@ -57,6 +57,18 @@ def test_the_whole_machine_takes_the_largest_of_the_three_counts(monkeypatch) ->
     assert th.resolve_threads("auto", environ={})[0] == 4
 
 
+def test_a_measured_machine_leaves_out_the_lagging_load_average(monkeypatch) -> None:
+    """Right after other work ends the 1-minute average still counts it (0.87 on an idle 2-core box a few
+    seconds after a test run: 1 thread, 1.78x slower than 2); the cores measured busy now and the runnable
+    tasks decide. Without /proc/stat the average still counts (the parametrized cases above)."""
+    _machine(monkeypatch, 2, 0.87, 0, busy=0.1)
+    assert th.resolve_threads("auto", environ={})[0] == 2
+    _machine(monkeypatch, 2, 0.2, 1, busy=0.1)  # a process that started just now: runnable, not yet busy
+    assert th.resolve_threads("auto", environ={})[0] == 1
+    _machine(monkeypatch, 2, 1.9, 0, busy=None)  # nothing measured: the average is all there is
+    assert th.resolve_threads("auto", environ={})[0] == 1
+
+
 def test_busy_cores_reads_the_cpus_it_may_use(monkeypatch, tmp_path) -> None:
     stat = tmp_path / "stat"
     monkeypatch.setattr(th, "PROC_STAT", str(stat))
