@@ -82,15 +82,14 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from common.config import ConfigError, GdasConfig, arg, parse_config
+from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
 from common.harness import open_run
-from common.pdarts import PdartsRun, PdartsSchedule
+from common.pdarts import PdartsRun, pdarts_run, resolve_pdarts, skip_dropout_rates
 from common.rundir import main_guard
 from common.sampling import gdas_weights, linear_tau
 from common.search import softmax_weights
@@ -121,11 +120,8 @@ class AERConfig(GdasConfig):
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
 
     def dropout_rates(self) -> tuple[float, ...]:
-        """--skip-dropout as floats (ConfigError naming the value otherwise)."""
-        try:
-            return tuple(float(p) for p in str(self.skip_dropout).split(","))
-        except ValueError:
-            raise ConfigError(f"--skip-dropout {self.skip_dropout}: need 3 comma-separated rates") from None
+        """--skip-dropout as floats (common.pdarts.skip_dropout_rates)."""
+        return skip_dropout_rates(self.skip_dropout)
 
     def resolve(self) -> None:
         pdarts = self.backbone == "pdarts"
@@ -140,26 +136,13 @@ class AERConfig(GdasConfig):
             raise ConfigError("--step-order alpha-first: --backbone darts-v2's unrolled α step always runs before "
                               "the w step (on the current w, as DARTS-V2); the flag applies to darts-v1, gdas, pdarts")
         if pdarts:
-            if SPACES[self.space].skeleton != "darts" or self.partial_channels != 1 or self.seeds:
-                raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
-                                  "or --seeds")
-            if self.skip_dropout is None:
-                self.skip_dropout = "0.1,0.2,0.3" if self.dataset == "cifar100" else "0.0,0.4,0.7"
-            rates = self.dropout_rates()
-            try:
-                PdartsSchedule(dropout=rates)
-            except ValueError as err:
-                raise ConfigError(f"--skip-dropout {self.skip_dropout}: {err}") from None
-            if self.epochs % 3 or not 0 <= self.warmup <= self.epochs // 3:
-                raise ConfigError(f"--backbone pdarts: --epochs ({self.epochs}) must be 3 stages of equal length "
-                                  f"and --warmup ({self.warmup}) at most one stage")
+            resolve_pdarts(self)  # 3 stages, skip-connect dropout rates (common/pdarts.py)
         space = SPACES[self.space]
         if self.drop_none is None:
             self.drop_none = space.skeleton == "darts" and all(map(space.has_none, space.cell_kinds))
         if self.drop_none and not all(map(space.has_none, space.cell_kinds)):
             raise ConfigError(f"--drop-none: space {self.space} has no `none` op on every edge")
-        if not 0 <= self.warmup <= self.epochs:
-            raise ConfigError(f"--warmup must be in [0, --epochs] (got {self.warmup})")
+        check_ranges(self, {"warmup": (lambda v: 0 <= v <= self.epochs, "in [0, --epochs]")})
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"--tau-min/--tau-max must satisfy 0 < tau_min <= tau_max "
                               f"(got {self.tau_min}, {self.tau_max})")
@@ -229,10 +212,7 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tenso
 
 def backbone_run(cfg: AERConfig) -> Callable[..., PdartsRun] | None:
     """The harness's run class of the backbone: P-DARTS's staged run, or None (one supernet; GDAS samples)."""
-    if cfg.backbone != "pdarts":
-        return None
-    return partial(PdartsRun, schedule=PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
-                                                      dropout=cfg.dropout_rates()))
+    return pdarts_run(cfg) if cfg.backbone == "pdarts" else None
 
 
 def search(cfg: AERConfig) -> dict:
