@@ -353,7 +353,7 @@ class PdartsRun(SearchRun):
 # ----------------------------------------------------------------------------- the flags of a P-DARTS search
 
 def skip_dropout_rates(text: str | None) -> tuple[float, ...]:
-    """`--skip-dropout` (comma-separated initial rates, one per stage) as floats; ConfigError naming it otherwise."""
+    """`--skip-dropout` (initial rates, one per stage, comma-separated) as floats; ConfigError otherwise."""
     try:
         return tuple(float(p) for p in str(text).split(","))
     except ValueError:
