@@ -4,7 +4,9 @@ P-DARTS searches on the DARTS skeleton in three stages of growing depth. Between
 op set is pruned by α (the lowest softmax(α) ops go), each stage builds a fresh supernet over the
 remaining ops with α re-initialised, skip-connect is followed by a scheduled dropout, and the final
 normal cell keeps at most M skip-connects. AER-DARTS (paper 001, Tables 2-3, Fig. 5) adds its
-regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS.
+regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS. The flags
+of such a search (--epochs over 3 stages, --warmup per stage, --skip-dropout) are checked by `resolve_pdarts`
+and turned into the run by `pdarts_run`.
 
 The numbers and their sources: the authors' public code, github.com/chenxin061/pdarts at b880e87
 (`train_search.py` = ts, `model_search.py` = ms), and the P-DARTS paper where it says otherwise:
