@@ -2,8 +2,7 @@
 
 Kun Jing, Luoyu Chen, Jungang Xu, "An architecture entropy regularizer for differentiable neural
 architecture search", Neural Networks 158 (2023) 111–120. Authors' code: github.com/kunjing96/DARTS-AER
-(NB201: AutoDL-Projects/exps/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.py; DARTS space: DARTS-AER/,
-PCDARTS-AER/, PDARTS-AER/).
+(its layout, their recipe and quirks with file:line: authors/aer.py).
 
     python aer_darts.py --space nb201 --backbone darts-v1 --nb201 ../shared/data/nb201/nb201_200ep.csv
     python aer_darts.py --space nb201 --backbone darts-v2 --nb201 ...
@@ -31,38 +30,32 @@ Glossary: α (E, M) architecture parameters per cell kind (E edges × M ops); p 
 e epoch (0-based), E epochs; ξ the unrolled step's lr; τ GDAS's Gumbel-softmax temperature; w weights.
 
 Defaults and their sources
-- λ_neg = −0.2, λ_pos = 0.2: §4.2.1 and the Fig. 6 ablation; the same constants in all authors' scripts.
-- λ(e) = λ_neg + (λ_pos − λ_neg)(1 − cos(πe/E))/2 per epoch, e = 0 … E−1 (authors: `entropy_reg = 0.2 +
-  (−0.2 − 0.2)(1 + cos(π·epoch/total_epoch))/2`): λ = 0 at e = E/2; λ_pos is the value at e = E.
-- H̄ in bits, mean over all edges (both cells pooled on the DARTS skeleton): §3.3 and the authors' code.
-  NB201: softmax over all 5 ops (their NB201 code). DARTS skeleton: `none` dropped and softmax over the
-  rest (their DARTS-AER `α[:, :-1]` with `none` last, PCDARTS-AER `α[:, 1:]` with `none` first).
+- λ_neg = −0.2, λ_pos = 0.2: §4.2.1 (Fig. 6 ablates the pair); the same constants in all authors' scripts.
+- λ(e) = λ_neg + (λ_pos − λ_neg)(1 − cos(πe/E))/2 per epoch e = 0 … E−1 (their code's): 0 at E/2, λ_pos at E.
+- H̄ in bits, mean over all edges (both cells pooled on the DARTS skeleton): §3.3 and the authors' code;
+  softmax over all 5 ops on NB201, over all but `none` on the DARTS skeleton (as their code: authors/aer.py).
 - DARTS-V2: the regulariser is added to the unrolled validation loss (their DARTS-V2-AER.py); the α step
   comes before the w step, as in DARTS's and NB201's second-order code, so w' is the coming w.
 - GDAS: NB201's GDAS config — 250 epochs, τ linear 10 → 0.1, otherwise DARTS's settings (METHODS.md §1);
   H̄ is taken of softmax(α), not of the sample (their GDAS-AER.py).
-- PC-DARTS (`--partial-channels 4`): 15 warm-up epochs training w only with λ = 0, then the cosine over
-  the remaining E − 15 epochs (their PCDARTS-AER train_search_aer.py); the edge weights γ (β) are not
-  regularised. Their other PC-DARTS settings (batch 256, w lr 0.1, α lr 6e-4, w wd 3e-4) are flags.
+- PC-DARTS (`--partial-channels 4`): w only in 15 warm-up epochs (λ = 0), then the cosine over the last E − 15
+  (their PCDARTS-AER train_search_aer.py; other settings: the flags above); edge weights γ (β) unregularised.
 - P-DARTS (`--backbone pdarts`, DARTS skeleton): 3 stages of `--epochs`/3 epochs, 5 / 11 / 17 cells from
   `--N 5`, ops 8 → 5 → 3, skip-connect dropout, at most 2 skip-connects in the final normal cell (numbers
-  and sources: common/pdarts.py). In each stage the first `--warmup` (10) epochs train w only and λ follows
-  the cosine over the rest of the stage (their PDARTS-AER/train_search_aer.py:124, 150); α step first-order.
-  H̄ is over each edge's remaining ops, `none` left out where still present (paper §3.3; their code
-  differs: authors/aer.py).
+  and sources: common/pdarts.py). Per stage the first `--warmup` (10) epochs train w only, λ's cosine runs
+  over the rest (their PDARTS-AER/train_search_aer.py:124, 150); α step first-order; H̄ leaves `none` out
+  where an edge still has it (paper §3.3; their code differs: authors/aer.py).
 - Everything else: the shared protocol, METHODS.md §1 (NB201's DARTS code).
 
 Choices where the paper is silent
 - H uses log-softmax exactly, finite at one-hot (the authors' 1e-9 inside log₂: authors/aer.py).
-- The constant-λ ablations (Fig. 2–3) are `--lam`; the scheduled pairs (Fig. 6) `--lam-neg/--lam-pos`.
-- λ ≡ 0 passes no regulariser at all, so `--lam-neg 0 --lam-pos 0` is exactly plain DARTS/GDAS.
+- λ ≡ 0 (`--lam 0` or `--lam-neg 0 --lam-pos 0`) passes no regulariser at all: exactly plain DARTS/GDAS.
 - Derivation ranks edges by softmax(α), the weights trained with (all backbones; GDAS: the hard
   samples' expectation); NB201: argmax of α.
 - During warm-up the valid loss/accuracy is still measured (a forward pass, no α update).
-- GDAS samples both cells on the DARTS skeleton (GDAS's own DARTS-space search fixes the reduction cell).
-- GDAS's edge form (`--gdas-form`, common/supernet.py): the official GDAS code's per skeleton — NB201: the
-  sampled op plus the others' zero-valued weights (xautodl search_cells.py:72-84, the code their GDAS-AER.py
-  runs); DARTS skeleton: the sampled op alone (search_cells.py:163-164; they ran no GDAS there).
+- GDAS samples both cells on the DARTS skeleton (GDAS's own DARTS-space search fixes the reduction cell);
+  its edge form is `--gdas-form`'s default (common/supernet.py), the official GDAS code's per skeleton (on
+  NB201 the code their GDAS-AER.py runs; they ran no GDAS on the DARTS skeleton).
 - Metrics: `lam`, `arch_entropy` (H̄ as regularised, bits), `tau` (GDAS), `warmup`; `op_entropy_*` is of
   softmax(α), which for GDAS is the expectation of the hard sample (Gumbel-max trick).
 
@@ -82,15 +75,14 @@ answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s,
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from common.config import ConfigError, GdasConfig, arg, parse_config
+from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
 from common.harness import open_run
-from common.pdarts import PdartsRun, PdartsSchedule
+from common.pdarts import PdartsRun, pdarts_run, resolve_pdarts, skip_dropout_rates
 from common.rundir import main_guard
 from common.sampling import gdas_weights, linear_tau
 from common.search import softmax_weights
@@ -121,11 +113,8 @@ class AERConfig(GdasConfig):
     tau_min: float = arg(0.1, "GDAS: τ at the last epoch (linear decay)")
 
     def dropout_rates(self) -> tuple[float, ...]:
-        """--skip-dropout as floats (ConfigError naming the value otherwise)."""
-        try:
-            return tuple(float(p) for p in str(self.skip_dropout).split(","))
-        except ValueError:
-            raise ConfigError(f"--skip-dropout {self.skip_dropout}: need 3 comma-separated rates") from None
+        """--skip-dropout as floats (common.pdarts.skip_dropout_rates)."""
+        return skip_dropout_rates(self.skip_dropout)
 
     def resolve(self) -> None:
         pdarts = self.backbone == "pdarts"
@@ -140,26 +129,13 @@ class AERConfig(GdasConfig):
             raise ConfigError("--step-order alpha-first: --backbone darts-v2's unrolled α step always runs before "
                               "the w step (on the current w, as DARTS-V2); the flag applies to darts-v1, gdas, pdarts")
         if pdarts:
-            if SPACES[self.space].skeleton != "darts" or self.partial_channels != 1 or self.seeds:
-                raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
-                                  "or --seeds")
-            if self.skip_dropout is None:
-                self.skip_dropout = "0.1,0.2,0.3" if self.dataset == "cifar100" else "0.0,0.4,0.7"
-            rates = self.dropout_rates()
-            try:
-                PdartsSchedule(dropout=rates)
-            except ValueError as err:
-                raise ConfigError(f"--skip-dropout {self.skip_dropout}: {err}") from None
-            if self.epochs % 3 or not 0 <= self.warmup <= self.epochs // 3:
-                raise ConfigError(f"--backbone pdarts: --epochs ({self.epochs}) must be 3 stages of equal length "
-                                  f"and --warmup ({self.warmup}) at most one stage")
+            resolve_pdarts(self)  # 3 stages, skip-connect dropout rates (common/pdarts.py)
         space = SPACES[self.space]
         if self.drop_none is None:
             self.drop_none = space.skeleton == "darts" and all(map(space.has_none, space.cell_kinds))
         if self.drop_none and not all(map(space.has_none, space.cell_kinds)):
             raise ConfigError(f"--drop-none: space {self.space} has no `none` op on every edge")
-        if not 0 <= self.warmup <= self.epochs:
-            raise ConfigError(f"--warmup must be in [0, --epochs] (got {self.warmup})")
+        check_ranges(self, {"warmup": (lambda v: 0 <= v <= self.epochs, "in [0, --epochs]")})
         if not 0 < self.tau_min <= self.tau_max:
             raise ConfigError(f"--tau-min/--tau-max must satisfy 0 < tau_min <= tau_max "
                               f"(got {self.tau_min}, {self.tau_max})")
@@ -229,10 +205,7 @@ def remaining_entropy(alphas: Mapping[str, Tensor], space: SearchSpace) -> Tenso
 
 def backbone_run(cfg: AERConfig) -> Callable[..., PdartsRun] | None:
     """The harness's run class of the backbone: P-DARTS's staged run, or None (one supernet; GDAS samples)."""
-    if cfg.backbone != "pdarts":
-        return None
-    return partial(PdartsRun, schedule=PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
-                                                      dropout=cfg.dropout_rates()))
+    return pdarts_run(cfg) if cfg.backbone == "pdarts" else None
 
 
 def search(cfg: AERConfig) -> dict:

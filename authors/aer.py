@@ -5,6 +5,12 @@ their file:line, the quirk flag `--entropy-ops`, and its behaviour as an overrid
 `python aer_darts.py ...` swaps this subclass in (common.config.with_authors); explicit flags still win over
 the recipe, and args.json records the recipe and the values used.
 
+Their repository: NB201 in AutoDL-Projects/exps/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.py; the DARTS space in
+DARTS-AER/, PCDARTS-AER/, PDARTS-AER/. What aer_darts.py follows of it (its docstring cites these): λ per
+epoch, `entropy_reg = 0.2 + (−0.2 − 0.2)(1 + cos(π·epoch/total_epoch))/2` (Eq. 4 with λ_neg = −0.2,
+λ_pos = 0.2); H̄ over all 5 ops on NB201, over α without `none`'s column on the DARTS space (DARTS-AER
+`α[:, :-1]` with `none` last, PCDARTS-AER `α[:, 1:]` with `none` first).
+
 `--recipe authors`, per space and backbone:
 - NB201 (AutoDL-Projects/scripts-search/algos/{DARTS-V1,DARTS-V2,GDAS}-AER.sh, configs/nas-benchmark/
   algos/DARTS.config, GDAS.config): batch 64, w lr 0.025 cosine → 0.001, w wd 5e-4, 50 epochs (GDAS 250,

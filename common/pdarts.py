@@ -4,7 +4,9 @@ P-DARTS searches on the DARTS skeleton in three stages of growing depth. Between
 op set is pruned by α (the lowest softmax(α) ops go), each stage builds a fresh supernet over the
 remaining ops with α re-initialised, skip-connect is followed by a scheduled dropout, and the final
 normal cell keeps at most M skip-connects. AER-DARTS (paper 001, Tables 2-3, Fig. 5) adds its
-regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS.
+regulariser to every stage (`aer_darts.py --backbone pdarts`); with λ = 0 it is plain P-DARTS. The flags
+of such a search (--epochs over 3 stages, --warmup per stage, --skip-dropout) are checked by `resolve_pdarts`
+and turned into the run by `pdarts_run`.
 
 The numbers and their sources: the authors' public code, github.com/chenxin061/pdarts at b880e87
 (`train_search.py` = ts, `model_search.py` = ms), and the P-DARTS paper where it says otherwise:
@@ -31,19 +33,20 @@ The numbers and their sources: the authors' public code, github.com/chenxin061/p
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from common.config import SearchConfig
+from common.config import ConfigError, SearchConfig
 from common.genotypes import Genotype
 from common.run import RunError, SearchRun
 from common.search import cosine_lr
-from common.spaces import SearchSpace, get_space
+from common.spaces import SPACES, SearchSpace, get_space
 from common.supernet import Supernet
 
 SKIP = "skip_connect"
@@ -347,3 +350,43 @@ class PdartsRun(SearchRun):
                  "ops_per_edge": self.model.space.alpha_shape("normal")[1],
                  "skip_dropout": self.schedule.dropout_rate(stage, e)}
         return super().end_epoch(used_weights, {**extra, **(schedule or {})}, derive_temperature)
+
+
+# ----------------------------------------------------------------------------- the flags of a P-DARTS search
+
+def skip_dropout_rates(text: str | None) -> tuple[float, ...]:
+    """`--skip-dropout` (initial rates, one per stage, comma-separated) as floats; ConfigError otherwise."""
+    try:
+        return tuple(float(p) for p in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"--skip-dropout {text}: need 3 comma-separated rates") from None
+
+
+def resolve_pdarts(cfg: Any) -> None:
+    """Check the P-DARTS flags of a config the shared checks passed (`aer_darts.py --backbone pdarts`):
+    `--epochs` = 3 equal stages, `--warmup` per stage, `--skip-dropout` (default: the P-DARTS paper's rates
+    for --dataset, module docstring). Fills `skip_dropout`; raises ConfigError (one line) otherwise.
+
+    Args:
+        cfg: a config with the fields space, partial_channels, seeds, dataset, epochs, warmup, skip_dropout.
+    """
+    if SPACES[cfg.space].skeleton != "darts" or cfg.partial_channels != 1 or cfg.seeds:
+        raise ConfigError("--backbone pdarts runs on a DARTS-skeleton space, without --partial-channels "
+                          "or --seeds")
+    if cfg.skip_dropout is None:
+        cfg.skip_dropout = "0.1,0.2,0.3" if cfg.dataset == "cifar100" else "0.0,0.4,0.7"
+    rates = skip_dropout_rates(cfg.skip_dropout)
+    try:
+        PdartsSchedule(dropout=rates)
+    except ValueError as err:
+        raise ConfigError(f"--skip-dropout {cfg.skip_dropout}: {err}") from None
+    if cfg.epochs % 3 or not 0 <= cfg.warmup <= cfg.epochs // 3:
+        raise ConfigError(f"--backbone pdarts: --epochs ({cfg.epochs}) must be 3 stages of equal length "
+                          f"and --warmup ({cfg.warmup}) at most one stage")
+
+
+def pdarts_run(cfg: Any) -> Callable[..., PdartsRun]:
+    """The harness's run class for a config `resolve_pdarts` passed: `PdartsRun` with its schedule, 3 stages
+    of --epochs/3 epochs, --warmup and --skip-dropout per stage."""
+    return partial(PdartsRun, schedule=PdartsSchedule(epochs=cfg.epochs // 3, warmup=cfg.warmup,
+                                                      dropout=skip_dropout_rates(cfg.skip_dropout)))
