@@ -250,18 +250,7 @@ class RunDir:
         if not self.checkpoint.exists():
             return None
         move = "the file is kept; move it away to start over"
-        try:
-            if self.digests.matches() is False:  # None: no sidecar (a checkpoint of older code)
-                raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
-                               f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except OSError as err:
-            raise RunError(f"cannot read checkpoint {self.checkpoint} ({err.strerror or err})") from None
-        except RunError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
-            raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
-                           f"({type(err).__name__}); {move}") from None
+        state = _read_verified(self.digests, move, " (a changed byte or a partial copy)")
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
         missing = [k for k in keys if k not in state]
@@ -291,18 +280,7 @@ class RunDir:
         if not self.step_checkpoint.exists():
             return None
         move = "the file is kept; move it away to resume from the last epoch's checkpoint"
-        try:
-            if self.step_digests.matches() is False:
-                raise RunError(f"checkpoint {self.step_checkpoint} is corrupt: its sha256 is not the one in "
-                               f"{self.step_digests.path.name}; {move}")
-            state = torch.load(self.step_checkpoint, map_location="cpu", weights_only=False)
-        except OSError as err:
-            raise RunError(f"cannot read checkpoint {self.step_checkpoint} ({err.strerror or err})") from None
-        except RunError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
-            raise RunError(f"checkpoint {self.step_checkpoint} is corrupt and cannot be resumed "
-                           f"({type(err).__name__}); {move}") from None
+        state = _read_verified(self.step_digests, move)
         keys = (*CHECKPOINT_KEYS, "step_in_epoch", "trackers")
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or \
                 any(k not in state for k in keys):
@@ -368,6 +346,29 @@ def _read_or_none(path: Path) -> bytes | None:
         return None
     except OSError:
         return None
+
+
+def _read_verified(digests: DigestFile, move: str, mismatch: str = "") -> Any:
+    """What the checkpoint `digests.target` holds, read after its sha256 is checked against the sidecar
+    `digests` (none: a checkpoint of older code, not checked).
+
+    Raises:
+        RunError: the file cannot be read, its sha256 is not an accepted one (the message says so, then
+            `mismatch`), or it does not unpickle; the corrupt file's messages end with `move` (what to do).
+    """
+    path = digests.target
+    try:
+        if digests.matches() is False:
+            raise RunError(f"checkpoint {path} is corrupt: its sha256 is not the one in "
+                           f"{digests.path.name}{mismatch}; {move}")
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as err:
+        raise RunError(f"cannot read checkpoint {path} ({err.strerror or err})") from None
+    except RunError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
+        raise RunError(f"checkpoint {path} is corrupt and cannot be resumed "
+                       f"({type(err).__name__}); {move}") from None
 
 
 def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
