@@ -257,10 +257,7 @@ class RunDir:
         if missing:
             raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
                            f"and cannot be resumed; {move}")
-        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
-        if bad:
-            raise RunError(f"checkpoint {self.checkpoint} holds non-finite values ({', '.join(bad[:3])}): it "
-                           f"is not a good checkpoint and cannot be resumed; {move}")
+        _refuse_nonfinite(self.checkpoint, state, f": it is not a good checkpoint and cannot be resumed; {move}")
         self.saved_epoch = state["epoch"]
         return state
 
@@ -291,10 +288,7 @@ class RunDir:
         if state["epoch"] > epoch:
             raise RunError(f"checkpoint {self.step_checkpoint} is of epoch {state['epoch'] + 1}, but "
                            f"{self.checkpoint.name} ends before epoch {epoch + 1}; {move}")
-        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
-        if bad:
-            raise RunError(f"checkpoint {self.step_checkpoint} holds non-finite values ({', '.join(bad[:3])}); "
-                           f"{move}")
+        _refuse_nonfinite(self.step_checkpoint, state, f"; {move}")
         self.saved_step = (state["epoch"], state["step_in_epoch"])
         return state
 
@@ -369,6 +363,14 @@ def _read_verified(digests: DigestFile, move: str, mismatch: str = "") -> Any:
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
         raise RunError(f"checkpoint {path} is corrupt and cannot be resumed "
                        f"({type(err).__name__}); {move}") from None
+
+
+def _refuse_nonfinite(path: Path, state: Mapping[str, Any], then: str) -> None:
+    """RunError "checkpoint `path` holds non-finite values (the first names)`then`" when the checkpoint
+    `state`'s model holds NaN/inf."""
+    bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
+    if bad:
+        raise RunError(f"checkpoint {path} holds non-finite values ({', '.join(bad[:3])}){then}")
 
 
 def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:
