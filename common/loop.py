@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +22,15 @@ Bilevel = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tenso
 Batches = tuple[Tensor, Tensor, Tensor, Tensor]
 #: Off a terminal (no progress bar), a plain progress line at most this often inside an epoch (seconds).
 PROGRESS_EVERY_S = 60.0
+
+
+def next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
+    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
+    try:
+        return it, next(it)
+    except StopIteration:
+        it = iter(loader)
+        return it, next(it)
 
 
 def _now() -> float:

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from common.config import SearchConfig
 from common.graphs import StepGraphs
-from common.loop import RunLoop
+from common.loop import RunLoop, next_batch
 from common.replicas import (
     NoiseSource,
     _slice_state,
@@ -62,8 +62,6 @@ SUPPORTED = ("darts", "sa_darts", "aer_darts", "edd_darts", "sp_darts")
 class PerReplica(list):
     """Values, one per replica (seeds order), where a single run has one: `ReplicaRun.end_epoch` /
     `finish` give replica k its k-th."""
-
-
 
 
 def replica_config(cfg: SearchConfig, seed: int) -> SearchConfig:
@@ -282,7 +280,7 @@ class ReplicaRun(RunLoop):
                 if run.valid_generator is not None:  # --valid-batch random: the replica's own draws
                     batches.append(run.random_valid_batch(self.global_step))
                     continue
-                valid[k], batch = _next_batch(valid[k], run.valid_loader)
+                valid[k], batch = next_batch(valid[k], run.valid_loader)
                 batches.append(batch)
             x_t, x_v = torch.stack([x for x, _ in train]), torch.stack([x for x, _ in batches])
             y_t, y_v = torch.cat([y for _, y in train]), torch.cat([y for _, y in batches])
@@ -480,15 +478,6 @@ class ReplicaRun(RunLoop):
 
 def _add_json(path: Path, values: Mapping[str, Any]) -> None:
     write_json(path, {**json.loads(path.read_text()), **values})
-
-
-def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
-    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
-    try:
-        return it, next(it)
-    except StopIteration:
-        it = iter(loader)
-        return it, next(it)
 
 
 def _save_staged(state: dict[str, Any], path: Path) -> None:

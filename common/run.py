@@ -39,7 +39,7 @@ from common.evalnet import genotype_param_count
 from common.fast import build_supernet
 from common.genotypes import Genotype, derive_from_alphas, genotype_to_json
 from common.graphs import StepGraphs
-from common.loop import RunLoop
+from common.loop import RunLoop, next_batch
 from common.rundir import (  # noqa: F401 - re-exported: their home was this module
     CHECKPOINT_KEYS,
     CHECKPOINT_VERSION,
@@ -290,7 +290,7 @@ class SearchRun(RunLoop):
             if self.valid_generator is not None:  # --valid-batch random
                 x_v, y_v = self.random_valid_batch(self.global_step)
             else:
-                valid_iter, (x_v, y_v) = _next_batch(valid_iter, self.valid_loader)
+                valid_iter, (x_v, y_v) = next_batch(valid_iter, self.valid_loader)
             if cfg.debug_nan_step is not None and self.global_step == cfg.debug_nan_step:
                 x_t = x_t * float("nan")
             yield x_t, y_t, x_v, y_v
@@ -521,12 +521,3 @@ class SearchRun(RunLoop):
                                  time.perf_counter() - self._start_time))
         self.dir.release()
         return result
-
-
-def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
-    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
-    try:
-        return it, next(it)
-    except StopIteration:
-        it = iter(loader)
-        return it, next(it)
