@@ -1,13 +1,16 @@
 """What a single run and a batched (`--seeds`) run share in a method's loop: epochs, the tracked step.
 
 `RunLoop` is the base of `common.run.SearchRun` (one seed) and `common.replica_run.ReplicaRun` (S seeds
-batched); the harness (common/harness.py) drives either through it. A subclass provides `cfg`, `start_epoch`,
-`w_optimizer`, `a_params`, `train_loader`, `valid_loader`, `graphs` (common.graphs.StepGraphs) and `track`.
+batched); the harness (common/harness.py) drives either through it. A subclass provides `cfg`, `device`,
+`start_epoch`, `global_step`, `step_in_epoch`, `w_optimizer`, `a_params`, `train_loader`, `valid_loader`,
+`graphs` (common.graphs.StepGraphs), `track`, `check_finite`, `running_means` and `save_step_checkpoint`.
 """
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,8 +18,19 @@ from torch import Tensor
 from common.search import cosine_lr
 
 Bilevel = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
+#: (x_train, y_train, x_valid, y_valid): one step's batches
+Batches = tuple[Tensor, Tensor, Tensor, Tensor]
 #: Off a terminal (no progress bar), a plain progress line at most this often inside an epoch (seconds).
 PROGRESS_EVERY_S = 60.0
+
+
+def next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
+    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
+    try:
+        return it, next(it)
+    except StopIteration:
+        it = iter(loader)
+        return it, next(it)
 
 
 def _now() -> float:
@@ -81,6 +95,50 @@ class RunLoop:
         log(f"epoch {self.epoch + 1}/{self.cfg.epochs}  step {self.step_in_epoch}/{n}  {per:.3g} s/step  "
             f"epoch ETA {_duration(per * (n - self.step_in_epoch))}")
         self._progress = (now, self.step_in_epoch)
+
+    def _steps(self, batches: Iterable[Batches], replay: int, resume: Callable[[], None],
+               log: Callable[[str], None], checkpoint_due: Callable[[], bool], desc: str = "",
+               after_count: Callable[[], None] | None = None) -> Iterator[Batches]:
+        """`steps` over this epoch's `batches` (one item a step), with a progress bar (terminal only) or plain
+        progress lines, the step counts, the finite check and the mid-epoch checkpoint.
+
+        Args:
+            batches: the epoch's batches; drawn one at a time, as the loop asks for them.
+            replay: how many of the epoch's first steps a mid-epoch checkpoint holds (0: none): their batches
+                are yielded with `replaying` set (`step` does nothing), then `resume` is called.
+            resume: applies the mid-epoch checkpoint; its RNG states undo the replay's draws.
+            log: where the plain progress lines go.
+            checkpoint_due: whether to write the mid-epoch checkpoint after this step (`--checkpoint-every`).
+            desc: after the bar's "epoch i/N".
+            after_count: called after every (not replayed) step is counted, before the finite check.
+        """
+        from tqdm import tqdm
+        cfg = self.cfg
+        bar = tqdm(batches, total=len(self.train_loader), desc=f"epoch {self.epoch + 1}/{cfg.epochs}{desc}",
+                   leave=False, disable=not (cfg.progress and sys.stderr.isatty()),
+                   dynamic_ncols=True)  # bars: terminal only
+        for i, batch in enumerate(bar):
+            self.replaying = i < replay
+            yield batch
+            if self.replaying:
+                if i == replay - 1:  # the replay's draws are undone: the checkpoint's RNG states
+                    self.replaying = False
+                    resume()
+                    self.start_progress(cfg.progress and bar.disable)
+                continue
+            if i == 0:
+                self.start_progress(cfg.progress and bar.disable)  # off a terminal: plain lines
+            self.global_step += 1
+            self.step_in_epoch += 1
+            if after_count is not None:
+                after_count()
+            if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
+                self.check_finite()
+                if not bar.disable:  # a shown bar only: running_means reads the sums on the host
+                    bar.set_postfix(self.running_means(), refresh=False)
+            self.progress(log)
+            if checkpoint_due():
+                self.save_step_checkpoint()
 
     def step(self, bilevel: Bilevel, x_t: Tensor, y_t: Tensor, x_v: Tensor, y_v: Tensor, key: Hashable = None,
              capture: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -42,7 +42,7 @@ from torch import Tensor
 
 from common.config import SearchConfig
 from common.graphs import StepGraphs
-from common.loop import RunLoop
+from common.loop import RunLoop, next_batch
 from common.replicas import (
     NoiseSource,
     _slice_state,
@@ -62,8 +62,6 @@ SUPPORTED = ("darts", "sa_darts", "aer_darts", "edd_darts", "sp_darts")
 class PerReplica(list):
     """Values, one per replica (seeds order), where a single run has one: `ReplicaRun.end_epoch` /
     `finish` give replica k its k-th."""
-
-
 
 
 def replica_config(cfg: SearchConfig, seed: int) -> SearchConfig:
@@ -268,46 +266,32 @@ class ReplicaRun(RunLoop):
 
     def steps(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """The S replicas' batches, stacked: x (S, B, 3, H, W), y (S·B,)."""
-        from tqdm import tqdm
-        cfg = self.cfg
-        valid = [iter(r.valid_loader) if r.valid_generator is None else iter(()) for r in self.runs]
         states, self._step_states = self._step_states, [None] * self.S
         replay = states[0]["step_in_epoch"] if states[0] is not None and states[0]["epoch"] == self.epoch else 0
-        bar = tqdm(zip(*(r.train_loader for r in self.runs)), total=len(self.train_loader), leave=False,
-                   desc=f"epoch {self.epoch + 1}/{cfg.epochs} ×{self.S}",
-                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
-        for i, train in enumerate(bar):
+        yield from self._steps(self._batches(), replay, lambda: self._apply_step_states(states), self._log_all,
+                               self._step_checkpoint_due, desc=f" ×{self.S}")
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """This epoch's batches of the S replicas, stacked, one a step (`steps`)."""
+        valid = [iter(r.valid_loader) if r.valid_generator is None else iter(()) for r in self.runs]
+        for train in zip(*(r.train_loader for r in self.runs)):
             batches = []
             for k, run in enumerate(self.runs):
                 if run.valid_generator is not None:  # --valid-batch random: the replica's own draws
                     batches.append(run.random_valid_batch(self.global_step))
                     continue
-                valid[k], batch = _next_batch(valid[k], run.valid_loader)
+                valid[k], batch = next_batch(valid[k], run.valid_loader)
                 batches.append(batch)
             x_t, x_v = torch.stack([x for x, _ in train]), torch.stack([x for x, _ in batches])
             y_t, y_v = torch.cat([y for _, y in train]), torch.cat([y for _, y in batches])
             for k, run in enumerate(self.runs):  # --debug-nan-step: the replicas whose single run it hits
                 if run.cfg.debug_nan_step is not None and self.global_step == run.cfg.debug_nan_step:
                     x_t[k] = x_t[k] * float("nan")
-            self.replaying = i < replay  # a resumed epoch's steps before its mid-epoch checkpoint: `step` skips
             yield x_t, y_t, x_v, y_v
-            if self.replaying:
-                if i == replay - 1:
-                    self.replaying = False
-                    self._apply_step_states(states)
-                    self.start_progress(cfg.progress and bar.disable)
-                continue
-            if i == 0:
-                self.start_progress(cfg.progress and bar.disable)  # off a terminal: plain lines
-            self.global_step += 1
-            self.step_in_epoch += 1
-            if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
-                self.check_finite()
-                if not bar.disable:
-                    bar.set_postfix(self.running_means(), refresh=False)
-            self.progress(self._log_all)
-            if not self.stopped and self.runs[0].step_checkpoint_due(self.step_in_epoch, self._saved_at):
-                self.save_step_checkpoint()
+
+    def _step_checkpoint_due(self) -> bool:
+        """--checkpoint-every, as every replica's single run decides it; never after a replica stopped."""
+        return not self.stopped and self.runs[0].step_checkpoint_due(self.step_in_epoch, self._saved_at)
 
     def _log_all(self, line: str) -> None:
         """A line on stdout and in every replica's log.txt."""
@@ -494,15 +478,6 @@ class ReplicaRun(RunLoop):
 
 def _add_json(path: Path, values: Mapping[str, Any]) -> None:
     write_json(path, {**json.loads(path.read_text()), **values})
-
-
-def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
-    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
-    try:
-        return it, next(it)
-    except StopIteration:
-        it = iter(loader)
-        return it, next(it)
 
 
 def _save_staged(state: dict[str, Any], path: Path) -> None:

@@ -39,7 +39,7 @@ from common.evalnet import genotype_param_count
 from common.fast import build_supernet
 from common.genotypes import Genotype, derive_from_alphas, genotype_to_json
 from common.graphs import StepGraphs
-from common.loop import RunLoop
+from common.loop import RunLoop, next_batch
 from common.rundir import (  # noqa: F401 - re-exported: their home was this module
     CHECKPOINT_KEYS,
     CHECKPOINT_VERSION,
@@ -276,41 +276,24 @@ class SearchRun(RunLoop):
         Resumed from a mid-epoch checkpoint after k steps, the epoch's first k batches are replayed: yielded
         with `replaying` set, so that `step` does nothing (the loop's count of batches, the loaders'
         positions, stay the uninterrupted run's), then the checkpoint is applied and the steps go on."""
-        from tqdm import tqdm
-        cfg = self.cfg
-        valid_iter = iter(self.valid_loader) if self.valid_generator is None else iter(())
         state, self._step_state = self._step_state, None
         replay = state["step_in_epoch"] if state is not None and state["epoch"] == self.epoch else 0
         self._step_clock = time.perf_counter() if self._step_clock is not None else None
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not (cfg.progress and sys.stderr.isatty()), dynamic_ncols=True)  # bars: terminal only
-        for i, (x_t, y_t) in enumerate(bar):
+        yield from self._steps(self._batches(), replay, lambda: self._apply_step_state(state), self.dir.log,
+                               self.step_checkpoint_due, after_count=self._time_cpu_step)
+
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """This epoch's (x_train, y_train, x_valid, y_valid), one a step (`steps`)."""
+        cfg = self.cfg
+        valid_iter = iter(self.valid_loader) if self.valid_generator is None else iter(())
+        for x_t, y_t in self.train_loader:
             if self.valid_generator is not None:  # --valid-batch random
                 x_v, y_v = self.random_valid_batch(self.global_step)
             else:
-                valid_iter, (x_v, y_v) = _next_batch(valid_iter, self.valid_loader)
+                valid_iter, (x_v, y_v) = next_batch(valid_iter, self.valid_loader)
             if cfg.debug_nan_step is not None and self.global_step == cfg.debug_nan_step:
                 x_t = x_t * float("nan")
-            self.replaying = i < replay
             yield x_t, y_t, x_v, y_v
-            if self.replaying:
-                if i == replay - 1:  # the replay's draws are undone: the checkpoint's RNG states
-                    self.replaying = False
-                    self._apply_step_state(state)
-                    self.start_progress(cfg.progress and bar.disable)
-                continue
-            if i == 0:
-                self.start_progress(cfg.progress and bar.disable)  # off a terminal: plain lines
-            self.global_step += 1
-            self.step_in_epoch += 1
-            self._time_cpu_step()
-            if self.device.type == "cpu" or self.global_step % cfg.log_every == 0:
-                self.check_finite()
-                if not bar.disable:  # a shown bar only: running_means reads the sums on the host
-                    bar.set_postfix(self.running_means(), refresh=False)
-            self.progress(self.dir.log)
-            if self.step_checkpoint_due():  # --checkpoint-every
-                self.save_step_checkpoint()
 
     def step_checkpoint_due(self, step_in_epoch: int | None = None, saved_at: float | None = None) -> bool:
         """--checkpoint-every: whether to checkpoint after this step (never after an epoch's last step)."""
@@ -538,12 +521,3 @@ class SearchRun(RunLoop):
                                  time.perf_counter() - self._start_time))
         self.dir.release()
         return result
-
-
-def _next_batch(it: Iterator, loader: Any) -> tuple[Iterator, Any]:
-    """(the iterator, its next batch), starting `loader` over when it is exhausted (the valid half)."""
-    try:
-        return it, next(it)
-    except StopIteration:
-        it = iter(loader)
-        return it, next(it)

@@ -250,28 +250,14 @@ class RunDir:
         if not self.checkpoint.exists():
             return None
         move = "the file is kept; move it away to start over"
-        try:
-            if self.digests.matches() is False:  # None: no sidecar (a checkpoint of older code)
-                raise RunError(f"checkpoint {self.checkpoint} is corrupt: its sha256 is not the one in "
-                               f"{self.digests.path.name} (a changed byte or a partial copy); {move}")
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except OSError as err:
-            raise RunError(f"cannot read checkpoint {self.checkpoint} ({err.strerror or err})") from None
-        except RunError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
-            raise RunError(f"checkpoint {self.checkpoint} is corrupt and cannot be resumed "
-                           f"({type(err).__name__}); {move}") from None
+        state = _read_verified(self.digests, move, " (a changed byte or a partial copy)")
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise RunError(f"checkpoint {self.checkpoint} is not a checkpoint of this version of the code")
         missing = [k for k in keys if k not in state]
         if missing:
             raise RunError(f"checkpoint {self.checkpoint} has no {', '.join(missing)} entry: it is incomplete "
                            f"and cannot be resumed; {move}")
-        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
-        if bad:
-            raise RunError(f"checkpoint {self.checkpoint} holds non-finite values ({', '.join(bad[:3])}): it "
-                           f"is not a good checkpoint and cannot be resumed; {move}")
+        _refuse_nonfinite(self.checkpoint, state, f": it is not a good checkpoint and cannot be resumed; {move}")
         self.saved_epoch = state["epoch"]
         return state
 
@@ -291,18 +277,7 @@ class RunDir:
         if not self.step_checkpoint.exists():
             return None
         move = "the file is kept; move it away to resume from the last epoch's checkpoint"
-        try:
-            if self.step_digests.matches() is False:
-                raise RunError(f"checkpoint {self.step_checkpoint} is corrupt: its sha256 is not the one in "
-                               f"{self.step_digests.path.name}; {move}")
-            state = torch.load(self.step_checkpoint, map_location="cpu", weights_only=False)
-        except OSError as err:
-            raise RunError(f"cannot read checkpoint {self.step_checkpoint} ({err.strerror or err})") from None
-        except RunError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
-            raise RunError(f"checkpoint {self.step_checkpoint} is corrupt and cannot be resumed "
-                           f"({type(err).__name__}); {move}") from None
+        state = _read_verified(self.step_digests, move)
         keys = (*CHECKPOINT_KEYS, "step_in_epoch", "trackers")
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION or \
                 any(k not in state for k in keys):
@@ -313,10 +288,7 @@ class RunDir:
         if state["epoch"] > epoch:
             raise RunError(f"checkpoint {self.step_checkpoint} is of epoch {state['epoch'] + 1}, but "
                            f"{self.checkpoint.name} ends before epoch {epoch + 1}; {move}")
-        bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
-        if bad:
-            raise RunError(f"checkpoint {self.step_checkpoint} holds non-finite values ({', '.join(bad[:3])}); "
-                           f"{move}")
+        _refuse_nonfinite(self.step_checkpoint, state, f"; {move}")
         self.saved_step = (state["epoch"], state["step_in_epoch"])
         return state
 
@@ -368,6 +340,37 @@ def _read_or_none(path: Path) -> bytes | None:
         return None
     except OSError:
         return None
+
+
+def _read_verified(digests: DigestFile, move: str, mismatch: str = "") -> Any:
+    """What the checkpoint `digests.target` holds, read after its sha256 is checked against the sidecar
+    `digests` (none: a checkpoint of older code, not checked).
+
+    Raises:
+        RunError: the file cannot be read, its sha256 is not an accepted one (the message says so, then
+            `mismatch`), or it does not unpickle; the corrupt file's messages end with `move` (what to do).
+    """
+    path = digests.target
+    try:
+        if digests.matches() is False:
+            raise RunError(f"checkpoint {path} is corrupt: its sha256 is not the one in "
+                           f"{digests.path.name}{mismatch}; {move}")
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as err:
+        raise RunError(f"cannot read checkpoint {path} ({err.strerror or err})") from None
+    except RunError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "corrupt"
+        raise RunError(f"checkpoint {path} is corrupt and cannot be resumed "
+                       f"({type(err).__name__}); {move}") from None
+
+
+def _refuse_nonfinite(path: Path, state: Mapping[str, Any], then: str) -> None:
+    """RunError "checkpoint `path` holds non-finite values (the first names)`then`" when the checkpoint
+    `state`'s model holds NaN/inf."""
+    bad = _nonfinite(state["model"]) if isinstance(state["model"], Mapping) else []
+    if bad:
+        raise RunError(f"checkpoint {path} holds non-finite values ({', '.join(bad[:3])}){then}")
 
 
 def _nonfinite(tensors: Mapping[str, Any]) -> list[str]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +178,33 @@ def open_run(cfg: Any, keys: tuple[str, ...]) -> tuple[RunDir, dict[str, Any] | 
     return rundir, state
 
 
+def restore(state: dict[str, Any] | None, rng: np.random.Generator,
+            parts: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int, float]:
+    """(records, the first epoch to run, the wall clock's t0): ([], 0, now) for a fresh start (`state` None);
+    else the checkpoint `state`'s records and epoch, and now less its wall time, after its entries are loaded
+    into `parts` (checkpoint key → model, optimiser or scheduler) and the numpy (`rng`) and torch RNGs are
+    restored."""
+    records: list[dict[str, Any]] = []
+    start, t0 = 0, time.time()
+    if state is not None:
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+        rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        records, start = state["records"], state["epoch"]
+        t0 -= records[-1]["wall_time"] if records else 0.0
+    return records, start, t0
+
+
+def checkpoint_state(cfg: Any, epoch: int, rng: np.random.Generator, parts: Mapping[str, Any],
+                     records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The checkpoint after `epoch` epochs, as `restore` reads it: `parts`' state dicts under their keys, the
+    numpy (`rng`) and torch RNG states, the records."""
+    return {"version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": epoch,
+            **{key: part.state_dict() for key, part in parts.items()},
+            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}, "records": records}
+
+
 def search(cfg: SRSearchConfig, regs: Regulariser | None = None) -> dict[str, Any]:
     """The SR search; returns result.json's content."""
     if cfg.reg != "none" and regs is None:
@@ -199,17 +226,8 @@ def search(cfg: SRSearchConfig, regs: Regulariser | None = None) -> dict[str, An
     a_opt = torch.optim.Adam(a_params, cfg.a_lr, betas=(0.5, 0.999), weight_decay=cfg.a_wd)
     sched = torch.optim.lr_scheduler.MultiStepLR(w_opt, cfg.milestones, 0.5)
     costs = op_costs(cfg.space).to(device=device, dtype=torch.float32)  # c of Eq. 18, (P, M)
-    records: list[dict[str, Any]] = []
-    start, t0 = 0, time.time()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        w_opt.load_state_dict(state["w_optimizer"])
-        a_opt.load_state_dict(state["a_optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        records, start = state["records"], state["epoch"]
-        t0 -= records[-1]["wall_time"] if records else 0.0
+    parts = {"model": model, "w_optimizer": w_opt, "a_optimizer": a_opt, "scheduler": sched}
+    records, start, t0 = restore(state, rng, parts)
     scale = cfg.rgb_range  # the network sees pixels in [0, rgb_range]
 
     def step_grads(loss: Tensor, params: list) -> None:
@@ -246,11 +264,7 @@ def search(cfg: SRSearchConfig, regs: Regulariser | None = None) -> dict[str, An
                   **table_complexity(geno), **alpha_report(model), "wall_time": time.time() - t0}
         records.append(record)
         rundir.write_metrics(records)
-        rundir.save_checkpoint({"version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": epoch + 1,
-                                "model": model.state_dict(), "w_optimizer": w_opt.state_dict(),
-                                "a_optimizer": a_opt.state_dict(), "scheduler": sched.state_dict(),
-                                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-                                "records": records})
+        rundir.save_checkpoint(checkpoint_state(cfg, epoch + 1, rng, parts, records))
         rundir.log(f"epoch {epoch + 1}/{cfg.epochs} train_l1 {record['train_l1']:.4f} arch_l1 "
                    f"{record['arch_l1']:.4f} genotype {list(geno.ops)} {record['params_k']:.2f} K")
     geno = model.genotype()

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.config import ConfigError, arg, config_dict, parse_config
+from common.config import ConfigError, arg, parse_config
 from common.data import DataError
-from common.run import CHECKPOINT_VERSION, main_guard, resolve_device, seed_everything, write_json
+from common.run import main_guard, resolve_device, seed_everything, write_json
 from common.sr.data import TEST_SETS, PatchSampler, benchmark_pairs, div2k_pairs, parse_range, to_tensor
 from common.sr.metrics import psnr_y
-from common.sr.search import open_run, table_complexity
+from common.sr.search import checkpoint_state, open_run, restore, table_complexity
 from common.sr.spaces import DLSR_NET_LEVEL, IMDN_ORIGINAL, SRGenotype, build
 
 TRAIN_KEYS = ("version", "config", "epoch", "model", "optimizer", "scheduler", "rng", "records")
@@ -155,16 +155,8 @@ def train(cfg: RetrainConfig) -> dict[str, Any]:
     model = model_cpu.to(device)
     opt = torch.optim.Adam(model.parameters(), cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.wd)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, cfg.milestones, 0.5)
-    records: list[dict[str, Any]] = []
-    start, t0 = 0, time.time()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        records, start = state["records"], state["epoch"]
-        t0 -= records[-1]["wall_time"] if records else 0.0
+    parts = {"model": model, "optimizer": opt, "scheduler": sched}
+    records, start, t0 = restore(state, rng, parts)
     for epoch in range(start, cfg.epochs):
         total = 0.0
         for _ in range(cfg.steps):
@@ -178,11 +170,7 @@ def train(cfg: RetrainConfig) -> dict[str, Any]:
         records.append({"epoch": epoch + 1, "train_l1": total / cfg.steps, "lr": opt.param_groups[0]["lr"],
                         "wall_time": time.time() - t0})
         rundir.write_metrics(records)
-        rundir.save_checkpoint({"version": CHECKPOINT_VERSION, "config": config_dict(cfg), "epoch": epoch + 1,
-                                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                "scheduler": sched.state_dict(),
-                                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
-                                "records": records})
+        rundir.save_checkpoint(checkpoint_state(cfg, epoch + 1, rng, parts, records))
         rundir.log(f"epoch {epoch + 1}/{cfg.epochs} train_l1 {records[-1]['train_l1']:.4f}")
     psnr = {name: evaluate(model, pairs, cfg.scale, cfg.rgb_range, device) for name, pairs in tests.items()}
     counts = table_complexity(genotype)
