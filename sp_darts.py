@@ -42,8 +42,8 @@ Choices where the paper is silent (written down here, tested in tests/test_sp.py
   at a time) are un-mixed references: both terms, two passes, in the w step and in the α step of every
   batch; they log that weighted sum as train/valid loss and the smooth pass's accuracy (sparse if c_sm = 0).
 - Entropies: `entropy_sum` (core) is Eq. 21 verbatim, IES of softmax(A); `op_entropy_*` (core) are of the
-  weights fed to the supernet, q·a_sp + (1 − q)·a_sm (q = p; ½ for eq13); `ies_sparse` (IES of a_sp: Fig. 3a,
-  and what the authors' scripts print) and `ies_smooth` are over all cell kinds.
+  expected weights fed to the supernet, q·a_sp + (1 − q)·a_sm (q = p; ½ for eq13); `ies_sparse` (IES of
+  a_sp: Fig. 3a, and what the authors' scripts print) and `ies_smooth` are over all cell kinds.
 - ImageNet16-120 (not searched in the paper) takes Table II's CIFAR-100 row; S1–S4 Table IV (t_sp = 1e-3).
 - Derivation ranks the DARTS skeleton's edges by a_sp, the sparse weights the run converges to (as the
   authors' `model.genotype(temp)`); NB201: argmax of A.
