@@ -22,17 +22,17 @@ Equation map (paper → code)
     Alg. 1 line 7  w ← w − ∇w L_train                    → `w_step`
     Alg. 1 DERIVE: per edge argmax op, top-2 edges per node ranked by softmax(α)·γ (App. 6.10; line 12
            writes α·γ, the PC-DARTS rule it cites is softmax(α)·γ)  → common.genotypes.derive_cell
-    Alg. 1 MIXED OPERATION (and Eq. 19–20): 1/K of the channels through Σ_o β_o·o(x1), the rest passed
-           through, concatenated and channel-shuffled; edge output × γ, γ = softmax of the edge weights
-           over a node's incoming edges → common.supernet.MixedOp / edge_normalisation (`--partial-channels K`)
-    β-DARTS comparator L_β = λ·mean_edges logsumexp(α)   → `beta_loss`
-    Table 8 (App. 6.9) DARTS from negative α: 1e-3·{−0.5, −1, −2, −5} → `--reg none --alpha-init-mean=-5e-4`
-           (common.config; α = offset + 1e-3·N(0, 1)); run_all.sh rows `darts-init-m*` (NB201, CIFAR-10)
+    Alg. 1 MIXED OPERATION (Eq. 19–20): 1/K of the channels through Σ_o β_o·o(x1), the rest passed through,
+           concatenated, channel-shuffled; edge output × γ → common.supernet (`--partial-channels K`)
+    β-DARTS comparator L_β = λ·mean over all edges (both cells) of logsumexp(α), λ = 0.5·epoch → `beta_loss`
+    Table 8 (App. 6.9) DARTS from negative α (below) → `--reg none --alpha-init-mean=-5e-4` (common.config);
+           run_all.sh rows `darts-init-m*` (NB201, CIFAR-10)
     Sec. 2.2 / Fig. 5 three-op space (conv 3×3, skip, avg pool) → `--space nb201-3op` (common.spaces);
            run_all.sh rows `sa-darts`, `darts-v1` under nb201-3op/ (the landscape plot itself is not built)
-Glossary: α (E, M) architecture weights per cell kind; β = softmax(α) op weights; γ PC-DARTS edge weights
-(`model.betas` → `model.edge_gammas()`); N_o ops per edge, N_e edges (N_o·N_e = every α entry, both cells
-on the DARTS skeleton); ν slope for negative α; μ smoothness of erf; λ_e regulariser strength in epoch e.
+Glossary: α (E, M) architecture weights per cell kind; β = softmax(α) op weights; γ PC-DARTS edge weights:
+softmax of `model.betas` over a node's incoming edges (`model.edge_gammas()`, common.supernet.MixedOp and
+edge_normalisation); N_o ops per edge, N_e edges (N_o·N_e = every α entry, both cells on the DARTS skeleton);
+ν slope for negative α; μ smoothness of erf; λ_e regulariser strength in epoch e.
 
 Choices where the paper is silent or inconsistent (documented, all options):
 - Algorithm 1 counts epochs e = 1..E, so λ_e = e/5 is 0.2 in the first epoch (`--lam-divisor 5`). Alg. 1
@@ -41,16 +41,13 @@ Choices where the paper is silent or inconsistent (documented, all options):
   that factor (identical minima direction, different strength). We implement Eq. 7 as written.
 - Derivation ranks edges by softmax(α)(·γ), the weights trained with (SNAS: softmax(α) is the
   probability of each op being its samples' argmax); NB201: argmax of α.
-- α weight decay is 0 with SA (appendix 6.2) and 1e-3 otherwise (their baselines "following public code");
-  one Adam updates α and the PC edge weights, so the same decay applies to both.
-- NB201 settings (appendix 6.2): batch 64, w SGD 0.025 cosine, wd 3e-4, clip 5, cutout (DARTS's 16),
-  α Adam 3e-4, 50 epochs, no warm-up. DARTS skeleton with K > 1: appendix 6.2's batch 256, w lr 0.1,
-  α lr 6e-4 (PC-DARTS's settings); with K = 1 §4.2's "same as DARTS" (batch 64, 0.025, 3e-4).
-- β-DARTS: λ = 0.5·epoch (0-based; their code `50*epoch/100`), mean of logsumexp over all edges of both cells.
-- SNAS backbone: op weights are soft Gumbel-softmax samples, softmax((α + g)/τ), drawn anew for every
-  forward, τ linear from 1 to 0.03 (SNAS code's `--temp 1 --temp_min 0.03`; its scheduler divides by a
-  fixed 150 epochs, we anneal over the run). Kept in the same bilevel loop (w on train, α on valid).
-  The logged op weights are a 256-sample Monte-Carlo mean of those samples (fixed seed).
+- α weight decay: 0 with SA (appendix 6.2), 1e-3 for the baselines ("following public code"); one Adam
+  updates α and the PC edge weights, so the same decay applies to both.
+- Settings: appendix 6.2's NB201 ones (the flags' defaults, with the shared w cosine schedule, clip 5, 50
+  epochs); on the DARTS skeleton with K > 1 its PC-DARTS ones, with K = 1 §4.2's "same as DARTS" (NB201's).
+- SNAS backbone: soft Gumbel-softmax samples softmax((α + g)/τ), fresh for every forward, in the same bilevel
+  loop (w on train, α on valid); τ linear from 1 to 0.03 over our run (SNAS code: `--temp 1 --temp_min 0.03`,
+  its scheduler divides by a fixed 150 epochs); logged op weights: a 256-sample Monte-Carlo mean (fixed seed).
 - Table 8 "initialize all α with 1e-3·c" (the table's c are −0.5, −1, −2, −5; the text's extraction lost
   the signs): read as the offset c·1e-3 added to the usual 1e-3·N(0, 1) draw (a constant α would tie every
   op); `--alpha-init 0` gives the constant reading. Table 8 reports 54.30 (c = −0.5, −1), 70.92 (−2, −5).
@@ -82,7 +79,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.config import ConfigError, SearchConfig, arg, check_ranges, parse_config
+from common.defaults import fill_defaults
 from common.harness import SeedRun, open_run
 from common.rundir import main_guard
 from common.sampling import Generators, gumbel_softmax_soft, linear_tau
@@ -121,19 +119,13 @@ class SAConfig(SearchConfig):
 
     def resolve(self) -> None:
         pc_darts = SPACES[self.space].skeleton == "darts" and self.partial_channels > 1
-        self.batch_size = self.batch_size if self.batch_size is not None else 256 if pc_darts else 64
-        self.w_lr = self.w_lr if self.w_lr is not None else 0.1 if pc_darts else 0.025
-        self.a_lr = self.a_lr if self.a_lr is not None else 6e-4 if pc_darts else 3e-4
-        self.a_wd = self.a_wd if self.a_wd is not None else 0.0 if self.reg == "sa" else 1e-3
+        fill_defaults(self, batch_size=256 if pc_darts else 64, w_lr=0.1 if pc_darts else 0.025,
+                      a_lr=6e-4 if pc_darts else 3e-4, a_wd=0.0 if self.reg == "sa" else 1e-3)
         super().resolve()
-        if self.lam_divisor <= 0:
-            raise ConfigError(f"--lam-divisor must be > 0 (got {self.lam_divisor})")
-        if self.mu < 0 or self.beta_slope < 0:
-            raise ConfigError(f"--mu and --beta-slope must be >= 0 (got {self.mu}, {self.beta_slope})")
-        if not 0 < self.tau_min <= self.tau_max:
-            raise ConfigError(f"--tau-min must be in (0, --tau-max] (got {self.tau_min}, --tau-max {self.tau_max})")
-        if not 0 <= self.warmup < self.epochs:
-            raise ConfigError(f"--warmup must be in [0, --epochs) (got {self.warmup} of {self.epochs})")
+        ge0 = (lambda v: v >= 0, ">= 0")
+        check_ranges(self, {"lam_divisor": (lambda v: v > 0, "> 0"), "mu": ge0, "beta_slope": ge0,
+                            "tau_min": (lambda v: 0 < v <= self.tau_max, f"in (0, --tau-max {self.tau_max}]"),
+                            "warmup": (lambda v: 0 <= v < self.epochs, f"in [0, --epochs {self.epochs})")})
 
 
 # ----------------------------------------------------------------------------- the method's pieces

@@ -9,64 +9,55 @@ Explicit Sparse Regularization" (paper 002). Authors' code: https://github.com/c
     python sp_darts.py --space nb201 --recipe authors   # the authors' NB201 script for --dataset
     python sp_darts.py --space s2 --dataset svhn --recipe authors --t-sp 5e-4   # their S1-S4 script
 
-Each batch uses one of two tempered softmaxes of the same α: the sparse a_sp = softmax(A/t_sp)
-(t_sp ≈ 1e-3, nearly one-hot: the supernet sees almost the discrete net, no "information bypass")
-or the smooth a_sm = softmax(A/t_sm), t_sm = 10·t_sp (keeps gradients alive where a_sp saturates).
-The sparse one is drawn with probability p, which rises linearly over the run (Eq. 20).
+Each batch uses one of two tempered softmaxes of the same α: the sparse a_sp (t_sp ≈ 1e-3, nearly one-hot: the
+supernet sees almost the discrete net, no "information bypass") or the smooth a_sm, t_sm = 10·t_sp (keeps
+gradients alive where a_sp saturates); the sparse one with probability p, rising linearly (Eq. 20).
 
 Equation map (paper numbering)
     Eq. 1–4   DARTS relaxation / argmax derivation    → common.search, common.genotypes (at t_sp, below)
     Eq. 5–8   categorical target vs. DARTS relaxation  → (motivation; Eq. 8 = `tempered_softmax(α, 1.0)`)
     Eq. 9     a_sp = softmax(A/t_sp)                   → `tempered_softmax(α, cfg.t_sp)`
     Eq. 10    its Jacobian (1/t)(diag(y) − yyᵀ)        → autograd; checked in tests/test_sp.py
-    Eq. 11–14 joint objective L(a_sm) + L(a_sp)        → `--objective eq13`: `two_pass_step`
+    Eq. 11–14 L(a_sm) + L(a_sp), a_sm = softmax(A/t_sm) → `--objective eq13`: `two_pass_step`
     Eq. 15    a(φ) = a_sp if φ = 1 else a_sm          → `branch_forwards` (φⁿ of the batch: the run's step flag)
     Eq. 16–19 φ ~ B(1, p) per batch                    → `draw_phi`
     Eq. 20    P_schedule(p_up, p_low, I, i, i_wp)      → `mixing_probability` (per epoch: `SPConfig.epoch_schedule`)
     Eq. 21    IES = Σ_edges H(softmax(A))              → `entropy_sum` (core); see "Entropies" below
     Alg. 1    per epoch: p_i, Φ; per batch: w step then α step, both with a(φⁿ) → `search`
-    Table V   S1–S4 × CIFAR-10/100, SVHN, t_sp ∈ {4,5,6,7}e-4  → run_all.sh rows `sp-darts-tsp*` (`--t-sp`;
-              the authors' recipe, and `-paper`: Table IV)
+    Table V   S1–S4 × CIFAR-10/100, SVHN: t_sp ∈ {4,5,6,7}e-4, the best by validation accuracy → run_all.sh
+              rows `sp-darts-tsp*` (`--t-sp`, one run each; the authors' recipe, and `-paper`: Table IV)
 
 Glossary: A/α architecture logits (E, M) per cell kind; t_sp/t_sm sparse/smooth temperature;
 φ ∈ {0, 1} the per-batch indicator, Φ an epoch's indicators; p mixing probability; i epoch (1-based
 in Eq. 20), I epochs, i_wp warm-up epochs; IES information entropy summation (natural log).
 
 Choices where the paper is silent (written down here, tested in tests/test_sp.py)
-- Epoch counting in Eq. 20: Algorithm 1 runs "while i ≤ I", so i = epoch + 1 (epoch 0-based). p is
-  p_low at i = i_wp and reaches p_up on the last epoch; with p_low = 0 (Tables II/IV) the first i_wp
-  epochs are purely smooth. This is exactly the authors' `C += 1/(epochs − warmup)` per epoch.
-- Φ is drawn for the whole epoch at its start (as in Algorithm 1 and the code) from the method's own
-  CPU torch.Generator (seed + 0x5D5D), whose state is checkpointed in `method_state` (bit-identical
-  resume); the global RNG is never touched, so p = 0, t_sm = 1 is plain DARTS exactly.
+- Eq. 20: Algorithm 1 runs "while i ≤ I", so i = epoch + 1 (epoch 0-based); p is p_low at i = i_wp, p_up on
+  the last epoch (p_low = 0, Tables II/IV: the first i_wp epochs purely smooth), as their C += 1/(I − i_wp).
+- Φ is drawn for the whole epoch at its start (Algorithm 1, their code) from the method's own CPU
+  torch.Generator (seed + 0x5D5D), checkpointed in `method_state` (bit-identical resume); the global RNG
+  is never touched, so p = 0, t_sm = 1 is plain DARTS exactly.
 - t_sm is ratio·t_sp for the whole run, warm-up included (Eq. 15 has one smooth temperature).
-- `--objective eq13` is the un-mixed reference: every batch, the w step and the α step each take the
-  gradient of L(a_sm) + L(a_sp) (two forward/backward passes, Eq. 13); `expected` weights them
-  (1 − p, p), which is the objective the mixed scheme estimates one sample at a time. Their logged
-  train/valid loss is that weighted sum; accuracy is of the smooth pass (sparse if c_sm = 0).
-- Entropies: `entropy_sum` (core) is Eq. 21 verbatim, IES of softmax(A). `op_entropy_*` (core) are of
-  the expected weights actually fed to the supernet, q·a_sp + (1 − q)·a_sm (q = p; ½ for eq13).
-  We also log `ies_sparse` (IES of a_sp: what the authors' scripts print — normal cell only on the
-  DARTS space — and Fig. 3a plots) and `ies_smooth`, both over all cell kinds.
-- Defaults for ImageNet16-120 (not searched in the paper): the CIFAR-100 row of Table II. S1–S4 use
-  Table IV (t_sp = 1e-3); the paper picks t_sp ∈ {4, 5, 6, 7}e-4 per space by validation accuracy:
-  Table V (S1–S4 × CIFAR-10/100, SVHN) lives in run_all.sh, rows `sp-darts-tsp{4,5,6,7}e-4` (the authors'
-  recipe) and `sp-darts-tsp{4,5,6,7}e-4-paper` (Table IV), one run each.
-- Derivation ranks the DARTS skeleton's edges by a_sp = softmax(A/t_sp), the sparse weights the run
-  converges to (as the authors' `model.genotype(temp)`); NB201: argmax of A.
-- w weight decay: NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4 ("unlisted settings as
-  DARTS"); w step before α step on every space (METHODS.md §1).
+- `--objective eq13` (Eq. 13) and `expected` (weights (1 − p, p): what the mixed scheme estimates one sample
+  at a time) are un-mixed references: both terms, two passes, in the w step and in the α step of every
+  batch; they log that weighted sum as train/valid loss and the smooth pass's accuracy (sparse if c_sm = 0).
+- Entropies: `entropy_sum` (core) is Eq. 21 verbatim, IES of softmax(A); `op_entropy_*` (core) are of the
+  expected weights fed to the supernet, q·a_sp + (1 − q)·a_sm (q = p; ½ for eq13); `ies_sparse` (IES of
+  a_sp: Fig. 3a, and what the authors' scripts print) and `ies_smooth` are over all cell kinds.
+- ImageNet16-120 (not searched in the paper) takes Table II's CIFAR-100 row; S1–S4 Table IV (t_sp = 1e-3).
+- Derivation ranks the DARTS skeleton's edges by a_sp, the sparse weights the run converges to (as the
+  authors' `model.genotype(temp)`); NB201: argmax of A.
+- w weight decay ("unlisted settings as DARTS"): NB201's 5e-4 on NB201, DARTS's 3e-4 on DARTS/S1–S4; w step
+  before α step on every space (METHODS.md §1).
 
-`--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors` and the authors'-code
-flags: authors/sp.py (their scripts' values with file:line; their quirks override the hooks
-`SPConfig.epoch_schedule` and `SPConfig.w_weights`).
+`--recipe paper` (default): Tables II/IV and the choices above. `--recipe authors`, the authors'-code flags:
+authors/sp.py (their values with file:line; their quirks override `SPConfig.epoch_schedule`, `.w_weights`).
 
-Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS
-(Fig. 3a); DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet.
-Measured so far (one H100, CIFAR-10 5,170-image subset, NB201 C=16 N=5, batch 256, 4 epochs, seed 0):
-per 10-step epoch (incl. the discrete-net eval) mixed 2.1–2.4 s, plain DARTS 2.2–2.4 s, eq13 4.0–4.2 s
-(two passes); IES of the used weights 9.61 → 8.96 → 7.49 → 4.46 (p = 0, ⅓, ⅔, 1) while DARTS's stayed
-at 9.657; two CUDA runs gave bit-identical α.
+Expected result: paper, NB201 CIFAR-10 search, test 94.01 ± 0.31 (3 seeds), IES far below DARTS (Fig. 3a);
+DARTS space CIFAR-10 2.50 ± 0.07 % error. The 50-epoch reproduction is not run yet. Measured so far (one
+H100, CIFAR-10 5,170-image subset, NB201 C=16 N=5, batch 256, 4 epochs, seed 0): per 10-step epoch (incl. the
+discrete-net eval) mixed 2.1–2.4 s, plain DARTS 2.2–2.4 s, eq13 4.0–4.2 s (two passes); IES of the used
+weights 9.61 → 8.96 → 7.49 → 4.46 (p = 0, ⅓, ⅔, 1), DARTS's 9.657 throughout; two CUDA runs: bit-identical α.
 """
 from __future__ import annotations
 
@@ -74,7 +65,6 @@ from common.config import answer_help_early
 
 answer_help_early(__name__, __file__)  # --help before torch is imported (0.2 s, not 2 s)
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -82,22 +72,23 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from common.config import ConfigError, SearchConfig, arg, parse_config
+from common.config import ConfigError, SearchConfig, arg, check_ranges, parse_config
 from common.data import NUM_CLASSES
+from common.defaults import fill_defaults
 from common.harness import Forward, Half, Harness, SeedRun, StepFlag, open_run
 from common.run import main_guard
 from common.search import clip_grad_norm, entropy_stats
 from common.spaces import SPACES
 
-# Table II (NB201): dataset → (p_up, t_sp); Table IV (DARTS space, also S1–S4): p_up 1, t_sp 1e-3, batch 80.
-TABLE_II = {"cifar10": (1.0, 1.1e-3), "cifar100": (0.9, 1.3e-3)}
-TABLE_IV = (1.0, 1.0e-3)
+TABLE_II = {"cifar10": (1.0, 1.1e-3), "cifar100": (0.9, 1.3e-3)}  # NB201: dataset → (p_up, t_sp)
+TABLE_IV = (1.0, 1.0e-3)  # DARTS space, also S1–S4: (p_up, t_sp); batch 80
 PHI_SEED_OFFSET = 0x5D5D  # the φ generator's stream is its own, apart from the global RNG
 
 
 @dataclass
 class SPConfig(SearchConfig):
-    """SP-DARTS flags; defaults from Table II (NB201) and Table IV (DARTS space, S1–S4)."""
+    """SP-DARTS flags, defaults from Table II (NB201) and Table IV (DARTS space, S1–S4). The hooks below the
+    fields hold the paper's behaviour; authors/sp.py overrides them with the authors' code's."""
 
     batch_size: int | None = arg(None, "batch size (w and α steps); default 256 on NB201 (Table II), "
                                        "80 on DARTS/S1-S4 (Table IV)")
@@ -126,29 +117,18 @@ class SPConfig(SearchConfig):
 
     def resolve(self) -> None:
         nb201 = SPACES[self.space].skeleton == "nb201"  # fill the shared fields first: super() checks them
-        self.batch_size = self.batch_size if self.batch_size is not None else (256 if nb201 else 80)
-        self.w_wd = self.w_wd if self.w_wd is not None else (5e-4 if nb201 else 3e-4)
+        fill_defaults(self, batch_size=256 if nb201 else 80, w_wd=5e-4 if nb201 else 3e-4)
         super().resolve()
         # Table II row by class count: CIFAR-10 (10-class sets) or CIFAR-100 (also ImageNet16-120)
-        p_up, t_sp = (TABLE_II["cifar10" if NUM_CLASSES[self.dataset] <= 10 else "cifar100"] if nb201
-                      else TABLE_IV)
-        self.p_up = p_up if self.p_up is None else self.p_up
-        self.t_sp = t_sp if self.t_sp is None else self.t_sp
-        if not (0 < self.t_sp < math.inf and 0 < self.t_sm_ratio < math.inf):
-            raise ConfigError(f"--t-sp and --t-sm-ratio must be > 0 (got {self.t_sp}, {self.t_sm_ratio})")
-        self.t_sm = self.t_sm_ratio * self.t_sp if self.t_sm is None else self.t_sm
-        if not 0 < self.t_sm < math.inf:
-            raise ConfigError(f"--t-sm must be > 0 (got {self.t_sm})")
-        if not 0.0 <= self.p_low <= 1.0:
-            raise ConfigError(f"--p-low must be in [0, 1] (got {self.p_low})")
-        if not self.p_up >= 0.0:
-            raise ConfigError(f"--p-up must be >= 0 (got {self.p_up}; p is capped at 1)")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0 (got {self.warmup})")
+        p_up, t_sp = TABLE_II["cifar10" if NUM_CLASSES[self.dataset] <= 10 else "cifar100"] if nb201 else TABLE_IV
+        fill_defaults(self, p_up=p_up, t_sp=t_sp)
+        fill_defaults(self, t_sm=self.t_sm_ratio * self.t_sp)
+        gt0, ge0 = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+        check_ranges(self, {"t_sp": gt0, "t_sm_ratio": gt0, "t_sm": gt0, "p_low": (lambda v: 0 <= v <= 1,
+                            "in [0, 1]"), "p_up": (ge0[0], ">= 0, p capped at 1"), "warmup": ge0})
         if self.clip_scope == "official" and self.objective != "mixed":
             raise ConfigError("--clip-scope official applies to --objective mixed (the authors' scheme) only")
 
-    # hooks: the paper's behaviour; authors/sp.py overrides them with the authors' code's
     def epoch_schedule(self, epoch: int) -> tuple[float, float, float]:
         """(p, t_sp, t_sm) of `epoch` (0-based): Eq. 20's p; t_sp and t_sm fixed for the run (Eq. 15)."""
         return mixing_probability(epoch, self.epochs, self.p_low, self.p_up, self.warmup), self.t_sp, self.t_sm

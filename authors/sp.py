@@ -26,7 +26,8 @@ sp_darts.py; this class (swapped in by common.config.with_authors) adds:
   later input (model_search.py:139-165): `--derive-decimals 4` (we rank at t_sp unrounded by default).
   The α step before the w step (:162, then 164-171), on a fresh random valid batch each step (:157
   `next(iter(valid_queue))`, a SubsetRandomSampler, :101): `--step-order alpha-first --valid-batch random`.
-  Not reproduced: the supernet evaluated at t_sp/10.
+  Not reproduced: the supernet evaluated at t_sp/10. The IES they print is of a_sp over the normal cell only
+  (ours, `ies_sparse`, is over all cell kinds).
 - S1–S4 (SmoothDARTS/sota/cnnmul/train_search.py, run as the README's S1-S4 section; lines of that file
   unless named): batch 128, w lr 0.025 constant (:39-41, cosine with eta_min = lr, :160-161), SGD momentum
   0.9 without Nesterov (:127-131), w wd 3e-4 (:43), 50 epochs, C 16, 8 cells (:46-48), α Adam 3e-4 (0.5,
