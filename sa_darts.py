@@ -79,8 +79,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from common.config import ConfigError, SearchConfig, arg, check_ranges, parse_config
-from common.defaults import fill_defaults
+from common.config import ConfigError, SearchConfig, arg, check_ranges, fill_defaults, parse_config
 from common.harness import SeedRun, open_run
 from common.rundir import main_guard
 from common.sampling import Generators, gumbel_softmax_soft, linear_tau

@@ -72,9 +72,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from common.config import ConfigError, SearchConfig, arg, check_ranges, parse_config
+from common.config import ConfigError, SearchConfig, arg, check_ranges, fill_defaults, parse_config
 from common.data import NUM_CLASSES
-from common.defaults import fill_defaults
 from common.harness import Forward, Half, Harness, SeedRun, StepFlag, open_run
 from common.run import main_guard
 from common.search import clip_grad_norm, entropy_stats

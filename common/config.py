@@ -85,6 +85,14 @@ THREADS_HELP = ("CPU threads, set once at the start: auto (the cores this proces
                 "OMP_NUM_THREADS); args.json records the count used (torch_threads)")
 
 
+def fill_defaults(cfg: Any, **defaults: Any) -> None:
+    """In a config's `resolve()`: set each field named in `defaults` that is still None (its flag not given) to
+    its value there; an explicit value, 0 included, is kept."""
+    for name, value in defaults.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
+
+
 def check_ranges(cfg: Any, ranges: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
     """Raise ConfigError (one line naming the flag) for the first value outside its range.
 

@@ -384,3 +384,22 @@ def test_darts_skeleton_spaces_run(space, shared_data, tmp_path):
     assert all(math.isfinite(v) for a in result["alphas"].values() for row in a for v in row)
     assert final["ies_sparse"] < final["ies_smooth"]
     assert len(result["genotype"]["normal"]) == 8
+
+
+def test_fill_defaults_fills_only_fields_left_none() -> None:
+    """`common.config.fill_defaults`, which SP's and SA's resolve() use: an explicit 0 is a value, None is not."""
+    from dataclasses import dataclass
+
+    from common.config import fill_defaults
+
+    @dataclass
+    class Cfg:
+        a: float | None = None
+        b: float | None = 0.0
+        c: int | None = 7
+
+    cfg = Cfg()
+    fill_defaults(cfg, a=1.5, b=2.0, c=3)
+    assert (cfg.a, cfg.b, cfg.c) == (1.5, 0.0, 7)
+    cfg = parse_config(SPConfig, ["--space", "darts", "--w-wd", "0"])
+    assert cfg.w_wd == 0.0 and cfg.batch_size == 80  # explicit 0 kept; the DARTS-space batch (Table IV) filled
