@@ -80,7 +80,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
+from common.config import ConfigError, GdasConfig, arg, check_ranges, fill_defaults, parse_config
 from common.harness import open_run
 from common.pdarts import PdartsRun, pdarts_run, resolve_pdarts, skip_dropout_rates
 from common.rundir import main_guard
@@ -117,13 +117,10 @@ class AERConfig(GdasConfig):
         return skip_dropout_rates(self.skip_dropout)
 
     def resolve(self) -> None:
-        pdarts = self.backbone == "pdarts"
-        if self.epochs is None:  # filled first: the shared checks compare it with 1
-            self.epochs = {"gdas": 250, "pdarts": 75}.get(self.backbone, 50)
-        if self.warmup is None:
-            self.warmup = 10 if pdarts else 15 if self.partial_channels > 1 else 0
-        if pdarts and self.N is None:
-            self.N = 5  # P-DARTS's first stage (chenxin061/pdarts train_search.py:31)
+        pdarts = self.backbone == "pdarts"  # filled first: the shared checks compare epochs with 1
+        fill_defaults(self, epochs={"gdas": 250, "pdarts": 75}.get(self.backbone, 50),
+                      warmup=10 if pdarts else 15 if self.partial_channels > 1 else 0,
+                      N=5 if pdarts else None)  # P-DARTS's first stage (chenxin061/pdarts train_search.py:31)
         super().resolve()
         if self.backbone == "darts-v2" and self.step_order != "w-first":
             raise ConfigError("--step-order alpha-first: --backbone darts-v2's unrolled α step always runs before "

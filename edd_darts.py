@@ -80,7 +80,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from common.config import ConfigError, GdasConfig, arg, check_ranges, parse_config
+from common.config import ConfigError, GdasConfig, arg, check_ranges, fill_defaults, parse_config
 from common.harness import Forward, Harness, SeedRun, open_run
 from common.run import main_guard
 from common.sampling import gdas_weights  # GDAS's hard Gumbel sample (ETS-GDAS)
@@ -140,14 +140,12 @@ class EDDConfig(GdasConfig):
         return forward, forward
 
     def resolve(self) -> None:
-        gdas = self.backbone == "gdas"  # epochs filled first: the shared checks compare it with 1
-        self.epochs = (250 if gdas else 50) if self.epochs is None else self.epochs
+        gdas = self.backbone == "gdas"
+        fill_defaults(self, epochs=250 if gdas else 50)  # first: the shared checks compare it with 1
         super().resolve()
-        self.schedule = self.schedule or ("ets" if gdas else "edd")
-        self.softmax = self.softmax or ("normal" if gdas else "sn")
-        self.e_a = expected_positive_alpha(self.alpha_init) if self.e_a is None else self.e_a
-        self.t0 = (10.0 if gdas else 1.0) if self.t0 is None else self.t0
-        self.t_end = (0.1 if gdas else 1e-3) if self.t_end is None else self.t_end
+        fill_defaults(self, schedule="ets" if gdas else "edd", softmax="normal" if gdas else "sn",
+                      e_a=expected_positive_alpha(self.alpha_init), t0=10.0 if gdas else 1.0,
+                      t_end=0.1 if gdas else 1e-3)
         if gdas and (self.softmax == "sn" or self.st_const):
             raise ConfigError("--softmax sn / --st-const apply to --backbone darts (GDAS samples hard one-hots)")
         if self.st_const and self.softmax != "sn":
