@@ -370,7 +370,7 @@ class SearchRun(RunLoop):
         if len(self._step_times) == CPU_STEPS_TIMED:
             step_s = sorted(self._step_times[1:])[len(self._step_times[1:]) // 2]  # median, first one is warm-up
             left = len(self.train_loader) * (self.cfg.epochs - self.epoch) - self.step_in_epoch
-            if (note := cpu_cost_note(step_s, left, self.threads, free_cores_now())) is not None:
+            if (note := cpu_cost_note(step_s, left, self.threads, free_cores_now)) is not None:
                 self.dir.log(note)
             self._step_clock = None
 

@@ -434,15 +434,18 @@ CPU_STEPS_TIMED = 3  # the first is warm-up; the median of the others is the ste
 CPU_NOTE_FROM_S = 600.0  # say the cost when the search would take longer than this
 
 
-def cpu_cost_note(step_s: float, steps_left: int, threads: int = 1, free_cores: int | None = None) -> str | None:
+def cpu_cost_note(step_s: float, steps_left: int, threads: int = 1,
+                  free_cores: int | Callable[[], int] | None = None) -> str | None:
     """"about N h on this CPU" from a measured step time, when the search is long; else None.
 
-    The note names the thread count; when other work leaves fewer free cores than threads (`free_cores`,
-    common.threads.free_cores_now) it says to lower --threads, since threads waiting for a core can make a
-    step ten times slower; else what to try if the step is far slower than this machine should manage."""
+    The note names the thread count; when other work leaves fewer free cores than threads (`free_cores`, or a
+    function measuring them, common.threads.free_cores_now, called only when the note is due: it sleeps
+    0.55 s) it says to lower --threads, since threads waiting for a core can make a step ten times slower;
+    else what to try if the step is far slower than this machine should manage."""
     total = step_s * steps_left
     if total < CPU_NOTE_FROM_S:
         return None
+    free_cores = free_cores() if callable(free_cores) else free_cores
     size = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
     if free_cores is not None and threads > free_cores:
         advice = (f"other work now leaves {free_cores} core{'s' if free_cores > 1 else ''} free for {threads} "

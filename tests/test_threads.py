@@ -196,3 +196,15 @@ def test_cost_note_names_threads_and_what_to_try() -> None:
     assert "with 2 threads" in idle and "far slower" in idle and "--threads 1" in idle
     assert "with 1 thread (measured)" in cpu_cost_note(3.0, 19_500, threads=1, free_cores=1)
     assert cpu_cost_note(0.001, 10, threads=4) is None  # short searches: no note
+
+
+def test_the_free_core_probe_runs_only_when_the_note_is_due() -> None:
+    """`free_cores_now` sleeps 0.55 s to measure: a run passes it uncalled, and a short search never calls it."""
+    calls = []
+
+    def probe() -> int:
+        calls.append(1)
+        return 1
+    assert cpu_cost_note(0.001, 10, threads=2, free_cores=probe) is None and calls == []
+    note = cpu_cost_note(3.0, 19_500, threads=2, free_cores=probe)
+    assert calls == [1] and "leaves 1 core free for 2 threads: try --threads 1" in note
