@@ -35,6 +35,8 @@ from common.config import parse_config
 from common.run import SearchRun
 from common.safeio import DigestFile, RunLock, sha256_of
 
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CONFIGS = {"edd_darts": "EDDConfig", "aer_darts": "AERConfig", "sp_darts": "SPConfig", "sa_darts": "SAConfig"}

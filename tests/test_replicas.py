@@ -32,6 +32,8 @@ from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_repli
 from common.run import NonFiniteLoss
 from common.sampling import gdas_weights
 
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as conftest.py
 SEEDS = [0, 1, 2]

@@ -27,6 +27,8 @@ from torch import nn
 import common.replicas
 from common.run import NonFiniteLoss
 
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+
 # 24 images / batch 8 = 3 bilevel steps; a 16-image evaluation batch
 SMALL = dict(limit_train=24, batch_size=8, eval_images=16)
 

@@ -14,6 +14,8 @@ from common.baseline import DartsConfig, search
 from common.config import build_parser
 from common.nb201 import NB201Table, parse_arch_str
 
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--space", "nb201", "--limit-train", "96", "--C", "4", "--N", "1", "--batch-size", "32",
         "--eval-images", "64", "--device", "cpu", "--no-progress"]
