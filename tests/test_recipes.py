@@ -671,6 +671,6 @@ def test_w_double_softmax_replicas_equal_their_single_runs(shared_data, tmp_path
     from test_replicas import _equivalent
 
     from authors import sp as sp_darts
-    _equivalent(shared_data, tmp_path, (sp_darts.SPConfig, sp_darts.search), space="s2", N=3, limit_train=16,
+    _equivalent(shared_data, tmp_path, (sp_darts.SPConfig, sp_darts.search), space="s2", N=3, limit_train=8,
                 eval_images=16, w_double_softmax=True, derive_decimals=3, derive_ties="earlier-input-last-op",
                 w_nesterov=False, t_sp=4e-4, warmup=0, p_low=0.5, p_up=0.5)

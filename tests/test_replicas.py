@@ -37,8 +37,9 @@ pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fix
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as conftest.py
 SEEDS = [0, 1, 2]
-# 48 images / batch 16 = 3 bilevel steps per epoch; a small clip so per-replica clipping is active
-TINY = dict(space="nb201", limit_train=48, C=4, N=1, batch_size=16, eval_images=32, device="cpu",
+# 24 images / batch 8 = 3 bilevel steps per epoch; a small clip so per-replica clipping is active. Batches of 8
+# (not 16) and a 16-image evaluation: each step costs about half, the batched GDAS run on the DARTS space a third
+TINY = dict(space="nb201", limit_train=24, C=4, N=1, batch_size=8, eval_images=16, device="cpu",
             progress=False, grad_clip=0.5)
 
 
@@ -287,7 +288,7 @@ def test_edd_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> No
     """EDD: each replica's entropy-driven temperature (Eq. 14-15) after epoch 1 drives its epoch 2 as a
     (S, 1, 1) tensor through the sn-softmax; α-gradient clipping per replica. 2 epochs × 2 steps."""
     import edd_darts
-    _equivalent(shared_data, tmp_path, (edd_darts.EDDConfig, edd_darts.search), epochs=2, limit_train=32,
+    _equivalent(shared_data, tmp_path, (edd_darts.EDDConfig, edd_darts.search), epochs=2, limit_train=16,
                 clip_alpha=0.5)
     temps = {json.loads((tmp_path / "batched" / f"seed{s}" / "metrics.jsonl").read_text().splitlines()[1])
              ["temperature"] for s in SEEDS}
@@ -296,7 +297,7 @@ def test_edd_darts_replicas_equal_their_single_runs(shared_data, tmp_path) -> No
 
 @pytest.mark.slow
 def test_float32_two_epoch_search_gives_each_replica_its_single_runs_genotype(shared_data, tmp_path) -> None:
-    kw = dict(TINY, limit_train=32, epochs=2, data_dir=str(shared_data))
+    kw = dict(TINY, limit_train=16, epochs=2, data_dir=str(shared_data))
     singles = {}
     for seed in SEEDS:
         cfg = DartsConfig(seed=seed, out=str(tmp_path / f"single{seed}"), **kw)
@@ -450,7 +451,7 @@ def test_ets_gdas_replicas_equal_their_single_runs(shared_data, tmp_path, monkey
     no momentum buffer for an op not sampled yet)."""
     import edd_darts
     _gdas_equivalent(shared_data, tmp_path, edd_darts, edd_darts.EDDConfig, monkeypatch, backbone="gdas",
-                     epochs=2, limit_train=32, stop_at=2)
+                     epochs=2, limit_train=16, stop_at=2)
 
 
 @pytest.mark.slow
@@ -584,7 +585,7 @@ def test_a_gdas_replica_fed_nan_stops_alone(shared_data, tmp_path, capfd) -> Non
     the gradients of its unsampled ops: frozen with it); replicas 0 and 2 equal their single runs."""
     import aer_darts
     method = (aer_darts.AERConfig, aer_darts.search)
-    kw = dict(backbone="gdas", lam_neg=0.0, lam_pos=0.0, epochs=2, limit_train=32)
+    kw = dict(backbone="gdas", lam_neg=0.0, lam_pos=0.0, epochs=2, limit_train=16)
     for seed in (0, 2):
         _search(shared_data, tmp_path / "single" / f"seed{seed}", method, seed=seed, **kw)
     with pytest.raises(NonFiniteLoss, match=r"1 of 3 replicas .*seeds \[1\]"):
