@@ -17,8 +17,9 @@ from common.nb201 import NB201Table, parse_arch_str
 pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--space", "nb201", "--limit-train", "96", "--C", "4", "--N", "1", "--batch-size", "32",
-        "--eval-images", "64", "--device", "cpu", "--no-progress"]
+# 48 images / batch 16 = 3 steps per epoch (as 96 / 32 did, at half the images and a 32-image evaluation)
+TINY = ["--space", "nb201", "--limit-train", "48", "--C", "4", "--N", "1", "--batch-size", "16",
+        "--eval-images", "32", "--device", "cpu", "--no-progress"]
 METRICS = {"epoch", "step", "lr", "train_loss", "train_acc", "valid_loss", "valid_acc", "discrete_valid_acc",
            "entropy_mean", "entropy_sum", "op_entropy_mean", "op_entropy_sum", "genotype", "nb201", "time"}
 
@@ -39,7 +40,7 @@ def test_two_epoch_search_writes_run_directory_and_looks_up_nb201(shared_data, n
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(METRICS <= set(r) for r in records)
-    assert records[-1]["step"] == 2 * (96 // 32)
+    assert records[-1]["step"] == 2 * (48 // 16)
     result = json.loads((out / "result.json").read_text())
     parse_arch_str(result["genotype"])  # a valid NB201 arch string
     table = NB201Table.from_csv(nb201_csv)
@@ -54,9 +55,17 @@ def test_two_epoch_search_writes_run_directory_and_looks_up_nb201(shared_data, n
 def test_killed_after_epoch_one_resumes_to_identical_alphas(shared_data, tmp_path) -> None:
     common = [*TINY, "--data-dir", str(shared_data), "--epochs", "3"]
     ref = tmp_path / "ref"
-    assert _baseline(*common, "--out", str(ref)).returncode == 0
+    uninterrupted = subprocess.Popen([sys.executable, "-m", "common.baseline", *common, "--out", str(ref)],
+                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     cut = tmp_path / "cut"
-    run_and_kill_after_epoch_1([sys.executable, "-m", "common.baseline", *common, "--out", str(cut)], cut, ROOT)
+    try:  # alongside the uninterrupted run (a core each)
+        run_and_kill_after_epoch_1([sys.executable, "-m", "common.baseline", *common, "--out", str(cut)], cut, ROOT)
+        _, err = uninterrupted.communicate(timeout=300)
+    finally:
+        if uninterrupted.poll() is None:  # no orphan when the kill fails
+            uninterrupted.kill()
+            uninterrupted.wait()
+    assert uninterrupted.returncode == 0, err
     assert not (cut / "result.json").exists(), "the run finished before it could be killed"
     rerun = _baseline(*common, "--out", str(cut))  # without --resume: refuses, loses nothing
     assert rerun.returncode == 2 and "--resume" in rerun.stderr
@@ -84,7 +93,7 @@ def test_same_seed_twice_is_identical_in_process(shared_data, tmp_path) -> None:
 @pytest.mark.slow
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(shared_data, tmp_path) -> None:
     out = tmp_path / "nan"
-    # 96 images / batch 32 = 3 steps per epoch: step 4 is in epoch 2
+    # 48 images / batch 16 = 3 steps per epoch: step 4 is in epoch 2
     proc = _baseline(*TINY, "--data-dir", str(shared_data), "--epochs", "3", "--out", str(out),
                      "--debug-nan-step", "4")
     assert proc.returncode == 3
