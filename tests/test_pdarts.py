@@ -185,8 +185,8 @@ class _Killed(Exception):
 
 
 def _tiny(data: str, out: str) -> list[str]:
-    return ["--backbone", "pdarts", "--space", "darts", "--data-dir", data, "--limit-train", "32", "--C", "4",
-            "--N", "1", "--epochs", "3", "--warmup", "0", "--batch-size", "16", "--eval-images", "16",
+    return ["--backbone", "pdarts", "--space", "darts", "--data-dir", data, "--limit-train", "16", "--C", "4",
+            "--N", "1", "--epochs", "3", "--warmup", "0", "--batch-size", "8", "--eval-images", "16",
             "--out", out, "--no-progress"]
 
 
