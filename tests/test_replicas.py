@@ -318,8 +318,8 @@ def _baseline(*args: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_kill_during_batched_run_then_resume_equals_uninterrupted(shared_data, tmp_path) -> None:
-    common_args = ["--space", "nb201", "--limit-train", "32", "--C", "4", "--N", "1", "--batch-size", "16",
-                   "--eval-images", "32", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
+    common_args = ["--space", "nb201", "--limit-train", "16", "--C", "4", "--N", "1", "--batch-size", "8",
+                   "--eval-images", "16", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
                    "--epochs", "3", "--seeds", "0", "1"]
     ref = _baseline(*common_args, "--out", str(tmp_path / "ref" / "seed{seed}"))
     cut_dir = tmp_path / "cut"

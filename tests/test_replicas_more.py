@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_replicas import SEEDS, TINY, _close, _equivalent, _same_finished_run, _same_run, _search
+from test_replicas import (
+    SEEDS,
+    SHARED_DATA,
+    TINY,
+    _close,
+    _equivalent,
+    _same_finished_run,
+    _same_run,
+    _search,
+)
 from torch import nn
 
 import common.replicas
@@ -128,7 +137,8 @@ def test_bf16_batched_run_stays_near_the_single_bf16_runs(shared_data: Path, tmp
     from common.fast import build_supernet
     from common.run import seed_everything
     seeds = [0, 1]
-    kw = dict(TINY, epochs=1, amp="bf16", data_dir=str(shared_data))
+    kw = dict(TINY, limit_train=48, batch_size=16, eval_images=32, epochs=1, amp="bf16",  # as measured
+              data_dir=str(shared_data))
     for seed in seeds:
         cfg = DartsConfig(seed=seed, out=str(tmp_path / f"single{seed}"), **kw)
         cfg.resolve()
@@ -213,29 +223,45 @@ runpy.run_module("common.baseline", run_name="__main__")
 """
 
 
+def _commit_args(data: Path) -> list[str]:
+    return ["--space", "nb201", "--limit-train", "16", "--C", "4", "--N", "1", "--batch-size", "8",
+            "--eval-images", "16", "--device", "cpu", "--no-progress", "--data-dir", str(data), "--epochs", "2",
+            "--seeds", "0", "1"]
+
+
+def _baseline_run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_batched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted batched run both kill points are compared with (the same command: run once)."""
+    if not (SHARED_DATA / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"real CIFAR-10 subset not found in {SHARED_DATA} (place ../shared/data beside the repo)")
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    proc = _baseline_run("-m", "common.baseline", *_commit_args(SHARED_DATA), "--out", str(ref / "seed{seed}"))
+    assert proc.returncode == 0, proc.stderr
+    return ref
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("die_at", [1, 2], ids=["before-any-rename", "between-the-renames"])
 def test_a_kill_inside_the_batched_commit_resumes_to_the_uninterrupted_run(shared_data: Path, tmp_path: Path,
-                                                                          die_at: int) -> None:
+                                                                          die_at: int,
+                                                                          uninterrupted_batched: Path) -> None:
     """The batched epoch commit (every replica's staged checkpoint renamed in turn, then each metrics.jsonl)
     killed at its worst moments in epoch 0: before any rename (no replica has a checkpoint yet; a
     metrics.jsonl written before the renames made --resume refuse the run as "an earlier run") and between
     the two renames (one replica a epoch ahead: --resume finishes the commit). Then --resume equals the
     uninterrupted batched run."""
-    args = ["--space", "nb201", "--limit-train", "32", "--C", "4", "--N", "1", "--batch-size", "16",
-            "--eval-images", "32", "--device", "cpu", "--no-progress", "--data-dir", str(shared_data),
-            "--epochs", "2", "--seeds", "0", "1"]
-    root = Path(__file__).resolve().parents[1]
-    run = lambda *extra, pre=(): subprocess.run([sys.executable, *pre, *args, *extra], cwd=root,
-                                                capture_output=True, text=True)
-    ref = run("--out", str(tmp_path / "ref" / "seed{seed}"), pre=("-m", "common.baseline"))
-    assert ref.returncode == 0, ref.stderr
+    args = _commit_args(shared_data)
     cut = tmp_path / "cut"
-    killed = run("--out", str(cut / "seed{seed}"), pre=("-c", _DIE_AT_RENAME, str(die_at)))
+    killed = _baseline_run("-c", _DIE_AT_RENAME, str(die_at), *args, "--out", str(cut / "seed{seed}"))
     assert killed.returncode == 9, killed.stderr
     assert [(cut / f"seed{s}" / "checkpoint.pt").exists() for s in (0, 1)] == [die_at == 2, False]
     assert not any((cut / f"seed{s}" / "metrics.jsonl").exists() for s in (0, 1))
-    resumed = run("--out", str(cut / "seed{seed}"), "--resume", pre=("-m", "common.baseline"))
+    resumed = _baseline_run("-m", "common.baseline", *args, "--out", str(cut / "seed{seed}"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     for seed in (0, 1):
-        _same_finished_run(tmp_path / "ref" / f"seed{seed}", cut / f"seed{seed}", epochs=2)
+        _same_finished_run(uninterrupted_batched / f"seed{seed}", cut / f"seed{seed}", epochs=2)
