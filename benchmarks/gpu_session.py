@@ -1654,7 +1654,7 @@ def rehearse(data_dir: Path, work: Path | None = None, epochs: int = 3, cut_afte
     calib.write_text(json.dumps({"source": "rehearsal: a stub", "rows": [
         {"method": m, "batch": 16, "amp": "none", "graphs": False, "replicas": 2, "step_s": 0.5}
         for m in ("darts-v1", "darts-v2", "pc-k4", "gdas")]}))
-    tiny = f"--limit-train 128 --C 4 --N 1 --epochs {epochs} --batch-size 16 --eval-images 32 --device cpu"
+    tiny = f"--limit-train 64 --C 4 --N 1 --epochs {epochs} --batch-size 16 --eval-images 32 --device cpu"
     args = SessionArgs(budget=570, out=work / "out1", results=results, gpu_dir=gpu_dir, seeds=(0, 1), amp="none",
                        parallel="1", skip_setup=True, skip_smoke=True, calibration=calib, extra=tuple(shlex.split(tiny)),
                        max_cells=1, speed="off", cut_after_epochs=cut_after)
