@@ -29,17 +29,10 @@ _TABLES: dict = {}  # (path, size, mtime) → what common.run._load_table return
 
 @pytest.fixture(scope="module")
 def lean_search_setup():
-    """In-process searches without two fixed costs that change no result of a test-sized search (a module
-    opts in: `pytestmark = pytest.mark.usefixtures("lean_search_setup")`):
-    - the free-core probe behind the CPU cost note (`common.threads.free_cores_now`: 0.55 s of sleeping to
-      sample /proc/stat, per run): its answer only shapes the note's advice, and the note is never due for a
-      search of a few steps (`common.rundir.cpu_cost_note` returns None under `CPU_NOTE_FROM_S`); the cores
-      the process may use are answered instead, as on an idle machine;
-    - reading the NB201 table again for every run (0.3-0.5 s): a complete table file is read once and then
-      shared while its size and time stamp stay the same (a table is only queried, never changed).
-    tests/test_threads.py and tests/test_first_hour.py test the probe and the note themselves."""
+    """In-process searches read the NB201 table once, not at every run (0.3-0.5 s each): a complete table
+    file is read once and then shared while its size and time stamp stay the same (a table is only queried,
+    never changed). A module opts in: `pytestmark = pytest.mark.usefixtures("lean_search_setup")`."""
     import common.run
-    import common.threads
     load = common.run._load_table
 
     def load_once(path):
@@ -55,7 +48,6 @@ def lean_search_setup():
             _TABLES[key] = table
         return _TABLES[key]
     with pytest.MonkeyPatch.context() as patch:  # for the whole module (its module-scoped runs too)
-        patch.setattr(common.run, "free_cores_now", common.threads.usable_cores)
         patch.setattr(common.run, "_load_table", load_once)
         yield
 

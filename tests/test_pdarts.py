@@ -21,7 +21,7 @@ from common.pdarts import (
 from common.spaces import DARTS_EDGES, DARTS_OP_NAMES, SearchSpace, get_space
 from common.supernet import Supernet
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 NONE, MAX, AVG, SKIP, SEP3, SEP5, DIL3, DIL5 = DARTS_OP_NAMES
 

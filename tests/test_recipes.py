@@ -40,7 +40,7 @@ from common.search import alpha_step, w_step
 from edd_darts import end_epoch_schedule, op_weights
 from sa_darts import SAConfig
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 ROOT = Path(__file__).resolve().parents[1]
 E_A_CODE = 0.000399  # their hard-coded E(a)

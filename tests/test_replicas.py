@@ -32,7 +32,7 @@ from common.replicas import FlatGroup, FreezeNonFinite, clip_grad_norm_per_repli
 from common.run import NonFiniteLoss
 from common.sampling import gdas_weights
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DARTS_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as conftest.py

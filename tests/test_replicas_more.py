@@ -36,7 +36,7 @@ from torch import nn
 import common.replicas
 from common.run import NonFiniteLoss
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 # 24 images / batch 8 = 3 bilevel steps; a 16-image evaluation batch
 SMALL = dict(limit_train=24, batch_size=8, eval_images=16)

@@ -14,7 +14,7 @@ from common.baseline import DartsConfig, search
 from common.config import build_parser
 from common.nb201 import NB201Table, parse_arch_str
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 ROOT = Path(__file__).resolve().parents[1]
 # 48 images / batch 16 = 3 steps per epoch (as 96 / 32 did, at half the images and a 32-image evaluation)

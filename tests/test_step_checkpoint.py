@@ -17,7 +17,7 @@ from test_replicas import TINY, _same_finished_run, _search
 
 from common.loop import RunLoop
 
-pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: no fixed costs that change no result
+pytestmark = pytest.mark.usefixtures("lean_search_setup")  # conftest.py: the NB201 table read once
 
 EPOCHS = 2  # 48 images / batch 16: 3 steps per epoch, global steps 0..5
 STEPS = 3
