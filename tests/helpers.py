@@ -2,6 +2,7 @@
 
 - `discrete_nb201`: an independent discrete NB201 network, the oracle the one-hot supernet is checked against.
 - `run_and_kill_after_epoch_1`: start a search/training command and SIGKILL it once epoch 1 is checkpointed.
+- `HELP_DRIVER`: a `python -c` script printing the `--help` of each script path / module given, as JSON.
 - `decays_after`: EDD's decay calendar (`EDDConfig.decays_after`) as a function of (epoch, cfg).
 """
 from __future__ import annotations
@@ -52,3 +53,25 @@ def run_and_kill_after_epoch_1(cmd: Sequence[str], out: Path, cwd: Path, poll_s:
 def decays_after(epoch: int, cfg) -> bool:
     """Whether a decay step ends `epoch` (0-based) under `cfg`, an `EDDConfig` (Alg. 2's calendar, or the authors')."""
     return cfg.decays_after(epoch)
+
+
+#: `python -c HELP_DRIVER TARGET ...`: runs each target with `--help` in one process, a script path (`x.py`, as
+#: `python x.py`) or a module name (as `python -m`), and prints {"help": {target: text}, "torch": whether any
+#: of them imported torch} as JSON.
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys
+out = {}
+for target in sys.argv[1:]:
+    sys.argv = [target.rsplit("/", 1)[-1] if target.endswith(".py") else target, "--help"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            if target.endswith(".py"):
+                runpy.run_path(target, run_name="__main__")
+            else:
+                runpy.run_module(target, run_name="__main__")
+        except SystemExit:
+            pass
+    out[target] = buf.getvalue()
+print(json.dumps({"help": out, "torch": "torch" in sys.modules}))
+"""

@@ -5,6 +5,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from helpers import HELP_DRIVER
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,21 +22,6 @@ def test_run_all_help_lists_every_option_with_its_default() -> None:
         assert "(default: " in text, option
     assert "(default: runs/all;" in lines["--runs"]  # the default, not the value given before --help
 
-
-HELP_DRIVER = """
-import contextlib, io, json, runpy, sys
-out = {}
-for name in sys.argv[1:]:
-    sys.argv = [name, "--help"]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        try:
-            runpy.run_module(name, run_name="__main__")
-        except SystemExit:
-            pass
-    out[name] = buf.getvalue()
-print(json.dumps({"help": out, "torch": "torch" in sys.modules}))
-"""
 
 
 def test_train_and_fidelity_help_answer_without_torch_and_name_every_default() -> None:

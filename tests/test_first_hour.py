@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import HELP_DRIVER
 
 from common.baseline import DartsConfig
 from common.config import parse_config
@@ -179,20 +180,7 @@ def test_nb201_table_defaults_to_the_packaged_one(argv, table) -> None:
 SCRIPTS = {"edd_darts.py": ("edd_darts", "EDDConfig"), "aer_darts.py": ("aer_darts", "AERConfig"),
            "sp_darts.py": ("sp_darts", "SPConfig"), "sa_darts.py": ("sa_darts", "SAConfig"),
            "common/baseline.py": ("common.baseline", "DartsConfig")}
-HELP_DRIVER = """
-import contextlib, io, json, runpy, sys
-out = {}
-for path in sys.argv[1:]:
-    sys.argv = [path.rsplit("/", 1)[-1], "--help"]
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        try:
-            runpy.run_path(path, run_name="__main__")
-        except SystemExit:
-            pass
-    out[path] = buf.getvalue()
-print(json.dumps({"help": out, "torch": "torch" in sys.modules}))
-"""
+
 
 
 def test_help_is_answered_without_torch_and_equals_the_full_parser(monkeypatch) -> None:
