@@ -3,7 +3,7 @@
 API (each call, one line; `run = open_run(...)`; a *half* is a function of the batch (x_t, y_t, x_v, y_v)
 returning (loss, logits), detached; a *forward* is x → logits):
 
-    open_run(cfg, script, state, run_class=None, sampled_ops=None) → Harness  the run (a batched one with --seeds),
+    open_run(cfg, script, state, run_class=None) → Harness  the run (a batched one with --seeds),
         resumed when asked; refuses --seeds it cannot batch (`seeds_refusal`); `state`: method_state, per seed
     run.cfg, run.model, run.alphas, run.device, run.seeds, run.start_epoch, run.epoch, run.w_lr   what it is now
     run.w_params, run.a_params, run.w_optimizer, run.a_optimizer, run.steps_per_epoch       for a custom half
@@ -76,21 +76,19 @@ SeedRun = SearchRun
 Report = Callable[[SeedRun], tuple]
 
 
-def seeds_refusal(cfg: SearchConfig, run_class: Callable[..., Any] | None = None, sampled_ops: bool | None = None,
+def seeds_refusal(cfg: SearchConfig, run_class: Callable[..., Any] | None = None,
                   planning: bool = False) -> str | None:
     """Why `--seeds` cannot batch this run, or None: a run class that says so (its `seeds_refusal`, e.g.
-    P-DARTS's staged supernet), the config's own reason (`cfg.seeds_refusal(planning)`), or sampled ops (GDAS;
-    default `cfg.uses_gdas()`) on a space with a noise op (`gdas_refusal`)."""
+    P-DARTS's staged supernet), the config's own reason (`cfg.seeds_refusal(planning)`), or GDAS's sampled
+    ops (`cfg.uses_gdas()`) on a space with a noise op (`gdas_refusal`)."""
     cls = getattr(run_class, "func", run_class)  # a functools.partial of the class
     if why := getattr(cls, "seeds_refusal", None) or cfg.seeds_refusal(planning):
         return why
-    if sampled_ops is None:
-        sampled_ops = getattr(cfg, "uses_gdas", lambda: False)()
-    return gdas_refusal(cfg.space) if sampled_ops else None
+    return gdas_refusal(cfg.space) if getattr(cfg, "uses_gdas", lambda: False)() else None
 
 
 def open_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, Any] | None = None,
-             run_class: Callable[..., Any] | None = None, sampled_ops: bool | None = None) -> Harness:
+             run_class: Callable[..., Any] | None = None) -> Harness:
     """Open (or resume) the search run of `cfg`: one seed, or with `--seeds` all of them batched.
 
     Args:
@@ -99,20 +97,17 @@ def open_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, A
         state: the method's schedule state (per seed; checkpointed, restored on --resume).
         run_class: builds one seed's run, called (cfg, method_state=, script=); default `SearchRun`
             (e.g. `functools.partial(PdartsRun, schedule=...)`).
-        sampled_ops: the loop samples one op per edge (GDAS), which `--seeds` cannot do on every space
-            (default: `cfg.uses_gdas()`, a `--backbone gdas`).
     """
-    return Harness(build_run(cfg, script, state, run_class, sampled_ops))
+    return Harness(build_run(cfg, script, state, run_class))
 
 
 def build_run(cfg: SearchConfig, script: str | None = None, state: Mapping[str, Any] | None = None,
-              run_class: Callable[..., Any] | None = None, sampled_ops: bool | None = None
-              ) -> SearchRun | ReplicaRun:
+              run_class: Callable[..., Any] | None = None) -> SearchRun | ReplicaRun:
     """The run beneath `open_run`'s harness (same arguments): `run_class` for one seed, `ReplicaRun` of it
     for `--seeds`; the one place that chooses between them."""
     single = run_class or SearchRun
     if cfg.seeds:
-        if why := seeds_refusal(cfg, single, sampled_ops):
+        if why := seeds_refusal(cfg, single):
             raise RunError(why)
         return ReplicaRun(cfg, dict(state or {}), script, single=single)
     return single(cfg, method_state=dict(state or {}), script=script)
